@@ -1,0 +1,41 @@
+# `make run` serves the app on http://127.0.0.1:$(PORT); `make test` runs the whole suite.
+# Both set up what they need first: a virtualenv in .venv, packages, the database.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: run test lint setup system-packages clean
+
+$(VENV)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (python3 is " + sys.version.split()[0] + ").")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+setup: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_demo
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+
+run: setup
+	@echo "Serving on http://127.0.0.1:$(PORT)/ (demo logins: alice, bob, carol, admin; password chatdemo). Ctrl+C stops."
+	exec bin/daphne-worker -b 127.0.0.1 -p $(PORT)
+
+system-packages:
+	@bin/ensure-system-packages
+
+test: $(VENV)/.dev-installed system-packages
+	$(PY) -m pytest
+
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,146 @@
+"""Staff tools. Changes that users would notice go through services, so they act live."""
+
+from django.contrib import admin, messages
+from django.db.models import Count, Q
+
+from . import services
+from .models import Ban, Membership, Message, Room
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+    readonly_fields = ["joined_at", "last_read_seq"]
+
+
+@admin.register(Room)
+class RoomAdmin(admin.ModelAdmin):
+    list_display = ["slug", "name", "private", "archived", "member_count", "message_count", "created_at"]
+    list_filter = ["private", "archived", "created_at"]
+    search_fields = ["slug", "name", "topic"]
+    readonly_fields = ["created_at", "last_seq"]
+    inlines = [MembershipInline]
+    actions = ["archive_rooms", "unarchive_rooms"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                _members=Count("memberships", distinct=True),
+                _messages=Count("messages", filter=Q(messages__deleted=False), distinct=True),
+            )
+        )
+
+    @admin.display(description="members", ordering="_members")
+    def member_count(self, room: Room) -> int:
+        return room._members
+
+    @admin.display(description="messages", ordering="_messages")
+    def message_count(self, room: Room) -> int:
+        return room._messages
+
+    @admin.action(description="Archive selected rooms (closes them for everyone in them)")
+    def archive_rooms(self, request, queryset):
+        rooms = list(queryset.filter(archived=False))
+        for room in rooms:
+            services.room_archive(room=room)
+        self.message_user(request, f"Archived {len(rooms)} room(s).", messages.SUCCESS)
+
+    @admin.action(description="Unarchive selected rooms")
+    def unarchive_rooms(self, request, queryset):
+        rooms = list(queryset.filter(archived=True))
+        for room in rooms:
+            services.room_unarchive(room=room)
+        self.message_user(request, f"Unarchived {len(rooms)} room(s).", messages.SUCCESS)
+
+    def save_model(self, request, obj, form, change):
+        became_archived = change and "archived" in form.changed_data and obj.archived
+        if not change and obj.created_by_id is None:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+        if became_archived:
+            services.room_archive(room=obj)
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is Membership:
+            instances = formset.save(commit=False)
+            for membership in formset.deleted_objects:
+                services.membership_remove(room=membership.room, user=membership.user)
+            for membership in instances:
+                membership.save()
+            formset.save_m2m()
+        else:
+            super().save_formset(request, form, formset, change)
+
+    def delete_model(self, request, obj):
+        services.room_delete(room=obj)
+
+    def delete_queryset(self, request, queryset):
+        for room in queryset:
+            services.room_delete(room=room)
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "room", "role", "joined_at", "last_read_seq"]
+    list_filter = ["role", "room__private", "room"]
+    search_fields = ["user__username", "room__slug", "room__name"]
+    autocomplete_fields = ["user", "room"]
+    readonly_fields = ["joined_at", "last_read_seq"]
+
+    def delete_model(self, request, obj):
+        services.membership_remove(room=obj.room, user=obj.user)
+
+    def delete_queryset(self, request, queryset):
+        for membership in queryset.select_related("room", "user"):
+            services.membership_remove(room=membership.room, user=membership.user)
+
+
+@admin.register(Ban)
+class BanAdmin(admin.ModelAdmin):
+    list_display = ["user", "room", "reason", "by", "at"]
+    list_filter = ["room", "at"]
+    search_fields = ["user__username", "room__slug", "reason"]
+    autocomplete_fields = ["user", "room"]
+    readonly_fields = ["by", "at"]
+
+    def save_model(self, request, obj, form, change):
+        ban = services.ban_create(room=obj.room, user=obj.user, reason=obj.reason, by=request.user)
+        obj.pk = ban.pk
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["seq", "room", "author", "short_body", "created_at", "deleted"]
+    list_filter = ["deleted", "room", "created_at"]
+    search_fields = ["body", "author__username", "room__slug", "client_id"]
+    list_select_related = ["room", "author"]
+    readonly_fields = ["room", "author", "seq", "client_id", "created_at", "deleted"]
+    fields = ["room", "author", "seq", "body", "client_id", "created_at", "deleted"]
+    actions = ["delete_messages"]
+    date_hierarchy = "created_at"
+
+    @admin.display(description="body")
+    def short_body(self, message: Message) -> str:
+        return message.body if len(message.body) <= 80 else message.body[:79] + "…"
+
+    def has_add_permission(self, request) -> bool:
+        return False  # messages are sent through the chat, numbered per room
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # a hard delete would leave a gap in the seqs
+        return actions
+
+    @admin.action(description="Delete selected messages (removes them live from every screen)")
+    def delete_messages(self, request, queryset):
+        count = 0
+        for message in queryset.filter(deleted=False):
+            services.message_delete(message=message)
+            count += 1
+        self.message_user(request, f"Deleted {count} message(s).", messages.SUCCESS)
+
+    def delete_model(self, request, obj):
+        services.message_delete(message=obj)

@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class ChatConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "chat"
+    verbose_name = "Chat"
+
+    def ready(self) -> None:
+        from . import receivers
+
+        receivers.connect()

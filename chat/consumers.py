@@ -1,0 +1,260 @@
+"""The chat WebSocket: transport hooks that validate, call services and selectors, and reply.
+
+One socket multiplexes any number of rooms. Every reply to a request carries its `ref`.
+Nothing a client sends closes the socket, except abuse (4429) or an oversized frame (4009).
+"""
+
+import logging
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from . import events, protocol, selectors, services
+from .errors import ChatError
+from .limits import StrikeWindow, TokenBucket
+from .models import Room
+from .presence import get_presence
+from .protocol import Frame
+
+logger = logging.getLogger(__name__)
+
+
+class CloseCode:
+    SESSION_ENDED = 4401  # anonymous, invalid, or ended session
+    DEACTIVATED = 4403
+    FRAME_TOO_LARGE = 4009  # only where Daphne runs without --websocket-max-message-size
+    ABUSE = 4429
+
+
+# The ORM, bridged once per function ----------------------------------------------------------
+
+
+@database_sync_to_async
+def _handshake_state(session) -> str:
+    if not session.session_key:
+        return selectors.SessionState.ENDED
+    return selectors.session_state(session=session)
+
+
+@database_sync_to_async
+def _session_state(session, user_id: int) -> str:
+    return selectors.session_state(session=session, user_id=user_id)
+
+
+@database_sync_to_async
+def _enter(*, user, slug: str) -> Room:
+    return services.room_enter(slug=slug, user=user)
+
+
+@database_sync_to_async
+def _catch_up(*, room: Room, since: int | None) -> tuple[list[dict[str, Any]], bool]:
+    if since is None:
+        return selectors.messages_latest(room=room), True
+    return selectors.messages_since(room=room, since=since)
+
+
+@database_sync_to_async
+def _send(*, room_id: int, slug: str, user, body: str, client_id: str | None) -> dict[str, Any]:
+    # The service re-reads the room row under its lock; a key is all it needs from us.
+    wire, _created = services.message_send(room=Room(pk=room_id, slug=slug), author=user, body=body, client_id=client_id)
+    return wire
+
+
+@database_sync_to_async
+def _history(*, room_id: int, user, before: int | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    room = Room.objects.get(pk=room_id)
+    selectors.room_access_check(room=room, user=user)
+    return selectors.messages_before(room=room, before=before, limit=limit)
+
+
+@database_sync_to_async
+def _read(*, room_id: int, user, seq: int) -> None:
+    services.read_mark(room=Room(pk=room_id), user=user, seq=seq)
+
+
+@database_sync_to_async
+def _last_seqs(room_ids: list[int]) -> dict[int, int]:
+    return selectors.room_last_seqs(room_ids=room_ids)
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    # Transport hooks ---------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        self.session = self.scope.get("session")
+        self.rooms: dict[int, str] = {}  # room id -> slug, the rooms this socket has joined
+        self.slugs: dict[str, int] = {}
+        self.user_group: str | None = None
+        self.closing = False
+        self.bucket = TokenBucket(rate=settings.CHAT_RATE_PER_SECOND, burst=settings.CHAT_RATE_BURST)
+        self.strikes = StrikeWindow(limit=settings.CHAT_ABUSE_LIMIT)
+        self.presence = get_presence()
+
+        await self.accept()
+        if self.user is None or not self.user.is_authenticated:
+            state = await _handshake_state(self.session) if self.session is not None else None
+            code = CloseCode.DEACTIVATED if state == selectors.SessionState.INACTIVE else CloseCode.SESSION_ENDED
+            await self._close(code)
+            return
+        self.user_group = events.user_group(self.user.pk)
+        await self.channel_layer.group_add(self.user_group, self.channel_name)
+
+    async def disconnect(self, code: int) -> None:
+        self.closing = True
+        for room_id in list(self.rooms):
+            await self._unsubscribe(room_id)
+        if self.user_group:
+            await self.channel_layer.group_discard(self.user_group, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
+        if text_data is None:
+            await self._refuse(ChatError(ChatError.BAD_REQUEST, "Binary frames are not supported: send JSON text."))
+            return
+        limit = settings.CHAT_MAX_FRAME_BYTES
+        if len(text_data) * 4 > limit and len(text_data.encode("utf-8", "surrogatepass")) > limit:
+            await self._close(CloseCode.FRAME_TOO_LARGE)
+            return
+        try:
+            frame: Frame | None = protocol.parse_frame(text_data)
+            refusal = None
+        except ChatError as error:
+            frame, refusal = None, error
+        ref = frame.ref if frame else getattr(refusal, "ref", None)
+        if not self.bucket.take():
+            room = frame.fields.get("room") if frame else None
+            await self._refuse(ChatError(ChatError.RATE_LIMITED, "Too many frames: slow down.", room=room), ref)
+            return
+        if refusal is not None:
+            await self._refuse(refusal, ref)
+            return
+        try:
+            await getattr(self, f"on_{frame.type}")(frame)
+        except ChatError as error:
+            await self._refuse(error, ref)
+        except Exception:
+            logger.exception("Frame %s from user %s failed", frame.type, self.user.pk)
+            room = frame.fields.get("room")
+            await self.send(
+                protocol.error_frame(ChatError(ChatError.INTERNAL, "The server could not do that; try again.", room=room), ref)
+            )
+
+    # Frames ------------------------------------------------------------------------------------
+
+    async def on_join(self, frame: Frame) -> None:
+        room = await _enter(user=self.user, slug=frame["room"])
+        came_online = False
+        if room.pk not in self.rooms:
+            # Subscribe before reading: a message committed in between then arrives live as well
+            # (the client drops the duplicate by seq) instead of falling between the two.
+            await self.channel_layer.group_add(events.room_group(room.pk), self.channel_name)
+            self.rooms[room.pk] = room.slug
+            self.slugs[room.slug] = room.pk
+            came_online = await self.presence.add(room_id=room.pk, username=self.user.username, channel=self.channel_name)
+        messages, complete = await _catch_up(room=room, since=frame["since"])
+        users = await self.presence.users(room_id=room.pk)
+        await self.send(
+            protocol.encode(
+                "joined",
+                frame.ref,
+                room=room.slug,
+                info=selectors.room_info(room=room),
+                messages=messages,
+                complete=complete,
+                presence=users,
+            )
+        )
+        if came_online:
+            await events.presence(room_id=room.pk, room_slug=room.slug, users=users)
+
+    async def on_leave(self, frame: Frame) -> None:
+        room_id = self._joined(frame["room"])
+        await self._unsubscribe(room_id)
+        await self.send(protocol.encode("left", frame.ref, room=frame["room"]))
+
+    async def on_send(self, frame: Frame) -> None:
+        slug = frame["room"]
+        room_id = self._joined(slug)
+        if len(frame["body"]) > settings.CHAT_MAX_BODY:
+            raise ChatError(ChatError.TOO_LARGE, f"The message is longer than {settings.CHAT_MAX_BODY} characters.", room=slug)
+        wire = await _send(room_id=room_id, slug=slug, user=self.user, body=frame["body"], client_id=frame["client_id"])
+        await self.send(
+            protocol.encode("ack", frame.ref, room=slug, client_id=wire["client_id"], id=wire["id"], seq=wire["seq"])
+        )
+
+    async def on_history(self, frame: Frame) -> None:
+        slug = frame["room"]
+        room_id = self._joined(slug)
+        messages, has_more = await _history(room_id=room_id, user=self.user, before=frame["before"], limit=frame["limit"])
+        await self.send(protocol.encode("history", frame.ref, room=slug, messages=messages, has_more=has_more))
+
+    async def on_typing(self, frame: Frame) -> None:
+        slug = frame["room"]
+        room_id = self._joined(slug)
+        if await self.presence.typing_allowed(room_id=room_id, user_id=self.user.pk, interval=settings.CHAT_TYPING_INTERVAL):
+            await events.typing(room_id=room_id, room_slug=slug, username=self.user.username, skip_channel=self.channel_name)
+
+    async def on_read(self, frame: Frame) -> None:
+        room_id = self._joined(frame["room"])
+        await _read(room_id=room_id, user=self.user, seq=frame["seq"])
+
+    async def on_ping(self, frame: Frame) -> None:
+        # `seqs` (an addition to the contract): the newest seq of each joined room, so a client
+        # notices a message it missed even when no later message arrives.
+        seqs = await _last_seqs(list(self.rooms)) if self.rooms else {}
+        await self.send(protocol.encode("pong", frame.ref, seqs={self.rooms[k]: v for k, v in seqs.items() if k in self.rooms}))
+
+    # Channel-layer events (see chat.events) -----------------------------------------------------
+
+    async def chat_frame(self, event: dict[str, Any]) -> None:
+        if event.get("skip") == self.channel_name or event.get("room_id") not in self.rooms or self.closing:
+            return
+        await self.send(text_data=event["frame"])
+
+    async def chat_room_closed(self, event: dict[str, Any]) -> None:
+        room_id = event["room_id"]
+        if room_id not in self.rooms:
+            return
+        await self._unsubscribe(room_id)
+        await self.send(protocol.encode("room_closed", room=event["room"], reason=event["reason"]))
+
+    async def chat_session_ended(self, event: dict[str, Any]) -> None:
+        if self.session is not None and event["session_key"] == self.session.session_key:
+            await self._close(CloseCode.SESSION_ENDED)
+
+    async def chat_revalidate(self, event: dict[str, Any]) -> None:
+        if self.closing or self.session is None:
+            return
+        state = await _session_state(self.session, self.user.pk)
+        if state != selectors.SessionState.VALID:
+            await self._close(CloseCode.SESSION_ENDED)
+
+    # Helpers -----------------------------------------------------------------------------------
+
+    def _joined(self, slug: str) -> int:
+        room_id = self.slugs.get(slug)
+        if room_id is None:
+            raise ChatError(ChatError.NOT_JOINED, f"Join '{slug}' first.", room=slug)
+        return room_id
+
+    async def _unsubscribe(self, room_id: int) -> None:
+        slug = self.rooms.pop(room_id)
+        self.slugs.pop(slug, None)
+        await self.channel_layer.group_discard(events.room_group(room_id), self.channel_name)
+        went_offline = await self.presence.remove(room_id=room_id, username=self.user.username, channel=self.channel_name)
+        if went_offline:
+            users = await self.presence.users(room_id=room_id)
+            await events.presence(room_id=room_id, room_slug=slug, users=users)
+
+    async def _refuse(self, error: ChatError, ref: str | None = None) -> None:
+        await self.send(protocol.error_frame(error, ref))
+        if error.code != ChatError.INTERNAL and self.strikes.add():
+            await self._close(CloseCode.ABUSE)
+
+    async def _close(self, code: int) -> None:
+        self.closing = True
+        await self.close(code=code)

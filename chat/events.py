@@ -1,0 +1,91 @@
+"""The one door to the real-time tier: the only module that calls the channel layer.
+
+Writes announce themselves with the `*_on_commit` functions, so a rolled-back write is never
+announced and a write from any entry point (socket, admin, HTTP, command) is announced the same
+way. Ephemeral events (typing, presence) have async senders for the consumer.
+
+Channel-layer event types, each handled by a method of `ChatConsumer` of the same name
+(dots become underscores):
+
+- `chat.frame` {room_id, frame: str, skip: channel|None}: a pre-encoded frame for every socket in a room
+  group, encoded once per event rather than once per socket.
+- `chat.room_closed` {room_id, room, reason}: to a room group (archived, deleted) or a user group
+  (banned, removed); the socket unsubscribes and forwards a `room_closed` frame.
+- `chat.session_ended` {session_key}: to a user group, after a logout.
+- `chat.revalidate` {}: to a user group, after the user changed (password, active flag, deleted):
+  each socket checks that its session still authenticates it.
+"""
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from . import protocol
+
+logger = logging.getLogger(__name__)
+
+
+def room_group(room_id: int) -> str:
+    return f"room.{room_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def _send_now(group: str, event: dict[str, Any]) -> None:
+    # Delivery is at most once: a failure here loses only the live copy; clients catch up by seq.
+    try:
+        async_to_sync(get_channel_layer().group_send)(group, event)
+    except Exception:
+        logger.exception("Could not send %s to %s", event.get("type"), group)
+
+
+def _on_commit(group: str, event: dict[str, Any]) -> None:
+    transaction.on_commit(lambda: _send_now(group, event))
+
+
+# Announced after a write commits ------------------------------------------------------------
+
+
+def message_created_on_commit(*, room_id: int, room_slug: str, message: dict[str, Any]) -> None:
+    frame = protocol.encode("message", room=room_slug, message=message)
+    _on_commit(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": None})
+
+
+def message_deleted_on_commit(*, room_id: int, room_slug: str, message_id: int, seq: int) -> None:
+    frame = protocol.encode("message_deleted", room=room_slug, id=message_id, seq=seq)
+    _on_commit(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": None})
+
+
+def room_closed_on_commit(*, room_id: int, room_slug: str, reason: str, user_id: int | None = None) -> None:
+    """Close a room for everyone in it, or (with `user_id`) for one user's sockets."""
+    group = user_group(user_id) if user_id is not None else room_group(room_id)
+    _on_commit(group, {"type": "chat.room_closed", "room_id": room_id, "room": room_slug, "reason": reason})
+
+
+def user_revalidate_on_commit(*, user_id: int) -> None:
+    _on_commit(user_group(user_id), {"type": "chat.revalidate"})
+
+
+def session_ended(*, user_id: int, session_key: str) -> None:
+    """Sent at once: logout flushes the session right after announcing it."""
+    _send_now(user_group(user_id), {"type": "chat.session_ended", "session_key": session_key})
+
+
+# Ephemeral, from the consumer ---------------------------------------------------------------
+
+
+async def typing(*, room_id: int, room_slug: str, username: str, skip_channel: str) -> None:
+    frame = protocol.encode("typing", room=room_slug, username=username)
+    await get_channel_layer().group_send(
+        room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip_channel}
+    )
+
+
+async def presence(*, room_id: int, room_slug: str, users: list[str]) -> None:
+    frame = protocol.encode("presence", room=room_slug, users=users)
+    await get_channel_layer().group_send(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": None})

@@ -1,0 +1,41 @@
+"""Hooks into Django auth: a session that ends closes the sockets opened with it.
+
+Django's own views (logout, password change, admin user edits) announce these only as
+signals, so this is where they are wired; the work itself is in `chat.events`.
+"""
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_out
+from django.db.models.signals import post_delete, post_save
+
+
+def on_logged_out(sender, request, user, **kwargs) -> None:
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    if user is not None and session_key:
+        from . import events
+
+        events.session_ended(user_id=user.pk, session_key=session_key)
+
+
+def on_user_saved(sender, instance, created, update_fields=None, **kwargs) -> None:
+    if created or (update_fields is not None and set(update_fields) <= {"last_login"}):
+        return
+    # `_password` is set between set_password() and save(): the password changed, and every
+    # session made with the old one stops authenticating. A deactivated user is shut out too.
+    if getattr(instance, "_password", None) is not None or not instance.is_active:
+        from . import events
+
+        events.user_revalidate_on_commit(user_id=instance.pk)
+
+
+def on_user_deleted(sender, instance, **kwargs) -> None:
+    from . import events
+
+    events.user_revalidate_on_commit(user_id=instance.pk)
+
+
+def connect() -> None:
+    User = get_user_model()
+    user_logged_out.connect(on_logged_out, dispatch_uid="chat.logged_out")
+    post_save.connect(on_user_saved, sender=User, dispatch_uid="chat.user_saved")
+    post_delete.connect(on_user_deleted, sender=User, dispatch_uid="chat.user_deleted")

@@ -1,0 +1,171 @@
+"""Reads. Keyword-only, typed; each returns plain data or models and never writes."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.sessions.backends.base import SessionBase
+from django.db.models import Q, QuerySet
+from django.utils.crypto import constant_time_compare
+
+from .errors import ChatError
+from .models import Ban, Membership, Message, Room
+
+DELETED_AUTHOR = "[deleted]"
+_MESSAGE_COLUMNS = ("id", "seq", "body", "created_at", "client_id", "deleted", "author__username")
+
+
+def iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def message_wire(row: dict[str, Any], *, room_slug: str) -> dict[str, Any]:
+    """A message as the protocol shows it. A deleted message keeps its seq (so clients see no
+    gap) and loses its body: `deleted: true` is an addition to the contract."""
+    wire = {
+        "id": row["id"],
+        "seq": row["seq"],
+        "room": room_slug,
+        "author": row["author__username"] or DELETED_AUTHOR,
+        "body": "" if row["deleted"] else row["body"],
+        "created_at": iso_utc(row["created_at"]),
+        "client_id": row["client_id"],
+    }
+    if row["deleted"]:
+        wire["deleted"] = True
+    return wire
+
+
+def message_to_wire(message: Message, *, room_slug: str) -> dict[str, Any]:
+    return message_wire(
+        {
+            "id": message.id,
+            "seq": message.seq,
+            "body": message.body,
+            "created_at": message.created_at,
+            "client_id": message.client_id,
+            "deleted": message.deleted,
+            "author__username": message.author.username if message.author_id else None,
+        },
+        room_slug=room_slug,
+    )
+
+
+def _rows(queryset: QuerySet[Message], *, room_slug: str) -> list[dict[str, Any]]:
+    return [message_wire(row, room_slug=room_slug) for row in queryset.values(*_MESSAGE_COLUMNS)]
+
+
+def room_info(*, room: Room) -> dict[str, Any]:
+    return {"slug": room.slug, "name": room.name, "topic": room.topic, "private": room.private}
+
+
+def room_access_check(*, room: Room, user) -> None:
+    """Raise the ChatError that keeps `user` out of `room`, if any."""
+    if room.archived:
+        raise ChatError(ChatError.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
+    if room.private and not Membership.objects.filter(room=room, user=user).exists():
+        raise ChatError(ChatError.FORBIDDEN, f"'{room.slug}' is a private room you are not a member of.", room=room.slug)
+    if Ban.objects.filter(room=room, user=user).exists():
+        raise ChatError(ChatError.FORBIDDEN, f"You are banned from '{room.slug}'.", room=room.slug)
+
+
+def room_get_for(*, slug: str, user) -> Room:
+    """The room `user` may enter, or ChatError(not_found | forbidden). A private room a user
+    may not see is reported as forbidden to members of nothing: the contract names that code."""
+    try:
+        room = Room.objects.get(slug=slug)
+    except Room.DoesNotExist:
+        raise ChatError(ChatError.NOT_FOUND, f"No room '{slug}'.", room=slug) from None
+    room_access_check(room=room, user=user)
+    return room
+
+
+@dataclass(frozen=True)
+class RoomSummary:
+    slug: str
+    name: str
+    topic: str
+    private: bool
+    last_seq: int
+    unread: int
+
+
+def room_list_for(*, user) -> list[RoomSummary]:
+    """Rooms `user` may enter (public ones, and private ones they belong to), not archived, not
+    banned from, with the number of messages they have not read."""
+    rooms = (
+        Room.objects.filter(archived=False)
+        .filter(Q(private=False) | Q(memberships__user=user))
+        .exclude(bans__user=user)
+        .distinct()
+        .order_by("name")
+    )
+    read = dict(Membership.objects.filter(user=user).values_list("room_id", "last_read_seq"))
+    return [
+        RoomSummary(
+            slug=room.slug,
+            name=room.name,
+            topic=room.topic,
+            private=room.private,
+            last_seq=room.last_seq,
+            unread=max(room.last_seq - read.get(room.pk, 0), 0),
+        )
+        for room in rooms
+    ]
+
+
+def messages_latest(*, room: Room, limit: int = 50) -> list[dict[str, Any]]:
+    rows = _rows(Message.objects.filter(room=room).order_by("-seq")[:limit], room_slug=room.slug)
+    rows.reverse()
+    return rows
+
+
+def messages_since(*, room: Room, since: int, limit: int | None = None) -> tuple[list[dict[str, Any]], bool]:
+    """Messages with seq > since, oldest first, at most `limit`; and whether that was all."""
+    limit = limit or settings.CHAT_CATCHUP_LIMIT
+    rows = _rows(Message.objects.filter(room=room, seq__gt=since).order_by("seq")[: limit + 1], room_slug=room.slug)
+    return rows[:limit], len(rows) <= limit
+
+
+def messages_before(*, room: Room, before: int | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `limit` messages just before seq `before` (the newest if None), oldest first."""
+    queryset = Message.objects.filter(room=room)
+    if before is not None:
+        queryset = queryset.filter(seq__lt=before)
+    rows = _rows(queryset.order_by("-seq")[: limit + 1], room_slug=room.slug)
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    rows.reverse()
+    return rows, has_more
+
+
+def room_last_seqs(*, room_ids: list[int]) -> dict[int, int]:
+    return dict(Room.objects.filter(pk__in=room_ids).values_list("pk", "last_seq"))
+
+
+class SessionState:
+    VALID = "valid"
+    ENDED = "ended"  # logged out, expired, password changed, user deleted
+    INACTIVE = "inactive"
+
+
+def session_state(*, session: SessionBase, user_id: int | None = None) -> str:
+    """Whether a stored session still authenticates its user, checked the way Django's
+    `get_user` checks it: the session exists, names the user, and carries the current hash."""
+    store = session.__class__(session_key=session.session_key)
+    data = store.load()  # an empty dict when the session is gone or expired
+    stored_id = data.get(SESSION_KEY)
+    if stored_id is None or (user_id is not None and str(stored_id) != str(user_id)):
+        return SessionState.ENDED
+    User = get_user_model()
+    try:
+        user = User._default_manager.get(pk=User._meta.pk.to_python(stored_id))
+    except User.DoesNotExist:
+        return SessionState.ENDED
+    if not constant_time_compare(data.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()):
+        return SessionState.ENDED
+    if not user.is_active:
+        return SessionState.INACTIVE
+    return SessionState.VALID

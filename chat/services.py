@@ -1,0 +1,160 @@
+"""Writes. Each is keyword-only, runs in one transaction, and announces itself through
+`chat.events` on commit. The consumer, views, admin and commands all come through here."""
+
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from . import events
+from .errors import ChatError
+from .models import Ban, Membership, Message, Room
+from .selectors import message_to_wire, room_access_check, room_get_for
+
+
+class RoomClosed:
+    ARCHIVED = "archived"
+    DELETED = "deleted"
+    REMOVED = "removed"
+    BANNED = "banned"
+
+
+# Rooms --------------------------------------------------------------------------------------
+
+
+def room_create(*, slug: str, name: str, topic: str = "", private: bool = False, created_by=None) -> Room:
+    room = Room(slug=slug, name=name, topic=topic, private=private, created_by=created_by)
+    room.full_clean()
+    with transaction.atomic():
+        room.save()
+        if created_by is not None and private:
+            Membership.objects.create(room=room, user=created_by, role=Membership.Role.MODERATOR)
+    return room
+
+
+def room_archive(*, room: Room) -> Room:
+    with transaction.atomic():
+        Room.objects.filter(pk=room.pk).update(archived=True)
+        room.archived = True
+        events.room_closed_on_commit(room_id=room.pk, room_slug=room.slug, reason=RoomClosed.ARCHIVED)
+    return room
+
+
+def room_unarchive(*, room: Room) -> Room:
+    Room.objects.filter(pk=room.pk).update(archived=False)
+    room.archived = False
+    return room
+
+
+def room_delete(*, room: Room) -> None:
+    with transaction.atomic():
+        room_id, slug = room.pk, room.slug
+        room.delete()
+        events.room_closed_on_commit(room_id=room_id, room_slug=slug, reason=RoomClosed.DELETED)
+
+
+# Membership and bans ------------------------------------------------------------------------
+
+
+def room_enter(*, slug: str, user) -> Room:
+    """Check that `user` may enter the room and record them as a member (which keeps their
+    read marker). Raises ChatError(not_found | forbidden)."""
+    with transaction.atomic():
+        room = room_get_for(slug=slug, user=user)
+        Membership.objects.get_or_create(room=room, user=user)
+    return room
+
+
+def membership_add(*, room: Room, user, role: str = Membership.Role.MEMBER) -> Membership:
+    membership, created = Membership.objects.get_or_create(room=room, user=user, defaults={"role": role})
+    if not created and membership.role != role:
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership
+
+
+def membership_remove(*, room: Room, user) -> None:
+    """Remove a member. In a private room that shuts them out: their sockets leave it."""
+    with transaction.atomic():
+        Membership.objects.filter(room=room, user=user).delete()
+        if room.private:
+            events.room_closed_on_commit(
+                room_id=room.pk, room_slug=room.slug, reason=RoomClosed.REMOVED, user_id=user.pk
+            )
+
+
+def ban_create(*, room: Room, user, reason: str = "", by=None) -> Ban:
+    with transaction.atomic():
+        ban, _ = Ban.objects.update_or_create(room=room, user=user, defaults={"reason": reason, "by": by})
+        events.room_closed_on_commit(room_id=room.pk, room_slug=room.slug, reason=RoomClosed.BANNED, user_id=user.pk)
+    return ban
+
+
+def ban_delete(*, ban: Ban) -> None:
+    ban.delete()
+
+
+# Messages -----------------------------------------------------------------------------------
+
+
+def message_send(*, room: Room, author, body: str, client_id: str | None = None) -> tuple[dict[str, Any], bool]:
+    """Store a message and announce it on commit. Returns (message as on the wire, created).
+
+    `seq` comes from the room's counter, incremented by an UPDATE in the same transaction:
+    the row lock (PostgreSQL) or the write lock (SQLite, IMMEDIATE transactions) serialises
+    concurrent senders, and a rollback takes the increment back, so seqs have no gaps.
+    A `client_id` this author already used in the room returns the first message instead.
+    """
+    if len(body) > settings.CHAT_MAX_BODY:
+        raise ChatError(
+            ChatError.TOO_LARGE, f"The message is longer than {settings.CHAT_MAX_BODY} characters.", room=room.slug
+        )
+    if not body.strip():
+        raise ChatError(ChatError.BAD_REQUEST, "The message is empty.", room=room.slug)
+    if client_id is not None:
+        existing = _message_by_client_id(room=room, author=author, client_id=client_id)
+        if existing is not None:
+            return existing, False
+    try:
+        with transaction.atomic():
+            # The UPDATE takes the lock first; then the fresh row is checked (archived, bans).
+            Room.objects.filter(pk=room.pk).update(last_seq=F("last_seq") + 1)
+            room = Room.objects.get(pk=room.pk)
+            room_access_check(room=room, user=author)
+            seq = room.last_seq
+            message = Message.objects.create(room=room, author=author, body=body, seq=seq, client_id=client_id)
+            wire = message_to_wire(message, room_slug=room.slug)
+            events.message_created_on_commit(room_id=room.pk, room_slug=room.slug, message=wire)
+    except IntegrityError:
+        # The same client_id raced in from another socket: the first one won.
+        existing = client_id is not None and _message_by_client_id(room=room, author=author, client_id=client_id)
+        if existing:
+            return existing, False
+        raise
+    return wire, True
+
+
+def _message_by_client_id(*, room: Room, author, client_id: str) -> dict[str, Any] | None:
+    message = Message.objects.filter(room=room, author=author, client_id=client_id).select_related("author").first()
+    return message_to_wire(message, room_slug=room.slug) if message else None
+
+
+def message_delete(*, message: Message) -> None:
+    """Hide a message. It keeps its seq, so no client ever sees a gap."""
+    with transaction.atomic():
+        updated = Message.objects.filter(pk=message.pk, deleted=False).update(deleted=True)
+        message.deleted = True
+        if updated:
+            room = Room.objects.only("slug").get(pk=message.room_id)
+            events.message_deleted_on_commit(
+                room_id=message.room_id, room_slug=room.slug, message_id=message.pk, seq=message.seq
+            )
+
+
+def read_mark(*, room: Room, user, seq: int) -> int:
+    """Move the user's read marker forward (never back, never past the newest message)."""
+    last_seq = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
+    seq = min(seq, last_seq)
+    Membership.objects.filter(room=room, user=user, last_read_seq__lt=seq).update(last_read_seq=seq)
+    return seq

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+app_name = "chat"
+
+urlpatterns = [
+    path("", views.room_list, name="room_list"),
+    path("rooms/<str:slug>/", views.room_detail, name="room"),
+]

@@ -1,0 +1,89 @@
+"""HTTP pages. Thin: they call selectors and services and render templates."""
+
+import asyncio
+import logging
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import UserCreationForm
+from django.core.exceptions import PermissionDenied
+from django.db import connection
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from . import selectors
+from .errors import ChatError
+
+logger = logging.getLogger(__name__)
+
+
+@login_required
+def room_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "chat/room_list.html", {"rooms": selectors.room_list_for(user=request.user)})
+
+
+@login_required
+def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    try:
+        room = selectors.room_get_for(slug=slug, user=request.user)
+    except ChatError as error:
+        if error.code == ChatError.NOT_FOUND:
+            raise Http404(error.detail) from None
+        raise PermissionDenied(error.detail) from None
+    config = {
+        "room": room.slug,
+        "username": request.user.get_username(),
+        "wsPath": "/ws/chat/",
+        "maxBody": settings.CHAT_MAX_BODY,
+    }
+    rooms = selectors.room_list_for(user=request.user)
+    return render(request, "chat/room.html", {"room": room, "rooms": rooms, "config": config})
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    if request.user.is_authenticated:
+        return redirect("chat:room_list")
+    form = UserCreationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect("chat:room_list")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+@require_GET
+def healthz(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def _database_ready() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+async def _channel_layer_ready() -> None:
+    layer = get_channel_layer()
+    channel = await layer.new_channel("readyz.")
+    await layer.send(channel, {"type": "readyz.ping"})
+    await asyncio.wait_for(layer.receive(channel), timeout=2)
+
+
+@never_cache
+@require_GET
+async def readyz(request: HttpRequest) -> HttpResponse:
+    """200 when the database and a channel-layer round trip answer; 503 naming what failed."""
+    checks = {}
+    for name, check in (("database", database_sync_to_async(_database_ready)), ("channel_layer", _channel_layer_ready)):
+        try:
+            await asyncio.wait_for(check(), timeout=3)
+            checks[name] = "ok"
+        except Exception as error:  # any failure is an answer here, not a crash
+            logger.warning("readyz: %s failed: %r", name, error)
+            checks[name] = f"failed: {error.__class__.__name__}"
+    ready = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)

@@ -1,0 +1,33 @@
+"""ASGI entry point: `daphne config.asgi:application`.
+
+HTTP goes to Django; WebSockets pass the Origin check (cross-site WebSocket hijacking) and the
+session authentication before they reach the router.
+"""
+
+import os
+import sys
+
+from django.core.asgi import get_asgi_application
+from django.core.exceptions import ImproperlyConfigured
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Set up Django (apps, models) before importing anything that touches models.
+try:
+    django_asgi_app = get_asgi_application()
+except ImproperlyConfigured as error:
+    # A configuration mistake stops the worker with one sentence, not a stack trace.
+    sys.stderr.write(f"Configuration error: {error}\n")
+    raise SystemExit(2) from None
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from chat.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    }
+)
