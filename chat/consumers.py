@@ -168,8 +168,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 presence=users,
             )
         )
-        if came_online:
-            await events.presence(room_id=room.pk, room_slug=room.slug, users=users)
+        if came_online:  # the joiner has the list in `joined`
+            await events.presence(room_id=room.pk, room_slug=room.slug, users=users, skip_channel=self.channel_name)
 
     async def on_leave(self, frame: Frame) -> None:
         room_id = self._joined(frame["room"])

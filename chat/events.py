@@ -86,6 +86,8 @@ async def typing(*, room_id: int, room_slug: str, username: str, skip_channel: s
     )
 
 
-async def presence(*, room_id: int, room_slug: str, users: list[str]) -> None:
+async def presence(*, room_id: int, room_slug: str, users: list[str], skip_channel: str | None = None) -> None:
     frame = protocol.encode("presence", room=room_slug, users=users)
-    await get_channel_layer().group_send(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": None})
+    await get_channel_layer().group_send(
+        room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip_channel}
+    )

@@ -1,0 +1,677 @@
+// Room page client: one WebSocket, one room, speaking the wire protocol of docs/PROTOCOL.
+// User data is only ever rendered with textContent: never innerHTML.
+
+const cfg = JSON.parse(document.getElementById('chat-config').textContent);
+const ROOM = cfg.room;
+const ME = cfg.username;
+const MAX_BODY = Number(cfg.maxBody) || 4000;
+
+// Timings in ms. Reconnect backoff: full jitter over base * factor^attempt, capped.
+const BACKOFF_BASE = 500, BACKOFF_FACTOR = 2, BACKOFF_CAP = 15000;
+const PING_EVERY = 25000, PONG_TIMEOUT = 10000;
+const TYPING_EVERY = 2000, TYPING_SHOWN = 3000, READ_DEBOUNCE = 1000;
+const HISTORY_LIMIT = 50, RATE_RETRIES = 5;
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  layout: $('room-layout'), list: $('messages'), wrap: $('messages-wrap'), newButton: $('new-messages'),
+  status: $('status'), name: $('room-name-text'), topic: $('room-topic'),
+  presence: $('presence'), presenceCounts: [$('presence-count'), $('presence-count-panel')],
+  presenceToggle: $('presence-toggle'), typing: $('typing'),
+  form: $('composer'), input: $('composer-input'), send: $('composer-send'), counter: $('composer-counter'),
+  closed: $('room-closed'), signedOut: $('signed-out'), banner: $('connection-banner'),
+  roomError: $('room-error'), toasts: $('toasts'),
+};
+
+// The single piece of mutable state.
+const S = {
+  ws: null,
+  joined: false, // a `joined` arrived on the current socket
+  joining: false, // a join (first or catch-up) is in flight
+  baselined: false, // the first `joined` has set where the room starts for us
+  stopped: false, // no more reconnects (signed out, deactivated, room closed or unavailable)
+  lastSeq: 0, // highest contiguous seq rendered
+  firstSeq: null, // lowest seq rendered (history pages below it)
+  maxSeen: 0, // highest seq heard of (gap detection)
+  hasMore: true,
+  historyBusy: false,
+  bySeq: new Map(), // seq -> element
+  outbox: new Map(), // client_id -> {cid, body, createdAt, node, status, retries, seq}
+  typers: new Map(), // username -> timeout id
+  attempt: 0, // reconnects since the last `joined`
+  authRetried: false, // one reconnect after a 4401 already tried
+  joinCount: 0,
+  lastTypingSent: 0,
+  lastReadSent: 0,
+  timers: { reconnect: null, countdown: null, ping: null, pong: null, read: null, catchUp: null },
+};
+
+// ---------------------------------------------------------------- helpers
+
+function make(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function button(label, className, onClick) {
+  const node = make('button', className, label);
+  node.type = 'button';
+  node.addEventListener('click', onClick);
+  return node;
+}
+
+function newClientId() {
+  if (window.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
+  const bytes = new Uint8Array(16);
+  if (window.crypto && crypto.getRandomValues) crypto.getRandomValues(bytes);
+  else bytes.forEach((_, i) => { bytes[i] = Math.floor(Math.random() * 256); });
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+const charCount = (text) => Array.from(text).length; // code points, as the server counts
+
+function send(frame) {
+  if (!S.ws || S.ws.readyState !== WebSocket.OPEN) return false;
+  S.ws.send(JSON.stringify(frame));
+  return true;
+}
+
+function setStatus(state, text) {
+  ui.status.dataset.state = state;
+  if (ui.status.textContent !== text) ui.status.textContent = text;
+}
+
+function toast(text) {
+  const node = make('div', 'toast');
+  node.append(make('span', 'toast-text', text), button('×', 'toast-close', () => node.remove()));
+  node.lastChild.setAttribute('aria-label', 'Dismiss');
+  ui.toasts.append(node);
+  while (ui.toasts.children.length > 4) ui.toasts.firstChild.remove();
+  setTimeout(() => node.remove(), 10000);
+}
+
+function showBanner(node, text) {
+  if (text !== undefined) node.textContent = text;
+  node.hidden = false;
+}
+
+function setComposerEnabled(enabled) { ui.input.disabled = ui.send.disabled = !enabled; }
+
+function userHue(name) {
+  let hash = 0;
+  for (const ch of name) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
+  return hash % 360;
+}
+
+function avatar(name) {
+  const node = make('span', 'avatar', Array.from(name)[0]?.toUpperCase() || '?');
+  node.setAttribute('aria-hidden', 'true');
+  node.style.setProperty('--hue', userHue(name));
+  return node;
+}
+
+// ---------------------------------------------------------------- rendering messages
+
+function buildMessage(author) {
+  const node = make('div', 'message');
+  const meta = make('div', 'meta');
+  meta.append(make('span', 'author', author), make('time', 'time'), make('span', 'note'));
+  const main = make('div', 'message-main');
+  main.append(meta, make('div', 'body'));
+  node.append(avatar(author), main);
+  return node;
+}
+
+function setTime(node, iso) {
+  const date = iso ? new Date(iso) : new Date();
+  if (Number.isNaN(date.getTime())) return;
+  const time = node.querySelector('.time');
+  const pad = (n) => String(n).padStart(2, '0');
+  time.dateTime = date.toISOString();
+  time.textContent = `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  time.title = date.toLocaleString(undefined, { dateStyle: 'full', timeStyle: 'medium' });
+}
+
+function setNote(node, text) { node.querySelector('.note').textContent = text; }
+
+function markDeleted(node) {
+  node.classList.add('deleted');
+  node.querySelector('.body').textContent = 'message deleted';
+}
+
+function fillMessage(node, m) {
+  node.dataset.seq = m.seq;
+  node.dataset.id = m.id;
+  node.dataset.author = m.author;
+  if (m.client_id) node.dataset.clientId = m.client_id;
+  node.classList.toggle('own', m.author === ME);
+  node.querySelector('.author').textContent = m.author;
+  setTime(node, m.created_at);
+  if (m.deleted) markDeleted(node);
+  else node.querySelector('.body').textContent = m.body;
+  return node;
+}
+
+// Real messages sit above the outbox (our own messages not yet placed in seq order).
+function insertLive(node) {
+  ui.list.insertBefore(node, ui.list.querySelector('.message.outbox'));
+}
+
+function findOutboxEntry(m) {
+  if (m.author !== ME) return null;
+  if (m.client_id && S.outbox.has(m.client_id)) return S.outbox.get(m.client_id);
+  for (const entry of S.outbox.values()) if (entry.seq === m.seq) return entry;
+  return null;
+}
+
+// The pending element becomes the real message (never show both).
+function adopt(entry, m) {
+  S.outbox.delete(entry.cid);
+  const node = entry.node;
+  node.classList.remove('pending', 'failed', 'outbox');
+  node.querySelector('.actions')?.remove();
+  setNote(node, '');
+  return fillMessage(node, { ...m, client_id: m.client_id || entry.cid });
+}
+
+// Render a message only in seq order; report gaps. Returns true when it was appended.
+function acceptLive(m) {
+  if (m.seq <= S.lastSeq) return false;
+  if (m.seq > S.lastSeq + 1) return noteSeq(m.seq), false; // gap: catch up, never render out of order
+  const entry = findOutboxEntry(m);
+  const node = entry ? adopt(entry, m) : fillMessage(buildMessage(m.author), m);
+  insertLive(node);
+  S.bySeq.set(m.seq, node);
+  S.lastSeq = m.seq;
+  if (S.firstSeq === null) S.firstSeq = m.seq;
+  if (S.typers.has(m.author)) stopTyping(m.author);
+  return true;
+}
+
+// ---------------------------------------------------------------- scrolling and history
+
+const isAtBottom = () => ui.list.scrollHeight - ui.list.scrollTop - ui.list.clientHeight < 48;
+
+function scrollToBottom() {
+  ui.list.scrollTop = ui.list.scrollHeight;
+  ui.newButton.hidden = true;
+}
+
+function afterAppend(follow) {
+  if (follow) scrollToBottom();
+  else ui.newButton.hidden = false;
+  scheduleRead(READ_DEBOUNCE);
+}
+
+const marker = make('div', 'history-marker');
+
+function updateMarker() {
+  if (!S.baselined || S.historyBusy) marker.replaceChildren('Loading…');
+  else if (!S.hasMore) marker.replaceChildren('Beginning of the room');
+  else marker.replaceChildren(button('Load earlier messages', 'btn btn-quiet btn-small', loadOlder));
+}
+
+function loadOlder() {
+  if (S.historyBusy || !S.hasMore || !S.joined || S.firstSeq === null) return;
+  S.historyBusy = send({ type: 'history', room: ROOM, before: S.firstSeq, limit: HISTORY_LIMIT, ref: 'history' });
+  updateMarker();
+}
+
+function fillViewport() {
+  if (S.hasMore && ui.list.scrollHeight <= ui.list.clientHeight + 80) loadOlder();
+}
+
+function onHistory(f) {
+  S.historyBusy = false;
+  const older = (f.messages || [])
+    .filter((m) => (S.firstSeq === null || m.seq < S.firstSeq) && !S.bySeq.has(m.seq))
+    .sort((a, b) => a.seq - b.seq);
+  const height = ui.list.scrollHeight;
+  const top = ui.list.scrollTop;
+  const fragment = document.createDocumentFragment();
+  for (const m of older) {
+    const node = fillMessage(buildMessage(m.author), m);
+    S.bySeq.set(m.seq, node);
+    fragment.append(node);
+  }
+  marker.after(fragment);
+  if (older.length) S.firstSeq = older[0].seq;
+  S.hasMore = Boolean(f.has_more) && older.length > 0 && S.firstSeq > 1;
+  ui.list.scrollTop = top + (ui.list.scrollHeight - height); // keep the reader's place
+  updateMarker();
+  fillViewport();
+}
+
+// ---------------------------------------------------------------- joining and catching up
+
+function sendJoin() {
+  const frame = { type: 'join', room: ROOM, ref: `join-${++S.joinCount}` };
+  if (S.baselined) frame.since = S.lastSeq;
+  S.joining = send(frame);
+}
+
+function catchUp() {
+  clearTimeout(S.timers.catchUp);
+  if (S.joining || S.stopped || !S.ws) return;
+  sendJoin();
+}
+
+function noteSeq(seq) {
+  S.maxSeen = Math.max(S.maxSeen, seq);
+  if (seq > S.lastSeq) catchUp();
+}
+
+function onJoined(f) {
+  const before = S.lastSeq;
+  const first = !S.baselined;
+  const follow = first || isAtBottom();
+  const fresh = !S.joined; // first `joined` on this socket: resend what is still pending
+  Object.assign(S, { joined: true, joining: false, attempt: 0, authRetried: false });
+  showInfo(f.info);
+  renderPresence(f.presence || []);
+  const messages = (f.messages || []).slice().sort((a, b) => a.seq - b.seq);
+  if (first) {
+    S.baselined = true;
+    if (messages.length) S.lastSeq = messages[0].seq - 1;
+    S.hasMore = messages.length > 0 && messages[0].seq > 1;
+  }
+  let added = 0;
+  for (const m of messages) if (acceptLive(m)) added += 1;
+  setStatus('live', 'Live');
+  updateMarker();
+  if (fresh) flushOutbox();
+  if (!f.complete) catchUp();
+  else if (S.maxSeen > S.lastSeq) {
+    // Progress: ask again now. None: the server may still be committing; ask again shortly.
+    if (S.lastSeq > before) catchUp();
+    else S.timers.catchUp = setTimeout(catchUp, 2000);
+  }
+  if (added || first) afterAppend(follow);
+  if (first) fillViewport();
+}
+
+function showInfo(info) {
+  if (!info) return;
+  if (info.name) {
+    ui.name.textContent = info.name;
+    document.title = `${info.name} · Channels Chat`;
+  }
+  ui.topic.textContent = info.topic || '';
+}
+
+function onMessage(f) {
+  if (!f.message) return;
+  const follow = isAtBottom();
+  if (acceptLive(f.message)) afterAppend(follow);
+}
+
+function onDeleted(f) {
+  const node = S.bySeq.get(f.seq) || ui.list.querySelector(`.message[data-id="${Number(f.id)}"]`);
+  if (node) markDeleted(node);
+}
+
+function onRoomClosed(f) {
+  const reasons = {
+    archived: 'This room was archived.',
+    deleted: 'This room was deleted.',
+    removed: 'You were removed from this room.',
+    banned: 'You were banned from this room.',
+  };
+  showBanner(ui.closed, reasons[f.reason] || 'This room was closed.');
+  stop();
+}
+
+function roomUnavailable(f) {
+  const titles = {
+    not_found: 'This room does not exist or has been archived.',
+    forbidden: 'You do not have access to this room.',
+  };
+  ui.roomError.replaceChildren(make('p', 'room-error-title', titles[f.code]), make('p', 'muted', f.detail || ''));
+  const back = make('a', 'btn btn-primary', 'Back to rooms');
+  back.href = document.querySelector('.back-link')?.href || '/';
+  ui.roomError.append(back);
+  ui.roomError.hidden = false;
+  for (const node of [ui.wrap, ui.form, ui.typing]) node.hidden = true;
+  stop();
+}
+
+// ---------------------------------------------------------------- sending
+
+function transmit(entry) {
+  entry.status = 'pending';
+  entry.node.classList.remove('failed');
+  entry.node.classList.add('pending');
+  entry.node.querySelector('.actions')?.remove();
+  setNote(entry.node, 'sending…');
+  if (S.joined) send({ type: 'send', room: ROOM, body: entry.body, client_id: entry.cid, ref: entry.cid });
+}
+
+const outboxIds = (status) => [...S.outbox.values()].filter((e) => e.status === status).map((e) => e.cid);
+
+function flushOutbox() {
+  for (const entry of S.outbox.values()) if (entry.status === 'pending') transmit(entry);
+}
+
+function queueMessage(body) {
+  const entry = { cid: newClientId(), body, createdAt: new Date().toISOString(), status: 'pending', retries: 0, seq: null };
+  const node = buildMessage(ME);
+  node.classList.add('own', 'outbox', 'pending');
+  node.dataset.clientId = entry.cid;
+  node.dataset.author = ME;
+  node.querySelector('.body').textContent = body;
+  setTime(node, entry.createdAt);
+  entry.node = node;
+  S.outbox.set(entry.cid, entry);
+  ui.list.append(node);
+  scrollToBottom();
+  transmit(entry);
+}
+
+function onAck(f) {
+  const entry = S.outbox.get(f.client_id);
+  if (!entry) return; // the live message already took its place
+  Object.assign(entry, { status: 'acked', seq: f.seq, id: f.id });
+  const node = entry.node;
+  node.classList.remove('pending', 'failed');
+  node.dataset.seq = f.seq;
+  node.dataset.id = f.id;
+  setNote(node, '');
+  if (S.bySeq.has(f.seq)) {
+    S.outbox.delete(entry.cid);
+    node.remove();
+  } else if (f.seq === S.lastSeq + 1) {
+    const follow = isAtBottom();
+    acceptLive({ id: f.id, seq: f.seq, room: ROOM, author: ME, body: entry.body, created_at: entry.createdAt, client_id: entry.cid });
+    afterAppend(follow);
+  } else {
+    noteSeq(f.seq);
+  }
+}
+
+function failEntry(entry, f) {
+  if (f.code === 'rate_limited' && entry.retries < RATE_RETRIES) {
+    entry.retries += 1;
+    setNote(entry.node, 'sending… (slowed down)');
+    const delay = 1000 * entry.retries + Math.random() * 500;
+    setTimeout(() => { if (S.outbox.get(entry.cid) === entry && entry.status === 'pending') transmit(entry); }, delay);
+    return;
+  }
+  entry.status = 'failed';
+  entry.node.classList.remove('pending');
+  entry.node.classList.add('failed');
+  setNote(entry.node, `Not sent: ${f.detail || f.code}`);
+  const actions = make('div', 'actions');
+  actions.append(
+    button('Retry', 'btn btn-small retry', () => { entry.retries = 0; transmit(entry); }),
+    button('Discard', 'btn btn-small btn-quiet discard', () => { S.outbox.delete(entry.cid); entry.node.remove(); }),
+  );
+  entry.node.querySelector('.actions')?.remove();
+  entry.node.querySelector('.message-main').append(actions);
+}
+
+// Drop leading blank lines and trailing whitespace; keep indentation inside the text.
+const cleanBody = (text) => text.replace(/^\s*\n/, '').replace(/\s+$/, '');
+
+function submitComposer() {
+  if (ui.input.disabled) return;
+  const body = cleanBody(ui.input.value);
+  if (!body.trim()) return;
+  if (charCount(body) > MAX_BODY) {
+    updateCounter();
+    ui.counter.classList.add('shake');
+    return;
+  }
+  ui.input.value = '';
+  autosize();
+  updateCounter();
+  queueMessage(body);
+}
+
+function updateCounter() {
+  const count = charCount(ui.input.value);
+  const near = count > MAX_BODY * 0.9;
+  ui.counter.textContent = near ? `${count} / ${MAX_BODY}` : '';
+  ui.counter.classList.toggle('over', count > MAX_BODY);
+  ui.counter.classList.remove('shake');
+  ui.send.disabled = ui.input.disabled || count > MAX_BODY;
+}
+
+function autosize() {
+  ui.input.style.height = 'auto';
+  ui.input.style.height = `${Math.min(ui.input.scrollHeight, 200)}px`;
+}
+
+function maybeSendTyping() {
+  const now = Date.now();
+  if (!S.joined || !ui.input.value.trim() || now - S.lastTypingSent < TYPING_EVERY) return;
+  if (send({ type: 'typing', room: ROOM, ref: 'typing' })) S.lastTypingSent = now;
+}
+
+// ---------------------------------------------------------------- presence, typing, read marker
+
+function renderPresence(users) {
+  const names = [...new Set(users)].sort((a, b) => a.localeCompare(b));
+  ui.presence.replaceChildren(...names.map((name) => {
+    const item = make('li', 'presence-user');
+    item.dataset.username = name;
+    item.append(avatar(name), make('span', 'presence-name', name));
+    if (name === ME) item.append(make('span', 'muted', ' (you)'));
+    return item;
+  }));
+  for (const count of ui.presenceCounts) if (count) count.textContent = String(names.length);
+}
+
+function renderTyping() {
+  const names = [...S.typers.keys()];
+  let text = '';
+  if (names.length === 1) text = `${names[0]} is typing…`;
+  else if (names.length > 1 && names.length <= 3) text = `${names.slice(0, -1).join(', ')} and ${names.at(-1)} are typing…`;
+  else if (names.length > 3) text = 'Several people are typing…';
+  ui.typing.textContent = text;
+}
+
+function stopTyping(name) {
+  clearTimeout(S.typers.get(name));
+  S.typers.delete(name);
+  renderTyping();
+}
+
+function onTyping(f) {
+  if (!f.username || f.username === ME) return;
+  clearTimeout(S.typers.get(f.username));
+  S.typers.set(f.username, setTimeout(() => stopTyping(f.username), TYPING_SHOWN));
+  renderTyping();
+}
+
+function scheduleRead(delay) {
+  clearTimeout(S.timers.read);
+  S.timers.read = setTimeout(sendRead, delay); // debounced: one `read` per burst of messages
+}
+
+function sendRead() {
+  if (document.visibilityState !== 'visible' || !S.joined || !isAtBottom()) return;
+  if (S.lastSeq <= S.lastReadSent) return;
+  if (send({ type: 'read', room: ROOM, seq: S.lastSeq, ref: 'read' })) S.lastReadSent = S.lastSeq;
+}
+
+// ---------------------------------------------------------------- errors
+
+function onError(f) {
+  const ref = typeof f.ref === 'string' ? f.ref : '';
+  const entry = S.outbox.get(ref);
+  if (entry) return failEntry(entry, f);
+  if (ref.startsWith('join-') || (!S.baselined && f.room === ROOM)) {
+    S.joining = false;
+    if (f.code === 'not_found' || f.code === 'forbidden') return roomUnavailable(f);
+    S.timers.catchUp = setTimeout(catchUp, 2000);
+    if (f.code === 'rate_limited') return;
+  }
+  if (ref === 'history') {
+    S.historyBusy = false;
+    updateMarker();
+  }
+  if (ref === 'typing' || ref === 'read' || ref === 'ping') return; // best effort, not worth a toast
+  toast(f.detail || `Error: ${f.code}`);
+}
+
+// ---------------------------------------------------------------- connection
+
+function wsUrl() {
+  return `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}${cfg.wsPath}`;
+}
+
+function clearReconnect() {
+  clearTimeout(S.timers.reconnect);
+  clearInterval(S.timers.countdown);
+  S.timers.reconnect = S.timers.countdown = null;
+}
+
+function connect() {
+  clearReconnect();
+  if (S.stopped) return;
+  setStatus('connecting', 'Connecting…');
+  const ws = new WebSocket(wsUrl());
+  S.ws = ws;
+  ws.addEventListener('open', () => { if (ws === S.ws) onOpen(); });
+  ws.addEventListener('message', (event) => { if (ws === S.ws) onFrame(event.data); });
+  ws.addEventListener('close', (event) => onClose(ws, event.code));
+}
+
+function onOpen() { sendJoin(); startPing(); }
+
+const handlers = {
+  joined: onJoined, message: onMessage, ack: onAck, history: onHistory, typing: onTyping,
+  presence: (f) => renderPresence(f.users || []), message_deleted: onDeleted,
+  room_closed: onRoomClosed, pong: onPong, error: onError,
+};
+
+function onFrame(data) {
+  let frame = null;
+  try { frame = JSON.parse(data); } catch { /* not ours to fix */ }
+  if (!frame || typeof frame !== 'object') return;
+  if (frame.room != null && frame.room !== ROOM) return; // only one room on this page
+  handlers[frame.type]?.(frame);
+}
+
+function onClose(ws, code) {
+  if (ws !== S.ws) return;
+  Object.assign(S, { ws: null, joined: false, joining: false, historyBusy: false });
+  stopPing();
+  updateMarker();
+  if (S.stopped) return setStatus('offline', 'Offline');
+  if (code === 4403) {
+    showBanner(ui.banner, 'Your account has been deactivated.');
+    return stop();
+  }
+  if (code === 4401) {
+    // A password change cycles the session cookie: one more try before giving up.
+    if (S.authRetried) {
+      showBanner(ui.signedOut);
+      return stop();
+    }
+    S.authRetried = true;
+  }
+  scheduleReconnect();
+}
+
+function scheduleReconnect() {
+  clearReconnect();
+  const ceiling = Math.min(BACKOFF_CAP, BACKOFF_BASE * BACKOFF_FACTOR ** Math.min(S.attempt, 20));
+  const delay = Math.random() * ceiling; // full jitter
+  S.attempt += 1;
+  const due = Date.now() + delay;
+  const tick = () => {
+    if (!navigator.onLine) return setStatus('offline', 'Offline');
+    const seconds = Math.max(1, Math.ceil((due - Date.now()) / 1000));
+    setStatus('reconnecting', `Reconnecting in ${seconds}s…`);
+  };
+  tick();
+  S.timers.countdown = setInterval(tick, 1000);
+  S.timers.reconnect = setTimeout(connect, delay);
+}
+
+function stop() {
+  S.stopped = true;
+  clearReconnect();
+  stopPing();
+  clearTimeout(S.timers.catchUp);
+  setComposerEnabled(false);
+  const ws = S.ws;
+  Object.assign(S, { ws: null, joined: false, joining: false });
+  ws?.close(1000);
+  setStatus('offline', 'Offline');
+}
+
+function startPing() {
+  stopPing();
+  S.timers.ping = setInterval(() => {
+    if (send({ type: 'ping', ref: 'ping' }) && !S.timers.pong) S.timers.pong = setTimeout(onDead, PONG_TIMEOUT);
+  }, PING_EVERY);
+}
+
+function stopPing() {
+  clearInterval(S.timers.ping);
+  clearTimeout(S.timers.pong);
+  S.timers.ping = S.timers.pong = null;
+}
+
+function onPong(f) {
+  clearTimeout(S.timers.pong);
+  S.timers.pong = null;
+  const seq = Number(f.seqs?.[ROOM]);
+  if (seq > S.lastSeq) noteSeq(seq);
+}
+
+// No pong in time: the connection is dead even if the browser has not noticed.
+function onDead() {
+  S.timers.pong = null;
+  const ws = S.ws;
+  if (!ws) return;
+  onClose(ws, 4000);
+  try { ws.close(4000, 'no pong'); } catch { /* already closing */ }
+}
+
+// ---------------------------------------------------------------- wiring
+
+function wire() {
+  ui.list.prepend(marker);
+  updateMarker();
+  ui.list.addEventListener('scroll', () => {
+    if (ui.list.scrollTop < 80) loadOlder();
+    if (isAtBottom()) {
+      ui.newButton.hidden = true;
+      scheduleRead(READ_DEBOUNCE);
+    }
+  }, { passive: true });
+  ui.newButton.addEventListener('click', () => { scrollToBottom(); scheduleRead(0); });
+  ui.form.addEventListener('submit', (event) => { event.preventDefault(); submitComposer(); });
+  ui.input.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      submitComposer();
+    }
+  });
+  ui.input.addEventListener('input', () => { autosize(); updateCounter(); maybeSendTyping(); });
+  ui.presenceToggle?.addEventListener('click', () => {
+    const open = ui.layout.classList.toggle('show-presence');
+    ui.presenceToggle.setAttribute('aria-expanded', String(open));
+  });
+  document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') scheduleRead(0); });
+  window.addEventListener('focus', () => scheduleRead(0));
+  window.addEventListener('online', () => { if (S.timers.reconnect) connect(); });
+  window.chat = Object.freeze({
+    state: () => ({
+      lastSeq: S.lastSeq,
+      pending: outboxIds('pending'),
+      failed: outboxIds('failed'),
+      connected: S.joined && S.ws !== null && S.ws.readyState === WebSocket.OPEN,
+    }),
+    socket: () => S.ws,
+  });
+  updateCounter();
+  connect();
+}
+
+wire();
