@@ -70,7 +70,8 @@ class Message(models.Model):
     )
     body = models.TextField()
     seq = models.PositiveBigIntegerField()
-    client_id = models.CharField(max_length=64, null=True, blank=True)
+    # NULL, not "": the idempotency constraint below applies only to messages that carry one.
+    client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     deleted = models.BooleanField(default=False)
 
