@@ -104,7 +104,9 @@ class HttpSession:
     def url(self, path: str) -> str:
         return path if path.startswith("http") else self.base_url + path
 
-    def request(self, method: str, path: str, data: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> HttpResponse:
+    def request(
+        self, method: str, path: str, data: dict[str, str] | None = None, headers: dict[str, str] | None = None
+    ) -> HttpResponse:
         body = urllib.parse.urlencode(data).encode() if data is not None else None
         request = urllib.request.Request(self.url(path), data=body, method=method, headers=headers or {})
         try:

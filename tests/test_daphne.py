@@ -32,7 +32,14 @@ async def sockets():
     opened: list[websockets.ClientConnection] = []
 
     class Opener:
-        async def open(self, server: DaphneServer, cookie: str | None = None, *, origin: str | None = "default", timeout: float = 10):
+        async def open(
+            self,
+            server: DaphneServer,
+            cookie: str | None = None,
+            *,
+            origin: str | None = "default",
+            timeout: float = 10,
+        ):
             ws = await open_ws(server, cookie, origin=origin, timeout=timeout)
             opened.append(ws)
             return ws
@@ -44,7 +51,9 @@ async def sockets():
 # Client helpers ---------------------------------------------------------------------------------
 
 
-async def open_ws(server: DaphneServer, cookie: str | None = None, *, origin: str | None = "default", timeout: float = 10):
+async def open_ws(
+    server: DaphneServer, cookie: str | None = None, *, origin: str | None = "default", timeout: float = 10
+):
     headers = {}
     if cookie is not None:
         headers["Cookie"] = cookie
@@ -161,7 +170,9 @@ async def test_connect_burst_of_500_sockets(server):
         return ws
 
     started = time.monotonic()
-    results = await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(BURST)), return_exceptions=True), timeout=40)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(one(i) for i in range(BURST)), return_exceptions=True), timeout=40
+    )
     elapsed = time.monotonic() - started
     opened = [r for r in results if not isinstance(r, BaseException)]
     failures = [r for r in results if isinstance(r, BaseException)]
@@ -211,7 +222,10 @@ async def test_password_change_closes_the_other_sessions_sockets(server, sockets
         "/accounts/password_change/",
         {"old_password": old_password, "new_password1": new_password, "new_password2": new_password},
     )
-    assert response.status == 200 and response.url.endswith("/accounts/password_change/done/"), (response, response.text[:1500])
+    assert response.status == 200 and response.url.endswith("/accounts/password_change/done/"), (
+        response,
+        response.text[:1500],
+    )
 
     code, clean = await close_code(ws_b, timeout=5)
     assert (code, clean) == (4401, True), f"the other session's socket ended with {code} (close frame: {clean})"
@@ -244,12 +258,16 @@ async def test_oversized_frames(server, sockets):
     assert len(frame.encode()) > 65_536
     await ws.send(frame)
     code, clean = await close_code(ws, timeout=5)
-    assert (code, clean) == (1006, False), f"expected the TCP connection dropped (1006, no close frame), got {code} (close frame: {clean})"
+    assert (code, clean) == (1006, False), (
+        f"expected the TCP connection dropped (1006, no close frame), got {code} (close frame: {clean})"
+    )
 
     # Nothing of it was stored: a fresh socket sees no such message in the lobby.
     ws2 = await sockets.open(server, await asyncio.to_thread(server.login, "alice"))
     joined = await join(ws2, "lobby")
-    assert not [m for m in joined["messages"] if m["body"].startswith(("x" * 100, "y" * 100))], "an oversized body was stored"
+    assert not [m for m in joined["messages"] if m["body"].startswith(("x" * 100, "y" * 100))], (
+        "an oversized body was stored"
+    )
 
 
 async def test_origin_checks_at_the_handshake(server, sockets):
@@ -311,3 +329,14 @@ async def test_two_users_chat_and_catch_up_after_reconnect(server, sockets):
     assert got == [(r["seq"], r["id"], f"while you were away {i}") for i, r in enumerate(sent)], got
     assert [s for s, _, _ in got] == [last_seen + 1, last_seen + 2, last_seen + 3], got
     assert joined["complete"] is True
+
+
+async def test_health_endpoints_over_http(server):
+    browser = server.session()
+    for path in ("/healthz", "/readyz"):
+        response = await asyncio.to_thread(browser.get, path)
+        assert response.status == 200, (path, response.status, response.text)
+        assert response.headers["Content-Type"].startswith("application/json")
+        body = json.loads(response.text)
+        assert body["status"] == "ok", (path, body)
+    assert body["checks"] == {"database": "ok", "channel_layer": "ok"}, body
