@@ -210,20 +210,35 @@ class DaphneServer:
             self.manage("migrate", "--noinput")
             if self.seed:
                 self.manage("seed_demo")
-            self._log_handle = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
-            self.process = subprocess.Popen(
-                [str(REPO_ROOT / "bin" / "daphne-worker"), "-b", "127.0.0.1", "-p", str(self.port)],
-                cwd=REPO_ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log_handle,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            self._wait_healthy()
+            self._log_handle = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
+            self.start_worker()
         except BaseException:
             self.stop()
             raise
+
+    def start_worker(self) -> None:
+        """Start the worker process (again) on the same port and database."""
+        self.process = subprocess.Popen(
+            [str(REPO_ROOT / "bin" / "daphne-worker"), "-b", "127.0.0.1", "-p", str(self.port)],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._wait_healthy()
+
+    def stop_worker(self) -> None:
+        """Stop the worker process only, keeping the port and the database (a server restart)."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -251,14 +266,7 @@ class DaphneServer:
         )
 
     def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        self.stop_worker()
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None

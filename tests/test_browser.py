@@ -1,0 +1,119 @@
+"""The room page in a real browser (Debian's Chromium driven by Playwright) against a real
+Daphne worker: two people chat live, and a page that loses its server catches up exactly once."""
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from tests.daphne_server import DaphneServer
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with DaphneServer() as daphne:
+        yield daphne
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def logged_in_page(browser, server: DaphneServer, username: str, **context_options) -> Page:
+    context = browser.new_context(**context_options)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    page.goto(server.base_url + "/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill("chatdemo")
+    page.get_by_role("button", name=re.compile("log in", re.I)).click()
+    expect(page).to_have_url(server.base_url + "/")
+    return page
+
+
+def open_room(page: Page, server: DaphneServer, slug: str) -> None:
+    page.goto(f"{server.base_url}/rooms/{slug}/")
+    expect(page.locator("#status")).to_have_attribute("data-state", "live")
+
+
+def send(page: Page, text: str) -> None:
+    page.locator("#composer-input").fill(text)
+    page.locator("#composer-input").press("Enter")
+
+
+def shown_seqs(page: Page) -> list[int]:
+    return [int(s) for s in page.locator("#messages .message[data-seq]").evaluate_all("els => els.map(e => e.dataset.seq)")]
+
+
+def test_two_people_chat_live_and_text_stays_text(browser, server):
+    alice = logged_in_page(browser, server, "alice", viewport={"width": 1280, "height": 800})
+    bob = logged_in_page(browser, server, "bob", viewport={"width": 390, "height": 844})
+    open_room(alice, server, "lobby")
+    open_room(bob, server, "lobby")
+    expect(alice.locator("#presence li[data-username=bob]")).to_be_visible()
+
+    send(alice, "Hi bob <img src=x onerror=\"document.title='pwned'\">")
+    bobs_view = bob.locator("#messages .message[data-author=alice] .body").last
+    expect(bobs_view).to_have_text("Hi bob <img src=x onerror=\"document.title='pwned'\">")
+    assert bob.locator("#messages img").count() == 0
+    assert bob.title() != "pwned"
+
+    bob.locator("#composer-input").fill("line one")
+    bob.locator("#composer-input").press("Shift+Enter")
+    bob.locator("#composer-input").press_sequentially("line two")
+    bob.locator("#composer-input").press("Enter")
+    expect(alice.locator("#messages .message[data-author=bob] .body").last).to_have_text("line one\nline two")
+    expect(alice.locator("#messages .message.pending")).to_have_count(0)
+    assert shown_seqs(alice) == sorted(set(shown_seqs(alice)))
+    alice.context.close()
+    bob.context.close()
+
+
+def test_page_reconnects_after_a_server_restart_and_shows_every_message_once(browser, server):
+    alice = logged_in_page(browser, server, "alice")
+    open_room(alice, server, "random")
+    send(alice, "before the restart")
+    expect(alice.locator("#messages .message:not(.pending) .body", has_text="before the restart")).to_have_count(1)
+
+    server.stop_worker()
+    expect(alice.locator("#status")).to_have_attribute("data-state", re.compile("reconnecting|connecting|offline"))
+    # While the page is cut off: alice writes (it waits as pending), and bob's messages are
+    # stored by another process, so only a catch-up from the database can show them.
+    send(alice, "written while offline")
+    expect(alice.locator("#messages .message.pending")).to_have_count(1)
+    server.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth import get_user_model; from chat import services; from chat.models import Room;"
+        "bob = get_user_model().objects.get(username='bob'); room = Room.objects.get(slug='random');"
+        "[services.message_send(room=room, author=bob, body=f'missed {i}') for i in range(3)]",
+    )
+    server.start_worker()
+
+    expect(alice.locator("#status")).to_have_attribute("data-state", "live", timeout=30_000)
+    for i in range(3):
+        expect(alice.locator("#messages .message .body", has_text=f"missed {i}")).to_have_count(1)
+    expect(alice.locator("#messages .message .body", has_text="written while offline")).to_have_count(1)
+    expect(alice.locator("#messages .message.pending")).to_have_count(0)
+    seqs = shown_seqs(alice)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"gap or duplicate in {seqs}"
+    stored = server.manage(
+        "shell", "-c", "from chat.models import Message; print(Message.objects.filter(body='written while offline').count())"
+    )
+    assert stored.stdout.strip().splitlines()[-1] == "1"  # resent with the same client_id: stored once
+    alice.context.close()
