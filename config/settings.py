@@ -218,13 +218,16 @@ CHAT_RATE_BURST = env_int("CHAT_RATE_BURST", 20, minimum=1)
 CHAT_ABUSE_LIMIT = env_int("CHAT_ABUSE_LIMIT", 50, minimum=1)  # bad frames a minute before 4429
 CHAT_TYPING_INTERVAL = 2.0
 CHAT_CATCHUP_LIMIT = 500
-CHAT_SESSION_RECHECK_SECONDS = env_int("CHAT_SESSION_RECHECK_SECONDS", 60, minimum=1)
+
+LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "").strip().upper() or "INFO"
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"DJANGO_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}.")
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }

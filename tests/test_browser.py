@@ -117,3 +117,34 @@ def test_page_reconnects_after_a_server_restart_and_shows_every_message_once(bro
     )
     assert stored.stdout.strip().splitlines()[-1] == "1"  # resent with the same client_id: stored once
     alice.context.close()
+
+
+def test_unread_counts_and_older_history_on_scroll(browser, server):
+    server.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth import get_user_model; from chat import services;"
+        "bob = get_user_model().objects.get(username='bob');"
+        "room = services.room_create(slug='history', name='History');"
+        "[services.message_send(room=room, author=bob, body=f'old message {i}') for i in range(1, 121)]",
+    )
+    carol = logged_in_page(browser, server, "carol")
+    badge = carol.locator(".room-card[data-slug=history], [data-slug=history]").first
+    expect(badge).to_contain_text("120")
+
+    open_room(carol, server, "history")
+    messages = carol.locator("#messages .message[data-seq]")
+    expect(messages).to_have_count(50)  # the latest 50 first
+    expect(messages.last.locator(".body")).to_have_text("old message 120")
+    for expected in (100, 120):  # each scroll to the top loads an older page
+        carol.locator("#messages").evaluate("el => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); }")
+        expect(messages).to_have_count(expected)
+    expect(messages.first.locator(".body")).to_have_text("old message 1")
+    assert shown_seqs(carol) == list(range(1, 121))
+
+    # Back at the newest message, the page marks the room read.
+    carol.locator("#messages").evaluate("el => { el.scrollTop = el.scrollHeight; el.dispatchEvent(new Event('scroll')); }")
+    carol.wait_for_timeout(1500)  # the read marker is debounced by a second
+    carol.goto(server.base_url + "/")
+    expect(carol.locator("[data-slug=history]").first).not_to_contain_text("120")
+    carol.context.close()
