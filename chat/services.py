@@ -124,6 +124,8 @@ def message_send(*, room: Room, author, body: str, client_id: str | None = None)
             room_access_check(room=room, user=author)
             seq = room.last_seq
             message = Message.objects.create(room=room, author=author, body=body, seq=seq, client_id=client_id)
+            # Writing in a room means having read it: your own messages are never unread.
+            Membership.objects.filter(room=room, user=author, last_read_seq__lt=seq).update(last_read_seq=seq)
             wire = message_to_wire(message, room_slug=room.slug)
             events.message_created_on_commit(room_id=room.pk, room_slug=room.slug, message=wire)
     except IntegrityError:

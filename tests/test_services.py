@@ -134,6 +134,11 @@ def test_room_list_shows_what_the_user_may_enter_with_unread_counts(alice, bob, 
     assert rooms["secret"].unread == 0
     assert {room.slug for room in selectors.room_list_for(user=bob)} == {"lobby", "banned"}
 
+    services.room_enter(slug="lobby", user=bob)
+    services.message_send(room=lobby, author=bob, body="my own")
+    rooms = {room.slug: room for room in selectors.room_list_for(user=bob)}
+    assert rooms["lobby"].unread == 0  # your own message is not unread
+
 
 @pytest.mark.django_db
 def test_room_enter_records_membership_once(alice, make_room):
