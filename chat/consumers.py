@@ -17,6 +17,7 @@ from .limits import StrikeWindow, TokenBucket
 from .models import Room
 from .presence import get_presence
 from .protocol import Frame
+from .session_watch import get_session_watch
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.rooms: dict[int, str] = {}  # room id -> slug, the rooms this socket has joined
         self.slugs: dict[str, int] = {}
         self.user_group: str | None = None
+        self.session_key: str | None = None
+        self.user_id: int | None = None
         self.closing = False
         self.bucket = TokenBucket(rate=settings.CHAT_RATE_PER_SECOND, burst=settings.CHAT_RATE_BURST)
         self.strikes = StrikeWindow(limit=settings.CHAT_ABUSE_LIMIT)
@@ -99,11 +102,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
             code = CloseCode.DEACTIVATED if state == selectors.SessionState.INACTIVE else CloseCode.SESSION_ENDED
             await self._close(code)
             return
+        self.session_key = self.session.session_key if self.session is not None else None
+        self.user_id = self.user.pk
         self.user_group = events.user_group(self.user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
+        get_session_watch().add(self)
 
     async def disconnect(self, code: int) -> None:
         self.closing = True
+        get_session_watch().discard(self)
         for room_id in list(self.rooms):
             await self._unsubscribe(room_id)
         if self.user_group:
@@ -223,14 +230,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(protocol.encode("room_closed", room=event["room"], reason=event["reason"]))
 
     async def chat_session_ended(self, event: dict[str, Any]) -> None:
-        if self.session is not None and event["session_key"] == self.session.session_key:
-            await self._close(CloseCode.SESSION_ENDED)
+        if event["session_key"] == self.session_key:
+            await self.session_ended()
 
     async def chat_revalidate(self, event: dict[str, Any]) -> None:
         if self.closing or self.session is None:
             return
-        state = await _session_state(self.session, self.user.pk)
+        state = await _session_state(self.session, self.user_id)
         if state != selectors.SessionState.VALID:
+            await self.session_ended()
+
+    async def session_ended(self) -> None:
+        """The session this socket was opened with no longer authenticates (see SessionWatch)."""
+        if not self.closing:
             await self._close(CloseCode.SESSION_ENDED)
 
     # Helpers -----------------------------------------------------------------------------------

@@ -2,12 +2,15 @@
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import import_module
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.sessions.backends import db as db_sessions
 from django.contrib.sessions.backends.base import SessionBase
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from .errors import ChatError
@@ -154,18 +157,38 @@ class SessionState:
 def session_state(*, session: SessionBase, user_id: int | None = None) -> str:
     """Whether a stored session still authenticates its user, checked the way Django's
     `get_user` checks it: the session exists, names the user, and carries the current hash."""
-    store = session.__class__(session_key=session.session_key)
-    data = store.load()  # an empty dict when the session is gone or expired
-    stored_id = data.get(SESSION_KEY)
-    if stored_id is None or (user_id is not None and str(stored_id) != str(user_id)):
-        return SessionState.ENDED
+    return session_states(session_keys={session.session_key: user_id})[session.session_key]
+
+
+def session_states(*, session_keys: dict[str, int | None]) -> dict[str, str]:
+    """`session_state` for many sessions at once ({session key: expected user id or None}),
+    in a few queries with the database session backend."""
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    data = _load_sessions(store_class, [key for key in session_keys if key])
     User = get_user_model()
-    try:
-        user = User._default_manager.get(pk=User._meta.pk.to_python(stored_id))
-    except User.DoesNotExist:
-        return SessionState.ENDED
-    if not constant_time_compare(data.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()):
-        return SessionState.ENDED
-    if not user.is_active:
-        return SessionState.INACTIVE
-    return SessionState.VALID
+    user_ids = {User._meta.pk.to_python(d[SESSION_KEY]) for d in data.values() if SESSION_KEY in d}
+    users = {user.pk: user for user in User._default_manager.filter(pk__in=user_ids)}
+    states = {}
+    for key, expected_id in session_keys.items():
+        session = data.get(key, {})
+        stored_id = session.get(SESSION_KEY)
+        user = users.get(User._meta.pk.to_python(stored_id)) if stored_id is not None else None
+        if user is None or (expected_id is not None and user.pk != expected_id):
+            states[key] = SessionState.ENDED
+        elif not constant_time_compare(session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()):
+            states[key] = SessionState.ENDED
+        else:
+            states[key] = SessionState.VALID if user.is_active else SessionState.INACTIVE
+    return states
+
+
+def _load_sessions(store_class, keys: list[str]) -> dict[str, dict]:
+    if issubclass(store_class, db_sessions.SessionStore):
+        model = store_class.get_model_class()
+        loaded = {}
+        for start in range(0, len(keys), 500):
+            rows = model.objects.filter(session_key__in=keys[start : start + 500], expire_date__gt=timezone.now())
+            for row in rows:
+                loaded[row.session_key] = store_class().decode(row.session_data)
+        return loaded
+    return {key: store_class(session_key=key).load() for key in keys}  # an empty dict when gone

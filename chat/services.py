@@ -60,8 +60,9 @@ def room_delete(*, room: Room) -> None:
 def room_enter(*, slug: str, user) -> Room:
     """Check that `user` may enter the room and record them as a member (which keeps their
     read marker). Raises ChatError(not_found | forbidden)."""
-    with transaction.atomic():
-        room = room_get_for(slug=slug, user=user)
+    room = room_get_for(slug=slug, user=user)
+    # Read first: most joins are by members already, and need no write lock.
+    if not Membership.objects.filter(room=room, user=user).exists():
         Membership.objects.get_or_create(room=room, user=user)
     return room
 

@@ -8,7 +8,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
-from chat import presence, services
+from chat import presence, services, session_watch
 
 ORIGIN = "http://testserver"
 
@@ -19,6 +19,7 @@ def fresh_realtime_state():
     the test's own event loop)."""
     channel_layers.backends.clear()
     presence._backend = presence.LocalPresence()
+    session_watch._watch = session_watch.SessionWatch()
     yield
     channel_layers.backends.clear()
 

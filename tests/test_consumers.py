@@ -426,6 +426,26 @@ async def test_password_change_closes_other_sessions_4401(alice, bob, lobby):
     await bobs.close()
 
 
+async def test_a_lost_session_end_event_is_caught_by_the_sweep(alice, lobby, settings, monkeypatch):
+    """The channel layer may drop the logout event; the worker's periodic session check
+    closes the socket anyway."""
+    from chat import events
+
+    settings.CHAT_SESSION_SWEEP_SECONDS = 0.3
+    monkeypatch.setattr(events, "session_ended", lambda **kwargs: None)  # the event is lost
+    client = Client()
+    await database_sync_to_async(client.force_login)(alice)
+    socket, _, _ = await open_socket(client.cookies[settings.SESSION_COOKIE_NAME].value)
+    other, _, _ = await open_socket(await database_sync_to_async(session_cookie)(alice))
+    await socket.join("lobby")
+    await other.join("lobby")
+    await database_sync_to_async(client.post)("/accounts/logout/")
+    assert await socket.closed_with(timeout=3) == 4401
+    await asyncio.sleep(0.7)  # two more sweeps: the valid session stays open
+    assert (await other.request("ping"))["type"] == "pong"
+    await other.close()
+
+
 async def test_deactivation_closes_sockets_4401(alice, lobby, connect):
     socket = await connect(alice)
     await socket.join("lobby")

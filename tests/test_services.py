@@ -182,3 +182,34 @@ def test_seed_demo_is_idempotent(django_user_model):
     staff = Room.objects.get(slug="staff")
     assert staff.private
     assert sorted(staff.memberships.values_list("user__username", flat=True)) == ["admin", "alice"]
+
+
+@pytest.mark.django_db
+def test_session_states_checks_many_sessions_at_once(alice, bob, make_user):
+    from django.contrib.sessions.models import Session
+    from django.test import Client
+
+    def login(user):
+        client = Client()
+        client.force_login(user)
+        return client.session.session_key
+
+    carol, dave = make_user("carol"), make_user("dave")
+    valid, logged_out, changed, inactive = login(alice), login(bob), login(carol), login(dave)
+    Session.objects.filter(session_key=logged_out).delete()
+    carol.set_password("a-brand-new-password-7")
+    carol.save()
+    dave.is_active = False
+    dave.save()
+
+    states = selectors.session_states(
+        session_keys={valid: alice.pk, logged_out: bob.pk, changed: carol.pk, inactive: dave.pk, "nonsense": None}
+    )
+    assert states == {
+        valid: "valid",
+        logged_out: "ended",
+        changed: "ended",
+        inactive: "inactive",
+        "nonsense": "ended",
+    }
+    assert selectors.session_states(session_keys={valid: bob.pk})[valid] == "ended"  # not bob's session
