@@ -186,8 +186,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_send(self, frame: Frame) -> None:
         slug = frame["room"]
         room_id = self._joined(slug)
-        if len(frame["body"]) > settings.CHAT_MAX_BODY:
-            raise ChatError(ChatError.TOO_LARGE, f"The message is longer than {settings.CHAT_MAX_BODY} characters.", room=slug)
         wire = await _send(room_id=room_id, slug=slug, user=self.user, body=frame["body"], client_id=frame["client_id"])
         await self.send(
             protocol.encode("ack", frame.ref, room=slug, client_id=wire["client_id"], id=wire["id"], seq=wire["seq"])

@@ -94,6 +94,13 @@ def _check_field(name: str, spec: Field, value: Any) -> Any:
     # bool is an int subclass in Python, but `true` is not a seq.
     if not isinstance(value, spec.kind) or (spec.kind is int and isinstance(value, bool)):
         raise ChatError(ChatError.BAD_REQUEST, f"'{name}' must be {_type_name(spec.kind)}.")
+    if spec.kind is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # JSON may carry lone surrogates ("\ud800"); nothing can store them
+            raise ChatError(ChatError.BAD_REQUEST, f"'{name}' is not valid Unicode text.") from None
+        if "\x00" in value:
+            raise ChatError(ChatError.BAD_REQUEST, f"'{name}' contains a NUL character.")
     if spec.max_length is not None and len(value) > spec.max_length:
         raise ChatError(ChatError.BAD_REQUEST, f"'{name}' is longer than {spec.max_length} characters.")
     if spec.minimum is not None and value < spec.minimum:

@@ -327,6 +327,10 @@ async def test_ping_answers_pong_with_newest_seqs(alice, lobby, connect):
         ('{"type": "ping", "ref": "' + "r" * 65 + '"}', "bad_request"),
         ('{"type": "read", "room": "lobby"}', "bad_request"),
         ("[" * 5000 + "]" * 5000, "bad_request"),
+        ('{"type": "send", "room": "lobby", "body": "lone \\ud800 surrogate"}', "bad_request"),
+        ('{"type": "send", "room": "lobby", "body": "nul \\u0000 byte"}', "bad_request"),
+        ('{"type": "join", "room": "lobby", "since": ' + "9" * 5000 + "}", "bad_request"),
+        ('{"type": "join", "room": "lobby", "since": 99999999999999999999999}', "bad_request"),
     ],
 )
 async def test_bad_frames_get_an_error_and_the_socket_lives_on(alice, lobby, connect, text, code):
