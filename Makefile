@@ -36,6 +36,7 @@ test: $(VENV)/.dev-installed system-packages
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -59,7 +59,9 @@ def _catch_up(*, room: Room, since: int | None) -> tuple[list[dict[str, Any]], b
 @database_sync_to_async
 def _send(*, room_id: int, slug: str, user, body: str, client_id: str | None) -> dict[str, Any]:
     # The service re-reads the room row under its lock; a key is all it needs from us.
-    wire, _created = services.message_send(room=Room(pk=room_id, slug=slug), author=user, body=body, client_id=client_id)
+    wire, _created = services.message_send(
+        room=Room(pk=room_id, slug=slug), author=user, body=body, client_id=client_id
+    )
     return wire
 
 
@@ -147,7 +149,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             logger.exception("Frame %s from user %s failed", frame.type, self.user.pk)
             room = frame.fields.get("room")
             await self.send(
-                protocol.error_frame(ChatError(ChatError.INTERNAL, "The server could not do that; try again.", room=room), ref)
+                protocol.error_frame(
+                    ChatError(ChatError.INTERNAL, "The server could not do that; try again.", room=room), ref
+                )
             )
 
     # Frames ------------------------------------------------------------------------------------
@@ -161,7 +165,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(events.room_group(room.pk), self.channel_name)
             self.rooms[room.pk] = room.slug
             self.slugs[room.slug] = room.pk
-            came_online = await self.presence.add(room_id=room.pk, username=self.user.username, channel=self.channel_name)
+            came_online = await self.presence.add(
+                room_id=room.pk, username=self.user.username, channel=self.channel_name
+            )
         messages, complete = await _catch_up(room=room, since=frame["since"])
         users = await self.presence.users(room_id=room.pk)
         await self.send(
@@ -194,14 +200,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def on_history(self, frame: Frame) -> None:
         slug = frame["room"]
         room_id = self._joined(slug)
-        messages, has_more = await _history(room_id=room_id, user=self.user, before=frame["before"], limit=frame["limit"])
+        messages, has_more = await _history(
+            room_id=room_id, user=self.user, before=frame["before"], limit=frame["limit"]
+        )
         await self.send(protocol.encode("history", frame.ref, room=slug, messages=messages, has_more=has_more))
 
     async def on_typing(self, frame: Frame) -> None:
         slug = frame["room"]
         room_id = self._joined(slug)
-        if await self.presence.typing_allowed(room_id=room_id, user_id=self.user.pk, interval=settings.CHAT_TYPING_INTERVAL):
-            await events.typing(room_id=room_id, room_slug=slug, username=self.user.username, skip_channel=self.channel_name)
+        if await self.presence.typing_allowed(
+            room_id=room_id, user_id=self.user.pk, interval=settings.CHAT_TYPING_INTERVAL
+        ):
+            await events.typing(
+                room_id=room_id, room_slug=slug, username=self.user.username, skip_channel=self.channel_name
+            )
 
     async def on_read(self, frame: Frame) -> None:
         room_id = self._joined(frame["room"])
@@ -211,7 +223,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # `seqs` (an addition to the contract): the newest seq of each joined room, so a client
         # notices a message it missed even when no later message arrives.
         seqs = await _last_seqs(list(self.rooms)) if self.rooms else {}
-        await self.send(protocol.encode("pong", frame.ref, seqs={self.rooms[k]: v for k, v in seqs.items() if k in self.rooms}))
+        await self.send(
+            protocol.encode("pong", frame.ref, seqs={self.rooms[k]: v for k, v in seqs.items() if k in self.rooms})
+        )
 
     # Channel-layer events (see chat.events) -----------------------------------------------------
 
@@ -255,7 +269,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         slug = self.rooms.pop(room_id)
         self.slugs.pop(slug, None)
         await self.channel_layer.group_discard(events.room_group(room_id), self.channel_name)
-        went_offline = await self.presence.remove(room_id=room_id, username=self.user.username, channel=self.channel_name)
+        went_offline = await self.presence.remove(
+            room_id=room_id, username=self.user.username, channel=self.channel_name
+        )
         if went_offline:
             users = await self.presence.users(room_id=room_id)
             await events.presence(room_id=room_id, room_slug=slug, users=users)

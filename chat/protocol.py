@@ -49,9 +49,7 @@ CLIENT_FRAMES: dict[str, dict[str, Field]] = {
     "history": {
         "room": _slug(),
         "before": _seq(required=False),
-        "limit": Field(
-            int, required=False, minimum=1, maximum=HISTORY_MAX_LIMIT, default=HISTORY_DEFAULT_LIMIT
-        ),
+        "limit": Field(int, required=False, minimum=1, maximum=HISTORY_MAX_LIMIT, default=HISTORY_DEFAULT_LIMIT),
     },
     "typing": {"room": _slug()},
     "read": {"room": _slug(), "seq": _seq(required=True)},

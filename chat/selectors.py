@@ -69,7 +69,9 @@ def room_access_check(*, room: Room, user) -> None:
     if room.archived:
         raise ChatError(ChatError.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
     if room.private and not Membership.objects.filter(room=room, user=user).exists():
-        raise ChatError(ChatError.FORBIDDEN, f"'{room.slug}' is a private room you are not a member of.", room=room.slug)
+        raise ChatError(
+            ChatError.FORBIDDEN, f"'{room.slug}' is a private room you are not a member of.", room=room.slug
+        )
     if Ban.objects.filter(room=room, user=user).exists():
         raise ChatError(ChatError.FORBIDDEN, f"You are banned from '{room.slug}'.", room=room.slug)
 

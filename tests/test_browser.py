@@ -57,7 +57,9 @@ def send(page: Page, text: str) -> None:
 
 
 def shown_seqs(page: Page) -> list[int]:
-    return [int(s) for s in page.locator("#messages .message[data-seq]").evaluate_all("els => els.map(e => e.dataset.seq)")]
+    return [
+        int(s) for s in page.locator("#messages .message[data-seq]").evaluate_all("els => els.map(e => e.dataset.seq)")
+    ]
 
 
 def test_two_people_chat_live_and_text_stays_text(browser, server):
@@ -113,7 +115,9 @@ def test_page_reconnects_after_a_server_restart_and_shows_every_message_once(bro
     seqs = shown_seqs(alice)
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), f"gap or duplicate in {seqs}"
     stored = server.manage(
-        "shell", "-c", "from chat.models import Message; print(Message.objects.filter(body='written while offline').count())"
+        "shell",
+        "-c",
+        "from chat.models import Message; print(Message.objects.filter(body='written while offline').count())",
     )
     assert stored.stdout.strip().splitlines()[-1] == "1"  # resent with the same client_id: stored once
     alice.context.close()
@@ -143,7 +147,9 @@ def test_unread_counts_and_older_history_on_scroll(browser, server):
     assert shown_seqs(carol) == list(range(1, 121))
 
     # Back at the newest message, the page marks the room read.
-    carol.locator("#messages").evaluate("el => { el.scrollTop = el.scrollHeight; el.dispatchEvent(new Event('scroll')); }")
+    carol.locator("#messages").evaluate(
+        "el => { el.scrollTop = el.scrollHeight; el.dispatchEvent(new Event('scroll')); }"
+    )
     carol.wait_for_timeout(1500)  # the read marker is debounced by a second
     carol.goto(server.base_url + "/")
     expect(carol.locator("[data-slug=history]").first).not_to_contain_text("120")

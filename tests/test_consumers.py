@@ -132,7 +132,12 @@ async def test_join_errors(alice, bob, make_room, connect):
     await database_sync_to_async(services.ban_create)(room=banned, user=alice, reason="spam")
     socket = await connect(alice)
 
-    for slug, code in [("nowhere", "not_found"), ("attic", "not_found"), ("secret", "forbidden"), ("banned", "forbidden")]:
+    for slug, code in [
+        ("nowhere", "not_found"),
+        ("attic", "not_found"),
+        ("secret", "forbidden"),
+        ("banned", "forbidden"),
+    ]:
         reply = await socket.request("join", room=slug)
         assert reply["type"] == "error", reply
         assert reply["code"] == code, (slug, reply)
@@ -243,7 +248,9 @@ async def test_concurrent_senders_get_gapless_unique_seqs(alice, bob, make_user,
     results = await asyncio.gather(*(burst(s, n) for n, s in enumerate(sockets)))
     seqs = sorted(ack["seq"] for acks in results for ack in acks)
     assert seqs == list(range(1, 49))
-    stored = await database_sync_to_async(lambda: list(Message.objects.filter(room=lobby).values_list("seq", flat=True)))()
+    stored = await database_sync_to_async(
+        lambda: list(Message.objects.filter(room=lobby).values_list("seq", flat=True))
+    )()
     assert sorted(stored) == list(range(1, 49))
 
 
@@ -422,7 +429,11 @@ async def test_password_change_closes_other_sessions_4401(alice, bob, lobby):
     await other.join("lobby")
     response = await database_sync_to_async(client.post)(
         "/accounts/password_change/",
-        {"old_password": "correct-horse-42", "new_password1": "new-horse-staple-9", "new_password2": "new-horse-staple-9"},
+        {
+            "old_password": "correct-horse-42",
+            "new_password1": "new-horse-staple-9",
+            "new_password2": "new-horse-staple-9",
+        },
     )
     assert response.status_code == 302, response.content
     assert await other.closed_with(timeout=5) == 4401
@@ -587,3 +598,57 @@ async def test_message_dropped_by_the_layer_is_recovered_by_seq(alice, bob, lobb
     assert live["message"]["seq"] == lost["seq"] + 1  # a gap: b rejoins with since
     catch_up = await b.join("lobby", since=lost["seq"] - 1)
     assert [m["body"] for m in catch_up["messages"]] == ["dropped on the floor", "next one"]
+
+
+async def test_admin_room_form_inline_removal_and_archive_checkbox_act_live(
+    alice, bob, make_room, staff_client, connect
+):
+    secret = await database_sync_to_async(make_room)("secret", name="Secret", private=True)
+    alice_member = await database_sync_to_async(services.membership_add)(room=secret, user=alice)
+    bob_member = await database_sync_to_async(services.membership_add)(room=secret, user=bob)
+    a, b = await connect(alice), await connect(bob)
+    await a.join("secret")
+    await b.join("secret")
+
+    def change_form(*, delete_bob: bool, archived: bool) -> dict:
+        data = {
+            "slug": "secret",
+            "name": "Secret",
+            "topic": "",
+            "private": "on",
+            "memberships-TOTAL_FORMS": "2",
+            "memberships-INITIAL_FORMS": "2",
+            "memberships-MIN_NUM_FORMS": "0",
+            "memberships-MAX_NUM_FORMS": "1000",
+        }
+        if archived:
+            data["archived"] = "on"
+        for i, membership in enumerate([alice_member, bob_member]):
+            data.update(
+                {
+                    f"memberships-{i}-id": str(membership.pk),
+                    f"memberships-{i}-room": str(secret.pk),
+                    f"memberships-{i}-user": str(membership.user_id),
+                    f"memberships-{i}-role": "member",
+                }
+            )
+        if delete_bob:
+            data["memberships-1-DELETE"] = "on"
+        return data
+
+    url = f"/admin/chat/room/{secret.pk}/change/"
+    response = await database_sync_to_async(staff_client.post)(url, change_form(delete_bob=True, archived=False))
+    assert response.status_code == 302, response.content[:3000]
+    assert await b.expect("room_closed") == {"type": "room_closed", "room": "secret", "reason": "removed"}
+    await a.nothing("room_closed")
+
+    response = await database_sync_to_async(staff_client.post)(
+        url,
+        {
+            **change_form(delete_bob=False, archived=True),
+            "memberships-TOTAL_FORMS": "1",
+            "memberships-INITIAL_FORMS": "1",
+        },
+    )
+    assert response.status_code == 302, response.content[:3000]
+    assert await a.expect("room_closed") == {"type": "room_closed", "room": "secret", "reason": "archived"}

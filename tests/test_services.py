@@ -39,9 +39,7 @@ def test_concurrent_senders_in_threads_get_gapless_unique_seqs(alice, bob, make_
         try:
             start.wait()
             author = alice if n % 2 else bob
-            return [
-                services.message_send(room=lobby, author=author, body=f"{n}:{i}")[0]["seq"] for i in range(15)
-            ]
+            return [services.message_send(room=lobby, author=author, body=f"{n}:{i}")[0]["seq"] for i in range(15)]
         finally:
             connection.close()
 

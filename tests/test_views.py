@@ -214,10 +214,11 @@ def test_room_list_shows_public_rooms_and_own_private_ones_with_unread_counts(al
     old = services.room_create(slug="old", name="Old Times")
     services.room_archive(room=old)
     services.membership_add(room=staff, user=alice)
+    services.membership_add(room=staff, user=bob)
     for i in range(3):
         services.message_send(room=lobby, author=bob, body=f"hi {i}")
     for i in range(2):
-        services.message_send(room=staff, author=alice, body=f"note {i}")
+        services.message_send(room=staff, author=bob, body=f"note {i}")
 
     response = alice_client.get("/")
     assert response.status_code == 200

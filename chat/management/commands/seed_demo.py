@@ -37,7 +37,9 @@ class Command(BaseCommand):
         for username in STAFF_MEMBERS:
             role = Membership.Role.MODERATOR if username == "admin" else Membership.Role.MEMBER
             services.membership_add(room=staff, user=users[username], role=role)
-        self.stdout.write(self.style.SUCCESS("Demo data ready: log in as alice, bob, carol or admin, password 'chatdemo'."))
+        self.stdout.write(
+            self.style.SUCCESS("Demo data ready: log in as alice, bob, carol or admin, password 'chatdemo'.")
+        )
 
     def _user(self, User, username: str, *, superuser: bool):
         user = User.objects.filter(username=username).first()
