@@ -154,3 +154,25 @@ def test_unread_counts_and_older_history_on_scroll(browser, server):
     carol.goto(server.base_url + "/")
     expect(carol.locator("[data-slug=history]").first).not_to_contain_text("120")
     carol.context.close()
+
+
+def test_typing_presence_and_signing_out_elsewhere(browser, server):
+    alice = logged_in_page(browser, server, "alice")
+    bob = logged_in_page(browser, server, "bob")
+    open_room(alice, server, "lobby")
+    open_room(bob, server, "lobby")
+    expect(alice.locator("#presence li[data-username=bob]")).to_have_count(1)
+
+    bob.locator("#composer-input").press_sequentially("I am wri")
+    expect(alice.locator("#typing")).to_contain_text("bob")
+    expect(alice.locator("#typing")).not_to_contain_text("bob", timeout=6000)  # it fades out
+
+    # Bob logs out in another tab: his room page is told, and stops reconnecting.
+    other_tab = bob.context.new_page()
+    other_tab.goto(server.base_url + "/")
+    other_tab.get_by_role("button", name=re.compile("log out", re.I)).click()
+    expect(bob.locator("#signed-out")).to_be_visible()
+    expect(bob.locator("#status")).to_have_attribute("data-state", "offline")
+    expect(alice.locator("#presence li[data-username=bob]")).to_have_count(0)
+    alice.context.close()
+    bob.context.close()
