@@ -38,6 +38,9 @@ def logged_in_page(browser, server: DaphneServer, username: str, **context_optio
     context = browser.new_context(**context_options)
     context.set_default_timeout(10_000)
     page = context.new_page()
+    # Anything the Content-Security-Policy blocks shows up as a console error: collect them.
+    page.csp_violations = []
+    page.on("console", lambda m: "Content Security Policy" in m.text and page.csp_violations.append(m.text))
     page.goto(server.base_url + "/accounts/login/")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill("chatdemo")
@@ -82,6 +85,7 @@ def test_two_people_chat_live_and_text_stays_text(browser, server):
     expect(alice.locator("#messages .message[data-author=bob] .body").last).to_have_text("line one\nline two")
     expect(alice.locator("#messages .message.pending")).to_have_count(0)
     assert shown_seqs(alice) == sorted(set(shown_seqs(alice)))
+    assert alice.csp_violations == [] and bob.csp_violations == []
     alice.context.close()
     bob.context.close()
 
@@ -176,3 +180,15 @@ def test_typing_presence_and_signing_out_elsewhere(browser, server):
     expect(alice.locator("#presence li[data-username=bob]")).to_have_count(0)
     alice.context.close()
     bob.context.close()
+
+
+def test_admin_works_under_the_content_security_policy(browser, server):
+    admin = logged_in_page(browser, server, "admin")
+    admin.goto(server.base_url + "/admin/chat/room/")
+    expect(admin.get_by_role("link", name="lobby")).to_be_visible()
+    admin.locator("#action-toggle").check()  # the admin's own script selects every row
+    expect(admin.locator(".action-counter")).to_contain_text(re.compile(r"(\d+) of \1 selected"))
+    admin.goto(server.base_url + "/admin/chat/room/add/")
+    expect(admin.get_by_role("heading", name="Add room")).to_be_visible()
+    assert admin.csp_violations == []
+    admin.context.close()

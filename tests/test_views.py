@@ -449,3 +449,10 @@ def test_admin_archive_rooms_action(admin_client, chat_data, alice_client):
 def test_admin_needs_staff(alice_client):
     response = alice_client.get("/admin/chat/room/")
     assert response.status_code == 302 and response.url.startswith("/admin/login/")
+
+
+def test_pages_carry_a_content_security_policy(client):
+    response = client.get("/accounts/login/")
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy and "object-src 'none'" in policy
+    assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
