@@ -78,6 +78,17 @@ async def test_foreign_or_missing_origin_is_refused_at_handshake(alice, origin):
     assert not connected
 
 
+async def test_unknown_websocket_path_is_refused(alice):
+    from channels.testing import WebsocketCommunicator
+
+    from config.asgi import application
+
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    headers = [(b"cookie", f"sessionid={cookie}".encode()), (b"origin", b"http://testserver")]
+    connected, _ = await WebsocketCommunicator(application, "/ws/elsewhere/", headers=headers).connect()
+    assert not connected
+
+
 async def test_allowed_origin_with_session_is_accepted(alice, lobby, connect):
     socket = await connect(alice)
     reply = await socket.request("ping")
