@@ -248,7 +248,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def chat_revalidate(self, event: dict[str, Any]) -> None:
         if self.closing or self.session is None:
             return
-        state = await _session_state(self.session, self.user_id)
+        try:
+            state = await _session_state(self.session, self.user_id)
+        except Exception:  # the database is away: the periodic sweep checks again later
+            logger.exception("Could not re-check the session of user %s", self.user_id)
+            return
         if state != selectors.SessionState.VALID:
             await self.session_ended()
 
