@@ -107,6 +107,8 @@ class BanAdmin(admin.ModelAdmin):
     readonly_fields = ["by", "at"]
 
     def save_model(self, request, obj, form, change):
+        if change and {"user", "room"} & set(form.changed_data):
+            services.ban_delete(ban=Ban.objects.get(pk=obj.pk))  # the ban moved to another user or room
         ban = services.ban_create(room=obj.room, user=obj.user, reason=obj.reason, by=request.user)
         obj.pk = ban.pk
 
@@ -117,7 +119,8 @@ class MessageAdmin(admin.ModelAdmin):
     list_filter = ["deleted", "room", "created_at"]
     search_fields = ["body", "author__username", "room__slug", "client_id"]
     list_select_related = ["room", "author"]
-    readonly_fields = ["room", "author", "seq", "client_id", "created_at", "deleted"]
+    # Moderation is by deletion: an edited body would never reach the screens that show it.
+    readonly_fields = ["room", "author", "seq", "body", "client_id", "created_at", "deleted"]
     fields = ["room", "author", "seq", "body", "client_id", "created_at", "deleted"]
     actions = ["delete_messages"]
     date_hierarchy = "created_at"
