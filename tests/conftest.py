@@ -11,6 +11,7 @@ from django.test import Client
 from chat import presence, services, session_watch
 
 ORIGIN = "http://testserver"
+TEST_PASSWORD = "correct-horse-42"
 
 
 @pytest.fixture(autouse=True)
@@ -124,9 +125,19 @@ async def open_socket(cookie: str | None = None, *, origin: str | None = ORIGIN)
 @pytest.fixture
 def make_user(django_user_model):
     def make(username: str, **extra):
-        return django_user_model.objects.create_user(username, password="correct-horse-42", **extra)
+        return django_user_model.objects.create_user(username, password=TEST_PASSWORD, **extra)
 
     return make
+
+
+@pytest.fixture
+def alice(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def bob(make_user):
+    return make_user("bob")
 
 
 @pytest.fixture

@@ -12,16 +12,6 @@ from chat.models import Membership, Message, Room
 
 
 @pytest.fixture
-def alice(make_user):
-    return make_user("alice")
-
-
-@pytest.fixture
-def bob(make_user):
-    return make_user("bob")
-
-
-@pytest.fixture
 def announced(monkeypatch):
     """What the services hand to the channel layer, in order."""
     sent = []

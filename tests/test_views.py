@@ -11,21 +11,11 @@ from django.utils.html import escape
 
 from chat import services
 from chat.models import Membership, Room
+from tests.conftest import TEST_PASSWORD as PASSWORD  # every make_user user has it
 
-PASSWORD = "correct-horse-42"
 NEW_PASSWORD = "battery-staple-97"
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def alice(django_user_model):
-    return django_user_model.objects.create_user("alice", password=PASSWORD)
-
-
-@pytest.fixture
-def bob(django_user_model):
-    return django_user_model.objects.create_user("bob", password=PASSWORD)
 
 
 @pytest.fixture
