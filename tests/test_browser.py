@@ -192,3 +192,31 @@ def test_admin_works_under_the_content_security_policy(browser, server):
     expect(admin.get_by_role("heading", name="Add room")).to_be_visible()
     assert admin.csp_violations == []
     admin.context.close()
+
+
+def test_password_change_in_another_tab_keeps_this_browser_chatting(browser, server):
+    """Changing the password gives this browser a new session cookie: the room page's socket
+    is closed (4401), reconnects once with the new cookie, and goes on working."""
+    server.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth import get_user_model;"
+        "get_user_model().objects.create_user('dora', password='chatdemo')",
+    )
+    dora = logged_in_page(browser, server, "dora")
+    open_room(dora, server, "lobby")
+    dora.evaluate("window.firstSocket = window.chat.socket()")
+    settings_tab = dora.context.new_page()
+    settings_tab.goto(server.base_url + "/accounts/password_change/")
+    settings_tab.get_by_label("Old password").fill("chatdemo")
+    settings_tab.get_by_label("New password", exact=True).fill("a-much-better-one-42")
+    settings_tab.get_by_label("New password confirmation").fill("a-much-better-one-42")
+    settings_tab.get_by_role("button", name="Change password").click()
+    expect(settings_tab).to_have_url(server.base_url + "/accounts/password_change/done/")
+
+    dora.wait_for_function("window.chat.socket() !== window.firstSocket", timeout=10_000)  # it reconnected
+    expect(dora.locator("#status")).to_have_attribute("data-state", "live", timeout=15_000)
+    send(dora, "still here after the password change")
+    expect(dora.locator("#messages .message:not(.pending) .body", has_text="still here after")).to_have_count(1)
+    expect(dora.locator("#signed-out")).to_be_hidden()
+    dora.context.close()
