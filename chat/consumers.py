@@ -67,7 +67,9 @@ def _send(*, room_id: int, slug: str, user, body: str, client_id: str | None) ->
 
 @database_sync_to_async
 def _history(*, room_id: int, user, before: int | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
-    room = Room.objects.get(pk=room_id)
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None:
+        raise ChatError(ChatError.NOT_FOUND, "That room no longer exists.")
     selectors.room_access_check(room=room, user=user)
     return selectors.messages_before(room=room, before=before, limit=limit)
 
@@ -144,6 +146,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             await getattr(self, f"on_{frame.type}")(frame)
         except ChatError as error:
+            if error.room is None:
+                error.room = frame.fields.get("room")
             await self._refuse(error, ref)
         except Exception:
             logger.exception("Frame %s from user %s failed", frame.type, self.user.pk)

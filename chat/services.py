@@ -120,7 +120,8 @@ def message_send(*, room: Room, author, body: str, client_id: str | None = None)
     try:
         with transaction.atomic():
             # The UPDATE takes the lock first; then the fresh row is checked (archived, bans).
-            Room.objects.filter(pk=room.pk).update(last_seq=F("last_seq") + 1)
+            if not Room.objects.filter(pk=room.pk).update(last_seq=F("last_seq") + 1):
+                raise ChatError(ChatError.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
             room = Room.objects.get(pk=room.pk)
             room_access_check(room=room, user=author)
             seq = room.last_seq
@@ -157,7 +158,9 @@ def message_delete(*, message: Message) -> None:
 
 def read_mark(*, room: Room, user, seq: int) -> int:
     """Move the user's read marker forward (never back, never past the newest message)."""
-    last_seq = Room.objects.values_list("last_seq", flat=True).get(pk=room.pk)
+    last_seq = Room.objects.filter(pk=room.pk).values_list("last_seq", flat=True).first()
+    if last_seq is None:
+        raise ChatError(ChatError.NOT_FOUND, "That room no longer exists.")
     seq = min(seq, last_seq)
     Membership.objects.filter(room=room, user=user, last_read_seq__lt=seq).update(last_read_seq=seq)
     return seq

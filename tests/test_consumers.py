@@ -653,3 +653,17 @@ async def test_admin_room_form_inline_removal_and_archive_checkbox_act_live(
     )
     assert response.status_code == 302, response.content[:3000]
     assert await a.expect("room_closed") == {"type": "room_closed", "room": "secret", "reason": "archived"}
+
+
+async def test_a_room_deleted_while_joined_answers_not_found(alice, lobby, connect, monkeypatch):
+    """Even when the `room_closed` event is lost, frames for a deleted room get a clear error."""
+    from chat import events
+
+    socket = await connect(alice)
+    await socket.join("lobby")
+    monkeypatch.setattr(events, "_send_now", lambda group, event: None)
+    await database_sync_to_async(services.room_delete)(room=lobby)
+    for frame in ({"type": "send", "body": "hello?"}, {"type": "history"}, {"type": "read", "seq": 1}):
+        await socket.send(room="lobby", ref="x", **frame)
+        reply = await socket.recv()
+        assert reply["type"] == "error" and reply["code"] == "not_found" and reply["room"] == "lobby", (frame, reply)
