@@ -379,8 +379,10 @@ async def test_rate_limit_refuses_beyond_burst_then_recovers(alice, connect):
     frames = [await socket.recv() for _ in range(30)]
     pongs = [f for f in frames if f["type"] == "pong"]
     limited = [f for f in frames if f["type"] == "error"]
-    assert len(pongs) == settings.CHAT_RATE_BURST
-    assert len(limited) == 30 - settings.CHAT_RATE_BURST
+    # The bucket refills at 10 a second while the 30 frames are handled: a slow machine may
+    # let one or two more through.
+    assert settings.CHAT_RATE_BURST <= len(pongs) <= settings.CHAT_RATE_BURST + 2
+    assert len(limited) == 30 - len(pongs) >= 8
     assert {f["code"] for f in limited} == {"rate_limited"}
     await asyncio.sleep(0.3)  # 10 tokens a second refill
     assert (await socket.request("ping"))["type"] == "pong"
