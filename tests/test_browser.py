@@ -220,3 +220,23 @@ def test_password_change_in_another_tab_keeps_this_browser_chatting(browser, ser
     expect(dora.locator("#messages .message:not(.pending) .body", has_text="still here after")).to_have_count(1)
     expect(dora.locator("#signed-out")).to_be_hidden()
     dora.context.close()
+
+
+def test_admin_deleting_a_message_removes_it_from_open_pages(browser, server):
+    alice = logged_in_page(browser, server, "alice")
+    open_room(alice, server, "lobby")
+    send(alice, "an oops to moderate")
+    mine = alice.locator("#messages .message:not(.pending)", has_text="an oops to moderate")
+    expect(mine).to_have_count(1)
+
+    admin = logged_in_page(browser, server, "admin")
+    admin.goto(server.base_url + "/admin/chat/message/?q=oops+to+moderate")
+    admin.locator("input.action-select").first.check()
+    admin.locator("select[name=action]").select_option("delete_messages")
+    admin.get_by_role("button", name="Go").click()
+    expect(admin.locator(".messagelist")).to_contain_text("Deleted 1 message")
+
+    expect(alice.locator("#messages .message", has_text="an oops to moderate")).to_have_count(0)
+    expect(alice.locator("#messages .message.deleted")).not_to_have_count(0)
+    alice.context.close()
+    admin.context.close()
