@@ -33,14 +33,9 @@ class CloseCode:
 
 
 @database_sync_to_async
-def _handshake_state(session) -> str:
+def _session_state(session, user_id: int | None = None) -> str:
     if not session.session_key:
         return selectors.SessionState.ENDED
-    return selectors.session_state(session=session)
-
-
-@database_sync_to_async
-def _session_state(session, user_id: int) -> str:
     return selectors.session_state(session=session, user_id=user_id)
 
 
@@ -102,7 +97,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
         await self.accept()
         if self.user is None or not self.user.is_authenticated:
-            state = await _handshake_state(self.session) if self.session is not None else None
+            state = await _session_state(self.session) if self.session is not None else None
             code = CloseCode.DEACTIVATED if state == selectors.SessionState.INACTIVE else CloseCode.SESSION_ENDED
             await self._close(code)
             return

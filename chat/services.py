@@ -61,9 +61,9 @@ def room_enter(*, slug: str, user) -> Room:
     """Check that `user` may enter the room and record them as a member (which keeps their
     read marker). Raises ChatError(not_found | forbidden)."""
     room = room_get_for(slug=slug, user=user)
-    # Read first: most joins are by members already, and need no write lock.
-    if not Membership.objects.filter(room=room, user=user).exists():
-        Membership.objects.get_or_create(room=room, user=user)
+    # No surrounding transaction: get_or_create reads first, so a returning member's join
+    # takes no write lock (SQLite's IMMEDIATE transactions would take one at BEGIN).
+    Membership.objects.get_or_create(room=room, user=user)
     return room
 
 

@@ -93,9 +93,9 @@ async def recv(ws, timeout: float = 5) -> dict[str, Any]:
     return json.loads(await asyncio.wait_for(ws.recv(), timeout=timeout))
 
 
-async def expect(ws, frame_type: str, timeout: float = 5, **match: Any) -> dict[str, Any]:
-    """The next frame of `frame_type` matching `match`; other frames are skipped (and listed
-    in the failure message)."""
+async def next_frame(ws, wanted, timeout: float, what: str) -> dict[str, Any]:
+    """The next frame for which `wanted(frame)` holds; the others are skipped (and listed in the
+    failure message)."""
     deadline = time.monotonic() + timeout
     seen = []
     while True:
@@ -103,27 +103,27 @@ async def expect(ws, frame_type: str, timeout: float = 5, **match: Any) -> dict[
         try:
             frame = await recv(ws, timeout=max(remaining, 0.01))
         except TimeoutError:
-            raise AssertionError(f"no {frame_type} frame matching {match} within {timeout} s; got {seen}") from None
-        if frame["type"] == frame_type and all(frame.get(k) == v for k, v in match.items()):
+            raise AssertionError(f"no {what} within {timeout} s; got {seen}") from None
+        if wanted(frame):
             return frame
         seen.append(frame)
+
+
+async def expect(ws, frame_type: str, timeout: float = 5, **match: Any) -> dict[str, Any]:
+    """The next frame of `frame_type` matching `match`."""
+    return await next_frame(
+        ws,
+        lambda f: f["type"] == frame_type and all(f.get(k) == v for k, v in match.items()),
+        timeout,
+        f"{frame_type} frame matching {match}",
+    )
 
 
 async def request(ws, frame_type: str, timeout: float = 5, **fields: Any) -> dict[str, Any]:
     """Send a frame with a fresh ref; return the reply that carries it."""
     ref = secrets.token_hex(6)
     await send(ws, frame_type, ref=ref, **fields)
-    deadline = time.monotonic() + timeout
-    seen = []
-    while True:
-        remaining = deadline - time.monotonic()
-        try:
-            frame = await recv(ws, timeout=max(remaining, 0.01))
-        except TimeoutError:
-            raise AssertionError(f"no reply to {frame_type} (ref {ref}) within {timeout} s; got {seen}") from None
-        if frame.get("ref") == ref:
-            return frame
-        seen.append(frame)
+    return await next_frame(ws, lambda f: f.get("ref") == ref, timeout, f"reply to {frame_type} (ref {ref})")
 
 
 async def join(ws, room: str, **fields: Any) -> dict[str, Any]:
