@@ -165,7 +165,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.rooms[room.pk] = room.slug
             self.slugs[room.slug] = room.pk
             came_online = await self.presence.add(
-                room_id=room.pk, username=self.user.username, channel=self.channel_name
+                room_id=room.pk, room_slug=room.slug, username=self.user.username, channel=self.channel_name
             )
         messages, complete = await _catch_up(room=room, since=frame["since"])
         users = await self.presence.users(room_id=room.pk)

@@ -46,6 +46,16 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return value
 
 
+def env_choice(name: str, default: str, choices: list[str]) -> str:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {raw!r}.")
+    return value
+
+
 def local_secret_key() -> str:
     """A key for a single checkout: made once, kept in a git-ignored file beside manage.py."""
     path = BASE_DIR / ".secret_key"
@@ -178,17 +188,28 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-if REDIS_URL:
+# Which channels-redis layer carries events between workers: `redis` (RedisChannelLayer, the
+# default, chosen by measurement: see docs/scaling.md) or `redis-pubsub` (RedisPubSubChannelLayer).
+CHAT_CHANNEL_LAYER = env_choice("CHAT_CHANNEL_LAYER", "redis", ["redis", "redis-pubsub"])
+# socket_timeout above channels-redis' 5 s blocking receive, or idle sockets die (PITFALLS.md).
+_REDIS_HOSTS = [{"address": REDIS_URL, "socket_timeout": 30}]
+if REDIS_URL and CHAT_CHANNEL_LAYER == "redis":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # socket_timeout above channels-redis' 5 s blocking receive, or idle sockets die.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "hosts": _REDIS_HOSTS,
                 "capacity": env_int("CHAT_LAYER_CAPACITY", 1000, minimum=1),
                 "expiry": 60,
                 "group_expiry": 86400,
             },
+        }
+    }
+elif REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": _REDIS_HOSTS},
         }
     }
 else:
@@ -216,7 +237,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "var" / "static"
+# Where collectstatic puts the files (nginx serves them from there in the compose deployment).
+STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "var" / "static")
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns about a missing one
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -238,6 +260,10 @@ CHAT_TYPING_INTERVAL = 2.0
 CHAT_CATCHUP_LIMIT = 500
 # Each worker re-checks its sockets' sessions this often, in case a session-end event was lost.
 CHAT_SESSION_SWEEP_SECONDS = env_int("CHAT_SESSION_SWEEP_SECONDS", 30, minimum=1)
+# With REDIS_URL, presence lives in Redis: each worker refreshes its sockets' entries every third of
+# CHAT_PRESENCE_TTL seconds, so the sockets of a worker that died without a word (SIGKILL, power
+# loss) drop out of every online list within about CHAT_PRESENCE_TTL + a third of it.
+CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 15, minimum=3)
 
 LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "").strip().upper() or "INFO"
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

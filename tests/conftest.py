@@ -19,7 +19,7 @@ def fresh_realtime_state():
     """Each test gets an empty channel layer and presence (they hold asyncio queues bound to
     the test's own event loop)."""
     channel_layers.backends.clear()
-    presence._backend = presence.LocalPresence()
+    presence._backend = None
     session_watch._watch = session_watch.SessionWatch()
     yield
     channel_layers.backends.clear()
