@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test lint setup system-packages clean
+.PHONY: run cluster test lint setup system-packages clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (python3 is " + sys.version.split()[0] + ").")'
@@ -27,6 +27,13 @@ setup: $(VENV)/.installed
 run: setup
 	@echo "Serving on http://127.0.0.1:$(PORT)/ (demo logins: alice, bob, carol, admin; password chatdemo). Ctrl+C stops."
 	exec bin/daphne-worker -b 127.0.0.1 -p $(PORT)
+
+# The production topology without Docker: nginx on $(PORT) -> $(WORKERS) Daphne workers -> Redis and
+# PostgreSQL (SQLite when PostgreSQL is absent). See bin/cluster and README "Scaling".
+WORKERS ?= 3
+cluster: $(VENV)/.installed
+	@bin/ensure-system-packages redis-server nginx
+	exec $(PY) bin/cluster --workers $(WORKERS) --port $(PORT)
 
 system-packages:
 	@bin/ensure-system-packages
