@@ -1,0 +1,228 @@
+"""A chat client for tests over real sockets, behaving as the browser page does (chat.js):
+
+- reconnects with backoff and jitter after any close except a final one (4401, 4403, 4429);
+- rejoins its rooms with `since` = the newest seq it holds, and keeps messages by seq, so a
+  message delivered twice (live and in catch-up) is shown once;
+- sees a gap (a seq beyond the next one, or a `pong.seqs` ahead of what it holds) and catches up
+  with a rejoin;
+- resends unacknowledged messages with the same client_id after a reconnect.
+
+Not a test module. Counts what a user would notice: `messages[room]` (seq -> message), `live`
+(message frames received), `reconnects`, `presence[room]`, `closes` (codes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import uuid
+from typing import Any
+
+import websockets
+
+FINAL_CODES = {4401, 4403, 4429}
+
+
+class ChatClient:
+    def __init__(
+        self,
+        url: str,
+        cookie: str,
+        origin: str,
+        *,
+        name: str = "",
+        reconnect: bool = True,
+        ping_every: float | None = None,
+    ) -> None:
+        self.url, self.cookie, self.origin, self.name = url, cookie, origin, name
+        self.reconnect = reconnect
+        self.ping_every = ping_every  # the page pings every 25 s; tests that need it sooner say so
+        self.rooms: set[str] = set()
+        self.messages: dict[str, dict[int, dict]] = {}
+        self.presence: dict[str, list[str]] = {}
+        self.frames: list[dict] = []  # every frame but messages, presence and typing, in order
+        self.live = 0
+        self.reconnects = 0
+        self.closes: list[int] = []
+        self.pending: dict[str, tuple[str, str]] = {}  # client_id -> (room, body), until acked
+        self.acks: dict[str, dict] = {}
+        self._ws = None
+        self._task: asyncio.Task | None = None
+        self._connected = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._stopped = False
+        self._refs = 0
+
+    # Life cycle ----------------------------------------------------------------------------
+
+    async def start(self, *rooms: str) -> ChatClient:
+        self.rooms.update(rooms)
+        for room in rooms:
+            self.messages.setdefault(room, {})
+        self._task = asyncio.create_task(self._run(), name=f"client-{self.name}")
+        await self.wait_for(lambda: self._connected.is_set() and all(r in self.presence for r in self.rooms), 10)
+        return self
+
+    async def stop(self) -> None:
+        self._stopped = True
+        if self._ws is not None:
+            await self._ws.close()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._stopped:
+            try:
+                async with websockets.connect(
+                    self.url,
+                    additional_headers={"Cookie": self.cookie, "Origin": self.origin},
+                    open_timeout=5,
+                    close_timeout=2,
+                    max_size=2**20,
+                ) as ws:
+                    self._ws = ws
+                    attempt = 0
+                    for room in sorted(self.rooms):
+                        await self._join(room)
+                    self._connected.set()
+                    self._notify()
+                    pinger = asyncio.create_task(self._pinger()) if self.ping_every else None
+                    try:
+                        async for text in ws:
+                            await self._handle(json.loads(text))
+                    finally:
+                        if pinger is not None:
+                            pinger.cancel()
+                code = ws.close_code
+            except (OSError, websockets.exceptions.WebSocketException, TimeoutError) as error:
+                code = getattr(getattr(error, "rcvd", None), "code", None) or 1006
+            self._ws = None
+            self._connected.clear()
+            self.closes.append(code)
+            self._notify()
+            if self._stopped or not self.reconnect or code in FINAL_CODES:
+                return
+            attempt += 1
+            self.reconnects += 1
+            # Full jitter, as chat.js: a random wait up to a cap that doubles per attempt.
+            await asyncio.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))
+
+    async def _pinger(self) -> None:
+        while True:
+            await asyncio.sleep(self.ping_every)
+            try:
+                await self.ping()
+            except websockets.exceptions.ConnectionClosed:
+                return
+
+    # Frames --------------------------------------------------------------------------------
+
+    def _ref(self) -> str:
+        self._refs += 1
+        return f"{self.name}-{self._refs}"
+
+    def newest(self, room: str) -> int:
+        """The highest seq held with every lower one held too (what `since` may safely be)."""
+        seqs = self.messages.get(room, {})
+        n = 0
+        while n + 1 in seqs:
+            n += 1
+        return n
+
+    async def _join(self, room: str) -> None:
+        await self._ws.send(json.dumps({"type": "join", "room": room, "since": self.newest(room), "ref": self._ref()}))
+
+    async def _handle(self, frame: dict[str, Any]) -> None:
+        kind = frame["type"]
+        if kind == "joined":
+            room = frame["room"]
+            self._store(room, frame["messages"])
+            self.presence[room] = frame["presence"]
+            if not frame["complete"]:  # more than the catch-up limit behind: join again from there
+                await self._join(room)
+            for client_id, (pending_room, body) in list(self.pending.items()):
+                if pending_room == room:
+                    await self._send_frame(pending_room, body, client_id)
+        elif kind == "message":
+            self.live += 1
+            room = frame["room"]
+            self._store(room, [frame["message"]])
+            if frame["message"]["seq"] > self.newest(room):  # a gap: something was dropped
+                await self._join(room)
+        elif kind == "presence":
+            self.presence[frame["room"]] = frame["users"]
+        elif kind == "pong":
+            for room, seq in frame.get("seqs", {}).items():
+                if seq > self.newest(room):
+                    await self._join(room)
+            self.frames.append(frame)
+        elif kind == "ack":
+            self.pending.pop(frame["client_id"], None)
+            self.acks[frame["client_id"]] = frame
+        elif kind == "message_deleted":
+            room = frame["room"]
+            for message in self.messages.get(room, {}).values():
+                if message["id"] == frame["id"]:
+                    message["deleted"] = True
+            self.frames.append(frame)
+        elif kind != "typing":
+            self.frames.append(frame)
+        self._notify()
+
+    def _store(self, room: str, messages: list[dict]) -> None:
+        held = self.messages.setdefault(room, {})
+        for message in messages:
+            held.setdefault(message["seq"], message)
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    async def _send_frame(self, room: str, body: str, client_id: str) -> None:
+        if self._ws is not None:
+            try:
+                await self._ws.send(
+                    json.dumps({"type": "send", "room": room, "body": body, "client_id": client_id, "ref": self._ref()})
+                )
+            except websockets.exceptions.ConnectionClosed:
+                pass  # resent after the reconnect
+
+    # What tests call -----------------------------------------------------------------------
+
+    async def send(self, room: str, body: str, *, wait: bool = True, timeout: float = 10) -> str:
+        client_id = uuid.uuid4().hex
+        self.pending[client_id] = (room, body)
+        await self._send_frame(room, body, client_id)
+        if wait:
+            await self.wait_for(lambda: client_id in self.acks, timeout, f"ack for {body!r}")
+        return client_id
+
+    async def raw(self, frame: dict[str, Any]) -> None:
+        await self._ws.send(json.dumps(frame))
+
+    async def ping(self) -> None:
+        await self.raw({"type": "ping", "ref": self._ref()})
+
+    async def wait_for(self, predicate, timeout: float = 10, what: str = "condition") -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"{self.name}: no {what} within {timeout} s (closes {self.closes})")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+            except TimeoutError:
+                pass
+
+    def bodies(self, room: str) -> list[str]:
+        return [self.messages[room][seq]["body"] for seq in sorted(self.messages.get(room, {}))]
+
+    def frames_of(self, kind: str) -> list[dict]:
+        return [frame for frame in self.frames if frame["type"] == kind]
