@@ -68,7 +68,10 @@ def _database_ready() -> None:
 
 async def _channel_layer_ready() -> None:
     layer = get_channel_layer()
-    channel = await layer.new_channel("readyz.")
+    # The default prefix: channels-redis reads every process-specific channel of this worker
+    # through one loop keyed by that prefix; a channel with another prefix is never read while a
+    # socket's receive loop holds the lock (readyz then timed out on any worker with a socket).
+    channel = await layer.new_channel()
     await layer.send(channel, {"type": "readyz.ping"})
     await asyncio.wait_for(layer.receive(channel), timeout=2)
 

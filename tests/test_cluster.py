@@ -13,13 +13,16 @@ through nginx where the proxy matters. The SIGKILL test runs last: it leaves one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import signal
 import time
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
+from websockets.sync.client import connect as sync_connect
 
 from tests import postgres_server
 from tests.chat_client import ChatClient
@@ -51,6 +54,32 @@ def sqlite_cluster():
         yield running
 
 
+IDLE_SECONDS = 65
+
+
+@pytest.fixture(scope="module")
+def idle_sockets(cluster):
+    """Two sockets (workers 2 and 3) that join a room, then stay silent while the other tests run;
+    test_sockets_idle_for_over_a_minute_still_deliver checks them after IDLE_SECONDS. (redis-py's
+    read timeout once killed idle Redis-backed sockets after 5 s: PITFALLS.md.) The websockets
+    sync client answers Daphne's pings in its own thread, as a browser does."""
+    room = new_room(cluster, "idle")
+    with contextlib.ExitStack() as stack:
+        opened = []
+        for worker, name in ((2, "bob"), (3, "carol")):
+            ws = stack.enter_context(
+                sync_connect(
+                    cluster.ws_url(worker),
+                    additional_headers={"Cookie": cookie_for(cluster, name), "Origin": cluster.origin},
+                    open_timeout=10,
+                )
+            )
+            ws.send(json.dumps({"type": "join", "room": room, "since": 0, "ref": "j"}))
+            assert json.loads(ws.recv(timeout=5))["type"] == "joined"
+            opened.append(ws)
+        yield room, opened, time.monotonic()
+
+
 def new_room(cluster: ClusterServer, prefix: str = "room") -> str:
     slug = f"{prefix}-{next(_room_numbers)}-{int(time.time() * 1000) % 100000}"
     cluster.shell(f"from chat import services; services.room_create(slug={slug!r}, name={slug!r})")
@@ -80,7 +109,7 @@ async def stop_all(*clients: ChatClient) -> None:
 # Chat, presence, session ends and admin actions across workers ---------------------------------
 
 
-async def test_users_on_different_workers_chat_both_ways(cluster):
+async def test_users_on_different_workers_chat_both_ways(cluster, idle_sockets):
     room = new_room(cluster)
     alice = await client(cluster, "alice", worker=1).start(room)
     bob = await client(cluster, "bob", worker=2).start(room)
@@ -265,7 +294,8 @@ def get_json(url: str) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-def test_readyz_on_every_worker_and_through_nginx(cluster):
+def test_readyz_on_every_worker_and_through_nginx(cluster, idle_sockets):
+    """With sockets open on the workers (a socket's receive loop once starved readyz's channel)."""
     for worker in (None, 1, 2, 3):
         status, body = get_json(cluster.base_url(worker) + "/readyz")
         assert (status, body["checks"]) == (200, {"database": "ok", "channel_layer": "ok"}), (worker, body)
@@ -296,7 +326,39 @@ def test_workers_see_the_client_address_nginx_forwards(cluster):
     assert any("203.0.113.7" in cluster.worker_log(w) for w in (1, 2, 3))
 
 
-# Last: a worker dies ------------------------------------------------------------------------------
+def test_two_browsers_on_different_workers_chat_live(cluster):
+    """Alice's page comes through nginx; Bob's straight from another worker: they chat live."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, logged_in_page, open_room, send
+
+    room = new_room(cluster, "browsers")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            through_nginx = SimpleNamespace(base_url=cluster.url)
+            logs_before = [cluster.worker_log(w).count("WSCONNECT /ws/chat/") for w in (1, 2, 3)]
+            alice = logged_in_page(browser, through_nginx, "alice")
+            open_room(alice, through_nginx, room)
+            grew = [w for w in (1, 2, 3) if cluster.worker_log(w).count("WSCONNECT /ws/chat/") > logs_before[w - 1]]
+            assert len(grew) == 1, f"alice's socket went to workers {grew}"
+            other = SimpleNamespace(base_url=cluster.base_url(next(w for w in (1, 2, 3) if w not in grew)))
+            bob = logged_in_page(browser, other, "bob")
+            open_room(bob, other, room)
+
+            send(alice, "Hello from the page nginx served")
+            expect(bob.locator("#messages .message[data-author=alice] .body")).to_have_text(
+                "Hello from the page nginx served"
+            )
+            send(bob, "Hi, from another worker")
+            expect(alice.locator("#messages .message[data-author=bob] .body")).to_have_text("Hi, from another worker")
+            expect(alice.locator("#presence li[data-username=bob]")).to_have_count(1)
+            expect(bob.locator("#presence li[data-username=alice]")).to_have_count(1)
+        finally:
+            browser.close()
+
+
+# Last: a worker dies (worker 1 stays dead for the tests after it) ------------------------------------------------------------------------------
 
 
 async def test_a_worker_killed_mid_conversation(cluster):
@@ -361,6 +423,22 @@ async def test_a_worker_killed_mid_conversation(cluster):
         for task in talkers:
             task.cancel()
         await stop_all(ghost, *people)
+
+
+def test_sockets_idle_for_over_a_minute_still_deliver(cluster, idle_sockets):
+    room, idle, opened_at = idle_sockets
+    time.sleep(max(0.0, IDLE_SECONDS - (time.monotonic() - opened_at)))
+    with sync_connect(
+        cluster.ws_url(1), additional_headers={"Cookie": cookie_for(cluster, "alice"), "Origin": cluster.origin}
+    ) as alice:
+        alice.send(json.dumps({"type": "join", "room": room, "since": 0, "ref": "j"}))
+        alice.send(json.dumps({"type": "send", "room": room, "body": "still there?", "client_id": "idle-1"}))
+        for ws in idle:
+            while True:  # skip the presence frames that arrived while idle
+                frame = json.loads(ws.recv(timeout=5))
+                if frame["type"] == "message":
+                    break
+            assert frame["message"]["body"] == "still there?"
 
 
 def test_ctrl_c_stops_the_whole_cluster(cluster):
