@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run cluster test lint setup system-packages clean
+.PHONY: run cluster bench-layers test lint setup system-packages clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (python3 is " + sys.version.split()[0] + ").")'
@@ -37,6 +37,11 @@ cluster: $(VENV)/.installed
 
 system-packages:
 	@bin/ensure-system-packages
+
+# The two channels-redis layers measured side by side (docs/scaling.md); figures, not tests.
+bench-layers: $(VENV)/.dev-installed
+	@bin/ensure-system-packages redis-server nginx postgresql
+	$(PY) bench/layers.py
 
 test: $(VENV)/.dev-installed system-packages
 	$(PY) -m pytest

@@ -188,9 +188,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Which channels-redis layer carries events between workers: `redis` (RedisChannelLayer, the
-# default, chosen by measurement: see docs/scaling.md) or `redis-pubsub` (RedisPubSubChannelLayer).
-CHAT_CHANNEL_LAYER = env_choice("CHAT_CHANNEL_LAYER", "redis", ["redis", "redis-pubsub"])
+# Which channels-redis layer carries events between workers: `redis-pubsub`
+# (RedisPubSubChannelLayer, the default, chosen by measurement: docs/scaling.md) or `redis`
+# (RedisChannelLayer).
+CHAT_CHANNEL_LAYER = env_choice("CHAT_CHANNEL_LAYER", "redis-pubsub", ["redis-pubsub", "redis"])
 # socket_timeout above channels-redis' 5 s blocking receive, or idle sockets die (PITFALLS.md).
 _REDIS_HOSTS = [{"address": REDIS_URL, "socket_timeout": 30}]
 if REDIS_URL and CHAT_CHANNEL_LAYER == "redis":

@@ -43,6 +43,7 @@ class ChatClient:
         self.presence: dict[str, list[str]] = {}
         self.frames: list[dict] = []  # every frame but messages, presence and typing, in order
         self.live = 0
+        self.live_bodies: list[str] = []  # bodies that arrived as live `message` frames
         self.reconnects = 0
         self.closes: list[int] = []
         self.pending: dict[str, tuple[str, str]] = {}  # client_id -> (room, body), until acked
@@ -151,6 +152,7 @@ class ChatClient:
                     await self._send_frame(pending_room, body, client_id)
         elif kind == "message":
             self.live += 1
+            self.live_bodies.append(frame["message"]["body"])
             room = frame["room"]
             self._store(room, [frame["message"]])
             if frame["message"]["seq"] > self.newest(room):  # a gap: something was dropped

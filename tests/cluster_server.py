@@ -24,9 +24,17 @@ from tests.daphne_server import DEMO_PASSWORD, REPO_ROOT, HttpSession, clean_env
 
 
 class ClusterServer:
-    def __init__(self, *, workers: int = 3, database_url: str | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        workers: int = 3,
+        database_url: str | None = None,
+        redis_url: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.workers = workers
         self.database_url = database_url
+        self.redis_url = redis_url  # None: the runner starts its own redis-server
         self.extra_env = env or {}
         self.process: subprocess.Popen | None = None
         self.state: dict[str, Any] = {}
@@ -50,8 +58,7 @@ class ClusterServer:
             str(self.port),
             "--worker-ports",
             "auto",
-            "--redis-port",
-            str(free_port()),
+            *(["--redis-url", self.redis_url] if self.redis_url else ["--redis-port", str(free_port())]),
             "--dir",
             str(self.dir),
             "--database-url",

@@ -21,11 +21,27 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def __enter__(self) -> "RedisServer":
+        self.port = free_port()
+        self.tmpdir = Path(tempfile.mkdtemp(prefix="chat-redis-"))
+        self.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the server (its data is gone: it keeps nothing on disk)."""
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+    def start(self) -> None:
+        """Start the server on its port (again, after stop(): a Redis restart)."""
         binary = shutil.which("redis-server")
         if binary is None:  # `make test` installs it (bin/ensure-system-packages)
             raise RuntimeError("redis-server is not installed: apt-get install redis-server")
-        self.port = free_port()
-        self.tmpdir = Path(tempfile.mkdtemp(prefix="chat-redis-"))
         self.process = subprocess.Popen(
             [
                 binary,
@@ -52,20 +68,13 @@ class RedisServer:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as conn:
                     conn.sendall(b"PING\r\n")
                     if conn.recv(16).startswith(b"+PONG"):
-                        return self
+                        return
             except OSError:
                 time.sleep(0.05)
         self.__exit__()
         raise RuntimeError(f"redis-server did not answer PING on port {self.port} within 10 s")
 
     def __exit__(self, *exc_info) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
+        self.stop()
         if self.tmpdir is not None:
             shutil.rmtree(self.tmpdir, ignore_errors=True)

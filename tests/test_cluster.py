@@ -1,10 +1,12 @@
 """The many-workers deployment with real processes: `bin/cluster` (what `make cluster` runs)
 starts nginx in front of Daphne workers sharing a redis-server and a database.
 
-The main cluster runs on a throwaway PostgreSQL server when PostgreSQL's binaries are installed
-(`make test` installs them as root), otherwise on a SQLite file shared by the workers. A second,
-small cluster always runs on a shared SQLite file, with a tiny channel-layer capacity, to show
-that the SQLite path keeps seqs gapless too and that messages the layer drops are caught up.
+The main cluster runs on the default channel layer (RedisPubSubChannelLayer) with a redis-server
+the tests own (so they can restart it), and on a throwaway PostgreSQL server when PostgreSQL's
+binaries are installed (`make test` installs them as root), otherwise on a SQLite file shared by
+the workers. A second, small cluster runs on a shared SQLite file with the other layer
+(RedisChannelLayer) and a tiny capacity: it shows that the SQLite path keeps seqs gapless too,
+and that what that layer drops silently at capacity is caught up.
 
 Tests talk to a given worker directly (its own port) where "a different worker" matters, and
 through nginx where the proxy matters. The SIGKILL test runs last: it leaves one worker dead.
@@ -27,6 +29,7 @@ from websockets.sync.client import connect as sync_connect
 from tests import postgres_server
 from tests.chat_client import ChatClient
 from tests.cluster_server import ClusterServer
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -43,14 +46,21 @@ def database_url():
 
 
 @pytest.fixture(scope="module")
-def cluster(database_url):
-    with ClusterServer(workers=3, database_url=database_url) as running:
+def redis():
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def cluster(database_url, redis):
+    with ClusterServer(workers=3, database_url=database_url, redis_url=redis.url) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def sqlite_cluster():
-    with ClusterServer(workers=2, env={"CHAT_LAYER_CAPACITY": "5"}) as running:
+    env = {"CHAT_CHANNEL_LAYER": "redis", "CHAT_LAYER_CAPACITY": "5"}
+    with ClusterServer(workers=2, env=env) as running:
         yield running
 
 
@@ -285,6 +295,49 @@ async def test_messages_the_channel_layer_drops_are_caught_up(sqlite_cluster):
         await stop_all(alice, bob)
 
 
+async def test_a_redis_restart_mid_conversation_loses_nothing(cluster, redis):
+    """Redis stops, then starts again on the same port, empty. Sends during the outage are stored
+    and acked (only their live copy is lost); the workers subscribe again by themselves, live
+    delivery resumes on the same sockets, everyone catches up every message once, presence
+    comes back from the heartbeats, and /readyz is green again."""
+    room = new_room(cluster, "redis")
+    people = [
+        await client(cluster, name, worker=w, ping_every=1.0).start(room)
+        for name, w in (("alice", 1), ("bob", 2), ("carol", 3))
+    ]
+    alice = people[0]
+    try:
+        for i in range(3):
+            await alice.send(room, f"before {i}")
+        redis.stop()
+        for i in range(3):
+            await alice.send(room, f"during {i}")
+        redis.start()
+        await asyncio.sleep(2)  # the workers' subscriber loops reconnect (they poll every 0.1-1 s)
+        for i in range(3):
+            await alice.send(room, f"after {i}")
+        expected = [f"{when} {i}" for when in ("before", "during", "after") for i in range(3)]
+        for each in people:
+            await each.wait_for(lambda each=each: each.newest(room) == 9, 15, "all 9 messages")
+            assert each.bodies(room) == expected
+        for each in people[1:]:
+            assert "after 2" in each.live_bodies, f"{each.name}: live delivery did not resume"
+            assert each.reconnects == 0, f"{each.name} reconnected: the socket should have lived on"
+        for worker in (1, 2, 3):
+            assert get_json(cluster.base_url(worker) + "/readyz")[0] == 200
+        deadline = time.monotonic() + 3 * 15 / 3 + 5  # a heartbeat (TTL/3) puts the entries back
+        while True:
+            probe = await client(cluster, "admin", worker=2).start(room)
+            listed = probe.presence[room]
+            await probe.stop()
+            if listed == ["admin", "alice", "bob", "carol"] or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+        assert listed == ["admin", "alice", "bob", "carol"]
+    finally:
+        await stop_all(*people)
+
+
 def get_json(url: str) -> tuple[int, dict]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
@@ -428,8 +481,8 @@ async def test_a_worker_killed_mid_conversation(cluster):
 def test_sockets_idle_for_over_a_minute_still_deliver(cluster, idle_sockets):
     room, idle, opened_at = idle_sockets
     time.sleep(max(0.0, IDLE_SECONDS - (time.monotonic() - opened_at)))
-    with sync_connect(
-        cluster.ws_url(1), additional_headers={"Cookie": cookie_for(cluster, "alice"), "Origin": cluster.origin}
+    with sync_connect(  # through nginx: worker 1 is dead by now
+        cluster.ws_url(), additional_headers={"Cookie": cookie_for(cluster, "alice"), "Origin": cluster.origin}
     ) as alice:
         alice.send(json.dumps({"type": "join", "room": room, "since": 0, "ref": "j"}))
         alice.send(json.dumps({"type": "send", "room": room, "body": "still there?", "client_id": "idle-1"}))

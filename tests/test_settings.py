@@ -117,3 +117,29 @@ def test_daphne_worker_with_a_bad_setting_stops_at_once(env, sentence):
         pytest.fail(f"the worker was still running after 30 s despite a bad setting:\n{timeout.stderr}")
     assert_refused(result, sentence)
     assert "Listening on" not in result.stdout + result.stderr
+
+
+def test_an_unknown_channel_layer_is_refused():
+    result = manage("check", env={"CHAT_CHANNEL_LAYER": "rabbitmq"})
+    assert_refused(result, "CHAT_CHANNEL_LAYER must be one of redis-pubsub, redis, not 'rabbitmq'.")
+
+
+@pytest.mark.parametrize(
+    ("choice", "backend"),
+    [
+        ("", "channels_redis.pubsub.RedisPubSubChannelLayer"),  # the default, by measurement
+        ("redis-pubsub", "channels_redis.pubsub.RedisPubSubChannelLayer"),
+        ("redis", "channels_redis.core.RedisChannelLayer"),
+    ],
+)
+def test_redis_url_selects_the_measured_layer(choice, backend):
+    code = "from django.conf import settings; print(settings.CHANNEL_LAYERS['default']['BACKEND'])"
+    env = {"REDIS_URL": "redis://127.0.0.1:1/0", "DJANGO_SECRET_KEY": "k" * 50, "CHAT_CHANNEL_LAYER": choice}
+    result = manage("shell", "--verbosity", "0", "--command", code, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == backend
+
+
+def test_presence_ttl_has_a_floor():
+    result = manage("check", env={"CHAT_PRESENCE_TTL": "1"})
+    assert_refused(result, "CHAT_PRESENCE_TTL must be at least 3, not 1.")
