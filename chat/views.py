@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import uuid
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -67,13 +68,25 @@ def _database_ready() -> None:
 
 
 async def _channel_layer_ready() -> None:
+    """A message sent to this worker's own probe channel comes back through the layer.
+
+    One probe channel per worker, made on first use and reused: a new channel per check would
+    leave a subscription behind on every call with the pub/sub layer (it only unsubscribes a
+    channel whose receive is cancelled). The default prefix matters on RedisChannelLayer: it
+    reads every process-specific channel of the worker through one loop keyed by that prefix,
+    and a channel with another prefix is never read while a socket holds that loop. A nonce
+    tells this check's message from one a timed-out check left behind.
+    """
     layer = get_channel_layer()
-    # The default prefix: channels-redis reads every process-specific channel of this worker
-    # through one loop keyed by that prefix; a channel with another prefix is never read while a
-    # socket's receive loop holds the lock (readyz then timed out on any worker with a socket).
-    channel = await layer.new_channel()
-    await layer.send(channel, {"type": "readyz.ping"})
-    await asyncio.wait_for(layer.receive(channel), timeout=2)
+    probe = getattr(layer, "chat_readyz_probe", None)
+    if probe is None:
+        probe = {"channel": await layer.new_channel(), "lock": asyncio.Lock()}
+        layer.chat_readyz_probe = probe
+    async with probe["lock"]:
+        nonce = uuid.uuid4().hex
+        await layer.send(probe["channel"], {"type": "readyz.ping", "nonce": nonce})
+        while (await layer.receive(probe["channel"])).get("nonce") != nonce:
+            pass
 
 
 @never_cache

@@ -24,6 +24,7 @@ import urllib.request
 from types import SimpleNamespace
 
 import pytest
+import redis as redis_py
 from websockets.sync.client import connect as sync_connect
 
 from tests import postgres_server
@@ -347,11 +348,18 @@ def get_json(url: str) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-def test_readyz_on_every_worker_and_through_nginx(cluster, idle_sockets):
-    """With sockets open on the workers (a socket's receive loop once starved readyz's channel)."""
+def test_readyz_on_every_worker_and_through_nginx(cluster, redis, idle_sockets):
+    """With sockets open on the workers (a socket's receive loop once starved readyz's channel),
+    and without leaving a Redis subscription behind per check (the healthcheck runs every 10 s)."""
+    subscriptions = redis_py.Redis.from_url(redis.url).pubsub_channels
     for worker in (None, 1, 2, 3):
         status, body = get_json(cluster.base_url(worker) + "/readyz")
         assert (status, body["checks"]) == (200, {"database": "ok", "channel_layer": "ok"}), (worker, body)
+    before = len(subscriptions())
+    for _ in range(10):
+        for worker in (1, 2, 3):
+            assert get_json(cluster.base_url(worker) + "/readyz")[0] == 200
+    assert len(subscriptions()) == before
 
 
 # Daphne behind nginx -----------------------------------------------------------------------------
