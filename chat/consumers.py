@@ -61,6 +61,21 @@ def _send(*, room_id: int, slug: str, user, body: str, client_id: str | None) ->
 
 
 @database_sync_to_async
+def _edit(*, room_id: int, slug: str, user, message_id: int, body: str, skip: str) -> dict[str, Any]:
+    return services.message_edit(
+        room=Room(pk=room_id, slug=slug), author=user, message_id=message_id, body=body, skip=skip
+    )
+
+
+@database_sync_to_async
+def _delete(*, room_id: int, slug: str, user, message_id: int, skip: str) -> tuple[int, int]:
+    message = services.message_delete_own(
+        room=Room(pk=room_id, slug=slug), author=user, message_id=message_id, skip=skip
+    )
+    return message.pk, message.seq
+
+
+@database_sync_to_async
 def _history(*, room_id: int, user, before: int | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
     room = Room.objects.filter(pk=room_id).first()
     if room is None:
@@ -195,6 +210,27 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(
             protocol.encode("ack", frame.ref, room=slug, client_id=wire["client_id"], id=wire["id"], seq=wire["seq"])
         )
+
+    async def on_edit(self, frame: Frame) -> None:
+        slug = frame["room"]
+        room_id = self._joined(slug)
+        wire = await _edit(
+            room_id=room_id,
+            slug=slug,
+            user=self.user,
+            message_id=frame["id"],
+            body=frame["body"],
+            skip=self.channel_name,
+        )
+        await self.send(protocol.encode("message_edited", frame.ref, room=slug, message=wire))
+
+    async def on_delete(self, frame: Frame) -> None:
+        slug = frame["room"]
+        room_id = self._joined(slug)
+        message_id, seq = await _delete(
+            room_id=room_id, slug=slug, user=self.user, message_id=frame["id"], skip=self.channel_name
+        )
+        await self.send(protocol.encode("message_deleted", frame.ref, room=slug, id=message_id, seq=seq))
 
     async def on_history(self, frame: Frame) -> None:
         slug = frame["room"]

@@ -56,9 +56,16 @@ def message_created_on_commit(*, room_id: int, room_slug: str, message: dict[str
     _on_commit(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": None})
 
 
-def message_deleted_on_commit(*, room_id: int, room_slug: str, message_id: int, seq: int) -> None:
+def message_edited_on_commit(*, room_id: int, room_slug: str, message: dict[str, Any], skip: str | None = None) -> None:
+    frame = protocol.encode("message_edited", room=room_slug, message=message)
+    _on_commit(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip})
+
+
+def message_deleted_on_commit(
+    *, room_id: int, room_slug: str, message_id: int, seq: int, skip: str | None = None
+) -> None:
     frame = protocol.encode("message_deleted", room=room_slug, id=message_id, seq=seq)
-    _on_commit(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": None})
+    _on_commit(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip})
 
 
 def room_closed_on_commit(*, room_id: int, room_slug: str, reason: str, user_id: int | None = None) -> None:

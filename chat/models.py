@@ -7,10 +7,12 @@ slug_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
     "Use 1 to 50 lowercase letters, digits or hyphens, not starting or ending with a hyphen.",
 )
+# /rooms/new/ is the page that creates rooms.
+reserved_slug_validator = RegexValidator(r"^new$", "'new' is reserved: choose another address.", inverse_match=True)
 
 
 class Room(models.Model):
-    slug = models.CharField(max_length=50, unique=True, validators=[slug_validator])
+    slug = models.CharField(max_length=50, unique=True, validators=[slug_validator, reserved_slug_validator])
     name = models.CharField(max_length=100)
     topic = models.CharField(max_length=300, blank=True)
     private = models.BooleanField(default=False, help_text="Only members may see and join it.")
@@ -69,6 +71,7 @@ class Message(models.Model):
     # NULL, not "": the idempotency constraint below applies only to messages that carry one.
     client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    edited_at = models.DateTimeField(null=True, blank=True, editable=False)
     deleted = models.BooleanField(default=False)
 
     class Meta:

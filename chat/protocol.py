@@ -51,6 +51,8 @@ CLIENT_FRAMES: dict[str, dict[str, Field]] = {
         "before": _seq(required=False),
         "limit": Field(int, required=False, minimum=1, maximum=HISTORY_MAX_LIMIT, default=HISTORY_DEFAULT_LIMIT),
     },
+    "edit": {"room": _slug(), "id": Field(int, minimum=1, maximum=MAX_SEQ), "body": Field(str)},
+    "delete": {"room": _slug(), "id": Field(int, minimum=1, maximum=MAX_SEQ)},
     "typing": {"room": _slug()},
     "read": {"room": _slug(), "seq": _seq(required=True)},
     "ping": {},
@@ -66,12 +68,13 @@ SERVER_FRAMES: dict[str, set[str]] = {
     "history": {"room", "messages", "has_more"},
     "typing": {"room", "username"},
     "presence": {"room", "users"},
+    "message_edited": {"room", "message"},
     "message_deleted": {"room", "id", "seq"},
     "room_closed": {"room", "reason"},
     "pong": set(),
     "error": {"code", "detail"},
 }
-MESSAGE_FIELDS = {"id", "seq", "room", "author", "body", "created_at", "client_id"}
+MESSAGE_FIELDS = {"id", "seq", "room", "author", "body", "created_at", "edited_at", "client_id"}
 
 
 @dataclass(frozen=True)

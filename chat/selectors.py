@@ -17,7 +17,7 @@ from .errors import ChatError
 from .models import Ban, Membership, Message, Room
 
 DELETED_AUTHOR = "[deleted]"
-_MESSAGE_COLUMNS = ("id", "seq", "body", "created_at", "client_id", "deleted", "author__username")
+_MESSAGE_COLUMNS = ("id", "seq", "body", "created_at", "edited_at", "client_id", "deleted", "author__username")
 
 
 def iso_utc(moment: datetime) -> str:
@@ -34,6 +34,7 @@ def message_wire(row: dict[str, Any], *, room_slug: str) -> dict[str, Any]:
         "author": row["author__username"] or DELETED_AUTHOR,
         "body": "" if row["deleted"] else row["body"],
         "created_at": iso_utc(row["created_at"]),
+        "edited_at": iso_utc(row["edited_at"]) if row["edited_at"] else None,
         "client_id": row["client_id"],
     }
     if row["deleted"]:
@@ -48,6 +49,7 @@ def message_to_wire(message: Message, *, room_slug: str) -> dict[str, Any]:
             "seq": message.seq,
             "body": message.body,
             "created_at": message.created_at,
+            "edited_at": message.edited_at,
             "client_id": message.client_id,
             "deleted": message.deleted,
             "author__username": message.author.username if message.author_id else None,
@@ -58,6 +60,12 @@ def message_to_wire(message: Message, *, room_slug: str) -> dict[str, Any]:
 
 def _rows(queryset: QuerySet[Message], *, room_slug: str) -> list[dict[str, Any]]:
     return [message_wire(row, room_slug=room_slug) for row in queryset.values(*_MESSAGE_COLUMNS)]
+
+
+def last_read_seq(*, room: Room, user) -> int:
+    """The user's read marker in a room (0 before they ever joined it)."""
+    seq = Membership.objects.filter(room=room, user=user).values_list("last_read_seq", flat=True).first()
+    return seq or 0
 
 
 def room_info(*, room: Room) -> dict[str, Any]:

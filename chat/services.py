@@ -1,11 +1,13 @@
 """Writes. Each is keyword-only, runs in one transaction, and announces itself through
 `chat.events` on commit. The consumer, views, admin and commands all come through here."""
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils import timezone
 
 from . import events
 from .errors import ChatError
@@ -23,13 +25,19 @@ class RoomClosed:
 # Rooms --------------------------------------------------------------------------------------
 
 
-def room_create(*, slug: str, name: str, topic: str = "", private: bool = False, created_by=None) -> Room:
+def room_create(
+    *, slug: str, name: str, topic: str = "", private: bool = False, created_by=None, members: Iterable = ()
+) -> Room:
+    """A new room. A private room's creator becomes its moderator; `members` are invited to it."""
     room = Room(slug=slug, name=name, topic=topic, private=private, created_by=created_by)
     room.full_clean()
     with transaction.atomic():
         room.save()
         if created_by is not None and private:
             Membership.objects.create(room=room, user=created_by, role=Membership.Role.MODERATOR)
+        for user in members:
+            if user != created_by:
+                Membership.objects.get_or_create(room=room, user=user)
     return room
 
 
@@ -107,12 +115,7 @@ def message_send(*, room: Room, author, body: str, client_id: str | None = None)
     concurrent senders, and a rollback takes the increment back, so seqs have no gaps.
     A `client_id` this author already used in the room returns the first message instead.
     """
-    if len(body) > settings.CHAT_MAX_BODY:
-        raise ChatError(
-            ChatError.TOO_LARGE, f"The message is longer than {settings.CHAT_MAX_BODY} characters.", room=room.slug
-        )
-    if not body.strip():
-        raise ChatError(ChatError.BAD_REQUEST, "The message is empty.", room=room.slug)
+    _check_body(body, room=room)
     if client_id is not None:
         existing = _message_by_client_id(room=room, author=author, client_id=client_id)
         if existing is not None:
@@ -144,7 +147,53 @@ def _message_by_client_id(*, room: Room, author, client_id: str) -> dict[str, An
     return message_to_wire(message, room_slug=room.slug) if message else None
 
 
-def message_delete(*, message: Message) -> None:
+def _check_body(body: str, *, room: Room) -> None:
+    if len(body) > settings.CHAT_MAX_BODY:
+        raise ChatError(
+            ChatError.TOO_LARGE, f"The message is longer than {settings.CHAT_MAX_BODY} characters.", room=room.slug
+        )
+    if not body.strip():
+        raise ChatError(ChatError.BAD_REQUEST, "The message is empty.", room=room.slug)
+
+
+def _own_message(*, room: Room, author, message_id: int) -> Message:
+    """The author's live message in a room they may still write in, locked for the change."""
+    room = Room.objects.filter(pk=room.pk).first()
+    if room is None:
+        raise ChatError(ChatError.NOT_FOUND, "That room no longer exists.")
+    room_access_check(room=room, user=author)
+    message = Message.objects.select_for_update().select_related("author").filter(room=room, pk=message_id).first()
+    if message is None or message.deleted:
+        raise ChatError(ChatError.NOT_FOUND, f"No message {message_id} in '{room.slug}'.", room=room.slug)
+    if message.author_id != author.pk:
+        raise ChatError(ChatError.FORBIDDEN, "You can only change your own messages.", room=room.slug)
+    message.room = room
+    return message
+
+
+def message_edit(*, room: Room, author, message_id: int, body: str, skip: str | None = None) -> dict[str, Any]:
+    """Change the text of the author's own message; announce it (except to `skip`, the socket
+    that asked, which gets the reply itself). Returns the message as on the wire."""
+    _check_body(body, room=room)
+    with transaction.atomic():
+        message = _own_message(room=room, author=author, message_id=message_id)
+        message.body = body
+        message.edited_at = timezone.now()
+        message.save(update_fields=["body", "edited_at"])
+        wire = message_to_wire(message, room_slug=message.room.slug)
+        events.message_edited_on_commit(room_id=message.room_id, room_slug=message.room.slug, message=wire, skip=skip)
+    return wire
+
+
+def message_delete_own(*, room: Room, author, message_id: int, skip: str | None = None) -> Message:
+    """The author deletes their own message (staff delete any message in the admin)."""
+    with transaction.atomic():
+        message = _own_message(room=room, author=author, message_id=message_id)
+        message_delete(message=message, skip=skip)
+    return message
+
+
+def message_delete(*, message: Message, skip: str | None = None) -> None:
     """Hide a message. It keeps its seq, so no client ever sees a gap."""
     with transaction.atomic():
         updated = Message.objects.filter(pk=message.pk, deleted=False).update(deleted=True)
@@ -152,7 +201,7 @@ def message_delete(*, message: Message) -> None:
         if updated:
             room = Room.objects.only("slug").get(pk=message.room_id)
             events.message_deleted_on_commit(
-                room_id=message.room_id, room_slug=room.slug, message_id=message.pk, seq=message.seq
+                room_id=message.room_id, room_slug=room.slug, message_id=message.pk, seq=message.seq, skip=skip
             )
 
 

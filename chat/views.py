@@ -17,8 +17,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from . import selectors
+from . import selectors, services
 from .errors import ChatError
+from .forms import RoomCreateForm
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +42,29 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
         "username": request.user.get_username(),
         "wsPath": "/ws/chat/",
         "maxBody": settings.CHAT_MAX_BODY,
+        # Where the "new messages" divider goes when the page opens.
+        "lastRead": selectors.last_read_seq(room=room, user=request.user),
     }
     rooms = selectors.room_list_for(user=request.user)
     return render(request, "chat/room.html", {"room": room, "rooms": rooms, "config": config})
+
+
+@login_required
+def room_create(request: HttpRequest) -> HttpResponse:
+    """Any user may open a public room, or a private one with the people they invite."""
+    form = RoomCreateForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        room = services.room_create(
+            slug=data["slug"],
+            name=data["name"],
+            topic=data["topic"],
+            private=data["private"],
+            created_by=request.user,
+            members=data["members"],
+        )
+        return redirect("chat:room", room.slug)
+    return render(request, "chat/room_form.html", {"form": form})
 
 
 def signup(request: HttpRequest) -> HttpResponse:

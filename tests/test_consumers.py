@@ -234,6 +234,72 @@ async def test_send_errors_keep_the_socket_usable(alice, lobby, connect):
     assert exactly_max["type"] == "ack" and exactly_max["seq"] == 1
 
 
+async def test_edit_own_message_is_shown_to_everyone_and_kept(alice, bob, lobby, connect):
+    a, a_other_tab, b = await connect(alice), await connect(alice), await connect(bob)
+    for socket in (a, a_other_tab, b):
+        await socket.join("lobby")
+    ack = await a.request("send", room="lobby", body="helo", client_id="e-1")
+    await b.expect("message")
+    reply = await a.request("edit", room="lobby", id=ack["id"], body="hello")
+    assert_frame_shape(reply)
+    assert reply["type"] == "message_edited"
+    assert reply["message"]["body"] == "hello" and reply["message"]["seq"] == ack["seq"]
+    assert reply["message"]["edited_at"] is not None
+    for other in (a_other_tab, b):
+        seen = await other.expect("message_edited")
+        assert "ref" not in seen and seen["message"] == reply["message"]
+    await a.nothing("message_edited")  # the editor got it once, as the reply
+    # A client catching up later gets the edited text and the seq stays put: no gap, no new message.
+    late = await connect(bob)
+    joined = await late.join("lobby", since=0)
+    assert [(m["seq"], m["body"], m["edited_at"] is not None) for m in joined["messages"]] == [(1, "hello", True)]
+    stored = await database_sync_to_async(Message.objects.get)(pk=ack["id"])
+    assert stored.body == "hello" and stored.edited_at is not None
+
+
+async def test_delete_own_message_leaves_a_tombstone_for_everyone(alice, bob, lobby, connect):
+    a, b = await connect(alice), await connect(bob)
+    await a.join("lobby")
+    await b.join("lobby")
+    first = await a.request("send", room="lobby", body="oops")
+    await a.request("send", room="lobby", body="kept")
+    reply = await a.request("delete", room="lobby", id=first["id"])
+    assert reply == {"type": "message_deleted", "room": "lobby", "id": first["id"], "seq": 1, "ref": reply["ref"]}
+    seen = await b.expect("message_deleted")
+    assert (seen["id"], seen["seq"]) == (first["id"], 1)
+    history = await b.request("history", room="lobby")
+    assert [(m["seq"], m["body"], m.get("deleted", False)) for m in history["messages"]] == [
+        (1, "", True),
+        (2, "kept", False),
+    ]
+
+
+async def test_edit_and_delete_are_refused_for_others_messages_and_bad_input(alice, bob, lobby, make_room, connect):
+    a, b = await connect(alice), await connect(bob)
+    await a.join("lobby")
+    await b.join("lobby")
+    ack = await a.request("send", room="lobby", body="alice's words")
+    for frame_type, extra in (("edit", {"body": "bob's words"}), ("delete", {})):
+        refused = await b.request(frame_type, room="lobby", id=ack["id"], **extra)
+        assert (refused["type"], refused["code"]) == ("error", "forbidden"), refused
+    assert (await a.request("edit", room="lobby", id=ack["id"], body="  "))["code"] == "bad_request"
+    too_long = await a.request("edit", room="lobby", id=ack["id"], body="x" * (settings.CHAT_MAX_BODY + 1))
+    assert too_long["code"] == "too_large"
+    assert (await a.request("edit", room="lobby", id=ack["id"] + 99, body="x"))["code"] == "not_found"
+    assert (await a.request("edit", room="lobby", id="1", body="x"))["code"] == "bad_request"
+    assert (await a.request("edit", room="random", id=ack["id"], body="x"))["code"] == "not_joined"
+    # a message of another room, even one's own, is not found through this room
+    await database_sync_to_async(make_room)("random")
+    await a.join("random")
+    other = await a.request("send", room="random", body="elsewhere")
+    assert (await a.request("edit", room="lobby", id=other["id"], body="x"))["code"] == "not_found"
+    await a.request("delete", room="lobby", id=ack["id"])
+    assert (await a.request("edit", room="lobby", id=ack["id"], body="back"))["code"] == "not_found"
+    assert (await a.request("delete", room="lobby", id=ack["id"]))["code"] == "not_found"
+    stored = await database_sync_to_async(Message.objects.get)(pk=ack["id"])
+    assert stored.body == "alice's words" and stored.deleted
+
+
 async def test_concurrent_senders_get_gapless_unique_seqs(alice, bob, make_user, lobby, connect):
     carol = await database_sync_to_async(make_user)("carol")
     sockets = [await connect(user) for user in (alice, bob, carol, alice, bob, carol)]

@@ -257,6 +257,101 @@ def test_room_page_of_a_public_room(alice_client):
     )
     assert config["room"] == "lobby" and config["username"] == "alice" and config["wsPath"] == "/ws/chat/"
     assert config["maxBody"] == 4000
+    assert config["lastRead"] == 0
+
+
+def test_room_page_tells_the_client_where_the_user_stopped_reading(alice_client, alice, bob):
+    room = services.room_create(slug="lobby", name="Lobby")
+    services.room_enter(slug="lobby", user=alice)
+    for i in range(5):
+        services.message_send(room=room, author=bob, body=f"m{i}")
+    services.read_mark(room=room, user=alice, seq=3)
+    html = page(alice_client.get("/rooms/lobby/"))
+    config = json.loads(re.search(r'id="chat-config" type="application/json">(.*?)</script>', html, re.S).group(1))
+    assert config["lastRead"] == 3
+
+
+# Room creation by users -------------------------------------------------------------------------
+
+
+def create_room(client, **fields):
+    data = {"name": "", "slug": "", "topic": "", "members": "", **fields}
+    return client.post("/rooms/new/", data)
+
+
+def test_the_room_list_links_to_the_new_room_form(alice_client):
+    assert 'href="/rooms/new/"' in page(alice_client.get("/"))
+    form = page(alice_client.get("/rooms/new/"))
+    for label in ("Name", "Address", "Topic", "Private", "Invite"):
+        assert f">{label}</label>" in form
+
+
+def test_a_user_creates_a_public_room_and_lands_in_it(alice_client, alice, bob):
+    response = create_room(alice_client, name="Book Club", topic="What we read")
+    assert response.status_code == 302 and response["Location"] == "/rooms/book-club/"
+    room = Room.objects.get(slug="book-club")
+    assert (room.name, room.topic, room.private, room.created_by) == ("Book Club", "What we read", False, alice)
+    bobs = Client()
+    bobs.force_login(bob)
+    assert "Book Club" in page(bobs.get("/"))  # anyone sees a public room
+
+
+def test_a_private_room_with_invited_members(alice_client, alice, bob, make_user):
+    carol = make_user("carol")
+    response = create_room(alice_client, name="Plans", slug="plans", private="on", members="bob, nobody-else")
+    assert response.status_code == 200 and "No such user: nobody-else." in page(response)
+    assert not Room.objects.filter(slug="plans").exists()
+    response = create_room(alice_client, name="Plans", slug="plans", private="on", members="bob")
+    assert response.status_code == 302
+    room = Room.objects.get(slug="plans")
+    assert room.private
+    roles = dict(Membership.objects.filter(room=room).values_list("user__username", "role"))
+    assert roles == {"alice": Membership.Role.MODERATOR, "bob": Membership.Role.MEMBER}
+    for user, status in ((bob, 200), (carol, 403)):
+        client = Client()
+        client.force_login(user)
+        assert client.get("/rooms/plans/").status_code == status
+        assert ("Plans" in page(client.get("/"))) == (status == 200)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"name": ""}, "This field is required."),
+        ({"name": "Lobby", "slug": "Not A Slug"}, "Use 1 to 50 lowercase letters"),
+        ({"name": "New"}, "&#x27;new&#x27; is reserved"),
+        ({"name": "!!!"}, "the name has no letters or digits"),
+        ({"name": "Open", "members": "bob"}, "Invitations are for private rooms"),
+    ],
+)
+def test_bad_room_forms_say_what_is_wrong(alice_client, bob, fields, message):
+    response = create_room(alice_client, **fields)
+    assert response.status_code == 200
+    assert message in page(response)
+    assert not Room.objects.exists()
+
+
+def test_a_taken_address_is_refused(alice_client):
+    services.room_create(slug="lobby", name="Lobby")
+    response = create_room(alice_client, name="Lobby")
+    assert "A room with the address &#x27;lobby&#x27; already exists." in page(response)
+    assert Room.objects.count() == 1
+
+
+def test_room_creation_is_limited_per_hour(alice_client, alice):
+    for i in range(10):
+        assert create_room(alice_client, name=f"Room {i}").status_code == 302
+    response = create_room(alice_client, name="One too many")
+    assert "You have created 10 rooms in the last hour" in page(response)
+    assert Room.objects.count() == 10
+
+
+def test_room_creation_needs_a_login_and_csrf(alice):
+    assert Client().get("/rooms/new/")["Location"].startswith("/accounts/login/")
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(alice)
+    assert create_room(strict, name="Sneaky").status_code == 403
+    assert not Room.objects.exists()
 
 
 def test_room_page_of_a_private_room_for_a_member(alice_client, alice):
