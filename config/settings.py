@@ -250,6 +250,9 @@ STORAGES = {
 }
 # Serve from the finders too, so a checkout works before collectstatic has run.
 WHITENOISE_USE_FINDERS = True
+# Static file names carry no content hash: browsers keep them an hour, then revalidate (ETag),
+# as nginx does in the compose deployment.
+WHITENOISE_MAX_AGE = 3600
 
 # Chat limits (PROTOCOL.md gives the defaults).
 CHAT_MAX_BODY = env_int("CHAT_MAX_BODY", 4000, minimum=1)
