@@ -323,3 +323,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _close(self, code: int) -> None:
         self.closing = True
         await self.close(code=code)
+
+
+class EchoConsumer(AsyncWebsocketConsumer):
+    """`/ws/echo/`: the classic first WebSocket example. Each text frame comes back prefixed with
+    `Server: `; binary frames come back unchanged. It needs no login and no Origin, because it
+    reads nothing and stores nothing (Daphne's 64 KiB frame limit applies as everywhere)."""
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is not None:
+            await self.send(text_data="Server: " + text_data)
+        else:
+            await self.send(bytes_data=bytes_data)

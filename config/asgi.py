@@ -1,7 +1,8 @@
 """ASGI entry point: `daphne config.asgi:application`.
 
 HTTP goes to Django; WebSockets pass the Origin check (cross-site WebSocket hijacking) and the
-session authentication before they reach the router.
+session authentication before they reach the chat router. Only /ws/echo/, which reads and stores
+nothing, is open to any origin.
 """
 
 import os
@@ -22,12 +23,18 @@ except ImproperlyConfigured as error:
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
-from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.routing import public_websocket_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": URLRouter(
+            [
+                *public_websocket_urlpatterns,
+                re_path(r"", AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
+            ]
+        ),
     }
 )

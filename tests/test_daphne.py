@@ -363,3 +363,19 @@ async def test_health_endpoints_over_http(server):
         body = json.loads(response.text)
         assert body["status"] == "ok", (path, body)
     assert body["checks"] == {"database": "ok", "channel_layer": "ok"}, body
+
+
+async def test_echo_socket_answers_any_page_like_the_classic_example(server):
+    """/ws/echo/: no login, any Origin (or none), each text frame back as "Server: …"; the chat
+    socket next to it still refuses a foreign Origin."""
+    url = server.base_url.replace("http://", "ws://") + "/ws/echo/"
+    for headers in ({}, {"Origin": "http://elsewhere.example"}, {"Origin": "null"}):
+        async with websockets.connect(url, additional_headers=headers, proxy=None, open_timeout=5) as ws:
+            await ws.send("Hello")
+            assert await asyncio.wait_for(ws.recv(), 5) == "Server: Hello"
+            await ws.send("ünïcødé ✓")
+            assert await asyncio.wait_for(ws.recv(), 5) == "Server: ünïcødé ✓"
+            await ws.send(b"\x00\x01")
+            assert await asyncio.wait_for(ws.recv(), 5) == b"\x00\x01"
+    with pytest.raises(InvalidStatus):
+        await open_ws(server, None, origin="http://elsewhere.example", timeout=5)
