@@ -339,6 +339,19 @@ async def test_a_redis_restart_mid_conversation_loses_nothing(cluster, redis):
         await stop_all(*people)
 
 
+async def test_chat_send_from_the_command_line_reaches_open_sockets_live(cluster):
+    """`manage.py chat_send` runs in its own process: Redis carries its broadcast to the workers."""
+    room = new_room(cluster, "alerts")
+    bob = await client(cluster, "bob", worker=2).start(room)
+    try:
+        output = await asyncio.to_thread(cluster.manage, "chat_send", room, "Disk at 91% on db-1")
+        assert output.strip() == f"Sent message #1 to {room} as system."
+        await bob.wait_for(lambda: "Disk at 91% on db-1" in bob.live_bodies, 5, "the alert, live")
+        assert bob.messages[room][1]["author"] == "system"
+    finally:
+        await bob.stop()
+
+
 def get_json(url: str) -> tuple[int, dict]:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
