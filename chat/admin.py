@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, Q
 
 from . import services
-from .models import Ban, Membership, Message, Room
+from .models import ApiToken, Ban, Membership, Message, Room
 
 
 class MembershipInline(admin.TabularInline):
@@ -120,8 +120,8 @@ class MessageAdmin(admin.ModelAdmin):
     search_fields = ["body", "author__username", "room__slug", "client_id"]
     list_select_related = ["room", "author"]
     # Moderation is by deletion: an edited body would never reach the screens that show it.
-    readonly_fields = ["room", "author", "seq", "body", "client_id", "created_at", "deleted"]
-    fields = ["room", "author", "seq", "body", "client_id", "created_at", "deleted"]
+    readonly_fields = ["room", "author", "seq", "body", "client_id", "created_at", "edited_at", "deleted"]
+    fields = ["room", "author", "seq", "body", "client_id", "created_at", "edited_at", "deleted"]
     actions = ["delete_messages"]
     date_hierarchy = "created_at"
 
@@ -147,3 +147,51 @@ class MessageAdmin(admin.ModelAdmin):
 
     def delete_model(self, request, obj):
         services.message_delete(message=obj)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens are made here or with `manage.py create_token`; the secret is shown once, in the
+    message after saving. They are revoked, not edited or deleted, so their history stays."""
+
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter), "created_at"]
+    search_fields = ["name", "user__username", "prefix"]
+    list_select_related = ["user"]
+    autocomplete_fields = ["user"]
+    readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke_tokens"]
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["user", "name", "expires_at"]
+        return ["user", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj is None else [*self.readonly_fields, "user"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        token, raw = services.token_create(user=obj.user, name=obj.name, expires_at=obj.expires_at)
+        obj.pk = token.pk
+        self.message_user(
+            request, f"The new token for {obj.user} is {raw} — copy it now: it is not shown again.", messages.WARNING
+        )
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # revoke instead: the record of who had access stays
+        return actions
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Revoke selected tokens (closes their open sockets)")
+    def revoke_tokens(self, request, queryset):
+        count = 0
+        for token in queryset.filter(revoked_at__isnull=True):
+            services.token_revoke(token=token)
+            count += 1
+        self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)

@@ -104,6 +104,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.slugs: dict[str, int] = {}
         self.user_group: str | None = None
         self.session_key: str | None = None
+        self.token_id: int | None = self.scope.get("token_id")  # set when a bearer token opened it
         self.user_id: int | None = None
         self.closing = False
         self.bucket = TokenBucket(rate=settings.CHAT_RATE_PER_SECOND, burst=settings.CHAT_RATE_BURST)
@@ -116,7 +117,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             code = CloseCode.DEACTIVATED if state == selectors.SessionState.INACTIVE else CloseCode.SESSION_ENDED
             await self._close(code)
             return
-        self.session_key = self.session.session_key if self.session is not None else None
+        if self.token_id is None and self.session is not None:
+            self.session_key = self.session.session_key
         self.user_id = self.user.pk
         self.user_group = events.user_group(self.user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
@@ -280,8 +282,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if event["session_key"] == self.session_key:
             await self.session_ended()
 
+    async def chat_token_revoked(self, event: dict[str, Any]) -> None:
+        if event["token_id"] == self.token_id:
+            await self.session_ended()
+
     async def chat_revalidate(self, event: dict[str, Any]) -> None:
-        if self.closing or self.session is None:
+        if self.closing:
+            return
+        if self.token_id is not None:  # the user changed: is the token still good (active user)?
+            if not await database_sync_to_async(selectors.tokens_valid)(token_ids={self.token_id}):
+                await self.session_ended()
+            return
+        if self.session is None:
             return
         try:
             state = await _session_state(self.session, self.user_id)

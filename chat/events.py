@@ -12,6 +12,7 @@ Channel-layer event types, each handled by a method of `ChatConsumer` of the sam
 - `chat.room_closed` {room_id, room, reason}: to a room group (archived, deleted) or a user group
   (banned, removed); the socket unsubscribes and forwards a `room_closed` frame.
 - `chat.session_ended` {session_key}: to a user group, after a logout.
+- `chat.token_revoked` {token_id}: to a user group; sockets opened with that token close (4401).
 - `chat.revalidate` {}: to a user group, after the user changed (password, active flag, deleted):
   each socket checks that its session still authenticates it.
 """
@@ -66,6 +67,11 @@ def message_deleted_on_commit(
 ) -> None:
     frame = protocol.encode("message_deleted", room=room_slug, id=message_id, seq=seq)
     _on_commit(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip})
+
+
+def token_revoked_on_commit(*, user_id: int, token_id: int) -> None:
+    """Close the sockets a revoked token opened (they are in their user's group)."""
+    _on_commit(user_group(user_id), {"type": "chat.token_revoked", "token_id": token_id})
 
 
 def room_closed_on_commit(*, room_id: int, room_slug: str, reason: str, user_id: int | None = None) -> None:

@@ -87,3 +87,25 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} in {self.room_id}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for bots and scripts. Only a SHA-256 hash of the token is stored: the
+    token itself is shown once, when it is made (tokens are 256 random bits, so a fast hash is
+    enough; nothing can be brute-forced from it)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What it is for, e.g. 'deploy bot'.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False, help_text="The token's first characters.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: never expires.")
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

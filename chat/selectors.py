@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from .errors import ChatError
-from .models import Ban, Membership, Message, Room
+from .models import ApiToken, Ban, Membership, Message, Room
 
 DELETED_AUTHOR = "[deleted]"
 _MESSAGE_COLUMNS = ("id", "seq", "body", "created_at", "edited_at", "client_id", "deleted", "author__username")
@@ -202,3 +202,12 @@ def _load_sessions(store_class, keys: list[str]) -> dict[str, dict]:
                 loaded[row.session_key] = store_class().decode(row.session_data)
         return loaded
     return {key: store_class(session_key=key).load() for key in keys}  # an empty dict when gone
+
+
+def tokens_valid(*, token_ids: set[int]) -> set[int]:
+    """Which of these tokens still authenticate (not revoked, not expired, user active)."""
+    return set(
+        ApiToken.objects.filter(pk__in=token_ids, revoked_at__isnull=True, user__is_active=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+        .values_list("pk", flat=True)
+    )

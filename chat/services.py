@@ -1,17 +1,20 @@
 """Writes. Each is keyword-only, runs in one transaction, and announces itself through
 `chat.events` on commit. The consumer, views, admin and commands all come through here."""
 
+import hashlib
+import secrets
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import events
 from .errors import ChatError
-from .models import Ban, Membership, Message, Room
+from .models import ApiToken, Ban, Membership, Message, Room
 from .selectors import message_to_wire, room_access_check, room_get_for
 
 
@@ -213,3 +216,49 @@ def read_mark(*, room: Room, user, seq: int) -> int:
     seq = min(seq, last_seq)
     Membership.objects.filter(room=room, user=user, last_read_seq__lt=seq).update(last_read_seq=seq)
     return seq
+
+
+# API tokens -----------------------------------------------------------------------------------
+
+TOKEN_PREFIX = "chat_"
+
+
+def token_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def token_create(*, user, name: str, expires_at=None) -> tuple[ApiToken, str]:
+    """A new token for `user`; returns it with the secret, which is never stored or shown again."""
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken(user=user, name=name, key_hash=token_hash(raw), prefix=raw[:12], expires_at=expires_at)
+    token.full_clean(exclude=["key_hash", "prefix"])
+    token.save()
+    return token, raw
+
+
+def token_revoke(*, token: ApiToken) -> None:
+    """Revoke a token; its open sockets close (4401) as soon as the event reaches them, and
+    within CHAT_TOKEN_SWEEP_SECONDS otherwise."""
+    with transaction.atomic():
+        if ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+            events.token_revoked_on_commit(user_id=token.user_id, token_id=token.pk)
+    token.refresh_from_db(fields=["revoked_at"])
+
+
+def token_authenticate(raw: str):
+    """The token's (user, token id), or None when it is unknown, revoked, expired or its user is
+    inactive. Records when it was last used (at most once a minute, to spare the database)."""
+    if not raw or len(raw) > 200:
+        return None
+    now = timezone.now()
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(key_hash=token_hash(raw), revoked_at__isnull=True, user__is_active=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .first()
+    )
+    if token is None:
+        return None
+    if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+    return token.user, token.pk

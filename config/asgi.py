@@ -1,8 +1,8 @@
 """ASGI entry point: `daphne config.asgi:application`.
 
-HTTP goes to Django; WebSockets pass the Origin check (cross-site WebSocket hijacking) and the
-session authentication before they reach the chat router. Only /ws/echo/, which reads and stores
-nothing, is open to any origin.
+HTTP goes to Django. A chat WebSocket authenticates with a bearer token (scripts, bots), or else
+passes the Origin check (cross-site WebSocket hijacking) and the session authentication
+(chat.auth). Only /ws/echo/, which reads and stores nothing, is open to anyone.
 """
 
 import os
@@ -20,11 +20,10 @@ except ImproperlyConfigured as error:
     sys.stderr.write(f"Configuration error: {error}\n")
     raise SystemExit(2) from None
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
+from chat.auth import ChatAuthMiddleware  # noqa: E402
 from chat.routing import public_websocket_urlpatterns, websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -33,7 +32,7 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter(
             [
                 *public_websocket_urlpatterns,
-                re_path(r"", AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
+                re_path(r"", ChatAuthMiddleware(URLRouter(websocket_urlpatterns))),
             ]
         ),
     }

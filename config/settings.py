@@ -110,6 +110,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "chat.middleware.RequestIdMiddleware",  # first: every log line of a request carries its id
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -264,20 +265,35 @@ CHAT_TYPING_INTERVAL = 2.0
 CHAT_CATCHUP_LIMIT = 500
 # Each worker re-checks its sockets' sessions this often, in case a session-end event was lost.
 CHAT_SESSION_SWEEP_SECONDS = env_int("CHAT_SESSION_SWEEP_SECONDS", 30, minimum=1)
+# How often each worker re-checks the API tokens of its token sockets (revocation closes them).
+CHAT_TOKEN_SWEEP_SECONDS = env_int("CHAT_TOKEN_SWEEP_SECONDS", 5, minimum=1)
 # With REDIS_URL, presence lives in Redis: each worker refreshes its sockets' entries every third of
 # CHAT_PRESENCE_TTL seconds, so the sockets of a worker that died without a word (SIGKILL, power
 # loss) drop out of every online list within about CHAT_PRESENCE_TTL + a third of it.
 CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 15, minimum=3)
+# /metrics answers loopback and private addresses; with this set, also any client that sends
+# `Authorization: Bearer <token>` (a Prometheus outside the private network).
+CHAT_METRICS_TOKEN = os.environ.get("CHAT_METRICS_TOKEN", "").strip()
+if CHAT_METRICS_TOKEN and len(CHAT_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("CHAT_METRICS_TOKEN must be at least 16 characters long.")
 
 LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "").strip().upper() or "INFO"
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"DJANGO_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}.")
 
+# `json`: one JSON object a line (time, level, logger, message, request_id / connection_id when
+# known, exception), for log shippers. The ids come from chat.log (contextvars) through its filter.
+LOG_FORMAT = env_choice("DJANGO_LOG_FORMAT", "plain", ["plain", "json"])
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "chat.log.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "chat.log.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }

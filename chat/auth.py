@@ -1,0 +1,51 @@
+"""Who is on a WebSocket: a bearer token, or the browser's session.
+
+Scripts and bots authenticate with an API token, in an `Authorization: Bearer <token>` header or,
+where a client cannot set headers, a `?token=<token>` query parameter. Such handshakes skip the
+Origin check: they do not come from pages, and a page on another site cannot know the token.
+Every other handshake goes through the Origin check (cross-site WebSocket hijacking) and Django's
+session authentication, as before.
+"""
+
+from urllib.parse import parse_qs
+
+from channels.auth import AuthMiddlewareStack
+from channels.db import database_sync_to_async
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.contrib.auth.models import AnonymousUser
+
+from . import services
+
+
+def bearer_token(scope) -> str | None:
+    """The token the handshake carries, if any (the header wins over the query string)."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, credentials = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                return credentials.strip()
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token")
+    return values[0] if values else None
+
+
+class TokenAuthMiddleware:
+    """Sets scope["user"] and scope["token_id"] from the bearer token; an unknown, revoked or
+    expired token leaves an anonymous user, whom the consumer closes with 4401."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        found = await database_sync_to_async(services.token_authenticate)(bearer_token(scope) or "")
+        user, token_id = found if found else (AnonymousUser(), None)
+        return await self.inner({**scope, "user": user, "token_id": token_id}, receive, send)
+
+
+class ChatAuthMiddleware:
+    def __init__(self, inner) -> None:
+        self.with_token = TokenAuthMiddleware(inner)
+        self.with_session = AllowedHostsOriginValidator(AuthMiddlewareStack(inner))
+
+    async def __call__(self, scope, receive, send):
+        app = self.with_token if bearer_token(scope) is not None else self.with_session
+        return await app(scope, receive, send)
