@@ -1,4 +1,4 @@
-"""Who is on a WebSocket: a bearer token, or the browser's session.
+"""Who is on a WebSocket or an API request: a bearer token, or the browser's session.
 
 Scripts and bots authenticate with an API token, in an `Authorization: Bearer <token>` header or,
 where a client cannot set headers, a `?token=<token>` query parameter. Such handshakes skip the
@@ -13,6 +13,8 @@ from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.contrib.auth.models import AnonymousUser
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
 from . import services
 
@@ -49,3 +51,20 @@ class ChatAuthMiddleware:
     async def __call__(self, scope, receive, send):
         app = self.with_token if bearer_token(scope) is not None else self.with_session
         return await app(scope, receive, send)
+
+
+class BearerTokenAuthentication(BaseAuthentication):
+    """The HTTP API's side (chat/api.py): `Authorization: Bearer <token>` with an API token. (It
+    lives here, not in chat.api, because DRF imports authentication classes from its settings.)"""
+
+    def authenticate(self, request):
+        scheme, _, credentials = get_authorization_header(request).decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        found = services.token_authenticate(credentials.strip())
+        if found is None:
+            raise exceptions.AuthenticationFailed("The token is unknown, revoked or expired.")
+        return found  # (user, token id)
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="chat"'  # makes unauthenticated requests 401, not 403

@@ -11,7 +11,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import events, protocol, selectors, services
+from . import events, log, metrics, protocol, selectors, services
 from .errors import ChatError
 from .limits import StrikeWindow, TokenBucket
 from .models import Room
@@ -98,6 +98,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Transport hooks ---------------------------------------------------------------------------
 
     async def connect(self) -> None:
+        self.connection_id = log.bind_connection()  # on every log line of this socket
         self.user = self.scope.get("user")
         self.session = self.scope.get("session")
         self.rooms: dict[int, str] = {}  # room id -> slug, the rooms this socket has joined
@@ -112,6 +113,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.presence = get_presence()
 
         await self.accept()
+        metrics.ws_opened(self)
         if self.user is None or not self.user.is_authenticated:
             state = await _session_state(self.session) if self.session is not None else None
             code = CloseCode.DEACTIVATED if state == selectors.SessionState.INACTIVE else CloseCode.SESSION_ENDED
@@ -123,8 +125,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.user_group = events.user_group(self.user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
         get_session_watch().add(self)
+        logger.info("WebSocket opened by user %s", self.user_id)
 
     async def disconnect(self, code: int) -> None:
+        logger.info("WebSocket closed with code %s", metrics.ws_closed(self, code))
         self.closing = True
         get_session_watch().discard(self)
         for room_id in list(self.rooms):
@@ -136,10 +140,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return
         if text_data is None:
+            metrics.frame_received("binary")
             await self._refuse(ChatError(ChatError.BAD_REQUEST, "Binary frames are not supported: send JSON text."))
             return
         limit = settings.CHAT_MAX_FRAME_BYTES
         if len(text_data) * 4 > limit and len(text_data.encode("utf-8", "surrogatepass")) > limit:
+            metrics.frame_received("oversized")
             await self._close(CloseCode.FRAME_TOO_LARGE)
             return
         try:
@@ -148,6 +154,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ChatError as error:
             frame, refusal = None, error
         ref = frame.ref if frame else getattr(refusal, "ref", None)
+        metrics.frame_received(frame.type if frame else "invalid")
         if not self.bucket.take():
             room = frame.fields.get("room") if frame else None
             await self._refuse(ChatError(ChatError.RATE_LIMITED, "Too many frames: slow down.", room=room), ref)
@@ -206,12 +213,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(protocol.encode("left", frame.ref, room=frame["room"]))
 
     async def on_send(self, frame: Frame) -> None:
+        started = metrics.clock()
         slug = frame["room"]
         room_id = self._joined(slug)
         wire = await _send(room_id=room_id, slug=slug, user=self.user, body=frame["body"], client_id=frame["client_id"])
         await self.send(
             protocol.encode("ack", frame.ref, room=slug, client_id=wire["client_id"], id=wire["id"], seq=wire["seq"])
         )
+        metrics.observe_send_ack(started)
 
     async def on_edit(self, frame: Frame) -> None:
         slug = frame["room"]
@@ -334,7 +343,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _close(self, code: int) -> None:
         self.closing = True
+        metrics.ws_closing(self, code)
         await self.close(code=code)
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        metrics.frame_sent(text_data)  # every frame to this socket: replies, errors, broadcasts
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
 
 
 class EchoConsumer(AsyncWebsocketConsumer):

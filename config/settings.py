@@ -106,6 +106,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "csp",
+    "rest_framework",
+    "drf_spectacular",
     "chat",
 ]
 
@@ -267,6 +269,29 @@ CHAT_CATCHUP_LIMIT = 500
 CHAT_SESSION_SWEEP_SECONDS = env_int("CHAT_SESSION_SWEEP_SECONDS", 30, minimum=1)
 # How often each worker re-checks the API tokens of its token sockets (revocation closes them).
 CHAT_TOKEN_SWEEP_SECONDS = env_int("CHAT_TOKEN_SWEEP_SECONDS", 5, minimum=1)
+
+# The HTTP API (chat/api.py): bearer tokens or the session (with CSRF), JSON only, errors with the
+# socket's codes, and the socket's rate per user.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "chat.auth.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "chat.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": f"{CHAT_RATE_PER_SECOND * 60}/min"},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Channels Chat HTTP API",
+    "DESCRIPTION": "Rooms and messages over HTTP, beside the WebSocket protocol (docs/api.md).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
 # With REDIS_URL, presence lives in Redis: each worker refreshes its sockets' entries every third of
 # CHAT_PRESENCE_TTL seconds, so the sockets of a worker that died without a word (SIGKILL, power
 # loss) drop out of every online list within about CHAT_PRESENCE_TTL + a third of it.
