@@ -43,7 +43,12 @@ bench-layers: $(VENV)/.dev-installed
 	@bin/ensure-system-packages redis-server nginx postgresql
 	$(PY) bench/layers.py
 
-test: $(VENV)/.dev-installed system-packages
+# axe-core (accessibility checks the browser tests inject into pages), from the npm registry.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: $(VENV)/.dev-installed system-packages node_modules/.installed
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev-installed
@@ -51,4 +56,4 @@ lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache node_modules

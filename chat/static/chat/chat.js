@@ -20,7 +20,8 @@ const ui = {
   presenceToggle: $('presence-toggle'), typing: $('typing'),
   form: $('composer'), input: $('composer-input'), send: $('composer-send'), counter: $('composer-counter'),
   closed: $('room-closed'), signedOut: $('signed-out'), banner: $('connection-banner'),
-  roomError: $('room-error'), toasts: $('toasts'),
+  roomError: $('room-error'), toasts: $('toasts'), notify: $('notify-toggle'),
+  dialog: $('delete-dialog'), dialogPreview: $('delete-dialog-preview'),
 };
 
 // The single piece of mutable state.
@@ -43,6 +44,16 @@ const S = {
   joinCount: 0,
   lastTypingSent: 0,
   lastReadSent: 0,
+  lastRead: Number.isInteger(cfg.lastRead) ? cfg.lastRead : null, // read marker when the page loaded
+  lastScrollTop: 0,
+  refs: 0, // counter for edit/delete refs
+  edits: new Map(), // ref -> message element with an edit in flight
+  deletes: new Map(), // ref -> message element with a delete in flight
+  deleteTarget: null, // message element the delete dialog is about
+  unseen: 0, // messages from others that arrived while the tab was hidden
+  notifyOn: false, // the user asked for desktop notifications (and may have since revoked the permission)
+  baseTitle: document.title,
+  roomName: ui.name.textContent,
   timers: { reconnect: null, countdown: null, ping: null, pong: null, read: null, catchUp: null },
 };
 
@@ -112,7 +123,78 @@ function avatar(name) {
   return node;
 }
 
+// ---------------------------------------------------------------- message text: links and mentions
+
+const URL_PATTERN = /\bhttps?:\/\/[^\s<>"]+/giu;
+// Django usernames: letters, digits and @ . + - _; a trailing dot is punctuation, not the name.
+const NAME = '[\\p{L}\\p{N}_]';
+const MENTION_PATTERN = new RegExp(`(?<![\\p{L}\\p{N}_.+\\-@])@(${NAME}(?:[\\p{L}\\p{N}_.+\\-@]*${NAME})?)`, 'gu');
+const CLOSERS = { ')': '(', ']': '[', '}': '{' };
+
+const countOf = (text, ch) => text.split(ch).length - 1;
+
+// Punctuation after a URL is usually the sentence's; a closing bracket is the URL's only if it
+// closes one opened inside it (as in Wikipedia links).
+function trimUrl(raw) {
+  let url = raw.replace(/[.,;:!?'*_~]+$/u, '');
+  while (CLOSERS[url.at(-1)] && countOf(url, url.at(-1)) > countOf(url, CLOSERS[url.at(-1)])) {
+    url = url.slice(0, -1).replace(/[.,;:!?'*_~]+$/u, '');
+  }
+  return url;
+}
+
+function safeHref(text) {
+  try {
+    const url = new URL(text);
+    return url.protocol === 'http:' || url.protocol === 'https:' ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+function link(href, text) {
+  const node = make('a', 'link', text);
+  node.href = href;
+  node.target = '_blank';
+  node.rel = 'noopener noreferrer nofollow';
+  return node;
+}
+
+const isMe = (name) => name.toLowerCase() === ME.toLowerCase();
+
+// Appends `text` with its @mentions highlighted; returns true when it mentions the current user.
+function appendMentions(target, text) {
+  let mentioned = false;
+  let last = 0;
+  for (const match of text.matchAll(MENTION_PATTERN)) {
+    const me = isMe(match[1]);
+    mentioned ||= me;
+    target.append(text.slice(last, match.index), make('span', me ? 'mention mention-me' : 'mention', match[0]));
+    last = match.index + match[0].length;
+  }
+  target.append(text.slice(last));
+  return mentioned;
+}
+
+// Renders a body as text nodes, mention spans and http(s) links (never markup the user typed).
+function renderText(target, text) {
+  target.replaceChildren();
+  let mentioned = false;
+  let last = 0;
+  for (const match of text.matchAll(URL_PATTERN)) {
+    const raw = trimUrl(match[0]);
+    const href = safeHref(raw);
+    if (!href) continue;
+    mentioned = appendMentions(target, text.slice(last, match.index)) || mentioned;
+    target.append(link(href, raw));
+    last = match.index + raw.length;
+  }
+  return appendMentions(target, text.slice(last)) || mentioned;
+}
+
 // ---------------------------------------------------------------- rendering messages
+
+const rawBodies = new WeakMap(); // message element -> its body as sent (for editing)
 
 function buildMessage(author) {
   const node = make('div', 'message');
@@ -124,21 +206,48 @@ function buildMessage(author) {
   return node;
 }
 
+const pad = (n) => String(n).padStart(2, '0');
+const dayKey = (date) => `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+
 function setTime(node, iso) {
   const date = iso ? new Date(iso) : new Date();
   if (Number.isNaN(date.getTime())) return;
   const time = node.querySelector('.time');
-  const pad = (n) => String(n).padStart(2, '0');
   time.dateTime = date.toISOString();
   time.textContent = `${pad(date.getHours())}:${pad(date.getMinutes())}`;
   time.title = date.toLocaleString(undefined, { dateStyle: 'full', timeStyle: 'medium' });
+  node.dataset.day = dayKey(date);
 }
 
 function setNote(node, text) { node.querySelector('.note').textContent = text; }
 
+function setEdited(node, iso) {
+  node.querySelector('.edited')?.remove();
+  if (!iso) return;
+  const label = make('span', 'edited', '(edited)');
+  const date = new Date(iso);
+  if (!Number.isNaN(date.getTime())) label.title = `Edited ${date.toLocaleString(undefined, { dateStyle: 'full', timeStyle: 'short' })}`;
+  node.querySelector('.time').after(label);
+}
+
+function setBody(node, body, editedAt) {
+  rawBodies.set(node, body);
+  const mentionsMe = renderText(node.querySelector('.body'), body);
+  const mentioned = mentionsMe && node.dataset.author !== ME;
+  node.classList.toggle('mentioned', mentioned);
+  node.querySelector('.mention-flag')?.remove();
+  if (mentioned) node.querySelector('.author').after(make('span', 'visually-hidden mention-flag', 'mentions you'));
+  setEdited(node, editedAt);
+}
+
 function markDeleted(node) {
+  closeEditor(node);
   node.classList.add('deleted');
+  node.classList.remove('mentioned', 'deleting');
+  node.querySelector('.mention-flag')?.remove();
+  node.querySelector('.edited')?.remove();
   node.querySelector('.body').textContent = 'message deleted';
+  renderTools(node);
 }
 
 function fillMessage(node, m) {
@@ -150,13 +259,17 @@ function fillMessage(node, m) {
   node.querySelector('.author').textContent = m.author;
   setTime(node, m.created_at);
   if (m.deleted) markDeleted(node);
-  else node.querySelector('.body').textContent = m.body;
+  else setBody(node, m.body, m.edited_at);
+  renderTools(node); // after the id: a just-acked message of ours gets its controls here
   return node;
 }
+
+const messageById = (id) => ui.list.querySelector(`.message[data-id="${Number(id)}"]:not(.outbox)`);
 
 // Real messages sit above the outbox (our own messages not yet placed in seq order).
 function insertLive(node) {
   ui.list.insertBefore(node, ui.list.querySelector('.message.outbox'));
+  refreshDaySeparators();
 }
 
 function findOutboxEntry(m) {
@@ -190,12 +303,246 @@ function acceptLive(m) {
   return true;
 }
 
+// ---------------------------------------------------------------- editing and deleting your own messages
+
+const canModify = (node) => node.dataset.author === ME && Boolean(node.dataset.id)
+  && !node.classList.contains('deleted') && !node.classList.contains('outbox');
+
+function renderTools(node) {
+  const tools = node.querySelector('.message-tools');
+  if (!canModify(node)) return tools?.remove();
+  if (tools) return;
+  const edit = button('Edit', 'tool edit-button', () => openEditor(node));
+  const remove = button('Delete', 'tool delete-button', () => confirmDelete(node));
+  edit.setAttribute('aria-label', 'Edit message');
+  remove.setAttribute('aria-label', 'Delete message');
+  const group = make('span', 'message-tools');
+  group.append(edit, remove);
+  node.querySelector('.meta').append(group);
+}
+
+function openEditor(node) {
+  const open = node.querySelector('.editor');
+  if (open) return open.querySelector('textarea').focus();
+  const id = `editor-${node.dataset.id}`;
+  const editor = make('form', 'editor');
+  editor.noValidate = true;
+  const label = make('label', 'visually-hidden', 'Edit message');
+  label.htmlFor = id;
+  const area = make('textarea', 'editor-input');
+  Object.assign(area, { id, rows: 1, value: rawBodies.get(node) || '' });
+  area.setAttribute('aria-describedby', `${id}-hint ${id}-error`);
+  const hint = make('span', 'editor-hint muted', 'Enter to save · Shift+Enter for a new line · Escape to cancel');
+  hint.id = `${id}-hint`;
+  const error = make('span', 'editor-error');
+  error.id = `${id}-error`;
+  error.setAttribute('aria-live', 'assertive');
+  const save = make('button', 'btn btn-primary btn-small', 'Save');
+  save.type = 'submit';
+  const actions = make('div', 'editor-actions');
+  actions.append(save, button('Cancel', 'btn btn-small btn-quiet', () => cancelEdit(node)), hint);
+  editor.append(label, area, error, actions);
+  editor.addEventListener('submit', (event) => { event.preventDefault(); saveEdit(node); });
+  area.addEventListener('keydown', (event) => onEditorKey(event, node));
+  area.addEventListener('input', () => {
+    const follow = isAtBottom();
+    sizeToContent(area);
+    if (follow) scrollListTo(ui.list.scrollHeight);
+  });
+  node.classList.add('editing');
+  node.querySelector('.body').hidden = true;
+  node.querySelector('.body').after(editor);
+  sizeToContent(area);
+  area.focus({ preventScroll: true });
+  area.setSelectionRange(area.value.length, area.value.length);
+  node.scrollIntoView({ block: 'nearest' }); // Save and Cancel too, not just the text
+}
+
+function onEditorKey(event, node) {
+  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    saveEdit(node);
+  } else if (event.key === 'Escape') {
+    event.preventDefault();
+    cancelEdit(node);
+  }
+}
+
+function sizeToContent(area) {
+  area.style.height = 'auto';
+  area.style.height = `${Math.min(area.scrollHeight + 2, 240)}px`;
+}
+
+function closeEditor(node) {
+  const editor = node.querySelector('.editor');
+  if (!editor) return false;
+  editor.remove();
+  node.classList.remove('editing');
+  node.querySelector('.body').hidden = false;
+  return true;
+}
+
+function cancelEdit(node) {
+  if (closeEditor(node)) node.querySelector('.edit-button')?.focus();
+}
+
+function editorBusy(node, busy, message = '') {
+  const editor = node.querySelector('.editor');
+  if (!editor) return;
+  editor.querySelector('textarea').readOnly = busy;
+  editor.querySelector('[type=submit]').disabled = busy;
+  editor.classList.toggle('saving', busy);
+  editor.querySelector('.editor-error').textContent = message;
+}
+
+function saveEdit(node) {
+  const editor = node.querySelector('.editor');
+  if (!editor || editor.classList.contains('saving')) return;
+  const body = cleanBody(editor.querySelector('textarea').value);
+  if (!body.trim()) return editorBusy(node, false, 'A message cannot be empty: use Delete to remove it.');
+  if (charCount(body) > MAX_BODY) return editorBusy(node, false, `The message is longer than ${MAX_BODY} characters.`);
+  if (body === rawBodies.get(node)) return cancelEdit(node);
+  const ref = `edit-${++S.refs}`;
+  if (!S.joined || !send({ type: 'edit', room: ROOM, id: Number(node.dataset.id), body, ref })) {
+    return editorBusy(node, false, 'Not connected: try again in a moment.');
+  }
+  S.edits.set(ref, node);
+  editorBusy(node, true);
+}
+
+function onEdited(f) {
+  const m = f.message;
+  const mine = S.edits.get(f.ref);
+  S.edits.delete(f.ref);
+  const node = m && (S.bySeq.get(m.seq) || messageById(m.id));
+  if (!node || node.classList.contains('deleted')) return;
+  keepingPlace(() => {
+    setBody(node, m.body, m.edited_at || new Date().toISOString());
+    if (mine === node) cancelEdit(node);
+  });
+}
+
+function confirmDelete(node) {
+  S.deleteTarget = node;
+  ui.dialogPreview.textContent = rawBodies.get(node) || '';
+  ui.dialog.returnValue = '';
+  ui.dialog.showModal();
+}
+
+// Runs however the dialog closed: its buttons (a method="dialog" form) or Escape.
+function onDeleteDialogClosed() {
+  const node = S.deleteTarget;
+  S.deleteTarget = null;
+  if (!node) return;
+  if (ui.dialog.returnValue !== 'delete') return node.querySelector('.delete-button')?.focus();
+  ui.list.focus({ preventScroll: true }); // the message and its buttons are about to go
+  const ref = `delete-${++S.refs}`;
+  if (!S.joined || !send({ type: 'delete', room: ROOM, id: Number(node.dataset.id), ref })) {
+    return toast('Not connected: the message was not deleted. Try again in a moment.');
+  }
+  S.deletes.set(ref, node);
+  node.classList.add('deleting');
+}
+
+function onDeleted(f) {
+  S.deletes.delete(f.ref);
+  const node = S.bySeq.get(f.seq) || messageById(f.id);
+  if (!node) return;
+  // Deleted elsewhere (another tab, a moderator) while this page was editing or asking about it.
+  const hadFocus = node.contains(document.activeElement) || S.deleteTarget === node;
+  if (S.deleteTarget === node) {
+    S.deleteTarget = null;
+    ui.dialog.close();
+  }
+  keepingPlace(() => markDeleted(node));
+  if (hadFocus) ui.list.focus({ preventScroll: true });
+}
+
+// An error answering an edit or a delete; false when the ref was not one of those.
+function onEditOrDeleteError(f) {
+  const node = S.edits.get(f.ref) || S.deletes.get(f.ref);
+  if (!node) return false;
+  const problem = f.code === 'not_found' ? 'This message no longer exists.' : f.detail || `Error: ${f.code}`;
+  if (S.edits.delete(f.ref) && node.querySelector('.editor')) editorBusy(node, false, problem);
+  else toast(problem);
+  S.deletes.delete(f.ref);
+  node.classList.remove('deleting');
+  return true;
+}
+
+// ---------------------------------------------------------------- date separators and the unread divider
+
+const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+function dayLabel(key) {
+  const [year, month, day] = key.split('-').map(Number);
+  const date = new Date(year, month - 1, day);
+  const today = new Date();
+  if (key === dayKey(today)) return 'Today';
+  if (key === dayKey(new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1))) return 'Yesterday';
+  return `${WEEKDAYS[date.getDay()]} ${day} ${MONTHS[month - 1]} ${year}`;
+}
+
+function separator(className, label) {
+  const node = make('div', className);
+  node.setAttribute('role', 'separator');
+  node.append(make('span', 'separator-label'));
+  setSeparatorLabel(node, label);
+  return node;
+}
+
+function setSeparatorLabel(node, label) {
+  if (node.getAttribute('aria-label') === label) return;
+  node.setAttribute('aria-label', label);
+  node.firstChild.textContent = label;
+}
+
+// One separator before the first message of each day (local time). Separators already in
+// place are kept, so the log does not announce them again.
+function refreshDaySeparators() {
+  const spare = new Map([...ui.list.querySelectorAll('.day-separator')].map((node) => [node.dataset.day, node]));
+  let previous = null;
+  for (const node of ui.list.querySelectorAll('.message[data-day]')) {
+    const day = node.dataset.day;
+    if (day === previous) continue;
+    previous = day;
+    const start = node.previousElementSibling?.classList.contains('unread-divider') ? node.previousElementSibling : node;
+    let mark = spare.get(day);
+    spare.delete(day);
+    if (mark) setSeparatorLabel(mark, dayLabel(day));
+    else {
+      mark = separator('day-separator', dayLabel(day));
+      mark.dataset.day = day;
+    }
+    if (start.previousElementSibling !== mark) start.before(mark);
+  }
+  for (const node of spare.values()) node.remove();
+}
+
+// Before the first message someone else wrote after the read marker the page loaded with.
+function placeUnreadDivider(messages) {
+  if (S.lastRead === null) return null;
+  const first = messages.find((m) => m.seq > S.lastRead && m.author !== ME && !m.deleted);
+  const node = first && S.bySeq.get(first.seq);
+  if (!node) return null;
+  const divider = separator('unread-divider', 'New messages');
+  node.before(divider);
+  refreshDaySeparators();
+  return divider;
+}
+
 // ---------------------------------------------------------------- scrolling and history
 
 const isAtBottom = () => ui.list.scrollHeight - ui.list.scrollTop - ui.list.clientHeight < 48;
 
+function scrollListTo(top) {
+  ui.list.scrollTop = top;
+  S.lastScrollTop = ui.list.scrollTop;
+}
+
 function scrollToBottom() {
-  ui.list.scrollTop = ui.list.scrollHeight;
+  scrollListTo(ui.list.scrollHeight);
   ui.newButton.hidden = true;
 }
 
@@ -203,6 +550,46 @@ function afterAppend(follow) {
   if (follow) scrollToBottom();
   else ui.newButton.hidden = false;
   scheduleRead(READ_DEBOUNCE);
+}
+
+function firstVisibleMessage() {
+  const top = ui.list.getBoundingClientRect().top;
+  for (const node of ui.list.querySelectorAll('.message')) if (node.getBoundingClientRect().bottom > top) return node;
+  return null;
+}
+
+// Runs `change` (which may add, remove or resize messages anywhere) without moving what the
+// reader is looking at: the bottom stays the bottom, otherwise the first visible message stays put.
+// (overflow-anchor is off on the list: the browser's own anchoring fights these adjustments.)
+function keepingPlace(change) {
+  if (isAtBottom()) {
+    change();
+    return scrollListTo(ui.list.scrollHeight);
+  }
+  const anchor = firstVisibleMessage();
+  const before = anchor?.getBoundingClientRect().top;
+  change();
+  if (anchor?.isConnected) scrollListTo(ui.list.scrollTop + anchor.getBoundingClientRect().top - before);
+}
+
+// Shows the unread divider near the top when it would be above the view at the bottom.
+function revealUnread(divider) {
+  scrollToBottom();
+  const offset = divider.getBoundingClientRect().top - ui.list.getBoundingClientRect().top;
+  if (offset < 0) scrollListTo(ui.list.scrollTop + offset - 8);
+  ui.newButton.hidden = isAtBottom();
+  scheduleRead(READ_DEBOUNCE);
+}
+
+function onScroll() {
+  const top = ui.list.scrollTop;
+  // Only the reader moving up asks for older messages, not the page placing the view itself.
+  if (top < 80 && top < S.lastScrollTop) loadOlder();
+  S.lastScrollTop = top;
+  if (isAtBottom()) {
+    ui.newButton.hidden = true;
+    scheduleRead(READ_DEBOUNCE);
+  }
 }
 
 const marker = make('div', 'history-marker');
@@ -216,7 +603,7 @@ function updateMarker() {
 function loadOlder() {
   if (S.historyBusy || !S.hasMore || !S.joined || S.firstSeq === null) return;
   S.historyBusy = send({ type: 'history', room: ROOM, before: S.firstSeq, limit: HISTORY_LIMIT, ref: 'history' });
-  updateMarker();
+  keepingPlace(updateMarker); // "Loading…" is not as tall as the button it replaces
 }
 
 function fillViewport() {
@@ -228,19 +615,19 @@ function onHistory(f) {
   const older = (f.messages || [])
     .filter((m) => (S.firstSeq === null || m.seq < S.firstSeq) && !S.bySeq.has(m.seq))
     .sort((a, b) => a.seq - b.seq);
-  const height = ui.list.scrollHeight;
-  const top = ui.list.scrollTop;
-  const fragment = document.createDocumentFragment();
-  for (const m of older) {
-    const node = fillMessage(buildMessage(m.author), m);
-    S.bySeq.set(m.seq, node);
-    fragment.append(node);
-  }
-  marker.after(fragment);
-  if (older.length) S.firstSeq = older[0].seq;
-  S.hasMore = Boolean(f.has_more) && older.length > 0 && S.firstSeq > 1;
-  ui.list.scrollTop = top + (ui.list.scrollHeight - height); // keep the reader's place
-  updateMarker();
+  keepingPlace(() => {
+    const fragment = document.createDocumentFragment();
+    for (const m of older) {
+      const node = fillMessage(buildMessage(m.author), m);
+      S.bySeq.set(m.seq, node);
+      fragment.append(node);
+    }
+    marker.after(fragment);
+    if (older.length) S.firstSeq = older[0].seq;
+    S.hasMore = Boolean(f.has_more) && older.length > 0 && S.firstSeq > 1;
+    updateMarker();
+    refreshDaySeparators();
+  });
   fillViewport();
 }
 
@@ -278,7 +665,12 @@ function onJoined(f) {
     S.hasMore = messages.length > 0 && messages[0].seq > 1;
   }
   let added = 0;
-  for (const m of messages) if (acceptLive(m)) added += 1;
+  for (const m of messages) {
+    if (!acceptLive(m)) continue;
+    added += 1;
+    if (!first) noticeWhileHidden(m, false);
+  }
+  const divider = first ? placeUnreadDivider(messages) : null;
   setStatus('live', 'Live');
   updateMarker();
   if (fresh) flushOutbox();
@@ -288,15 +680,17 @@ function onJoined(f) {
     if (S.lastSeq > before) catchUp();
     else S.timers.catchUp = setTimeout(catchUp, 2000);
   }
-  if (added || first) afterAppend(follow);
+  if (divider) revealUnread(divider);
+  else if (added || first) afterAppend(follow);
   if (first) fillViewport();
 }
 
 function showInfo(info) {
   if (!info) return;
   if (info.name) {
-    ui.name.textContent = info.name;
-    document.title = `${info.name} · Channels Chat`;
+    ui.name.textContent = S.roomName = info.name;
+    S.baseTitle = `${info.name} · Channels Chat`;
+    updateTitle();
   }
   ui.topic.textContent = info.topic || '';
 }
@@ -304,12 +698,9 @@ function showInfo(info) {
 function onMessage(f) {
   if (!f.message) return;
   const follow = isAtBottom();
-  if (acceptLive(f.message)) afterAppend(follow);
-}
-
-function onDeleted(f) {
-  const node = S.bySeq.get(f.seq) || ui.list.querySelector(`.message[data-id="${Number(f.id)}"]`);
-  if (node) markDeleted(node);
+  if (!acceptLive(f.message)) return;
+  afterAppend(follow);
+  noticeWhileHidden(f.message, true);
 }
 
 function onRoomClosed(f) {
@@ -360,11 +751,12 @@ function queueMessage(body) {
   node.classList.add('own', 'outbox', 'pending');
   node.dataset.clientId = entry.cid;
   node.dataset.author = ME;
-  node.querySelector('.body').textContent = body;
+  renderText(node.querySelector('.body'), body);
   setTime(node, entry.createdAt);
   entry.node = node;
   S.outbox.set(entry.cid, entry);
   ui.list.append(node);
+  refreshDaySeparators();
   scrollToBottom();
   transmit(entry);
 }
@@ -496,12 +888,85 @@ function sendRead() {
   if (send({ type: 'read', room: ROOM, seq: S.lastSeq, ref: 'read' })) S.lastReadSent = S.lastSeq;
 }
 
+// ---------------------------------------------------------------- hidden tab: title badge and notifications
+
+const NOTIFY_KEY = 'chat.notify';
+const notificationsSupported = () => 'Notification' in window;
+
+function notifyChosen() {
+  try { return localStorage.getItem(NOTIFY_KEY) === 'on'; } catch { return false; }
+}
+
+function chooseNotify(on) {
+  try { localStorage.setItem(NOTIFY_KEY, on ? 'on' : 'off'); } catch { /* private mode: this page only */ }
+  S.notifyOn = on;
+}
+
+const notifyEnabled = () => notificationsSupported() && Notification.permission === 'granted' && S.notifyOn;
+
+function renderNotifyButton() {
+  if (!ui.notify) return;
+  ui.notify.hidden = !notificationsSupported();
+  ui.notify.setAttribute('aria-pressed', String(notifyEnabled()));
+  ui.notify.title = notifyEnabled()
+    ? 'Desktop notifications are on while this tab is in the background. Click to turn them off.'
+    : 'Get a desktop notification for new messages while this tab is in the background.';
+}
+
+// The permission prompt only ever follows this click, never a page load.
+async function toggleNotify() {
+  if (notifyEnabled()) {
+    chooseNotify(false);
+    return renderNotifyButton();
+  }
+  const permission = await Notification.requestPermission(); // answers at once when already decided
+  chooseNotify(permission === 'granted');
+  if (permission === 'denied') toast('Notifications are blocked for this site: allow them in your browser settings.');
+  renderNotifyButton();
+}
+
+function showNotification(m) {
+  try {
+    const notification = new Notification(`${m.author} in ${S.roomName}`, { body: Array.from(m.body).slice(0, 240).join('') });
+    notification.onclick = () => { window.focus(); notification.close(); };
+  } catch {
+    // Android Chrome only notifies through a service worker: the title badge still counts.
+  }
+}
+
+function updateTitle() {
+  const title = S.unseen ? `(${S.unseen}) ${S.baseTitle}` : S.baseTitle;
+  if (document.title !== title) document.title = title;
+}
+
+function noticeWhileHidden(m, live) {
+  if (!document.hidden || m.author === ME || m.deleted) return;
+  S.unseen += 1;
+  updateTitle();
+  if (live && notifyEnabled()) showNotification(m);
+}
+
+function onVisibilityChange() {
+  if (document.hidden) return;
+  S.unseen = 0;
+  updateTitle();
+  refreshDaySeparators(); // "Today" may have become "Yesterday" while the tab was away
+  scheduleRead(0);
+}
+
+function wireNotifications() {
+  S.notifyOn = notifyChosen();
+  ui.notify?.addEventListener('click', toggleNotify);
+  renderNotifyButton();
+}
+
 // ---------------------------------------------------------------- errors
 
 function onError(f) {
   const ref = typeof f.ref === 'string' ? f.ref : '';
   const entry = S.outbox.get(ref);
   if (entry) return failEntry(entry, f);
+  if (onEditOrDeleteError(f)) return;
   if (ref.startsWith('join-') || (!S.baselined && f.room === ROOM)) {
     S.joining = false;
     if (f.code === 'not_found' || f.code === 'forbidden') return roomUnavailable(f);
@@ -543,7 +1008,7 @@ function onOpen() { sendJoin(); startPing(); }
 
 const handlers = {
   joined: onJoined, message: onMessage, ack: onAck, history: onHistory, typing: onTyping,
-  presence: (f) => renderPresence(f.users || []), message_deleted: onDeleted,
+  presence: (f) => renderPresence(f.users || []), message_deleted: onDeleted, message_edited: onEdited,
   room_closed: onRoomClosed, pong: onPong, error: onError,
 };
 
@@ -638,13 +1103,9 @@ function onDead() {
 function wire() {
   ui.list.prepend(marker);
   updateMarker();
-  ui.list.addEventListener('scroll', () => {
-    if (ui.list.scrollTop < 80) loadOlder();
-    if (isAtBottom()) {
-      ui.newButton.hidden = true;
-      scheduleRead(READ_DEBOUNCE);
-    }
-  }, { passive: true });
+  ui.list.addEventListener('scroll', onScroll, { passive: true });
+  ui.dialog.addEventListener('close', onDeleteDialogClosed);
+  wireNotifications();
   ui.newButton.addEventListener('click', () => { scrollToBottom(); scheduleRead(0); });
   ui.form.addEventListener('submit', (event) => { event.preventDefault(); submitComposer(); });
   ui.input.addEventListener('keydown', (event) => {
@@ -658,7 +1119,7 @@ function wire() {
     const open = ui.layout.classList.toggle('show-presence');
     ui.presenceToggle.setAttribute('aria-expanded', String(open));
   });
-  document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') scheduleRead(0); });
+  document.addEventListener('visibilitychange', onVisibilityChange);
   window.addEventListener('focus', () => scheduleRead(0));
   window.addEventListener('online', () => { if (S.timers.reconnect) connect(); });
   window.chat = Object.freeze({
