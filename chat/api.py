@@ -14,6 +14,8 @@ exactly as one sent on the socket, and `client_id` makes a retry safe in the sam
 import logging
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
@@ -68,6 +70,11 @@ def _codes(exc: exceptions.ValidationError) -> dict:
 
 
 def exception_handler(exc, context):
+    # Django's own (a 404 from content negotiation, say) become DRF's, so they get the right code.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     if isinstance(exc, ChatError):
         return Response({"code": exc.code, "detail": exc.detail}, status=HTTP_STATUS[exc.code])
     response = drf_exception_handler(exc, context)
@@ -128,15 +135,33 @@ class HistoryQuerySerializer(serializers.Serializer):
     )
 
 
+class StringOnly:
+    """DRF's text fields turn numbers and booleans into text; the socket refuses them as the
+    wrong type, and so does the API."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
+class StrictRegexField(StringOnly, serializers.RegexField):
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+
+class StrictCharField(StringOnly, serializers.CharField):
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+
 class MessageCreateSerializer(serializers.Serializer):
-    body = serializers.RegexField(
+    body = StrictRegexField(
         r"^[^\x00]*\S[^\x00]*$",  # not blank (something besides whitespace), no NUL character
         max_length=settings.CHAT_MAX_BODY,
         trim_whitespace=False,
         error_messages={"invalid": "The message is empty."},
         help_text=f"The text, up to {settings.CHAT_MAX_BODY} characters; not only whitespace.",
     )
-    client_id = serializers.CharField(
+    client_id = StrictCharField(
         required=False,
         allow_null=True,
         max_length=MAX_CLIENT_ID_LENGTH,

@@ -32,15 +32,20 @@ def bearer_token(scope) -> str | None:
 
 class TokenAuthMiddleware:
     """Sets scope["user"] and scope["token_id"] from the bearer token; an unknown, revoked or
-    expired token leaves an anonymous user, whom the consumer closes with 4401."""
+    expired token leaves an anonymous user, whom the consumer closes with 4401 (4403 when the
+    token is live but its user is deactivated: scope["token_inactive"])."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        found = await database_sync_to_async(services.token_authenticate)(bearer_token(scope) or "")
+        raw = bearer_token(scope) or ""
+        found = await database_sync_to_async(services.token_authenticate)(raw)
         user, token_id = found if found else (AnonymousUser(), None)
-        return await self.inner({**scope, "user": user, "token_id": token_id}, receive, send)
+        inactive = found is None and await database_sync_to_async(services.token_of_inactive_user)(raw)
+        return await self.inner(
+            {**scope, "user": user, "token_id": token_id, "token_inactive": inactive}, receive, send
+        )
 
 
 class ChatAuthMiddleware:

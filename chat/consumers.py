@@ -116,7 +116,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         metrics.ws_opened(self)
         if self.user is None or not self.user.is_authenticated:
             state = await _session_state(self.session) if self.session is not None else None
-            code = CloseCode.DEACTIVATED if state == selectors.SessionState.INACTIVE else CloseCode.SESSION_ENDED
+            inactive = state == selectors.SessionState.INACTIVE or self.scope.get("token_inactive", False)
+            code = CloseCode.DEACTIVATED if inactive else CloseCode.SESSION_ENDED
             await self._close(code)
             return
         if self.token_id is None and self.session is not None:

@@ -262,3 +262,15 @@ def token_authenticate(raw: str):
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
     return token.user, token.pk
+
+
+def token_of_inactive_user(raw: str) -> bool:
+    """Whether `raw` is a live token (not revoked, not expired) of a deactivated user: such a
+    handshake is closed with 4403, like a deactivated user's session, not 4401."""
+    if not raw or len(raw) > 200:
+        return False
+    return (
+        ApiToken.objects.filter(key_hash=token_hash(raw), revoked_at__isnull=True, user__is_active=False)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
+        .exists()
+    )

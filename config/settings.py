@@ -271,7 +271,8 @@ CHAT_SESSION_SWEEP_SECONDS = env_int("CHAT_SESSION_SWEEP_SECONDS", 30, minimum=1
 CHAT_TOKEN_SWEEP_SECONDS = env_int("CHAT_TOKEN_SWEEP_SECONDS", 5, minimum=1)
 
 # The HTTP API (chat/api.py): bearer tokens or the session (with CSRF), JSON only, errors with the
-# socket's codes, and the socket's rate per user.
+# socket's codes, and per user the socket's rate averaged over a minute (CHAT_RATE_PER_SECOND x 60
+# requests a minute, counted per worker process in its local cache).
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "chat.auth.BearerTokenAuthentication",

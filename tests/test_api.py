@@ -104,6 +104,10 @@ class TestWithTokens:
             ("lobby", {"body": "x" * 4001}, 413, "too_large"),
             ("lobby", {"body": "a\u0000b"}, 400, "bad_request"),
             ("lobby", {"body": "hi", "client_id": "x" * 65}, 400, "bad_request"),
+            ("lobby", {"body": 5}, 400, "bad_request"),
+            ("lobby", {"body": True}, 400, "bad_request"),
+            ("lobby", {"body": ["hi"]}, 400, "bad_request"),
+            ("lobby", {"body": "hi", "client_id": 7}, 400, "bad_request"),
             ("nowhere", {"body": "hi"}, 404, "not_found"),
             ("secret", {"body": "hi"}, 403, "forbidden"),
         ],
@@ -122,6 +126,8 @@ class TestWithTokens:
         assert client.get("/api/rooms/nowhere/messages/", **bearer(token)).status_code == 404
         bad = client.get("/api/rooms/lobby/messages/?limit=500", **bearer(token))
         assert bad.status_code == 400 and bad.json()["code"] == "bad_request" and "limit" in bad.json()["detail"]
+        unknown_format = client.get("/api/rooms/lobby/messages/?format=xml", **bearer(token))
+        assert (unknown_format.status_code, unknown_format.json()["code"]) == (404, "not_found")
 
     @override_settings(REST_FRAMEWORK={**__import__("django.conf").conf.settings.REST_FRAMEWORK})
     def test_too_many_requests_get_429_rate_limited(self, token, lobby, monkeypatch):

@@ -109,4 +109,3 @@ def test_the_terminal_client_chats_with_a_browser(browser, server):  # noqa: F81
     assert output(child).count("bob: hello from the browser") == 1
     assert bodies_shown(bob).count("hello from the terminal") == 1
     bob.context.close()
-

@@ -390,14 +390,19 @@ def test_nginx_serves_static_files_and_proxies_pages(cluster):
     assert page.status == 200 and "Lobby" in page.text
 
 
-def test_workers_see_the_client_address_nginx_forwards(cluster):
-    """Daphne runs with --proxy-headers: its access log shows X-Forwarded-For, not nginx."""
+def test_workers_see_the_address_nginx_saw_not_one_the_client_claims(cluster):
+    """Daphne runs with --proxy-headers behind nginx: its access log shows the client's real address
+    (X-Forwarded-For set by nginx), and a forged X-Forwarded-For from the client is not believed,
+    so nobody outside can pose as an internal address (which /metrics trusts)."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    request = urllib.request.Request(cluster.url + "/healthz", headers={"X-Forwarded-For": "203.0.113.7"})
-    for _ in range(3):  # least_conn spreads them; one of the workers logs it
+    request = urllib.request.Request(cluster.url + "/healthz?xff-check", headers={"X-Forwarded-For": "203.0.113.7"})
+    for _ in range(3):  # least_conn spreads them over the workers
         opener.open(request, timeout=5).read()
     time.sleep(0.3)
-    assert any("203.0.113.7" in cluster.worker_log(w) for w in (1, 2, 3))
+    logs = "".join(cluster.worker_log(w) for w in (1, 2, 3))
+    lines = [line for line in logs.splitlines() if "xff-check" in line]
+    assert len(lines) == 3, logs[-2000:]
+    assert all("127.0.0.1" in line and "203.0.113.7" not in line for line in lines), lines
 
 
 def test_two_browsers_on_different_workers_chat_live(cluster):

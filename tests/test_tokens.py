@@ -78,7 +78,7 @@ async def test_a_token_socket_chats_without_origin_or_cookie(alice, how, make_ro
     assert token.last_used_at is not None
 
 
-async def test_unknown_revoked_and_expired_tokens_are_closed_4401(alice, bob):
+async def test_unknown_revoked_and_expired_tokens_are_closed_4401_a_deactivated_users_4403(alice, bob):
     _, good = await database_sync_to_async(create_token)("alice")
     _, revoked = await database_sync_to_async(create_token)("alice")
     _, expired = await database_sync_to_async(create_token)("alice")
@@ -91,9 +91,12 @@ async def test_unknown_revoked_and_expired_tokens_are_closed_4401(alice, bob):
         bob.save()
 
     await database_sync_to_async(spoil)()
-    for raw in ("chat_not-a-token", "", revoked, expired, inactive, good[:-1]):
+    for raw in ("chat_not-a-token", "", revoked, expired, good[:-1]):
         socket = await token_socket(raw)
         assert await socket.closed_with() == 4401, raw
+    # The contract: a deactivated user gets 4403, whether a session or a token opened the socket.
+    socket = await token_socket(inactive)
+    assert await socket.closed_with() == 4403
     ok = await token_socket(good)
     await ok.nothing("error", wait=0.2)
     await ok.close()
