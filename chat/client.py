@@ -454,9 +454,12 @@ class ChatClient:
         if status == 404:
             return f"There is no chat WebSocket at {url} (HTTP 404): check the path (usually /ws/chat/)."
         if status in (401, 403) and self.credentials.token:
+            # A token handshake needs no Origin and a bad token is closed 4401 after the upgrade, so
+            # an HTTP refusal here is about the address: the path, or a server without tokens.
             return (
-                f"The server refused the WebSocket handshake (HTTP {status}): the token was not accepted, "
-                f"or this server does not take API tokens (try --origin {self.endpoint.http_base})."
+                f"The server refused the WebSocket handshake (HTTP {status}): check the path {url} "
+                f"(usually /ws/chat/); if it is right, this server does not take API tokens "
+                f"(try --origin {self.endpoint.http_base})."
             )
         if status == 403:
             origin = self.args.origin or self.endpoint.http_base
@@ -1011,7 +1014,10 @@ class ChatClient:
 
     async def chat_loop(self, lines: asyncio.Queue[str | None]) -> int:
         await self.started.wait()
-        self.info("type a message and press Enter; /help for commands, /quit or Ctrl+D to exit")
+        if self.args.follow:
+            self.info("following: new messages appear here; Ctrl+C to stop")
+        else:
+            self.info("type a message and press Enter; /help for commands, /quit or Ctrl+D to exit")
         while True:
             line = await lines.get()
             if line is None or not await self.command(line):

@@ -352,3 +352,20 @@ def test_token_authentication_and_a_revoked_or_invalid_token(server):
     assert result.stderr.strip() == (
         "chat.client: The server rejected the API token (close 4401): it is invalid or has been revoked."
     )
+
+    # A token sent to the wrong path: the refusal is about the address, not the token.
+    wrong_path = server.ws_url.replace("/ws/chat/", "/ws/nope/")
+    result = run_client(None, "--url", wrong_path, "--token", token, "--send", "hello")
+    assert result.returncode == 2
+    assert f"check the path {wrong_path}" in result.stderr and "token was not" not in result.stderr
+
+
+def test_follow_only_prints_and_says_so(server):
+    with Party(server, "bob", "lobby") as bob:
+        child = spawn(server, "--user", "alice", "--room", "lobby", "--backlog", "0", "--follow", env=PASSWORD)
+        child.expect_exact("following: new messages appear here; Ctrl+C to stop")
+        bob.say("lobby", "for the log")
+        child.expect(TIME + "bob: for the log")
+        child.sendintr()
+        finish(child)
+    assert "type a message" not in output(child)
