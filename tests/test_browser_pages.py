@@ -15,7 +15,6 @@ import re
 import shutil
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
@@ -496,7 +495,9 @@ def test_keyboard_only_login_and_chat(browser, server):
     base = server.base_url
     page = new_page(browser, server, viewport=DESKTOP)
     page.goto(base + "/accounts/login/")
-    assert unnamed_controls(page) == [], f"controls without an accessible name on the login page: {unnamed_controls(page)}"
+    assert unnamed_controls(page) == [], (
+        f"controls without an accessible name on the login page: {unnamed_controls(page)}"
+    )
 
     # The username field has the focus when the page opens (autofocus), so a keyboard user types
     # at once; from the top of the page, Tab reaches it after the skip link and the top bar.
@@ -519,7 +520,9 @@ def test_keyboard_only_login_and_chat(browser, server):
     page.keyboard.press("Enter")  # Enter in the password field submits the form
     expect(page).to_have_url(base + "/")
 
-    assert unnamed_controls(page) == [], f"controls without an accessible name on the room list: {unnamed_controls(page)}"
+    assert unnamed_controls(page) == [], (
+        f"controls without an accessible name on the room list: {unnamed_controls(page)}"
+    )
     enter_room(page, server, "random")  # not the design room: the screenshots keep its conversation
     page.keyboard.press("Tab")
     assert focused(page) == 'a "Skip to content"', f"the room page's first Tab stop is {focused(page)}"

@@ -1,0 +1,174 @@
+"""Hostile input: what an attacker or a broken client can send, and what they get back.
+
+The chat socket is fuzzed with hypothesis (any JSON, any shape, every field of every frame type
+with any type, lone surrogates, NUL, binary frames); real Daphne workers get smuggled headers.
+"""
+
+import asyncio
+import json
+import string
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from chat.errors import ChatError
+from chat.protocol import CLIENT_FRAMES, SERVER_FRAMES, parse_frame
+
+from .conftest import Socket, open_socket, session_cookie
+
+KNOWN_ERROR_CODES = {
+    ChatError.BAD_REQUEST,
+    ChatError.UNKNOWN_TYPE,
+    ChatError.NOT_FOUND,
+    ChatError.FORBIDDEN,
+    ChatError.NOT_JOINED,
+    ChatError.TOO_LARGE,
+    ChatError.RATE_LIMITED,
+}  # `internal` is known too, but no input should ever cause it
+
+
+# Strategies -------------------------------------------------------------------------------------
+
+hostile_text = st.one_of(
+    st.text(max_size=40),
+    st.text(st.characters(categories=["Cs"]), min_size=1, max_size=3),  # lone surrogates
+    st.sampled_from(["\x00", "a\x00b", "\ud800", "x\udfffy", "NaN", "Infinity", "-0", "1e400", "../admin"]),
+    st.sampled_from(["lobby", "secret", "nope", "<script>", "%2e%2e", "lobbу"]),  # Cyrillic у
+    st.just("x" * 5000),
+)
+hostile_int = st.one_of(
+    st.integers(),
+    st.sampled_from([0, -1, 1, 2**31, 2**63 - 1, 2**63, 2**64, -(2**63) - 1, 10**400]),
+)
+scalars = st.one_of(st.none(), st.booleans(), hostile_int, st.floats(allow_nan=True, allow_infinity=True), hostile_text)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+field_names = sorted({name for schema in CLIENT_FRAMES.values() for name in schema} | {"ref", "type"})
+
+
+@st.composite
+def frame_objects(draw) -> dict:
+    """A frame of a known type (or not) whose fields have any value of any type."""
+    frame_type = draw(st.one_of(st.sampled_from(sorted(CLIENT_FRAMES)), json_values))
+    frame = {"type": frame_type} if draw(st.booleans()) or frame_type is not None else {}
+    schema = CLIENT_FRAMES.get(frame_type) if isinstance(frame_type, str) else None
+    for name in sorted(schema or {}) + ["ref"]:
+        choice = draw(st.integers(0, 3))
+        if choice == 0:
+            continue  # missing
+        if choice == 1 and name != "ref":  # the right type, sometimes a plausible value
+            spec = schema[name]
+            frame[name] = draw(hostile_text if spec.kind is str else hostile_int)
+        else:
+            frame[name] = draw(json_values)
+    frame.update(draw(st.dictionaries(st.sampled_from(field_names) | st.text(max_size=10), json_values, max_size=3)))
+    return frame
+
+
+def deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+text_frames = st.one_of(
+    frame_objects().map(json.dumps),  # ensure_ascii: lone surrogates travel as \ud800 escapes
+    frame_objects().map(lambda f: json.dumps(f, ensure_ascii=False).encode("utf-8", "replace").decode()),
+    json_values.map(json.dumps),  # not an object at all, mostly
+    st.text(max_size=200),  # not JSON, mostly
+    st.text(string.printable, max_size=60).map(lambda s: '{"type": "join", "room": ' + s + "}"),
+    st.integers(1, 100_000).map(deep),
+    st.integers(1, 30_000).map(lambda n: '{"type": "join", "room": "lobby", "since": ' + "9" * n + "}"),
+    st.sampled_from(
+        [
+            '{"type": "join", "room": "lobby", "since": NaN}',
+            '{"type": "history", "room": "lobby", "limit": Infinity}',
+            '{"type": "send", "room": "lobby", "body": "\\ud800"}',
+            '{"type": "send", "room": "lobby", "body": "a\\u0000b"}',
+            '{"type": "ping", "ref": "\\udfff"}',
+            '{"type": "join", "room": "lobby\\u0000"}',
+            '{"type": "join", "type": "ping"}',
+            "\x00",
+            "",
+        ]
+    ),
+)
+frames = st.one_of(text_frames.map(lambda t: ("text", t)), st.binary(max_size=300).map(lambda b: ("bytes", b)))
+
+
+def expected_error(kind: str, data) -> str | None:
+    """The error code the protocol promises for this frame, or None for a well-formed frame."""
+    if kind == "bytes":
+        return ChatError.BAD_REQUEST
+    try:
+        parse_frame(data)
+    except ChatError as error:
+        return error.code
+    return None
+
+
+# Fuzzing the socket -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fuzz_socket(alice, make_room, settings):
+    """One socket of alice's, joined to `lobby`, on an event loop of its own that lives across
+    hypothesis examples (the property is about one socket surviving everything). The rate
+    limits are raised: this test sends hundreds of frames at full speed on purpose."""
+    settings.CHAT_RATE_PER_SECOND = 100_000
+    settings.CHAT_RATE_BURST = 100_000
+    settings.CHAT_ABUSE_LIMIT = 100_000
+    make_room("lobby")
+    make_room("secret", private=True)  # alice is no member
+    cookie = session_cookie(alice)
+    loop = asyncio.new_event_loop()
+    socket, connected, _ = loop.run_until_complete(open_socket(cookie))
+    assert connected
+    joined = loop.run_until_complete(socket.join("lobby"))
+    assert joined["room"] == "lobby"
+    yield loop, socket
+    loop.run_until_complete(socket.close())
+    loop.close()
+
+
+async def exchange(socket: Socket, kind: str, data, probe: str) -> list[dict]:
+    """Send one frame and a ping; return every frame up to the pong that answers the ping."""
+    # As Daphne delivers it (send_to refuses empty frames, which a real client can send).
+    await socket.communicator.input_queue.put({"type": "websocket.receive", kind: data})
+    await socket.send("ping", ref=probe)
+    replies = []
+    while True:
+        frame = await socket.recv(timeout=5)  # a close here fails with "expected a frame, got close"
+        replies.append(frame)
+        if frame.get("ref") == probe:
+            return replies
+
+
+@pytest.mark.django_db(transaction=True)
+@hypothesis_settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,  # the same examples on every run: a failure is reproducible, CI does not flake
+)
+@given(frame=frames)
+def test_no_frame_crashes_or_closes_the_socket(fuzz_socket, frame):
+    loop, socket = fuzz_socket
+    kind, data = frame
+    probe = f"probe-{id(frame)}"
+    replies = loop.run_until_complete(exchange(socket, kind, data, probe))
+
+    pong = replies[-1]
+    assert pong["type"] == "pong", f"the ping after {data!r} got {pong}"
+    for reply in replies:
+        assert reply["type"] in SERVER_FRAMES, reply
+        if reply["type"] == "error":
+            assert reply["code"] in KNOWN_ERROR_CODES, f"{data!r} -> {reply}"
+            assert reply["detail"] and "Traceback" not in reply["detail"], reply
+    code = expected_error(kind, data)
+    if code is not None:
+        errors = [r for r in replies[:-1] if r["type"] == "error"]
+        assert [e["code"] for e in errors] == [code], f"{data!r} should get one {code} error, got {replies}"
