@@ -5,8 +5,12 @@ with any type, lone surrogates, NUL, binary frames); real Daphne workers get smu
 """
 
 import asyncio
+import base64
 import json
+import os
+import socket
 import string
+import time
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -15,6 +19,7 @@ from hypothesis import strategies as st
 
 from chat.errors import ChatError
 from chat.protocol import CLIENT_FRAMES, SERVER_FRAMES, parse_frame
+from tests.daphne_server import DaphneServer
 
 from .conftest import Socket, open_socket, session_cookie
 
@@ -172,3 +177,66 @@ def test_no_frame_crashes_or_closes_the_socket(fuzz_socket, frame):
     if code is not None:
         errors = [r for r in replies[:-1] if r["type"] == "error"]
         assert [e["code"] for e in errors] == [code], f"{data!r} should get one {code} error, got {replies}"
+
+
+# Header smuggling against a real worker (Daphne >= 4.2.2) ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def daphne():
+    with DaphneServer() as server:
+        yield server
+
+
+def raw_handshake(port: int, extra_headers: bytes) -> bytes:
+    """A WebSocket handshake written byte by byte (no client library would send these headers);
+    returns the status line of the answer."""
+    key = base64.b64encode(os.urandom(16))
+    request = (
+        b"GET /ws/chat/ HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
+    ) % (port, key, extra_headers)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    return answer.split(b"\r\n", 1)[0]
+
+
+def sockets_opened(server: DaphneServer) -> int:
+    return server.log().count("WebSocket opened by user")
+
+
+# An allowed Origin hidden in another header's value, behind the characters some parsers take for
+# a line break (str.splitlines: VT, FF, FS, NEL; bare CR or LF; NUL), or on an obs-fold line.
+SMUGGLED = {
+    "vertical tab": b"X-Note: a\x0bOrigin: {origin}\r\n",
+    "form feed": b"X-Note: a\x0cOrigin: {origin}\r\n",
+    "file separator": b"X-Note: a\x1cOrigin: {origin}\r\n",
+    "next line (NEL)": b"X-Note: a\x85Origin: {origin}\r\n",
+    "bare CR": b"X-Note: a\rOrigin: {origin}\r\n",
+    "bare LF": b"X-Note: a\nOrigin: {origin}\r\n",
+    "NUL": b"X-Note: a\x00Origin: {origin}\r\n",
+    "obs-fold": b"X-Note: a\r\n Origin: {origin}\r\n",
+    "obs-fold after a foreign Origin": b"Origin: http://evil.example\r\n\t{origin}\r\n",
+}
+
+
+@pytest.mark.parametrize("smuggled", list(SMUGGLED.values()), ids=list(SMUGGLED))
+def test_a_smuggled_origin_header_opens_no_socket(daphne, smuggled):
+    cookie = b"Cookie: " + daphne.login("alice").encode() + b"\r\n"
+    origin = daphne.base_url.encode()
+    # The same cookie with the Origin in its own header is let in: the refusal below is the smuggling.
+    assert raw_handshake(daphne.port, cookie + b"Origin: " + origin + b"\r\n").startswith(b"HTTP/1.1 101")
+    opened = sockets_opened(daphne)
+    assert opened >= 1
+
+    status = raw_handshake(daphne.port, cookie + smuggled.replace(b"{origin}", origin))
+
+    assert status.split(b" ")[1] in {b"400", b"403"}, f"smuggled Origin answered {status!r}"
+    time.sleep(0.2)
+    assert sockets_opened(daphne) == opened, "a socket was opened with the session"
