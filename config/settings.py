@@ -6,6 +6,7 @@ layer: `make run` and plain `manage.py` commands share those defaults.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -108,6 +109,7 @@ INSTALLED_APPS = [
     "csp",
     "rest_framework",
     "drf_spectacular",
+    "axes",
     "chat",
 ]
 
@@ -122,7 +124,25 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: it answers locked-out logins
 ]
+
+# Login brute force (django-axes): after CHAT_LOGIN_FAILURE_LIMIT (default 5) wrong passwords for
+# one username from one address, that pair is locked out for CHAT_LOGIN_COOLOFF_MINUTES (default
+# 15): the login form then answers 429 with templates/registration/locked_out.html. Other users
+# from the same address, and the same user from elsewhere, can still log in; a successful login
+# clears the count. `manage.py axes_reset` (or the admin's "Access attempts") lifts a lockout.
+# The address is REMOTE_ADDR: behind a proxy, run Daphne with --proxy-headers so it is the client's.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before the password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("CHAT_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("CHAT_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False  # one log line per failure is enough
 
 # Content Security Policy: scripts only from our own static files, so even a rendering bug
 # cannot run a script a user typed. (Inline styles stay allowed: the admin uses them.)

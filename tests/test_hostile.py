@@ -6,6 +6,7 @@ with any type, lone surrogates, NUL, binary frames); real Daphne workers get smu
 
 import asyncio
 import base64
+import io
 import json
 import os
 import socket
@@ -13,6 +14,10 @@ import string
 import time
 
 import pytest
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.core.management import call_command
+from django.test import Client
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -21,7 +26,7 @@ from chat.errors import ChatError
 from chat.protocol import CLIENT_FRAMES, SERVER_FRAMES, parse_frame
 from tests.daphne_server import DaphneServer
 
-from .conftest import Socket, open_socket, session_cookie
+from .conftest import TEST_PASSWORD, Socket, open_socket, session_cookie
 
 KNOWN_ERROR_CODES = {
     ChatError.BAD_REQUEST,
@@ -240,3 +245,63 @@ def test_a_smuggled_origin_header_opens_no_socket(daphne, smuggled):
     assert status.split(b" ")[1] in {b"400", b"403"}, f"smuggled Origin answered {status!r}"
     time.sleep(0.2)
     assert sockets_opened(daphne) == opened, "a socket was opened with the session"
+
+
+# Login brute force (django-axes) ------------------------------------------------------------------
+
+
+def login_attempt(username: str, password: str, *, address: str = "203.0.113.7") -> tuple[Client, object]:
+    client = Client(REMOTE_ADDR=address)
+    return client, client.post("/accounts/login/", {"username": username, "password": password})
+
+
+@pytest.mark.django_db
+def test_five_wrong_passwords_lock_that_user_out_on_that_address(make_user):
+    make_user("alice")
+    make_user("bob")
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        _, response = login_attempt("alice", "wrong")
+        assert response.status_code == 200 and "Please enter a correct username and password" in response.text
+    _, response = login_attempt("alice", "wrong")  # the fifth
+    assert response.status_code == 429
+
+    client, response = login_attempt("alice", TEST_PASSWORD)  # the right password, too late
+    assert response.status_code == 429
+    assert SESSION_KEY not in client.session
+    assert "Too many failed logins" in response.text and "Try again in 15 minutes" in response.text
+    assert "Traceback" not in response.text
+
+    # Bob on the same address, and alice from another one, still get in.
+    client, response = login_attempt("bob", TEST_PASSWORD)
+    assert response.status_code == 302 and SESSION_KEY in client.session
+    client, response = login_attempt("alice", TEST_PASSWORD, address="198.51.100.9")
+    assert response.status_code == 302 and SESSION_KEY in client.session
+
+    # The administrator lifts the lockout.
+    call_command("axes_reset_username", "alice", stdout=io.StringIO())
+    client, response = login_attempt("alice", TEST_PASSWORD)
+    assert response.status_code == 302 and SESSION_KEY in client.session
+
+
+@pytest.mark.django_db
+def test_a_successful_login_clears_the_failure_count(make_user):
+    make_user("alice")
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        login_attempt("alice", "wrong")
+    assert login_attempt("alice", TEST_PASSWORD)[1].status_code == 302
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert login_attempt("alice", "wrong")[1].status_code == 200
+    assert login_attempt("alice", TEST_PASSWORD)[1].status_code == 302
+
+
+@pytest.mark.django_db
+def test_the_admin_login_is_guarded_too(make_user):
+    make_user("root", is_staff=True, is_superuser=True)
+    client = Client(REMOTE_ADDR="203.0.113.8")
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        client.post("/admin/login/", {"username": "root", "password": "wrong"})
+    response = client.post("/admin/login/", {"username": "root", "password": TEST_PASSWORD})
+    assert response.status_code == 429 and "Too many failed logins" in response.text
+    call_command("axes_reset", stdout=io.StringIO())
+    response = client.post("/admin/login/", {"username": "root", "password": TEST_PASSWORD})
+    assert response.status_code == 302
