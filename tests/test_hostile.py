@@ -12,17 +12,22 @@ import os
 import socket
 import string
 import time
+import urllib.parse
 
 import pytest
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.test import Client
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from chat import services
 from chat.errors import ChatError
+from chat.models import Membership, Message, Room
 from chat.protocol import CLIENT_FRAMES, SERVER_FRAMES, parse_frame
 from tests.daphne_server import DaphneServer
 
@@ -305,3 +310,167 @@ def test_the_admin_login_is_guarded_too(make_user):
     call_command("axes_reset", stdout=io.StringIO())
     response = client.post("/admin/login/", {"username": "root", "password": TEST_PASSWORD})
     assert response.status_code == 302
+
+
+# CSRF: the forms test_views.py does not cover ----------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_admin_login_and_admin_forms_need_the_csrf_token(make_user):
+    make_user("root", is_staff=True, is_superuser=True)
+    client = Client(enforce_csrf_checks=True)
+    response = client.post("/admin/login/", {"username": "root", "password": TEST_PASSWORD})
+    assert response.status_code == 403 and SESSION_KEY not in client.session
+
+    client.force_login(User.objects.get(username="root"))
+    response = client.post("/admin/chat/room/add/", {"slug": "forged", "name": "Forged"})
+    assert response.status_code == 403
+    assert not Room.objects.filter(slug="forged").exists()
+
+
+# Authorisation: a private room, seen by someone who is not a member --------------------------------
+
+SECRET_BODY = "the plan is at midnight"
+
+
+@pytest.fixture
+def secret_room(make_user, make_room):
+    bob = make_user("bob")
+    room = make_room("secret", private=True, members=[bob])
+    message = services.message_send(room=room, author=bob, body=SECRET_BODY)[0]
+    return room, bob, message
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "join", "room": "secret"},
+        {"type": "join", "room": "secret", "since": 0},
+        {"type": "history", "room": "secret"},
+        {"type": "history", "room": "secret", "before": 100},
+        {"type": "send", "room": "secret", "body": "let me in"},
+        {"type": "typing", "room": "secret"},
+        {"type": "read", "room": "secret", "seq": 1},
+        {"type": "edit", "room": "secret", "id": "MESSAGE", "body": "defaced"},
+        {"type": "delete", "room": "secret", "id": "MESSAGE"},
+        {"type": "leave", "room": "secret"},
+    ],
+    ids=lambda f: f["type"] + ("+since" if "since" in f else "+before" if "before" in f else ""),
+)
+async def test_a_non_member_can_neither_read_nor_write_a_private_room_over_the_socket(
+    alice, secret_room, connect, frame
+):
+    room, bob, message = secret_room
+    watcher = await connect(bob)
+    await watcher.join("secret")
+    await watcher.drain()
+    intruder = await connect(alice)
+    frame = {**frame, "ref": "x"} | ({"id": message["id"]} if frame.get("id") == "MESSAGE" else {})
+
+    await intruder.send(**frame)
+    reply = await intruder.recv()
+
+    assert reply["type"] == "error" and reply["code"] in {"forbidden", "not_joined"}, reply
+    assert SECRET_BODY not in json.dumps(reply)
+    await watcher.nothing("typing")
+    assert not [f for f in await watcher.drain(0.2) if f["type"] != "presence"]
+    stored = await database_sync_to_async(lambda: list(Message.objects.values_list("body", "deleted", "edited_at")))()
+    assert stored == [(SECRET_BODY, False, None)]
+    read = await database_sync_to_async(Membership.objects.filter(room=room, user=alice).exists)()
+    assert not read, "the non-member became a member"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "method,path,status",
+    [
+        ("get", "/api/rooms/secret/messages/", 403),
+        ("get", "/api/rooms/secret/messages/?before=100&limit=100", 403),
+        ("post", "/api/rooms/secret/messages/", 403),
+        ("get", "/rooms/secret/", 403),
+        ("get", "/api/rooms/", 200),
+        ("get", "/", 200),
+    ],
+)
+def test_a_non_member_can_neither_read_nor_write_a_private_room_over_http(alice, secret_room, method, path, status):
+    client = Client()
+    client.force_login(alice)
+    if method == "post":
+        response = client.post(path, {"body": "let me in"}, content_type="application/json")
+    else:
+        response = client.get(path)
+    assert response.status_code == status
+    assert SECRET_BODY not in response.text
+    if path.startswith("/api/"):
+        assert "secret" not in json.dumps(response.json().get("rooms", [])) if status == 200 else True
+        if status == 403:
+            assert response.json()["code"] == "forbidden"
+    if path == "/":
+        assert 'data-slug="secret"' not in response.text
+    assert list(Message.objects.values_list("body", flat=True)) == [SECRET_BODY]
+
+
+# Hostile room slugs and usernames ------------------------------------------------------------------
+
+HOSTILE_SLUGS = [
+    "../admin",
+    "..",
+    "%2e%2e",
+    "<script>alert(1)</script>",
+    "lobbу",  # Cyrillic у: looks like "lobby"
+    "ＬＯＢＢＹ",  # fullwidth
+    "lobby\u200b",  # zero-width space
+    "a" * 51,
+    "a" * 5000,
+    "lobby\x00",
+    "'; DROP TABLE chat_room; --",
+]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("slug", HOSTILE_SLUGS, ids=range(len(HOSTILE_SLUGS)))
+async def test_hostile_slugs_in_frames_are_not_found_or_bad_requests(alice, make_room, connect, slug):
+    await database_sync_to_async(make_room)("lobby")
+    socket = await connect(alice)
+    for frame_type in ("join", "history", "send"):
+        await socket.send(frame_type, room=slug, body="x", ref="h")
+        reply = await socket.recv()
+        assert reply["type"] == "error" and reply["code"] in {"not_found", "bad_request", "not_joined"}, reply
+        assert reply["ref"] == "h"
+    assert (await socket.request("ping"))["type"] == "pong"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("slug", HOSTILE_SLUGS, ids=range(len(HOSTILE_SLUGS)))
+def test_hostile_slugs_in_urls_are_clear_404s(alice, make_room, slug):
+    make_room("lobby")
+    client = Client(raise_request_exception=False)
+    client.force_login(alice)
+    quoted = urllib.parse.quote(slug, safe="")
+    for path in (f"/rooms/{quoted}/", f"/api/rooms/{quoted}/messages/"):
+        response = client.get(path)
+        assert response.status_code == 404, (path, response.status_code)
+        assert "Traceback" not in response.text and "<script>alert" not in response.text
+        if path.startswith("/api/"):
+            assert response.json()["code"] == "not_found"
+    response = client.post(f"/api/rooms/{quoted}/messages/", {"body": "x"}, content_type="application/json")
+    assert response.status_code == 404 and response.json()["code"] == "not_found"
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "username",
+    ["../admin", "<script>", "a" * 151, "a" * 5000, "alice\x00", "al ice", "ａｌｉｃｅ", "", "%2e%2e"],
+    ids=range(9),
+)
+def test_hostile_usernames_at_signup_get_a_form_error(make_user, username):
+    make_user("alice")
+    client = Client(raise_request_exception=False)
+    password = "Str0ng-enough-pw"
+    response = client.post("/accounts/signup/", {"username": username, "password1": password, "password2": password})
+    assert response.status_code == 200, response.status_code
+    assert 'class="errorlist' in response.text or "error" in response.text.lower()
+    assert "Traceback" not in response.text
+    assert User.objects.count() == 1
