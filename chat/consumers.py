@@ -13,7 +13,7 @@ from django.conf import settings
 
 from . import events, log, metrics, protocol, selectors, services
 from .errors import ChatError
-from .limits import StrikeWindow, TokenBucket
+from .limits import StrikeWindow, TokenBucket, get_user_limits
 from .models import Room
 from .presence import get_presence
 from .protocol import Frame
@@ -26,6 +26,7 @@ class CloseCode:
     SESSION_ENDED = 4401  # anonymous, invalid, or ended session
     DEACTIVATED = 4403
     FRAME_TOO_LARGE = 4009  # only where Daphne runs without --websocket-max-message-size
+    TOO_MANY_SOCKETS = 4408  # the user holds CHAT_MAX_SOCKETS_PER_USER sockets on this worker
     ABUSE = 4429
 
 
@@ -121,6 +122,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if self.token_id is None and self.session is not None:
             self.session_key = self.session.session_key
+        if not get_user_limits().open(
+            self.user.pk,
+            self,
+            max_sockets=settings.CHAT_MAX_SOCKETS_PER_USER,
+            rate=settings.CHAT_USER_RATE_PER_SECOND,
+            burst=settings.CHAT_USER_RATE_BURST,
+        ):
+            logger.info("User %s already holds %s sockets here", self.user.pk, settings.CHAT_MAX_SOCKETS_PER_USER)
+            await self._close(CloseCode.TOO_MANY_SOCKETS)
+            return
         self.user_id = self.user.pk
         self.user_group = events.user_group(self.user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
@@ -131,6 +142,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         logger.info("WebSocket closed with code %s", metrics.ws_closed(self, code))
         self.closing = True
         get_session_watch().discard(self)
+        if self.user_id is not None:
+            get_user_limits().close(self.user_id, self)
         for room_id in list(self.rooms):
             await self._unsubscribe(room_id)
         if self.user_group:
@@ -159,6 +172,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             room = frame.fields.get("room") if frame else None
             await self._refuse(ChatError(ChatError.RATE_LIMITED, "Too many frames: slow down.", room=room), ref)
             return
+        if not get_user_limits().take(self.user_id):
+            room = frame.fields.get("room") if frame else None
+            detail = "Too many frames from your account (all your open sockets together): slow down."
+            await self._refuse(ChatError(ChatError.RATE_LIMITED, detail, room=room), ref)
+            return
         if refusal is not None:
             await self._refuse(refusal, ref)
             return
@@ -180,6 +198,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Frames ------------------------------------------------------------------------------------
 
     async def on_join(self, frame: Frame) -> None:
+        limit = settings.CHAT_MAX_ROOMS_PER_SOCKET
+        if frame["room"] not in self.slugs and len(self.rooms) >= limit:
+            raise ChatError(
+                ChatError.FORBIDDEN, f"This socket is in {limit} rooms, the most it may join: leave one first."
+            )
         room = await _enter(user=self.user, slug=frame["room"])
         came_online = False
         if room.pk not in self.rooms:

@@ -37,3 +37,51 @@ class StrikeWindow:
         while self.times and now - self.times[0] > self.seconds:
             self.times.popleft()
         return len(self.times) > self.limit
+
+
+class UserLimits:
+    """What one user may do across all their sockets on this worker: how many sockets they hold
+    open, and a frame bucket they all share (on top of each socket's own). In-process: with
+    several workers, each counts its own sockets, so a user may hold that many on every worker."""
+
+    def __init__(self) -> None:
+        self.sockets: dict[int, set[object]] = {}
+        self.buckets: dict[int, TokenBucket] = {}
+
+    def open(self, user_id: int, socket: object, *, max_sockets: int, rate: float, burst: int) -> bool:
+        """Count `socket` as one of the user's; False (and nothing counted) if they hold
+        `max_sockets` already."""
+        held = self.sockets.setdefault(user_id, set())
+        if len(held) >= max_sockets:
+            if not held:
+                del self.sockets[user_id]
+            return False
+        held.add(socket)
+        self.buckets.setdefault(user_id, TokenBucket(rate=rate, burst=burst))
+        return True
+
+    def close(self, user_id: int, socket: object) -> None:
+        held = self.sockets.get(user_id)
+        if held is None:
+            return
+        held.discard(socket)
+        if not held:  # the user's last socket here: forget them (and their bucket)
+            del self.sockets[user_id]
+            self.buckets.pop(user_id, None)
+
+    def take(self, user_id: int) -> bool:
+        bucket = self.buckets.get(user_id)
+        return bucket is None or bucket.take()
+
+
+_user_limits = UserLimits()
+
+
+def get_user_limits() -> UserLimits:
+    return _user_limits
+
+
+def reset_user_limits() -> None:
+    """(Tests) forget every user."""
+    global _user_limits
+    _user_limits = UserLimits()

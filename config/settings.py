@@ -283,6 +283,15 @@ CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 65536, minimum=1024)
 CHAT_RATE_PER_SECOND = env_int("CHAT_RATE_PER_SECOND", 10, minimum=1)
 CHAT_RATE_BURST = env_int("CHAT_RATE_BURST", 20, minimum=1)
 CHAT_ABUSE_LIMIT = env_int("CHAT_ABUSE_LIMIT", 50, minimum=1)  # bad frames a minute before 4429
+# Per user, across all their sockets on one worker (in-process counts; each worker counts its own):
+# a shared frame bucket on top of each socket's (default 20/s, bursts of 40: two busy tabs pass,
+# twenty do not multiply the socket limit by twenty), and at most CHAT_MAX_SOCKETS_PER_USER open
+# sockets (default 20; the next is accepted, then closed with 4408).
+CHAT_USER_RATE_PER_SECOND = env_int("CHAT_USER_RATE_PER_SECOND", 20, minimum=1)
+CHAT_USER_RATE_BURST = env_int("CHAT_USER_RATE_BURST", 40, minimum=1)
+CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 20, minimum=1)
+# Rooms one socket may be in at once (default 50); a join beyond it gets `forbidden`.
+CHAT_MAX_ROOMS_PER_SOCKET = env_int("CHAT_MAX_ROOMS_PER_SOCKET", 50, minimum=1)
 CHAT_TYPING_INTERVAL = 2.0
 CHAT_CATCHUP_LIMIT = 500
 # Each worker re-checks its sockets' sessions this often, in case a session-end event was lost.

@@ -491,7 +491,7 @@ async def test_logout_closes_that_sessions_sockets_4401(alice, lobby):
 
 async def test_password_change_closes_other_sessions_4401(alice, bob, lobby):
     client = Client()
-    await database_sync_to_async(client.login)(username="alice", password="correct-horse-42")
+    await database_sync_to_async(client.force_login)(alice)
     other_cookie = await database_sync_to_async(session_cookie)(alice)
     other, _, _ = await open_socket(other_cookie)
     bobs, _, _ = await open_socket(await database_sync_to_async(session_cookie)(bob))

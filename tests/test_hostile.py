@@ -9,7 +9,7 @@ import base64
 import io
 import json
 import os
-import socket
+import socket as tcp
 import string
 import time
 import urllib.parse
@@ -136,6 +136,8 @@ def fuzz_socket(alice, make_room, settings):
     settings.CHAT_RATE_PER_SECOND = 100_000
     settings.CHAT_RATE_BURST = 100_000
     settings.CHAT_ABUSE_LIMIT = 100_000
+    settings.CHAT_USER_RATE_PER_SECOND = 100_000
+    settings.CHAT_USER_RATE_BURST = 100_000
     make_room("lobby")
     make_room("secret", private=True)  # alice is no member
     cookie = session_cookie(alice)
@@ -206,7 +208,7 @@ def raw_handshake(port: int, extra_headers: bytes) -> bytes:
         b"GET /ws/chat/ HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
     ) % (port, key, extra_headers)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+    with tcp.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(request)
         answer = b""
         while b"\r\n" not in answer:
@@ -474,3 +476,60 @@ def test_hostile_usernames_at_signup_get_a_form_error(make_user, username):
     assert 'class="errorlist' in response.text or "error" in response.text.lower()
     assert "Traceback" not in response.text
     assert User.objects.count() == 1
+
+
+# Limits that hold under abuse ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_user_over_the_socket_cap_gets_4408_and_a_closed_socket_frees_a_place(alice, bob, settings, connect):
+    settings.CHAT_MAX_SOCKETS_PER_USER = 3
+    held = [await connect(alice) for _ in range(3)]
+    for socket in held:
+        assert (await socket.request("ping"))["type"] == "pong"
+
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    extra, connected, _ = await open_socket(cookie)
+    assert connected  # accepted, then told why it is closed
+    assert await extra.closed_with() == 4408
+    assert (await held[0].request("ping"))["type"] == "pong"  # the others live on
+    assert (await (await connect(bob)).request("ping"))["type"] == "pong"  # others are not counted
+
+    await held.pop().close()
+    again, connected, _ = await open_socket(cookie)
+    assert connected and (await again.request("ping"))["type"] == "pong"
+    await again.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_user_rate_limit_holds_across_that_users_sockets(alice, bob, settings, connect):
+    settings.CHAT_USER_RATE_PER_SECOND = 1
+    settings.CHAT_USER_RATE_BURST = 10
+    sockets = [await connect(alice) for _ in range(3)]  # each socket alone may burst 20
+    replies = []
+    for i in range(15):
+        replies.append(await sockets[i % 3].request("ping"))
+    limited = [r for r in replies if r["type"] == "error"]
+    assert 4 <= len(limited) <= 5, replies  # 10 of 15 pass (one more if the bucket refilled)
+    assert {r["code"] for r in limited} == {"rate_limited"}
+    assert "all your open sockets" in limited[0]["detail"]
+    # Bob has a bucket of his own.
+    assert (await (await connect(bob)).request("ping"))["type"] == "pong"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_may_join_only_so_many_rooms(alice, make_room, settings, connect):
+    settings.CHAT_MAX_ROOMS_PER_SOCKET = 3
+    for i in range(5):
+        await database_sync_to_async(make_room)(f"room-{i}")
+    socket = await connect(alice)
+    for i in range(3):
+        await socket.join(f"room-{i}")
+    refused = await socket.request("join", room="room-3")
+    assert refused["type"] == "error" and refused["code"] == "forbidden", refused
+    assert "3 rooms" in refused["detail"] and "leave one" in refused["detail"]
+    assert not await database_sync_to_async(Membership.objects.filter(room__slug="room-3").exists)()
+
+    await socket.join("room-0", since=0)  # a catch-up in a joined room is still fine
+    await socket.request("leave", room="room-0")
+    await socket.join("room-3")  # and after a leave there is room again
