@@ -13,7 +13,7 @@ from django.conf import settings
 
 from . import events, log, metrics, protocol, selectors, services
 from .errors import ChatError
-from .limits import StrikeWindow, TokenBucket, get_user_limits
+from .limits import StrikeWindow, TokenBucket, get_user_limits, transport_backlog
 from .models import Room
 from .presence import get_presence
 from .protocol import Frame
@@ -26,6 +26,7 @@ class CloseCode:
     SESSION_ENDED = 4401  # anonymous, invalid, or ended session
     DEACTIVATED = 4403
     FRAME_TOO_LARGE = 4009  # only where Daphne runs without --websocket-max-message-size
+    SLOW_READER = 4008  # its outgoing buffer passed CHAT_MAX_SEND_BUFFER_BYTES: it does not read
     TOO_MANY_SOCKETS = 4408  # the user holds CHAT_MAX_SOCKETS_PER_USER sockets on this worker
     ABUSE = 4429
 
@@ -216,17 +217,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         messages, complete = await _catch_up(room=room, since=frame["since"])
         users = await self.presence.users(room_id=room.pk)
-        await self.send(
-            protocol.encode(
-                "joined",
-                frame.ref,
-                room=room.slug,
-                info=selectors.room_info(room=room),
-                messages=messages,
-                complete=complete,
-                presence=users,
-            )
-        )
+        envelope = {"room": room.slug, "info": selectors.room_info(room=room), "presence": users}
+        budget = self._frame_budget("joined", frame.ref, complete=False, **envelope)
+        if frame["since"] is None:  # the latest ones; older ones are history's
+            messages, _ = protocol.fit_messages(messages, budget=budget, keep="newest")
+        else:  # oldest first: the client asks for the rest by joining again with since
+            messages, fitted = protocol.fit_messages(messages, budget=budget, keep="oldest")
+            complete = complete and fitted
+        await self.send(protocol.encode("joined", frame.ref, messages=messages, complete=complete, **envelope))
         if came_online:  # the joiner has the list in `joined`
             await events.presence(room_id=room.pk, room_slug=room.slug, users=users, skip_channel=self.channel_name)
 
@@ -272,6 +270,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         messages, has_more = await _history(
             room_id=room_id, user=self.user, before=frame["before"], limit=frame["limit"]
         )
+        budget = self._frame_budget("history", frame.ref, room=slug, has_more=False)
+        messages, fitted = protocol.fit_messages(messages, budget=budget, keep="newest")
+        has_more = has_more or not fitted
         await self.send(protocol.encode("history", frame.ref, room=slug, messages=messages, has_more=has_more))
 
     async def on_typing(self, frame: Frame) -> None:
@@ -342,6 +343,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # Helpers -----------------------------------------------------------------------------------
 
+    @staticmethod
+    def _frame_budget(frame_type: str, ref: str | None, **fields: Any) -> int:
+        """Bytes left for `messages` in a frame of at most CHAT_MAX_FRAME_BYTES (Daphne's limit
+        applies to what the server sends too)."""
+        envelope = len(protocol.encode(frame_type, ref, messages=[], **fields).encode())
+        return settings.CHAT_MAX_FRAME_BYTES - envelope - 16
+
     def _joined(self, slug: str) -> int:
         room_id = self.slugs.get(slug)
         if room_id is None:
@@ -370,6 +378,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        # What earlier frames left waiting (measured before this one is added, so one large
+        # reply, such as a catch-up, does not count against a client that reads it).
+        backlog = transport_backlog(self.base_send)
+        if backlog is not None and backlog > settings.CHAT_MAX_SEND_BUFFER_BYTES:
+            if not self.closing:
+                # A client that does not read would make the worker hold everything sent to it.
+                # It catches up from the database (join with since) when it connects again.
+                logger.warning("Closing a socket of user %s: %s bytes wait for it to read", self.user_id, backlog)
+                await self._close(CloseCode.SLOW_READER)
+            return
         metrics.frame_sent(text_data)  # every frame to this socket: replies, errors, broadcasts
         await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
 

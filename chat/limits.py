@@ -1,7 +1,11 @@
-"""Per-connection limits: a token bucket for frames, and a window counting refused frames."""
+"""Limits: a token bucket for frames, a window counting refused frames, the per-user counts of a
+worker, and the size of a socket's outgoing buffer."""
 
+import functools
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 
 class TokenBucket:
@@ -85,3 +89,24 @@ def reset_user_limits() -> None:
     """(Tests) forget every user."""
     global _user_limits
     _user_limits = UserLimits()
+
+
+def transport_backlog(send: Callable[..., Any]) -> int | None:
+    """Bytes of outgoing frames Daphne has taken for this socket that the kernel has not:
+    Twisted's write buffer, which grows without bound when the client stops reading.
+
+    Daphne hands each ASGI `send` straight to Twisted (`partial(server.handle_reply, protocol)`),
+    so that buffer is the socket's send queue. It is reached through Daphne's, channels' and
+    Twisted's internals; where they do not look as expected (another server, the test communicator, a TLS
+    wrapper), this answers None and the bound does not apply."""
+    for _ in range(5):  # through send wrappers such as channels' session middleware's
+        if isinstance(send, functools.partial):
+            break
+        send = getattr(getattr(send, "__self__", None), "real_send", None)
+    if not isinstance(send, functools.partial) or not send.args:
+        return None
+    transport = getattr(send.args[-1], "transport", None)
+    try:
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    except (AttributeError, TypeError):
+        return None

@@ -290,6 +290,11 @@ CHAT_ABUSE_LIMIT = env_int("CHAT_ABUSE_LIMIT", 50, minimum=1)  # bad frames a mi
 CHAT_USER_RATE_PER_SECOND = env_int("CHAT_USER_RATE_PER_SECOND", 20, minimum=1)
 CHAT_USER_RATE_BURST = env_int("CHAT_USER_RATE_BURST", 40, minimum=1)
 CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 20, minimum=1)
+# Outgoing bytes a socket may have waiting in the worker (Twisted's write buffer, beyond what the
+# kernel took) when the next frame is due; past it the socket is closed with 4008, so a client that
+# stops reading cannot make the worker hold an ever-growing backlog. Default 4 MiB: above a full
+# catch-up (500 messages of 4000 characters), so a slow but reading client is not cut off.
+CHAT_MAX_SEND_BUFFER_BYTES = env_int("CHAT_MAX_SEND_BUFFER_BYTES", 4 * 1024 * 1024, minimum=65536)
 # Rooms one socket may be in at once (default 50); a join beyond it gets `forbidden`.
 CHAT_MAX_ROOMS_PER_SOCKET = env_int("CHAT_MAX_ROOMS_PER_SOCKET", 50, minimum=1)
 CHAT_TYPING_INTERVAL = 2.0
