@@ -21,8 +21,8 @@ from tests.redis_server import RedisServer
 BURST = 500
 
 
-# The burst test opens about 170 sockets for each of the three demo users.
-MANY_SOCKETS = {"CHAT_MAX_SOCKETS_PER_USER": str(BURST)}
+# The burst test opens about 170 sockets for each of the three demo users, and each pings and joins.
+MANY_SOCKETS = dict.fromkeys(("CHAT_MAX_SOCKETS_PER_USER", "CHAT_USER_RATE_PER_SECOND", "CHAT_USER_RATE_BURST"), "2000")
 
 
 @pytest.fixture(scope="module")
