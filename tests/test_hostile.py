@@ -37,7 +37,7 @@ from chat import services
 from chat.errors import ChatError
 from chat.models import Membership, Message, Room
 from chat.protocol import CLIENT_FRAMES, SERVER_FRAMES, parse_frame
-from tests.daphne_server import DaphneServer
+from tests.daphne_server import DEMO_PASSWORD, DaphneServer
 
 from .conftest import TEST_PASSWORD, Socket, open_socket, session_cookie
 
@@ -655,3 +655,16 @@ def test_a_client_that_stops_reading_is_closed_and_catches_up_later(daphne):
             assert [m["body"][:4] for m in frame["messages"][-5:]] == ["0095", "0096", "0097", "0098", "0099"]
 
     asyncio.run(comeback())
+
+
+def test_the_lockout_holds_on_a_real_worker(daphne):
+    """Through Daphne (ASGI, the client address from the connection), as a browser meets it."""
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        refused = daphne.session().submit("/accounts/login/", {"username": "bob", "password": "guess"})
+        assert refused.status in {200, 429}
+    browser = daphne.session()
+    response = browser.submit("/accounts/login/", {"username": "bob", "password": DEMO_PASSWORD})
+    assert response.status == 429 and "Too many failed logins" in response.text, response
+    assert not browser.cookie("sessionid")
+    daphne.manage("axes_reset_username", "bob")
+    assert daphne.login_session("bob").cookie("sessionid")
