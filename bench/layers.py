@@ -373,7 +373,12 @@ def run_b(layer: str, config: dict) -> dict:
     from tests.postgres_server import PostgresServer
 
     rooms, size = config["b_rooms"], config["b_room_size"]
-    env = {"CHAT_CHANNEL_LAYER": layer, "CHAT_RATE_PER_SECOND": "1000", "CHAT_RATE_BURST": "1000"}
+    # Four demo users hold all the sockets: lift the per-user caps as well as the socket ones.
+    env = {
+        "CHAT_CHANNEL_LAYER": layer,
+        **dict.fromkeys(("CHAT_RATE_PER_SECOND", "CHAT_RATE_BURST", "CHAT_USER_RATE_PER_SECOND"), "1000"),
+        **dict.fromkeys(("CHAT_USER_RATE_BURST", "CHAT_MAX_SOCKETS_PER_USER"), "1000"),
+    }
     with PostgresServer() as pg, ClusterServer(workers=2, database_url=pg.url, env=env) as cluster:
         cluster.shell(
             f"from chat import services\nfor i in range({rooms}): services.room_create(slug=f'bench{{i}}', name=f'Bench {{i}}')"

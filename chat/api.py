@@ -15,7 +15,7 @@ import logging
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
@@ -232,3 +232,9 @@ class RoomMessagesView(APIView):
         # A retry with the same client_id gets the first answer again (201 and the same message),
         # as idempotency keys work elsewhere: the caller cannot tell a retry from a first success.
         return Response(message, status=status.HTTP_201_CREATED)
+
+
+def api_not_found(request, path: str = "") -> JsonResponse:
+    """Any other path under /api/ (a slug with a slash in it, say): a JSON 404, like the API's
+    own refusals, instead of the HTML page."""
+    return JsonResponse({"code": ChatError.NOT_FOUND, "detail": "There is no such API path."}, status=404)

@@ -13,7 +13,7 @@ from django.conf import settings
 
 from . import events, log, metrics, protocol, selectors, services
 from .errors import ChatError
-from .limits import StrikeWindow, TokenBucket
+from .limits import StrikeWindow, TokenBucket, get_user_limits, transport_backlog
 from .models import Room
 from .presence import get_presence
 from .protocol import Frame
@@ -26,6 +26,8 @@ class CloseCode:
     SESSION_ENDED = 4401  # anonymous, invalid, or ended session
     DEACTIVATED = 4403
     FRAME_TOO_LARGE = 4009  # only where Daphne runs without --websocket-max-message-size
+    SLOW_READER = 4008  # its outgoing buffer passed CHAT_MAX_SEND_BUFFER_BYTES: it does not read
+    TOO_MANY_SOCKETS = 4408  # the user holds CHAT_MAX_SOCKETS_PER_USER sockets on this worker
     ABUSE = 4429
 
 
@@ -122,6 +124,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if self.token_id is None and self.session is not None:
             self.session_key = self.session.session_key
+        if not get_user_limits().open(
+            self.user.pk,
+            self,
+            max_sockets=settings.CHAT_MAX_SOCKETS_PER_USER,
+            rate=settings.CHAT_USER_RATE_PER_SECOND,
+            burst=settings.CHAT_USER_RATE_BURST,
+        ):
+            logger.info("User %s already holds %s sockets here", self.user.pk, settings.CHAT_MAX_SOCKETS_PER_USER)
+            await self._close(CloseCode.TOO_MANY_SOCKETS)
+            return
         self.user_id = self.user.pk
         self.user_group = events.user_group(self.user.pk)
         await self.channel_layer.group_add(self.user_group, self.channel_name)
@@ -132,6 +144,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         logger.info("WebSocket closed with code %s", metrics.ws_closed(self, code))
         self.closing = True
         get_session_watch().discard(self)
+        if self.user_id is not None:
+            get_user_limits().close(self.user_id, self)
         for room_id in list(self.rooms):
             await self._unsubscribe(room_id)
         if self.user_group:
@@ -160,6 +174,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             room = frame.fields.get("room") if frame else None
             await self._refuse(ChatError(ChatError.RATE_LIMITED, "Too many frames: slow down.", room=room), ref)
             return
+        if not get_user_limits().take(self.user_id):
+            room = frame.fields.get("room") if frame else None
+            detail = "Too many frames from your account (all your open sockets together): slow down."
+            await self._refuse(ChatError(ChatError.RATE_LIMITED, detail, room=room), ref)
+            return
         if refusal is not None:
             await self._refuse(refusal, ref)
             return
@@ -181,6 +200,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Frames ------------------------------------------------------------------------------------
 
     async def on_join(self, frame: Frame) -> None:
+        limit = settings.CHAT_MAX_ROOMS_PER_SOCKET
+        if frame["room"] not in self.slugs and len(self.rooms) >= limit:
+            raise ChatError(
+                ChatError.FORBIDDEN, f"This socket is in {limit} rooms, the most it may join: leave one first."
+            )
         room = await _enter(user=self.user, slug=frame["room"])
         came_online = False
         if room.pk not in self.rooms:
@@ -194,17 +218,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         messages, complete = await _catch_up(room=room, since=frame["since"])
         users = await self.presence.users(room_id=room.pk)
-        await self.send(
-            protocol.encode(
-                "joined",
-                frame.ref,
-                room=room.slug,
-                info=selectors.room_info(room=room),
-                messages=messages,
-                complete=complete,
-                presence=users,
-            )
-        )
+        envelope = {"room": room.slug, "info": selectors.room_info(room=room), "presence": users}
+        budget = self._frame_budget("joined", frame.ref, complete=False, **envelope)
+        if frame["since"] is None:  # the latest ones; older ones are history's
+            messages, _ = protocol.fit_messages(messages, budget=budget, keep="newest")
+        else:  # oldest first: the client asks for the rest by joining again with since
+            messages, fitted = protocol.fit_messages(messages, budget=budget, keep="oldest")
+            complete = complete and fitted
+        await self.send(protocol.encode("joined", frame.ref, messages=messages, complete=complete, **envelope))
         if came_online:  # the joiner has the list in `joined`
             await events.presence(room_id=room.pk, room_slug=room.slug, users=users, skip_channel=self.channel_name)
 
@@ -250,6 +271,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         messages, has_more = await _history(
             room_id=room_id, user=self.user, before=frame["before"], limit=frame["limit"]
         )
+        budget = self._frame_budget("history", frame.ref, room=slug, has_more=False)
+        messages, fitted = protocol.fit_messages(messages, budget=budget, keep="newest")
+        has_more = has_more or not fitted
         await self.send(protocol.encode("history", frame.ref, room=slug, messages=messages, has_more=has_more))
 
     async def on_typing(self, frame: Frame) -> None:
@@ -320,6 +344,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # Helpers -----------------------------------------------------------------------------------
 
+    @staticmethod
+    def _frame_budget(frame_type: str, ref: str | None, **fields: Any) -> int:
+        """Bytes left for `messages` in a frame of at most CHAT_MAX_FRAME_BYTES (Daphne's limit
+        applies to what the server sends too)."""
+        envelope = len(protocol.encode(frame_type, ref, messages=[], **fields).encode())
+        return settings.CHAT_MAX_FRAME_BYTES - envelope - 16
+
     def _joined(self, slug: str) -> int:
         room_id = self.slugs.get(slug)
         if room_id is None:
@@ -348,6 +379,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.close(code=code)
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        # What earlier frames left waiting (measured before this one is added, so one large
+        # reply, such as a catch-up, does not count against a client that reads it).
+        backlog = transport_backlog(self.base_send)
+        if backlog is not None and backlog > settings.CHAT_MAX_SEND_BUFFER_BYTES:
+            if not self.closing:
+                # A client that does not read would make the worker hold everything sent to it.
+                # It catches up from the database (join with since) when it connects again.
+                logger.warning("Closing a socket of user %s: %s bytes wait for it to read", self.user_id, backlog)
+                await self._close(CloseCode.SLOW_READER)
+            return
         metrics.frame_sent(text_data)  # every frame to this socket: replies, errors, broadcasts
         await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
 

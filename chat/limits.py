@@ -1,7 +1,11 @@
-"""Per-connection limits: a token bucket for frames, and a window counting refused frames."""
+"""Limits: a token bucket for frames, a window counting refused frames, the per-user counts of a
+worker, and the size of a socket's outgoing buffer."""
 
+import functools
 import time
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 
 class TokenBucket:
@@ -37,3 +41,72 @@ class StrikeWindow:
         while self.times and now - self.times[0] > self.seconds:
             self.times.popleft()
         return len(self.times) > self.limit
+
+
+class UserLimits:
+    """What one user may do across all their sockets on this worker: how many sockets they hold
+    open, and a frame bucket they all share (on top of each socket's own). In-process: with
+    several workers, each counts its own sockets, so a user may hold that many on every worker."""
+
+    def __init__(self) -> None:
+        self.sockets: dict[int, set[object]] = {}
+        self.buckets: dict[int, TokenBucket] = {}
+
+    def open(self, user_id: int, socket: object, *, max_sockets: int, rate: float, burst: int) -> bool:
+        """Count `socket` as one of the user's; False (and nothing counted) if they hold
+        `max_sockets` already."""
+        held = self.sockets.setdefault(user_id, set())
+        if len(held) >= max_sockets:
+            if not held:
+                del self.sockets[user_id]
+            return False
+        held.add(socket)
+        self.buckets.setdefault(user_id, TokenBucket(rate=rate, burst=burst))
+        return True
+
+    def close(self, user_id: int, socket: object) -> None:
+        held = self.sockets.get(user_id)
+        if held is None:
+            return
+        held.discard(socket)
+        if not held:  # the user's last socket here: forget them (and their bucket)
+            del self.sockets[user_id]
+            self.buckets.pop(user_id, None)
+
+    def take(self, user_id: int) -> bool:
+        bucket = self.buckets.get(user_id)
+        return bucket is None or bucket.take()
+
+
+_user_limits = UserLimits()
+
+
+def get_user_limits() -> UserLimits:
+    return _user_limits
+
+
+def reset_user_limits() -> None:
+    """(Tests) forget every user."""
+    global _user_limits
+    _user_limits = UserLimits()
+
+
+def transport_backlog(send: Callable[..., Any]) -> int | None:
+    """Bytes of outgoing frames Daphne has taken for this socket that the kernel has not:
+    Twisted's write buffer, which grows without bound when the client stops reading.
+
+    Daphne hands each ASGI `send` straight to Twisted (`partial(server.handle_reply, protocol)`),
+    so that buffer is the socket's send queue. It is reached through Daphne's, channels' and
+    Twisted's internals; where they do not look as expected (another server, the test communicator, a TLS
+    wrapper), this answers None and the bound does not apply."""
+    for _ in range(5):  # through send wrappers such as channels' session middleware's
+        if isinstance(send, functools.partial):
+            break
+        send = getattr(getattr(send, "__self__", None), "real_send", None)
+    if not isinstance(send, functools.partial) or not send.args:
+        return None
+    transport = getattr(send.args[-1], "transport", None)
+    try:
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    except (AttributeError, TypeError):
+        return None

@@ -156,6 +156,21 @@ def encode(frame_type: str, ref: str | None = None, **fields: Any) -> str:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
 
 
+def fit_messages(messages: list[dict[str, Any]], *, budget: int, keep: str) -> tuple[list[dict[str, Any]], bool]:
+    """As many of `messages` as fit in `budget` bytes of JSON, taken from the `keep` end
+    ("oldest" or "newest"); and whether all of them fit. Daphne refuses to send a frame over
+    its --websocket-max-message-size (64 KiB), outgoing as well as incoming."""
+    total, count = 0, 0
+    for message in messages if keep == "oldest" else reversed(messages):
+        total += len(json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()) + 1
+        if total > budget:
+            break
+        count += 1
+    if count == len(messages):
+        return messages, True
+    return (messages[:count] if keep == "oldest" else messages[len(messages) - count :]), False
+
+
 def error_frame(error: ChatError, ref: str | None = None) -> str:
     fields: dict[str, Any] = {"code": error.code, "detail": error.detail}
     if error.room is not None:

@@ -15,6 +15,7 @@ from django.utils.crypto import constant_time_compare
 
 from .errors import ChatError
 from .models import ApiToken, Ban, Membership, Message, Room
+from .protocol import MAX_SLUG_LENGTH
 
 DELETED_AUTHOR = "[deleted]"
 _MESSAGE_COLUMNS = ("id", "seq", "body", "created_at", "edited_at", "client_id", "deleted", "author__username")
@@ -87,6 +88,9 @@ def room_access_check(*, room: Room, user) -> None:
 def room_get_for(*, slug: str, user) -> Room:
     """The room `user` may enter, or ChatError(not_found | forbidden). A private room a user
     may not see is reported as forbidden to members of nothing: the contract names that code."""
+    if len(slug) > MAX_SLUG_LENGTH or "\x00" in slug:
+        # Never stored (and PostgreSQL refuses NUL in a query): not found, without asking.
+        raise ChatError(ChatError.NOT_FOUND, "No such room.", room=None)
     try:
         room = Room.objects.get(slug=slug)
     except Room.DoesNotExist:

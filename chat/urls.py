@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
 from . import api, views
@@ -12,4 +12,5 @@ urlpatterns = [
     path("api/rooms/", api.RoomListView.as_view(), name="api_rooms"),
     path("api/rooms/<str:slug>/messages/", api.RoomMessagesView.as_view(), name="api_messages"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api_schema"),
+    re_path(r"^api/(?P<path>.*)$", api.api_not_found),
 ]

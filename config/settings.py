@@ -6,6 +6,7 @@ layer: `make run` and plain `manage.py` commands share those defaults.
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -108,6 +109,7 @@ INSTALLED_APPS = [
     "csp",
     "rest_framework",
     "drf_spectacular",
+    "axes",
     "chat",
 ]
 
@@ -122,7 +124,25 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: it answers locked-out logins
 ]
+
+# Login brute force (django-axes): after CHAT_LOGIN_FAILURE_LIMIT (default 5) wrong passwords for
+# one username from one address, that pair is locked out for CHAT_LOGIN_COOLOFF_MINUTES (default
+# 15): the login form then answers 429 with templates/registration/locked_out.html. Other users
+# from the same address, and the same user from elsewhere, can still log in; a successful login
+# clears the count. `manage.py axes_reset` (or the admin's "Access attempts") lifts a lockout.
+# The address is REMOTE_ADDR: behind a proxy, run Daphne with --proxy-headers so it is the client's.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before the password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("CHAT_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("CHAT_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False  # one log line per failure is enough
 
 # Content Security Policy: scripts only from our own static files, so even a rendering bug
 # cannot run a script a user typed. (Inline styles stay allowed: the admin uses them.)
@@ -263,6 +283,20 @@ CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 65536, minimum=1024)
 CHAT_RATE_PER_SECOND = env_int("CHAT_RATE_PER_SECOND", 10, minimum=1)
 CHAT_RATE_BURST = env_int("CHAT_RATE_BURST", 20, minimum=1)
 CHAT_ABUSE_LIMIT = env_int("CHAT_ABUSE_LIMIT", 50, minimum=1)  # bad frames a minute before 4429
+# Per user, across all their sockets on one worker (in-process counts; each worker counts its own):
+# a shared frame bucket on top of each socket's (default 20/s, bursts of 40: two busy tabs pass,
+# twenty do not multiply the socket limit by twenty), and at most CHAT_MAX_SOCKETS_PER_USER open
+# sockets (default 20; the next is accepted, then closed with 4408).
+CHAT_USER_RATE_PER_SECOND = env_int("CHAT_USER_RATE_PER_SECOND", 20, minimum=1)
+CHAT_USER_RATE_BURST = env_int("CHAT_USER_RATE_BURST", 40, minimum=1)
+CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 20, minimum=1)
+# Outgoing bytes a socket may have waiting in the worker (Twisted's write buffer, beyond what the
+# kernel took) when the next frame is due; past it the socket is closed with 4008, so a client that
+# stops reading cannot make the worker hold an ever-growing backlog. Default 4 MiB: above a full
+# catch-up (500 messages of 4000 characters), so a slow but reading client is not cut off.
+CHAT_MAX_SEND_BUFFER_BYTES = env_int("CHAT_MAX_SEND_BUFFER_BYTES", 4 * 1024 * 1024, minimum=65536)
+# Rooms one socket may be in at once (default 50); a join beyond it gets `forbidden`.
+CHAT_MAX_ROOMS_PER_SOCKET = env_int("CHAT_MAX_ROOMS_PER_SOCKET", 50, minimum=1)
 CHAT_TYPING_INTERVAL = 2.0
 CHAT_CATCHUP_LIMIT = 500
 # Each worker re-checks its sockets' sessions this often, in case a session-end event was lost.
@@ -321,5 +355,6 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.channels.server": {"level": "WARNING"}},
+    # axes logs every login at INFO; failures and lockouts come at WARNING.
+    "loggers": {"django.channels.server": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

@@ -8,7 +8,7 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
-from chat import presence, services, session_watch
+from chat import limits, presence, services, session_watch
 
 ORIGIN = "http://testserver"
 TEST_PASSWORD = "correct-horse-42"
@@ -21,6 +21,7 @@ def fresh_realtime_state():
     channel_layers.backends.clear()
     presence._backend = None
     session_watch._watch = session_watch.SessionWatch()
+    limits.reset_user_limits()
     yield
     channel_layers.backends.clear()
 

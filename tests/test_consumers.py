@@ -103,7 +103,8 @@ async def test_join_returns_room_info_latest_50_and_presence(alice, lobby, conne
     assert joined["messages"][-1]["created_at"].endswith("Z")
 
 
-async def test_join_since_returns_everything_after_and_flags_incomplete(alice, lobby, connect):
+async def test_join_since_returns_everything_after_and_flags_incomplete(alice, lobby, connect, settings):
+    settings.CHAT_MAX_FRAME_BYTES = 1024 * 1024  # the count limit, not the size one (next test)
     await database_sync_to_async(post_messages)(lobby, alice, 20)
     socket = await connect(alice)
     joined = await socket.join("lobby", since=15)
@@ -124,6 +125,41 @@ async def test_join_since_returns_everything_after_and_flags_incomplete(alice, l
     rest = await socket.join("lobby", since=520)
     assert [m["seq"] for m in rest["messages"]] == list(range(521, 621))
     assert rest["complete"] is True
+
+
+async def test_no_reply_is_larger_than_a_frame_may_be(alice, lobby, connect):
+    """Daphne's 64 KiB limit (bin/daphne-worker) holds for what the server sends too: a catch-up
+    or a history page that would be larger comes in parts, flagged as the protocol says."""
+
+    def bulk():
+        Message.objects.bulk_create(
+            Message(room=lobby, author=alice, body=f"{seq:04} " + "é" * 1500, seq=seq) for seq in range(1, 201)
+        )
+        Room.objects.filter(pk=lobby.pk).update(last_seq=200)
+
+    await database_sync_to_async(bulk)()
+    socket = await connect(alice)
+    output = await socket.request("join", room="lobby")  # the latest ones, as many as fit
+    assert output["type"] == "joined"
+    seqs = [m["seq"] for m in output["messages"]]
+    assert 10 < len(seqs) < 50 and seqs == list(range(201 - len(seqs), 201))
+
+    seen, since, complete, sizes = [], 0, False, []
+    while not complete:
+        await socket.send("join", room="lobby", since=since, ref="c")
+        raw = await socket.communicator.receive_output(3)
+        sizes.append(len(raw["text"].encode()))
+        frame = json.loads(raw["text"])
+        seen += [m["seq"] for m in frame["messages"]]
+        since, complete = seen[-1], frame["complete"]
+    assert seen == list(range(1, 201)) and len(sizes) > 3
+    assert max(sizes) <= settings.CHAT_MAX_FRAME_BYTES == 65536
+
+    await socket.send("history", room="lobby", limit=100, ref="h")
+    raw = await socket.communicator.receive_output(3)
+    page = json.loads(raw["text"])
+    assert len(raw["text"].encode()) <= 65536 and page["has_more"] is True
+    assert [m["seq"] for m in page["messages"]] == list(range(201 - len(page["messages"]), 201))
 
 
 async def test_join_errors(alice, bob, make_room, connect):
@@ -491,7 +527,7 @@ async def test_logout_closes_that_sessions_sockets_4401(alice, lobby):
 
 async def test_password_change_closes_other_sessions_4401(alice, bob, lobby):
     client = Client()
-    await database_sync_to_async(client.login)(username="alice", password="correct-horse-42")
+    await database_sync_to_async(client.force_login)(alice)
     other_cookie = await database_sync_to_async(session_cookie)(alice)
     other, _, _ = await open_socket(other_cookie)
     bobs, _, _ = await open_socket(await database_sync_to_async(session_cookie)(bob))

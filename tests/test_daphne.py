@@ -21,16 +21,20 @@ from tests.redis_server import RedisServer
 BURST = 500
 
 
+# The burst test opens about 170 sockets for each of the three demo users, and each pings and joins.
+MANY_SOCKETS = dict.fromkeys(("CHAT_MAX_SOCKETS_PER_USER", "CHAT_USER_RATE_PER_SECOND", "CHAT_USER_RATE_BURST"), "2000")
+
+
 @pytest.fixture(scope="module")
 def server():
-    with DaphneServer() as daphne:
+    with DaphneServer(env=MANY_SOCKETS) as daphne:
         yield daphne
 
 
 @pytest.fixture(scope="module")
 def redis_backed_server():
     """The same worker on the Redis channel layer (channels-redis, redis-py as pinned)."""
-    with RedisServer() as redis, DaphneServer(env={"REDIS_URL": redis.url}) as daphne:
+    with RedisServer() as redis, DaphneServer(env={"REDIS_URL": redis.url, **MANY_SOCKETS}) as daphne:
         yield daphne
 
 

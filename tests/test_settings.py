@@ -70,6 +70,22 @@ def test_a_limit_that_is_no_number_is_refused():
     assert_refused(result, "CHAT_MAX_BODY", "'lots'")
 
 
+@pytest.mark.parametrize(
+    ("env", "sentence"),
+    [
+        ({"CHAT_MAX_SOCKETS_PER_USER": "0"}, "CHAT_MAX_SOCKETS_PER_USER must be at least 1, not 0."),
+        ({"CHAT_USER_RATE_PER_SECOND": "fast"}, "CHAT_USER_RATE_PER_SECOND must be a whole number, not 'fast'."),
+        ({"CHAT_MAX_ROOMS_PER_SOCKET": "-5"}, "CHAT_MAX_ROOMS_PER_SOCKET must be at least 1, not -5."),
+        ({"CHAT_MAX_SEND_BUFFER_BYTES": "1000"}, "CHAT_MAX_SEND_BUFFER_BYTES must be at least 65536, not 1000."),
+        ({"CHAT_LOGIN_FAILURE_LIMIT": "0"}, "CHAT_LOGIN_FAILURE_LIMIT must be at least 1, not 0."),
+        ({"CHAT_LOGIN_COOLOFF_MINUTES": "15m"}, "CHAT_LOGIN_COOLOFF_MINUTES must be a whole number, not '15m'."),
+    ],
+    ids=lambda value: next(iter(value)) if isinstance(value, dict) else "",
+)
+def test_abuse_limits_are_checked_at_start_up(env, sentence):
+    assert_refused(manage("check", env=env), sentence)
+
+
 def test_no_variables_at_all_is_a_working_default():
     result = manage("check", env={})
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,670 @@
+"""Hostile input: what an attacker or a broken client can send, and what they get back.
+
+- the chat socket fuzzed with hypothesis (any JSON, any shape, every field of every frame type
+  with any type, lone surrogates, NUL, binary frames);
+- a real Daphne worker sent smuggled Origin headers, and a client that never reads;
+- login brute force (django-axes), CSRF on the admin, every path into a private room for a
+  non-member, hostile room slugs and usernames;
+- the per-user socket and frame limits, and the rooms-per-socket cap.
+
+(Oversized frames on a real worker, foreign/missing/`null` Origins and the 4429 close are in
+test_daphne.py and test_consumers.py.)
+"""
+
+import asyncio
+import base64
+import io
+import json
+import os
+import socket as tcp
+import string
+import time
+import urllib.parse
+
+import pytest
+import websockets
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.test import Client
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from chat import services
+from chat.errors import ChatError
+from chat.models import Membership, Message, Room
+from chat.protocol import CLIENT_FRAMES, SERVER_FRAMES, parse_frame
+from tests.daphne_server import DEMO_PASSWORD, DaphneServer
+
+from .conftest import TEST_PASSWORD, Socket, open_socket, session_cookie
+
+KNOWN_ERROR_CODES = {
+    ChatError.BAD_REQUEST,
+    ChatError.UNKNOWN_TYPE,
+    ChatError.NOT_FOUND,
+    ChatError.FORBIDDEN,
+    ChatError.NOT_JOINED,
+    ChatError.TOO_LARGE,
+    ChatError.RATE_LIMITED,
+}  # `internal` is known too, but no input should ever cause it
+
+
+# Strategies -------------------------------------------------------------------------------------
+
+hostile_text = st.one_of(
+    st.text(max_size=40),
+    st.text(st.characters(categories=["Cs"]), min_size=1, max_size=3),  # lone surrogates
+    st.sampled_from(["\x00", "a\x00b", "\ud800", "x\udfffy", "NaN", "Infinity", "-0", "1e400", "../admin"]),
+    st.sampled_from(["lobby", "secret", "nope", "<script>", "%2e%2e", "lobbу"]),  # Cyrillic у
+    st.just("x" * 5000),
+)
+hostile_int = st.one_of(
+    st.integers(),
+    st.sampled_from([0, -1, 1, 2**31, 2**63 - 1, 2**63, 2**64, -(2**63) - 1, 10**400]),
+)
+scalars = st.one_of(st.none(), st.booleans(), hostile_int, st.floats(allow_nan=True, allow_infinity=True), hostile_text)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+field_names = sorted({name for schema in CLIENT_FRAMES.values() for name in schema} | {"ref", "type"})
+
+
+@st.composite
+def frame_objects(draw) -> dict:
+    """A frame of a known type (or not) whose fields have any value of any type."""
+    frame_type = draw(st.one_of(st.sampled_from(sorted(CLIENT_FRAMES)), json_values))
+    frame = {"type": frame_type} if draw(st.booleans()) or frame_type is not None else {}
+    schema = CLIENT_FRAMES.get(frame_type) if isinstance(frame_type, str) else None
+    for name in sorted(schema or {}) + ["ref"]:
+        choice = draw(st.integers(0, 3))
+        if choice == 0:
+            continue  # missing
+        if choice == 1 and name != "ref":  # the right type, sometimes a plausible value
+            spec = schema[name]
+            frame[name] = draw(hostile_text if spec.kind is str else hostile_int)
+        else:
+            frame[name] = draw(json_values)
+    frame.update(draw(st.dictionaries(st.sampled_from(field_names) | st.text(max_size=10), json_values, max_size=3)))
+    return frame
+
+
+def deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+text_frames = st.one_of(
+    frame_objects().map(json.dumps),  # ensure_ascii: lone surrogates travel as \ud800 escapes
+    frame_objects().map(lambda f: json.dumps(f, ensure_ascii=False).encode("utf-8", "replace").decode()),
+    json_values.map(json.dumps),  # not an object at all, mostly
+    st.text(max_size=200),  # not JSON, mostly
+    st.text(string.printable, max_size=60).map(lambda s: '{"type": "join", "room": ' + s + "}"),
+    st.integers(1, 100_000).map(deep),
+    st.integers(1, 30_000).map(lambda n: '{"type": "join", "room": "lobby", "since": ' + "9" * n + "}"),
+    st.sampled_from(
+        [
+            '{"type": "join", "room": "lobby", "since": NaN}',
+            '{"type": "history", "room": "lobby", "limit": Infinity}',
+            '{"type": "send", "room": "lobby", "body": "\\ud800"}',
+            '{"type": "send", "room": "lobby", "body": "a\\u0000b"}',
+            '{"type": "ping", "ref": "\\udfff"}',
+            '{"type": "join", "room": "lobby\\u0000"}',
+            '{"type": "join", "type": "ping"}',
+            "\x00",
+            "",
+        ]
+    ),
+)
+frames = st.one_of(text_frames.map(lambda t: ("text", t)), st.binary(max_size=300).map(lambda b: ("bytes", b)))
+
+
+def expected_error(kind: str, data) -> str | None:
+    """The error code the protocol promises for this frame, or None for a well-formed frame."""
+    if kind == "bytes":
+        return ChatError.BAD_REQUEST
+    try:
+        parse_frame(data)
+    except ChatError as error:
+        return error.code
+    return None
+
+
+# Fuzzing the socket -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fuzz_socket(alice, make_room, settings):
+    """One socket of alice's, joined to `lobby`, on an event loop of its own that lives across
+    hypothesis examples (the property is about one socket surviving everything). The rate
+    limits are raised: this test sends hundreds of frames at full speed on purpose."""
+    settings.CHAT_RATE_PER_SECOND = 100_000
+    settings.CHAT_RATE_BURST = 100_000
+    settings.CHAT_ABUSE_LIMIT = 100_000
+    settings.CHAT_USER_RATE_PER_SECOND = 100_000
+    settings.CHAT_USER_RATE_BURST = 100_000
+    make_room("lobby")
+    make_room("secret", private=True)  # alice is no member
+    cookie = session_cookie(alice)
+    loop = asyncio.new_event_loop()
+    socket, connected, _ = loop.run_until_complete(open_socket(cookie))
+    assert connected
+    joined = loop.run_until_complete(socket.join("lobby"))
+    assert joined["room"] == "lobby"
+    yield loop, socket
+    loop.run_until_complete(socket.close())
+    loop.close()
+
+
+async def exchange(socket: Socket, kind: str, data, probe: str) -> list[dict]:
+    """Send one frame and a ping; return every frame up to the pong that answers the ping."""
+    # As Daphne delivers it (send_to refuses empty frames, which a real client can send).
+    await socket.communicator.input_queue.put({"type": "websocket.receive", kind: data})
+    await socket.send("ping", ref=probe)
+    replies = []
+    while True:
+        frame = await socket.recv(timeout=5)  # a close here fails with "expected a frame, got close"
+        replies.append(frame)
+        if frame.get("ref") == probe:
+            return replies
+
+
+@pytest.mark.django_db(transaction=True)
+@hypothesis_settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,  # the same examples on every run: a failure is reproducible, CI does not flake
+)
+@given(frame=frames)
+def test_no_frame_crashes_or_closes_the_socket(fuzz_socket, frame):
+    loop, socket = fuzz_socket
+    kind, data = frame
+    probe = f"probe-{id(frame)}"
+    replies = loop.run_until_complete(exchange(socket, kind, data, probe))
+
+    pong = replies[-1]
+    assert pong["type"] == "pong", f"the ping after {data!r} got {pong}"
+    for reply in replies:
+        assert reply["type"] in SERVER_FRAMES, reply
+        if reply["type"] == "error":
+            assert reply["code"] in KNOWN_ERROR_CODES, f"{data!r} -> {reply}"
+            assert reply["detail"] and "Traceback" not in reply["detail"], reply
+    code = expected_error(kind, data)
+    if code is not None:
+        errors = [r for r in replies[:-1] if r["type"] == "error"]
+        assert [e["code"] for e in errors] == [code], f"{data!r} should get one {code} error, got {replies}"
+
+
+# Header smuggling against a real worker (Daphne >= 4.2.2) ----------------------------------------
+
+
+# The smallest send-buffer bound, and frame rates that let one client ask for ~10 MB of replies
+# at once (more than the kernel's socket buffers hold: on loopback they grow to about 4 MB).
+SLOW_READER_ENV = {
+    "CHAT_MAX_SEND_BUFFER_BYTES": "65536",
+    **dict.fromkeys(("CHAT_RATE_PER_SECOND", "CHAT_RATE_BURST", "CHAT_USER_RATE_PER_SECOND"), "200"),
+    "CHAT_USER_RATE_BURST": "200",
+}
+
+
+@pytest.fixture(scope="module")
+def daphne():
+    with DaphneServer(env=SLOW_READER_ENV) as server:
+        yield server
+
+
+def handshake_request(port: int, extra_headers: bytes) -> bytes:
+    key = base64.b64encode(os.urandom(16))
+    return (
+        b"GET /ws/chat/ HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n"
+    ) % (port, key, extra_headers)
+
+
+def read_status_line(sock: tcp.socket) -> bytes:
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(1)  # byte by byte: nothing after the handshake is read here
+        if not chunk:
+            break
+        answer += chunk
+    return answer.split(b"\r\n", 1)[0]
+
+
+def raw_handshake(port: int, extra_headers: bytes) -> bytes:
+    """A WebSocket handshake written byte by byte (no client library would send these headers);
+    returns the status line of the answer."""
+    with tcp.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(handshake_request(port, extra_headers))
+        return read_status_line(sock)
+
+
+def masked_text_frame(payload: str) -> bytes:
+    """One client-to-server text frame (RFC 6455: clients mask)."""
+    data = payload.encode()
+    mask = os.urandom(4)
+    if len(data) < 126:
+        header = bytes([0x81, 0x80 | len(data)])
+    else:
+        header = bytes([0x81, 0x80 | 126]) + len(data).to_bytes(2, "big")
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+def sockets_opened(server: DaphneServer) -> int:
+    return server.log().count("WebSocket opened by user")
+
+
+# An allowed Origin hidden in another header's value, behind the characters some parsers take for
+# a line break (str.splitlines: VT, FF, FS, NEL; bare CR or LF; NUL), or on an obs-fold line.
+SMUGGLED = {
+    "vertical tab": b"X-Note: a\x0bOrigin: {origin}\r\n",
+    "form feed": b"X-Note: a\x0cOrigin: {origin}\r\n",
+    "file separator": b"X-Note: a\x1cOrigin: {origin}\r\n",
+    "next line (NEL)": b"X-Note: a\x85Origin: {origin}\r\n",
+    "bare CR": b"X-Note: a\rOrigin: {origin}\r\n",
+    "bare LF": b"X-Note: a\nOrigin: {origin}\r\n",
+    "NUL": b"X-Note: a\x00Origin: {origin}\r\n",
+    "obs-fold": b"X-Note: a\r\n Origin: {origin}\r\n",
+    "obs-fold after a foreign Origin": b"Origin: http://evil.example\r\n\t{origin}\r\n",
+}
+
+
+@pytest.mark.parametrize("smuggled", list(SMUGGLED.values()), ids=list(SMUGGLED))
+def test_a_smuggled_origin_header_opens_no_socket(daphne, smuggled):
+    cookie = b"Cookie: " + daphne.login("alice").encode() + b"\r\n"
+    origin = daphne.base_url.encode()
+    # The same cookie with the Origin in its own header is let in: the refusal below is the smuggling.
+    assert raw_handshake(daphne.port, cookie + b"Origin: " + origin + b"\r\n").startswith(b"HTTP/1.1 101")
+    opened = sockets_opened(daphne)
+    assert opened >= 1
+
+    status = raw_handshake(daphne.port, cookie + smuggled.replace(b"{origin}", origin))
+
+    assert status.split(b" ")[1] in {b"400", b"403"}, f"smuggled Origin answered {status!r}"
+    time.sleep(0.2)
+    assert sockets_opened(daphne) == opened, "a socket was opened with the session"
+
+
+# Login brute force (django-axes) ------------------------------------------------------------------
+
+
+def login_attempt(username: str, password: str, *, address: str = "203.0.113.7") -> tuple[Client, object]:
+    client = Client(REMOTE_ADDR=address)
+    return client, client.post("/accounts/login/", {"username": username, "password": password})
+
+
+@pytest.mark.django_db
+def test_five_wrong_passwords_lock_that_user_out_on_that_address(make_user):
+    make_user("alice")
+    make_user("bob")
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        _, response = login_attempt("alice", "wrong")
+        assert response.status_code == 200 and "Please enter a correct username and password" in response.text
+    _, response = login_attempt("alice", "wrong")  # the fifth
+    assert response.status_code == 429
+
+    client, response = login_attempt("alice", TEST_PASSWORD)  # the right password, too late
+    assert response.status_code == 429
+    assert SESSION_KEY not in client.session
+    assert "Too many failed logins" in response.text and "Try again in 15 minutes" in response.text
+    assert "Traceback" not in response.text
+
+    # Bob on the same address, and alice from another one, still get in.
+    client, response = login_attempt("bob", TEST_PASSWORD)
+    assert response.status_code == 302 and SESSION_KEY in client.session
+    client, response = login_attempt("alice", TEST_PASSWORD, address="198.51.100.9")
+    assert response.status_code == 302 and SESSION_KEY in client.session
+
+    # The administrator lifts the lockout.
+    call_command("axes_reset_username", "alice", stdout=io.StringIO())
+    client, response = login_attempt("alice", TEST_PASSWORD)
+    assert response.status_code == 302 and SESSION_KEY in client.session
+
+
+@pytest.mark.django_db
+def test_a_successful_login_clears_the_failure_count(make_user):
+    make_user("alice")
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        login_attempt("alice", "wrong")
+    assert login_attempt("alice", TEST_PASSWORD)[1].status_code == 302
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):
+        assert login_attempt("alice", "wrong")[1].status_code == 200
+    assert login_attempt("alice", TEST_PASSWORD)[1].status_code == 302
+
+
+@pytest.mark.django_db
+def test_the_admin_login_is_guarded_too(make_user):
+    make_user("root", is_staff=True, is_superuser=True)
+    client = Client(REMOTE_ADDR="203.0.113.8")
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        client.post("/admin/login/", {"username": "root", "password": "wrong"})
+    response = client.post("/admin/login/", {"username": "root", "password": TEST_PASSWORD})
+    assert response.status_code == 429 and "Too many failed logins" in response.text
+    call_command("axes_reset", stdout=io.StringIO())
+    response = client.post("/admin/login/", {"username": "root", "password": TEST_PASSWORD})
+    assert response.status_code == 302
+
+
+# CSRF: the forms test_views.py does not cover ----------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_admin_login_and_admin_forms_need_the_csrf_token(make_user):
+    make_user("root", is_staff=True, is_superuser=True)
+    client = Client(enforce_csrf_checks=True)
+    response = client.post("/admin/login/", {"username": "root", "password": TEST_PASSWORD})
+    assert response.status_code == 403 and SESSION_KEY not in client.session
+
+    client.force_login(User.objects.get(username="root"))
+    response = client.post("/admin/chat/room/add/", {"slug": "forged", "name": "Forged"})
+    assert response.status_code == 403
+    assert not Room.objects.filter(slug="forged").exists()
+
+
+# Authorisation: a private room, seen by someone who is not a member --------------------------------
+
+SECRET_BODY = "the plan is at midnight"
+
+
+@pytest.fixture
+def secret_room(make_user, make_room):
+    bob = make_user("bob")
+    room = make_room("secret", private=True, members=[bob])
+    message = services.message_send(room=room, author=bob, body=SECRET_BODY)[0]
+    return room, bob, message
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"type": "join", "room": "secret"},
+        {"type": "join", "room": "secret", "since": 0},
+        {"type": "history", "room": "secret"},
+        {"type": "history", "room": "secret", "before": 100},
+        {"type": "send", "room": "secret", "body": "let me in"},
+        {"type": "typing", "room": "secret"},
+        {"type": "read", "room": "secret", "seq": 1},
+        {"type": "edit", "room": "secret", "id": "MESSAGE", "body": "defaced"},
+        {"type": "delete", "room": "secret", "id": "MESSAGE"},
+        {"type": "leave", "room": "secret"},
+    ],
+    ids=lambda f: f["type"] + ("+since" if "since" in f else "+before" if "before" in f else ""),
+)
+async def test_a_non_member_can_neither_read_nor_write_a_private_room_over_the_socket(
+    alice, secret_room, connect, frame
+):
+    room, bob, message = secret_room
+    watcher = await connect(bob)
+    await watcher.join("secret")
+    await watcher.drain()
+    intruder = await connect(alice)
+    frame = {**frame, "ref": "x"} | ({"id": message["id"]} if frame.get("id") == "MESSAGE" else {})
+
+    await intruder.send(**frame)
+    reply = await intruder.recv()
+
+    assert reply["type"] == "error" and reply["code"] in {"forbidden", "not_joined"}, reply
+    assert SECRET_BODY not in json.dumps(reply)
+    await watcher.nothing("typing")
+    assert not [f for f in await watcher.drain(0.2) if f["type"] != "presence"]
+    stored = await database_sync_to_async(lambda: list(Message.objects.values_list("body", "deleted", "edited_at")))()
+    assert stored == [(SECRET_BODY, False, None)]
+    read = await database_sync_to_async(Membership.objects.filter(room=room, user=alice).exists)()
+    assert not read, "the non-member became a member"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "method,path,status",
+    [
+        ("get", "/api/rooms/secret/messages/", 403),
+        ("get", "/api/rooms/secret/messages/?before=100&limit=100", 403),
+        ("post", "/api/rooms/secret/messages/", 403),
+        ("get", "/rooms/secret/", 403),
+        ("get", "/api/rooms/", 200),
+        ("get", "/", 200),
+    ],
+)
+def test_a_non_member_can_neither_read_nor_write_a_private_room_over_http(alice, secret_room, method, path, status):
+    client = Client()
+    client.force_login(alice)
+    if method == "post":
+        response = client.post(path, {"body": "let me in"}, content_type="application/json")
+    else:
+        response = client.get(path)
+    assert response.status_code == status
+    assert SECRET_BODY not in response.text
+    if path.startswith("/api/"):
+        assert "secret" not in json.dumps(response.json().get("rooms", [])) if status == 200 else True
+        if status == 403:
+            assert response.json()["code"] == "forbidden"
+    if path == "/":
+        assert 'data-slug="secret"' not in response.text
+    assert list(Message.objects.values_list("body", flat=True)) == [SECRET_BODY]
+
+
+# Hostile room slugs and usernames ------------------------------------------------------------------
+
+HOSTILE_SLUGS = [
+    "../admin",
+    "..",
+    "%2e%2e",
+    "<script>alert(1)</script>",
+    "lobbу",  # Cyrillic у: looks like "lobby"
+    "ＬＯＢＢＹ",  # fullwidth
+    "lobby\u200b",  # zero-width space
+    "a" * 51,
+    "a" * 5000,
+    "lobby\x00",
+    "'; DROP TABLE chat_room; --",
+]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("slug", HOSTILE_SLUGS, ids=range(len(HOSTILE_SLUGS)))
+async def test_hostile_slugs_in_frames_are_not_found_or_bad_requests(alice, make_room, connect, slug):
+    await database_sync_to_async(make_room)("lobby")
+    socket = await connect(alice)
+    for frame_type in ("join", "history", "send"):
+        await socket.send(frame_type, room=slug, body="x", ref="h")
+        reply = await socket.recv()
+        assert reply["type"] == "error" and reply["code"] in {"not_found", "bad_request", "not_joined"}, reply
+        assert reply["ref"] == "h"
+    assert (await socket.request("ping"))["type"] == "pong"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("slug", HOSTILE_SLUGS, ids=range(len(HOSTILE_SLUGS)))
+def test_hostile_slugs_in_urls_are_clear_404s(alice, make_room, slug):
+    make_room("lobby")
+    client = Client(raise_request_exception=False)
+    client.force_login(alice)
+    quoted = urllib.parse.quote(slug, safe="")
+    for path in (f"/rooms/{quoted}/", f"/api/rooms/{quoted}/messages/"):
+        response = client.get(path)
+        assert response.status_code == 404, (path, response.status_code)
+        assert "Traceback" not in response.text and "<script>alert" not in response.text
+        if path.startswith("/api/"):
+            assert response.json()["code"] == "not_found"
+    response = client.post(f"/api/rooms/{quoted}/messages/", {"body": "x"}, content_type="application/json")
+    assert response.status_code == 404 and response.json()["code"] == "not_found"
+    assert not Message.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "username",
+    ["../admin", "<script>", "a" * 151, "a" * 5000, "alice\x00", "al ice", "ａｌｉｃｅ", "", "%2e%2e"],
+    ids=range(9),
+)
+def test_hostile_usernames_at_signup_get_a_form_error(make_user, username):
+    make_user("alice")
+    client = Client(raise_request_exception=False)
+    password = "Str0ng-enough-pw"
+    response = client.post("/accounts/signup/", {"username": username, "password1": password, "password2": password})
+    assert response.status_code == 200, response.status_code
+    assert "<title>Error: Sign up" in response.text and "field-invalid" in response.text
+    assert "Traceback" not in response.text
+    assert User.objects.count() == 1
+
+
+# Limits that hold under abuse ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_user_over_the_socket_cap_gets_4408_and_a_closed_socket_frees_a_place(alice, bob, settings, connect):
+    settings.CHAT_MAX_SOCKETS_PER_USER = 3
+    held = [await connect(alice) for _ in range(3)]
+    for socket in held:
+        assert (await socket.request("ping"))["type"] == "pong"
+
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    extra, connected, _ = await open_socket(cookie)
+    assert connected  # accepted, then told why it is closed
+    assert await extra.closed_with() == 4408
+    assert (await held[0].request("ping"))["type"] == "pong"  # the others live on
+    assert (await (await connect(bob)).request("ping"))["type"] == "pong"  # others are not counted
+
+    await held.pop().close()
+    again, connected, _ = await open_socket(cookie)
+    assert connected and (await again.request("ping"))["type"] == "pong"
+    await again.close()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_user_rate_limit_holds_across_that_users_sockets(alice, bob, settings, connect):
+    settings.CHAT_USER_RATE_PER_SECOND = 1
+    settings.CHAT_USER_RATE_BURST = 10
+    sockets = [await connect(alice) for _ in range(3)]  # each socket alone may burst 20
+    replies = []
+    for i in range(15):
+        replies.append(await sockets[i % 3].request("ping"))
+    limited = [r for r in replies if r["type"] == "error"]
+    assert 4 <= len(limited) <= 5, replies  # 10 of 15 pass (one more if the bucket refilled)
+    assert {r["code"] for r in limited} == {"rate_limited"}
+    assert "all your open sockets" in limited[0]["detail"]
+    # Bob has a bucket of his own.
+    assert (await (await connect(bob)).request("ping"))["type"] == "pong"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_may_join_only_so_many_rooms(alice, make_room, settings, connect):
+    settings.CHAT_MAX_ROOMS_PER_SOCKET = 3
+    for i in range(5):
+        await database_sync_to_async(make_room)(f"room-{i}")
+    socket = await connect(alice)
+    for i in range(3):
+        await socket.join(f"room-{i}")
+    refused = await socket.request("join", room="room-3")
+    assert refused["type"] == "error" and refused["code"] == "forbidden", refused
+    assert "3 rooms" in refused["detail"] and "leave one" in refused["detail"]
+    assert not await database_sync_to_async(Membership.objects.filter(room__slug="room-3").exists)()
+
+    await socket.join("room-0", since=0)  # a catch-up in a joined room is still fine
+    await socket.request("leave", room="room-0")
+    await socket.join("room-3")  # and after a leave there is room again
+
+
+# A client that stops reading (real worker) -------------------------------------------------------
+
+
+def worker_log_has(server: DaphneServer, text: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in server.log():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_client_that_stops_reading_is_closed_and_catches_up_later(daphne):
+    daphne.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User\n"
+        "from chat import services\n"
+        "from chat.models import Room\n"
+        "room, bob = Room.objects.get(slug='random'), User.objects.get(username='bob')\n"
+        "for i in range(100): services.message_send(room=room, author=bob, body=f'{i:04} ' + 'x' * 3990)",
+    )
+    closed_before = daphne.log().count("WebSocket closed with code 4008")
+
+    # A client that reads: a catch-up of these 100 messages (~400 KB, six times the bound; in
+    # several `joined` frames of at most 64 KiB, the protocol's `complete: false`) arrives whole:
+    # being sent much at once is not the same as not reading.
+    async def reader() -> None:
+        headers = {"Cookie": daphne.login("alice"), "Origin": daphne.base_url}
+        async with websockets.connect(daphne.ws_url, additional_headers=headers, max_size=None) as ws:
+            seen, since, complete = [], 0, False
+            while not complete:
+                await ws.send(json.dumps({"type": "join", "room": "random", "since": since, "ref": f"j{since}"}))
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                while frame.get("ref") != f"j{since}":
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                assert frame["type"] == "joined", frame
+                seen += frame["messages"]
+                since, complete = seen[-1]["seq"], frame["complete"]
+            assert [m["body"][:4] for m in seen if m["author"] == "bob"][-100:] == [f"{i:04}" for i in range(100)]
+            assert [m["seq"] for m in seen] == list(range(1, len(seen) + 1))
+
+    asyncio.run(reader())
+
+    # A client that sends requests and never reads the replies: a tiny receive window, then
+    # 150 history pages of ~64 KB each asked for and left unread.
+    sock = tcp.socket(tcp.AF_INET, tcp.SOCK_STREAM)
+    sock.setsockopt(tcp.SOL_SOCKET, tcp.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", daphne.port))
+    cookie = daphne.login("carol").encode()
+    sock.sendall(handshake_request(daphne.port, b"Cookie: %s\r\nOrigin: %s\r\n" % (cookie, daphne.base_url.encode())))
+    assert read_status_line(sock).startswith(b"HTTP/1.1 101")
+    sock.sendall(masked_text_frame(json.dumps({"type": "join", "room": "random"})))
+    for i in range(150):
+        sock.sendall(masked_text_frame(json.dumps({"type": "history", "room": "random", "limit": 100, "ref": str(i)})))
+
+    assert worker_log_has(daphne, "bytes wait for it to read", timeout=10), daphne.log()[-3000:]
+    # The connection ends: reading now drains what the kernel held, then the end (a close
+    # frame never gets through the backlog, so the worker drops the TCP connection).
+    deadline = time.monotonic() + 10
+    ended = False
+    while time.monotonic() < deadline and not ended:
+        try:
+            ended = sock.recv(65536) == b""
+        except (ConnectionResetError, TimeoutError):
+            ended = True
+    sock.close()
+    assert ended, "the connection of a client that does not read was still open"
+    deadline = time.monotonic() + 10
+    while daphne.log().count("WebSocket closed with code 4008") == closed_before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert daphne.log().count("WebSocket closed with code 4008") == closed_before + 1
+
+    # The worker is fine, and carol, connecting again, catches up from the database.
+    async def comeback() -> None:
+        headers = {"Cookie": daphne.login("carol"), "Origin": daphne.base_url}
+        async with websockets.connect(daphne.ws_url, additional_headers=headers, max_size=None) as ws:
+            await ws.send(json.dumps({"type": "join", "room": "random", "since": 95, "ref": "j"}))
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            while frame.get("ref") != "j":
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert [m["body"][:4] for m in frame["messages"][-5:]] == ["0095", "0096", "0097", "0098", "0099"]
+
+    asyncio.run(comeback())
+
+
+def test_the_lockout_holds_on_a_real_worker(daphne):
+    """Through Daphne (ASGI, the client address from the connection), as a browser meets it."""
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        refused = daphne.session().submit("/accounts/login/", {"username": "bob", "password": "guess"})
+        assert refused.status in {200, 429}
+    browser = daphne.session()
+    response = browser.submit("/accounts/login/", {"username": "bob", "password": DEMO_PASSWORD})
+    assert response.status == 429 and "Too many failed logins" in response.text, response
+    assert not browser.cookie("sessionid")
+    daphne.manage("axes_reset_username", "bob")
+    assert daphne.login_session("bob").cookie("sessionid")
