@@ -60,6 +60,7 @@ class ChatClient:
         self._down_at: float | None = None
         self._awaiting: set[str] = set()  # rooms not yet joined on this socket
         self._retry_tasks: set[asyncio.Task] = set()
+        self.on_live = None  # optional callable(client, message) for each live `message` frame
         self._ws = None
         self._task: asyncio.Task | None = None
         self._connected = asyncio.Event()
@@ -184,6 +185,8 @@ class ChatClient:
         elif kind == "message":
             self.live += 1
             self.live_bodies.append(frame["message"]["body"])
+            if self.on_live is not None:
+                self.on_live(self, frame["message"])
             room = frame["room"]
             self._store(room, [frame["message"]])
             if frame["message"]["seq"] > self.newest(room):  # a gap: something was dropped
@@ -240,7 +243,8 @@ class ChatClient:
         self._changed.set()
 
     async def _send_frame(self, room: str, body: str, client_id: str) -> None:
-        if self._ws is not None:
+        # As the page: only on a socket where the room is joined; the rejoin resends the rest.
+        if self._ws is not None and room not in self._awaiting:
             try:
                 await self._ws.send(
                     json.dumps({"type": "send", "room": room, "body": body, "client_id": client_id, "ref": client_id})
