@@ -735,3 +735,31 @@ async def test_a_room_deleted_while_joined_answers_not_found(alice, lobby, conne
         await socket.send(room="lobby", ref="x", **frame)
         reply = await socket.recv()
         assert reply["type"] == "error" and reply["code"] == "not_found" and reply["room"] == "lobby", (frame, reply)
+
+
+async def test_a_database_outage_answers_internal_and_keeps_the_socket(alice, bob, lobby, connect, monkeypatch):
+    """PostgreSQL down (bench/faults.py restarts it for real): a send is answered with an
+    `internal` error that says the database is not answering, nothing is acked or broadcast,
+    the socket stays open, and the next send after the outage is stored and acked once."""
+    from django.db import OperationalError
+
+    from chat.consumers import DATABASE_DOWN
+
+    a, b = await connect(alice), await connect(bob)
+    await a.join("lobby")
+    await b.join("lobby")
+    real_send = services.message_send
+
+    def database_down(**kwargs):
+        raise OperationalError("connection failed: server closed the connection unexpectedly")
+
+    monkeypatch.setattr(services, "message_send", database_down)
+    refused = await a.request("send", room="lobby", body="during the outage", client_id="c-1")
+    assert refused["type"] == "error" and refused["code"] == "internal"
+    assert refused["detail"] == DATABASE_DOWN and refused["room"] == "lobby"
+    await b.nothing("message", wait=0.3)
+    monkeypatch.setattr(services, "message_send", real_send)
+    acked = await a.request("send", room="lobby", body="during the outage", client_id="c-1")  # the Retry
+    assert acked["type"] == "ack" and acked["seq"] == 1
+    assert (await b.expect("message"))["message"]["body"] == "during the outage"
+    assert await database_sync_to_async(Message.objects.filter(client_id="c-1").count)() == 1
