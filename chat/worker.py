@@ -11,6 +11,11 @@ TCP connection, so clients see 1006 (no close frame) and the consumers' disconne
 3. waits until the clients have answered and the consumers' disconnect handlers have finished,
    at most CHAT_SHUTDOWN_TIMEOUT seconds (default 5);
 4. then stops as Daphne does. A second signal stops at once.
+
+It also listens with a backlog of CHAT_LISTEN_BACKLOG (default 1024; the kernel caps it at
+net.core.somaxconn) instead of Twisted's 50. With 50, a reconnect storm (1000 sockets dropped at
+once, bench/faults.py `storm`) overflowed the accept queue: connects through nginx timed out,
+nginx marked every worker down (`max_fails=1`) and answered "no live upstreams" for minutes.
 """
 
 from __future__ import annotations
@@ -31,6 +36,20 @@ logger = logging.getLogger("chat.worker")
 GOING_AWAY = 1001
 
 
+def listen_backlog() -> int:
+    try:
+        return max(1, int(os.environ.get("CHAT_LISTEN_BACKLOG", "1024")))
+    except ValueError:
+        return 1024
+
+
+def with_backlog(endpoint: str, backlog: int) -> str:
+    """A TCP endpoint description (what -b/-p become) with a backlog, unless it names one."""
+    if endpoint.startswith("tcp:") and ":backlog=" not in endpoint:
+        return f"{endpoint}:backlog={backlog}"
+    return endpoint
+
+
 def shutdown_timeout() -> float:
     try:
         return max(0.0, float(os.environ.get("CHAT_SHUTDOWN_TIMEOUT", "5")))
@@ -39,6 +58,10 @@ def shutdown_timeout() -> float:
 
 
 class GracefulServer(Server):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.endpoints = [with_backlog(e, listen_backlog()) for e in self.endpoints]
+
     def run(self) -> None:
         self._ports = []
         self._draining = False
@@ -81,7 +104,9 @@ class GracefulServer(Server):
             port.stopListening()
         sockets = self._open_sockets()
         timeout = shutdown_timeout()
-        logger.warning("%s: closing %d WebSocket(s) with %d, waiting up to %.0f s", reason, len(sockets), GOING_AWAY, timeout)
+        logger.warning(
+            "%s: closing %d WebSocket(s) with %d, waiting up to %.0f s", reason, len(sockets), GOING_AWAY, timeout
+        )
         for protocol in sockets:
             # autobahn's sendClose() only lets applications send 1000 or 3000-4999; 1001 is the
             # protocol's own "going away", sent here as the server it is.

@@ -28,6 +28,9 @@ from typing import Any
 import websockets
 
 FINAL_CODES = {4401, 4403, 4429}
+# chat.js's reconnect backoff: full jitter over BASE * FACTOR**attempt seconds, capped; the
+# attempt count restarts at a successful `joined`, not at the handshake.
+BACKOFF_BASE, BACKOFF_FACTOR, BACKOFF_CAP = 0.5, 2, 15.0
 
 
 class ChatClient:
@@ -92,18 +95,17 @@ class ChatClient:
                 pass
 
     async def _run(self) -> None:
-        attempt = 0
+        self._attempt = 0
         while not self._stopped:
             try:
                 async with websockets.connect(
                     self.url,
                     additional_headers={"Cookie": self.cookie, "Origin": self.origin},
-                    open_timeout=5,
+                    open_timeout=30,  # a browser waits long for a handshake; 5 s gave up on a busy server
                     close_timeout=2,
                     max_size=2**20,
                 ) as ws:
                     self._ws = ws
-                    attempt = 0
                     self.opened_at.append(time.monotonic())
                     self._awaiting = set(self.rooms)
                     for room in sorted(self.rooms):
@@ -128,10 +130,12 @@ class ChatClient:
             self._notify()
             if self._stopped or not self.reconnect or code in FINAL_CODES:
                 return
-            attempt += 1
             self.reconnects += 1
             # Full jitter, as chat.js: a random wait up to a cap that doubles per attempt.
-            await asyncio.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))
+            await asyncio.sleep(
+                random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * BACKOFF_FACTOR ** min(self._attempt, 20)))
+            )
+            self._attempt += 1
 
     async def _pinger(self) -> None:
         while True:
@@ -174,6 +178,7 @@ class ChatClient:
             self._store(room, frame["messages"])
             self.presence[room] = frame["presence"]
             self._awaiting.discard(room)
+            self._attempt = 0
             if not self._awaiting and self._down_at is not None:
                 self.recoveries.append(time.monotonic() - self._down_at)
                 self._down_at = None
@@ -307,7 +312,8 @@ class ChatClient:
                 continue
             try:
                 await self.wait_for(
-                    lambda: any(f.get("ref") == ref for f in self.frames), min(5, max(0.1, deadline - loop.time()))
+                    lambda ref=ref: any(f.get("ref") == ref for f in self.frames),
+                    min(5, max(0.1, deadline - loop.time())),
                 )
             except AssertionError:
                 if loop.time() > deadline:
