@@ -763,3 +763,33 @@ async def test_a_database_outage_answers_internal_and_keeps_the_socket(alice, bo
     assert acked["type"] == "ack" and acked["seq"] == 1
     assert (await b.expect("message"))["message"]["body"] == "during the outage"
     assert await database_sync_to_async(Message.objects.filter(client_id="c-1").count)() == 1
+
+
+@pytest.mark.parametrize("backend", ["redis", "database"])
+async def test_a_handshake_while_a_backend_is_down_closes_with_4503(alice, lobby, monkeypatch, backend):
+    """Redis down (the consumer's channel cannot be subscribed) or the database down (the session
+    cannot be read): the handshake is accepted and closed with 4503 at once, not answered with
+    HTTP 500 (which a browser sees as 1006); bench/faults.py measures it on a real cluster."""
+    import redis.exceptions
+    from channels.layers import InMemoryChannelLayer
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.db import OperationalError
+
+    from chat.guard import UNAVAILABLE
+
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    if backend == "redis":
+
+        async def down(self, prefix="specific."):
+            raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+        monkeypatch.setattr(InMemoryChannelLayer, "new_channel", down)
+    else:
+
+        def down(self):
+            raise OperationalError("connection failed: Connection refused")
+
+        monkeypatch.setattr(SessionStore, "load", down)
+    socket, connected, _ = await open_socket(cookie)
+    assert connected
+    assert await socket.closed_with() == UNAVAILABLE
