@@ -8,10 +8,17 @@ cluster because they stop a worker.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import signal
+import time
+
 import pytest
+import websockets
 
 from bench import faults
 from tests import postgres_server
+from tests.daphne_server import DaphneServer
 
 pytestmark = [
     pytest.mark.skipif(not postgres_server.available(), reason="PostgreSQL's server binaries are not installed"),
@@ -98,3 +105,31 @@ async def test_worker_sigterm_closes_with_1001(env):
     assert set(result["close_codes"]) == {"1001"}, result["close_codes"]  # not 1006
     assert result["recovered"] == result["clients_dropped"]
     assert result["worker_exit_s"] is not None and result["worker_exit_s"] < 10
+
+
+@pytest.mark.timeout(60)
+async def test_one_worker_sigterm_closes_its_sockets_with_1001_and_cleans_up():
+    """chat/worker.py (what bin/daphne-worker runs): SIGTERM closes every WebSocket with 1001
+    (plain Daphne drops them: 1006), the consumers' disconnect runs, and the process exits 0."""
+    with DaphneServer() as server:
+        cookie = await asyncio.to_thread(server.login, "alice")
+        sockets = []
+        for _ in range(3):
+            ws = await websockets.connect(
+                server.ws_url, additional_headers={"Cookie": cookie, "Origin": server.base_url}, open_timeout=10
+            )
+            await ws.send(json.dumps({"type": "join", "room": "lobby", "ref": "j"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "joined"
+            sockets.append(ws)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        for ws in sockets:
+            with pytest.raises(websockets.exceptions.ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(ws.recv(), 5)
+            assert ws.close_code == 1001
+        assert await asyncio.to_thread(server.process.wait, 10) == 0
+        assert time.monotonic() - started < 5
+        log = server.log()
+        assert log.count("WebSocket closed with code 1001") == 3  # the consumers' disconnect ran
+        assert "closing 3 WebSocket(s) with 1001" in log
