@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run cluster bench-layers test lint setup system-packages clean
+.PHONY: run cluster bench-layers faults test lint setup system-packages clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (python3 is " + sys.version.split()[0] + ").")'
@@ -42,6 +42,14 @@ system-packages:
 bench-layers: $(VENV)/.dev-installed
 	@bin/ensure-system-packages redis-server nginx postgresql
 	$(PY) bench/layers.py
+
+# Fault injection against the local cluster (docs/reliability.md): a worker SIGKILLed, Redis and
+# PostgreSQL restarted, a slow reader, a reconnect storm, a graceful SIGTERM. Prints a table per
+# scenario, writes bench/results/faults.json, fails if a message was lost or duplicated.
+# FAULTS_ARGS="--quick" or "--scenario redis" narrow it.
+faults: $(VENV)/.dev-installed
+	@bin/ensure-system-packages redis-server nginx postgresql
+	$(PY) bench/faults.py $(FAULTS_ARGS)
 
 # axe-core (accessibility checks the browser tests inject into pages), from the npm registry.
 node_modules/.installed: package.json package-lock.json

@@ -10,6 +10,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError
 
 from . import events, log, metrics, protocol, selectors, services
 from .errors import ChatError
@@ -20,6 +21,8 @@ from .protocol import Frame
 from .session_watch import get_session_watch
 
 logger = logging.getLogger(__name__)
+
+DATABASE_DOWN = "The database is not answering; try again in a moment."
 
 
 class CloseCode:
@@ -188,6 +191,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if error.room is None:
                 error.room = frame.fields.get("room")
             await self._refuse(error, ref)
+        except DatabaseError as error:
+            # The database is down or restarting (bench/faults.py restarts it): say so, keep the
+            # socket. Nothing was acked; a send retried with the same client_id is stored once.
+            logger.warning("Frame %s from user %s: database error: %s", frame.type, self.user.pk, error)
+            room = frame.fields.get("room")
+            await self.send(protocol.error_frame(ChatError(ChatError.INTERNAL, DATABASE_DOWN, room=room), ref))
         except Exception:
             logger.exception("Frame %s from user %s failed", frame.type, self.user.pk)
             room = frame.fields.get("room")

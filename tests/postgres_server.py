@@ -60,17 +60,29 @@ class PostgresServer:
         data = self.tmpdir / "data"
         try:
             self._run("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-            options = (
-                f"-p {self.port} -k {self.tmpdir} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-            )
-            self._run("pg_ctl", "-D", str(data), "-o", options, "-l", str(self.tmpdir / "postgres.log"), "-w", "start")
-            self.started = True
+            self.start()
             self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "chat")
         except BaseException:
             self.__exit__()
             raise
         return self
+
+    def start(self) -> None:
+        """Start the server (again, after stop(): a PostgreSQL restart on the same port, same data)."""
+        options = (
+            f"-p {self.port} -k {self.tmpdir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        data = str(self.tmpdir / "data")
+        self._run("pg_ctl", "-D", data, "-o", options, "-l", str(self.tmpdir / "postgres.log"), "-w", "start")
+        self.started = True
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server: `fast` ends every session (clients see their connection closed),
+        `immediate` is a crash. start() brings it back with the same data."""
+        if self.started:
+            self._run("pg_ctl", "-D", str(self.tmpdir / "data"), "-m", mode, "-w", "stop")
+            self.started = False
 
     def __exit__(self, *exc_info) -> None:
         if self.started:

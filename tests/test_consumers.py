@@ -771,3 +771,61 @@ async def test_a_room_deleted_while_joined_answers_not_found(alice, lobby, conne
         await socket.send(room="lobby", ref="x", **frame)
         reply = await socket.recv()
         assert reply["type"] == "error" and reply["code"] == "not_found" and reply["room"] == "lobby", (frame, reply)
+
+
+async def test_a_database_outage_answers_internal_and_keeps_the_socket(alice, bob, lobby, connect, monkeypatch):
+    """PostgreSQL down (bench/faults.py restarts it for real): a send is answered with an
+    `internal` error that says the database is not answering, nothing is acked or broadcast,
+    the socket stays open, and the next send after the outage is stored and acked once."""
+    from django.db import OperationalError
+
+    from chat.consumers import DATABASE_DOWN
+
+    a, b = await connect(alice), await connect(bob)
+    await a.join("lobby")
+    await b.join("lobby")
+    real_send = services.message_send
+
+    def database_down(**kwargs):
+        raise OperationalError("connection failed: server closed the connection unexpectedly")
+
+    monkeypatch.setattr(services, "message_send", database_down)
+    refused = await a.request("send", room="lobby", body="during the outage", client_id="c-1")
+    assert refused["type"] == "error" and refused["code"] == "internal"
+    assert refused["detail"] == DATABASE_DOWN and refused["room"] == "lobby"
+    await b.nothing("message", wait=0.3)
+    monkeypatch.setattr(services, "message_send", real_send)
+    acked = await a.request("send", room="lobby", body="during the outage", client_id="c-1")  # the Retry
+    assert acked["type"] == "ack" and acked["seq"] == 1
+    assert (await b.expect("message"))["message"]["body"] == "during the outage"
+    assert await database_sync_to_async(Message.objects.filter(client_id="c-1").count)() == 1
+
+
+@pytest.mark.parametrize("backend", ["redis", "database"])
+async def test_a_handshake_while_a_backend_is_down_closes_with_4503(alice, lobby, monkeypatch, backend):
+    """Redis down (the consumer's channel cannot be subscribed) or the database down (the session
+    cannot be read): the handshake is accepted and closed with 4503 at once, not answered with
+    HTTP 500 (which a browser sees as 1006); bench/faults.py measures it on a real cluster."""
+    import redis.exceptions
+    from channels.layers import InMemoryChannelLayer
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.db import OperationalError
+
+    from chat.guard import UNAVAILABLE
+
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    if backend == "redis":
+
+        async def down(self, prefix="specific."):
+            raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+        monkeypatch.setattr(InMemoryChannelLayer, "new_channel", down)
+    else:
+
+        def down(self):
+            raise OperationalError("connection failed: Connection refused")
+
+        monkeypatch.setattr(SessionStore, "load", down)
+    socket, connected, _ = await open_socket(cookie)
+    assert connected
+    assert await socket.closed_with() == UNAVAILABLE

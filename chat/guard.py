@@ -1,0 +1,45 @@
+"""A WebSocket handshake that fails because Redis or the database is not answering gets a close
+code, not HTTP 500.
+
+Channels subscribes a consumer's channel (Redis) and the session middleware reads the session
+(the database) before the consumer sees the handshake; when either backend is down, the error
+escapes to Daphne, which answers the handshake with HTTP 500, which a browser only reports as
+1006. Here the handshake is accepted and closed at once with 4503 ("the service is unavailable:
+try again"), which the page, like any close but 4401/4403/4429, answers by reconnecting with
+backoff. Errors after the handshake are the consumer's business, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import DatabaseError
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+UNAVAILABLE = 4503
+
+
+class BackendsDownGuard:
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        answered = False
+
+        async def watched_send(message):
+            nonlocal answered
+            if message["type"] in {"websocket.accept", "websocket.close", "websocket.http.response.start"}:
+                answered = True
+            await send(message)
+
+        try:
+            return await self.inner(scope, receive, watched_send)
+        except (RedisError, DatabaseError, OSError) as error:
+            if answered or scope.get("type") != "websocket":
+                raise
+            backend = "the database" if isinstance(error, DatabaseError) else "Redis"
+            logger.warning("WebSocket handshake closed with %d: %s is not answering (%s)", UNAVAILABLE, backend, error)
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.close", "code": UNAVAILABLE})
