@@ -21,23 +21,31 @@ logger = logging.getLogger(__name__)
 UNAVAILABLE = 4503
 
 
+class _WatchedSend:
+    """The server's `send`, noting whether the handshake was answered. Kept as `real_send` (the
+    name channels' session middleware uses too), so chat.limits.transport_backlog can still
+    reach Daphne's transport through it."""
+
+    def __init__(self, real_send) -> None:
+        self.real_send = real_send
+        self.answered = False
+
+    async def send(self, message) -> None:
+        if message["type"] in {"websocket.accept", "websocket.close", "websocket.http.response.start"}:
+            self.answered = True
+        await self.real_send(message)
+
+
 class BackendsDownGuard:
     def __init__(self, inner) -> None:
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        answered = False
-
-        async def watched_send(message):
-            nonlocal answered
-            if message["type"] in {"websocket.accept", "websocket.close", "websocket.http.response.start"}:
-                answered = True
-            await send(message)
-
+        watched = _WatchedSend(send)
         try:
-            return await self.inner(scope, receive, watched_send)
+            return await self.inner(scope, receive, watched.send)
         except (RedisError, DatabaseError, OSError) as error:
-            if answered or scope.get("type") != "websocket":
+            if watched.answered or scope.get("type") != "websocket":
                 raise
             backend = "the database" if isinstance(error, DatabaseError) else "Redis"
             logger.warning("WebSocket handshake closed with %d: %s is not answering (%s)", UNAVAILABLE, backend, error)

@@ -222,8 +222,8 @@ def test_reconnects_after_a_restart_and_shows_each_message_once(server):
         bob.say("random", "before the restart")
         child.expect("bob: before the restart")
 
-    server.stop_worker()
-    child.expect(r"disconnected \(close \d+\); reconnecting in")
+    server.stop_worker()  # SIGTERM: the worker says goodbye with 1001 before it exits
+    child.expect(r"disconnected \(close 1001: server shutting down\); reconnecting in")
     child.sendline("typed while down")
     child.expect_exact("queued")
     post(server, "random", ["while down 1", "while down 2"], author="bob")
