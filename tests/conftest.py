@@ -167,3 +167,27 @@ async def connect():
     yield _connect
     for socket in sockets:
         await socket.close()
+
+
+# Real processes, one per test module: a Daphne worker with the demo data, and Debian's Chromium.
+# A module that needs its worker configured otherwise defines its own `server`.
+
+
+@pytest.fixture(scope="module")
+def server():
+    from tests.daphne_server import DaphneServer
+
+    with DaphneServer() as daphne:
+        yield daphne
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()

@@ -3,8 +3,7 @@ Daphne worker: two people chat live, and a page that loses its server catches up
 
 import re
 
-import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from tests.daphne_server import DaphneServer
 
@@ -18,20 +17,6 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-@pytest.fixture(scope="module")
-def server():
-    with DaphneServer() as daphne:
-        yield daphne
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
 
 
 def logged_in_page(browser, server: DaphneServer, username: str, **context_options) -> Page:

@@ -9,28 +9,13 @@ import textwrap
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
-from playwright.sync_api import Locator, Page, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect
 
 from tests.daphne_server import DaphneServer
-from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, logged_in_page, open_room, send, shown_seqs
+from tests.test_browser import logged_in_page, open_room, send, shown_seqs
 
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
-
-
-@pytest.fixture(scope="module")
-def server():
-    with DaphneServer() as daphne:
-        yield daphne
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
 
 
 def django(server: DaphneServer, code: str) -> str:

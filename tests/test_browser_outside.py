@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.daphne_server import REPO_ROOT
-from tests.test_browser import browser, logged_in_page, open_room, send, server  # noqa: F401 (fixtures)
+from tests.test_browser import logged_in_page, open_room, send
 from tests.test_client import TIME, finish, output, spawn
 
 pytestmark = pytest.mark.timeout(90)
@@ -38,7 +38,7 @@ def bodies_shown(page) -> list[str]:
     return page.locator("#messages .message .body").all_inner_texts()
 
 
-def test_the_readme_bot_examples_post_while_a_browser_watches(browser, server):  # noqa: F811
+def test_the_readme_bot_examples_post_while_a_browser_watches(browser, server):
     bob = logged_in_page(browser, server, "bob", viewport={"width": 1280, "height": 800})
     open_room(bob, server, "lobby")
     before = len(bodies_shown(bob))
@@ -85,7 +85,7 @@ def test_the_readme_bot_examples_post_while_a_browser_watches(browser, server): 
     bob.context.close()
 
 
-def test_the_terminal_client_chats_with_a_browser(browser, server):  # noqa: F811
+def test_the_terminal_client_chats_with_a_browser(browser, server):
     bob = logged_in_page(browser, server, "bob", viewport={"width": 1280, "height": 800})
     open_room(bob, server, "random")
     token = server.manage("create_token", "alice", "--name", "terminal").stdout.strip().splitlines()[-1]

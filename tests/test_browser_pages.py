@@ -17,10 +17,10 @@ import time
 import urllib.parse
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from tests.daphne_server import REPO_ROOT, DaphneServer
-from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, logged_in_page, open_room, send
+from tests.test_browser import logged_in_page, open_room, send
 
 # Every test here is bounded; the module-scoped server start counts against the first one.
 pytestmark = pytest.mark.timeout(60)
@@ -75,14 +75,6 @@ def server():
     with DaphneServer() as daphne:
         daphne.manage("shell", "-c", SEED)
         yield daphne
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
 
 
 # ---------------------------------------------------------------------------------------- helpers

@@ -3,25 +3,9 @@ only the people invited see."""
 
 import re
 
-import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.daphne_server import DaphneServer
-from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, logged_in_page, open_room, send
-
-
-@pytest.fixture(scope="module")
-def server():
-    with DaphneServer() as daphne:
-        yield daphne
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
+from tests.test_browser import logged_in_page, open_room, send
 
 
 def test_a_user_opens_a_private_room_for_the_people_they_invite(browser, server):
