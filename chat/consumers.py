@@ -4,9 +4,12 @@ One socket multiplexes any number of rooms. Every reply to a request carries its
 Nothing a client sends closes the socket, except abuse (4429) or an oversized frame (4009).
 """
 
+import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -14,7 +17,8 @@ from django.db import DatabaseError
 
 from . import events, log, metrics, protocol, selectors, services
 from .errors import ChatError
-from .limits import StrikeWindow, TokenBucket, get_user_limits, transport_backlog
+from .fanout import PreparedFrame, get_fanout
+from .limits import StrikeWindow, TokenBucket, daphne_protocol, get_user_limits, protocol_backlog, transport_backlog
 from .models import Room
 from .presence import get_presence
 from .protocol import Frame
@@ -100,6 +104,16 @@ def _last_seqs(room_ids: list[int]) -> dict[int, int]:
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels (4.2+) runs close_old_connections() through sync_to_async before every
+        # handler: a hop to the one sync thread for each event to each socket, so a message to a
+        # room of 50 queued 50 hops behind the database writes. Here every ORM call goes through
+        # database_sync_to_async, which closes stale connections itself, so the hop is skipped.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     # Transport hooks ---------------------------------------------------------------------------
 
     async def connect(self) -> None:
@@ -116,8 +130,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.bucket = TokenBucket(rate=settings.CHAT_RATE_PER_SECOND, burst=settings.CHAT_RATE_BURST)
         self.strikes = StrikeWindow(limit=settings.CHAT_ABUSE_LIMIT)
         self.presence = get_presence()
+        self.fanout = get_fanout()
+        self.tasks: set[asyncio.Task] = set()
+        self.held: list[tuple[int, PreparedFrame]] | None = None  # room frames held for a reply
 
         await self.accept()
+        self.protocol = daphne_protocol(self.base_send)  # room frames go straight to it (push_frame)
         metrics.ws_opened(self)
         if self.user is None or not self.user.is_authenticated:
             state = await _session_state(self.session) if self.session is not None else None
@@ -155,6 +173,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(self.user_group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Room frames that arrive while a request is handled wait for its reply, as they would in
+        # this socket's own dispatch loop: a sender gets its `ack` before its message comes back.
+        self.held = []
+        try:
+            await self.handle_frame(text_data, bytes_data)
+        finally:
+            held, self.held = self.held, None
+            for room_id, frame in held:
+                self.push_frame(room_id, frame)
+
+    async def handle_frame(self, text_data: str | None, bytes_data: bytes | None) -> None:
         if self.closing:
             return
         if text_data is None:
@@ -219,7 +248,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if room.pk not in self.rooms:
             # Subscribe before reading: a message committed in between then arrives live as well
             # (the client drops the duplicate by seq) instead of falling between the two.
-            await self.channel_layer.group_add(events.room_group(room.pk), self.channel_name)
+            await self.fanout.add(room.pk, self)
             self.rooms[room.pk] = room.slug
             self.slugs[room.slug] = room.pk
             came_online = await self.presence.add(
@@ -314,6 +343,35 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         await self.send(text_data=event["frame"])
 
+    def push_frame(self, room_id: int, frame: PreparedFrame) -> None:
+        """A room's frame from this worker's fan-out (chat.fanout): the bytes framed once for
+        all sockets are written straight to Daphne's protocol, in order with every other write."""
+        if self.closing or room_id not in self.rooms:
+            return
+        if self.held is not None:
+            self.held.append((room_id, frame))
+            return
+        protocol = self.protocol
+        if protocol is None:  # not under Daphne (the tests' communicator): the ASGI way
+            self.spawn(self.send(text_data=frame.text))
+            return
+        if protocol.state != protocol.STATE_OPEN:
+            return
+        backlog = protocol_backlog(protocol)
+        if backlog is not None and backlog > settings.CHAT_MAX_SEND_BUFFER_BYTES:
+            logger.warning("Closing a socket of user %s: %s bytes wait for it to read", self.user_id, backlog)
+            self.spawn(self._close(CloseCode.SLOW_READER))
+            self.closing = True
+            return
+        metrics.frame_sent(frame.text)
+        protocol.sendPreparedMessage(frame.prepared())
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a handler beside this socket's dispatch loop, keeping the task referenced."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
     async def chat_room_closed(self, event: dict[str, Any]) -> None:
         room_id = event["room_id"]
         if room_id not in self.rooms:
@@ -369,7 +427,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _unsubscribe(self, room_id: int) -> None:
         slug = self.rooms.pop(room_id)
         self.slugs.pop(slug, None)
-        await self.channel_layer.group_discard(events.room_group(room_id), self.channel_name)
+        await self.fanout.discard(room_id, self)
         went_offline = await self.presence.remove(
             room_id=room_id, username=self.user.username, channel=self.channel_name
         )

@@ -91,22 +91,34 @@ def reset_user_limits() -> None:
     _user_limits = UserLimits()
 
 
-def transport_backlog(send: Callable[..., Any]) -> int | None:
-    """Bytes of outgoing frames Daphne has taken for this socket that the kernel has not:
-    Twisted's write buffer, which grows without bound when the client stops reading.
+def daphne_protocol(send: Callable[..., Any]) -> Any | None:
+    """The Daphne (autobahn) protocol object behind an ASGI `send`, or None elsewhere.
 
-    Daphne hands each ASGI `send` straight to Twisted (`partial(server.handle_reply, protocol)`),
-    so that buffer is the socket's send queue. It is reached through Daphne's, channels' and
-    Twisted's internals; where they do not look as expected (another server, the test communicator, a TLS
-    wrapper), this answers None and the bound does not apply."""
+    Daphne hands each ASGI `send` straight to Twisted (`partial(server.handle_reply, protocol)`).
+    It is reached through Daphne's and channels' internals; where they do not look as expected
+    (another server, the test communicator), this answers None and callers take the ASGI path."""
     for _ in range(5):  # through send wrappers such as channels' session middleware's
         if isinstance(send, functools.partial):
             break
         send = getattr(getattr(send, "__self__", None), "real_send", None)
     if not isinstance(send, functools.partial) or not send.args:
         return None
-    transport = getattr(send.args[-1], "transport", None)
+    protocol = send.args[-1]
+    return protocol if hasattr(protocol, "sendPreparedMessage") else None
+
+
+def protocol_backlog(protocol: Any) -> int | None:
+    """Bytes of outgoing frames Daphne has taken for this socket that the kernel has not:
+    Twisted's write buffer, which grows without bound when the client stops reading (None where
+    the transport is not Twisted's TCP one, e.g. a TLS wrapper: the bound does not apply)."""
+    transport = getattr(protocol, "transport", None)
     try:
         return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
     except (AttributeError, TypeError):
         return None
+
+
+def transport_backlog(send: Callable[..., Any]) -> int | None:
+    """`protocol_backlog` of the socket behind an ASGI `send` (None where it cannot be known)."""
+    protocol = daphne_protocol(send)
+    return None if protocol is None else protocol_backlog(protocol)
