@@ -117,7 +117,10 @@ class RoomFanout:
             frame, skip = PreparedFrame(event["frame"]), event.get("skip")
             for consumer in list(members):
                 if consumer.channel_name != skip:
-                    consumer.push_frame(event["room_id"], frame)
+                    try:
+                        consumer.push_frame(event["room_id"], frame)
+                    except Exception:  # one broken socket must not cost the others their copy
+                        logger.exception("Could not write a frame to %s", consumer.channel_name)
         else:  # chat.room_closed: each socket leaves the room and says so
             for consumer in list(members):
                 consumer.spawn(consumer.dispatch(event))

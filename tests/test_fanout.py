@@ -1,0 +1,131 @@
+"""The worker's room fan-out (chat.fanout): one channel-layer subscription per room and worker,
+each room frame framed once and written to every local socket of the room.
+
+The first tests use the in-process layer and stand-in sockets; the last one a real Daphne worker
+(what the socket sees: the frames, their order, and nothing for sockets that left)."""
+
+import asyncio
+import time
+
+import pytest
+from channels.layers import get_channel_layer
+
+from chat import events
+from chat.fanout import RoomFanout
+from tests.test_daphne import expect, join, open_ws, recv, request, send
+
+
+class StandIn:
+    """What RoomFanout needs of a ChatConsumer."""
+
+    def __init__(self, name: str) -> None:
+        self.channel_name = name
+        self.pushed: list[tuple[int, str, bytes]] = []
+        self.dispatched: list[dict] = []
+
+    def push_frame(self, room_id, frame) -> None:
+        self.pushed.append((room_id, frame.text, frame.prepared().payloadHybi))
+
+    def spawn(self, coroutine) -> None:
+        asyncio.get_running_loop().create_task(coroutine)
+
+    async def dispatch(self, event) -> None:
+        self.dispatched.append(event)
+
+
+async def eventually(check, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def fanout():
+    made = RoomFanout()
+    yield made
+    if made._reader is not None:
+        made._reader.cancel()
+
+
+async def test_one_subscription_per_room_however_many_sockets(fanout):
+    layer = get_channel_layer()
+    a, b, c = StandIn("a"), StandIn("b"), StandIn("c")
+    await asyncio.gather(fanout.add(101, a), fanout.add(101, b), fanout.add(102, c))
+    assert layer.groups[events.room_group(101)].keys() == {fanout.channel}
+    assert layer.groups[events.room_group(102)].keys() == {fanout.channel}
+
+    await fanout.discard(101, a)
+    assert fanout.channel in layer.groups[events.room_group(101)], "b is still in room 101"
+    await fanout.discard(101, b)
+    assert fanout.channel not in layer.groups.get(events.room_group(101), {}), "nobody left: unsubscribed"
+    await fanout.discard(101, b)  # twice: harmless
+    await fanout.discard(102, c)
+
+
+async def test_a_frame_is_framed_once_and_reaches_each_socket_but_the_skipped_one(fanout):
+    layer = get_channel_layer()
+    a, b, c, elsewhere = StandIn("a"), StandIn("b"), StandIn("c"), StandIn("d")
+    for socket in (a, b, c):
+        await fanout.add(201, socket)
+    await fanout.add(202, elsewhere)
+
+    frame = '{"type":"typing","room":"r","username":"a"}'
+    await layer.group_send(events.room_group(201), {"type": "chat.frame", "room_id": 201, "frame": frame, "skip": "a"})
+    await eventually(lambda: b.pushed and c.pushed)
+    assert a.pushed == [] and elsewhere.pushed == []
+    (_, text_b, wire_b), (_, text_c, wire_c) = b.pushed[0], c.pushed[0]
+    assert text_b == text_c == frame
+    assert wire_b is wire_c, "the same framed bytes for every socket"
+    assert wire_b == b"\x81" + bytes([len(frame)]) + frame.encode(), "an unmasked text frame"
+
+    # Other room events go to each socket's own handler.
+    closed = {"type": "chat.room_closed", "room_id": 201, "room": "r", "reason": "archived"}
+    await layer.group_send(events.room_group(201), closed)
+    await eventually(lambda: len(a.dispatched) == len(b.dispatched) == len(c.dispatched) == 1)
+    assert a.dispatched[0]["reason"] == "archived" and elsewhere.dispatched == []
+
+
+async def test_a_failing_socket_does_not_stop_the_others(fanout):
+    class Broken(StandIn):
+        def push_frame(self, room_id, frame) -> None:
+            raise RuntimeError("boom")
+
+    layer = get_channel_layer()
+    broken, fine = Broken("x"), StandIn("y")
+    await fanout.add(301, broken)
+    await fanout.add(301, fine)
+    event = {"type": "chat.frame", "room_id": 301, "frame": '{"type":"x"}', "skip": None}
+    await layer.group_send(events.room_group(301), event)
+    await layer.group_send(events.room_group(301), event)
+    await eventually(lambda: len(fine.pushed) >= 1)
+    assert fanout._reader is not None and not fanout._reader.done(), "the reader lives on"
+
+
+# On a real worker ---------------------------------------------------------------------------
+
+
+async def test_sockets_of_one_room_on_one_worker_get_each_message_once_in_order(server):
+    cookies = [await asyncio.to_thread(server.login, name) for name in ("alice", "bob")]
+    sockets = [await open_ws(server, cookies[i % 2]) for i in range(6)]
+    try:
+        for ws in sockets:
+            await join(ws, "lobby")
+        leaver = sockets[5]
+        assert (await request(leaver, "leave", room="lobby"))["type"] == "left"
+        sender, listeners = sockets[0], sockets[1:5]
+        acks = []
+        for n in range(5):
+            # The sender's own copy comes after its ack, as it would through its dispatch loop.
+            ack = await request(sender, "send", room="lobby", body=f"fan {n}")
+            assert ack["type"] == "ack", ack
+            acks.append(ack["seq"])
+            echoed = await expect(sender, "message")
+            assert echoed["message"]["seq"] == ack["seq"]
+        for ws in listeners:
+            got = [(await expect(ws, "message"))["message"] for _ in acks]
+            assert [m["seq"] for m in got] == acks and [m["body"] for m in got] == [f"fan {n}" for n in range(5)]
+        await send(leaver, "ping", ref="p")
+        assert (await recv(leaver))["type"] == "pong", "the socket that left gets no message"
+    finally:
+        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
