@@ -55,9 +55,10 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-# Run as a script, this file's folder comes first on sys.path, where `bench` would be this module:
-# the package `bench` (bench.layers, bench.loadgen) is found from the checkout instead.
-sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
+if __name__ in ("__main__", "__mp_main__"):
+    # Run as a script, this file's folder comes first on sys.path, where `bench` would be this
+    # module: the package `bench` (bench.layers, bench.loadgen) is found from the checkout instead.
+    sys.path[:] = [str(ROOT), *(p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench")]
 
 from bench.layers import CpuMeter, machine_info, parent_pid, percentile, pids_where, table  # noqa: E402
 from bench.loadgen import Clients  # noqa: E402
@@ -88,6 +89,7 @@ FULL = {
     "w2_warmup": 50,
     "w2_paced_in_flight": 25,  # per client process
     "w2_idle_seconds": 20,
+    "w2_settle_seconds": 5,  # after the burst, before the idle window
     "w2_processes": 4,
     "w3_rooms": 10,
     "w3_rate": 200,
@@ -347,10 +349,10 @@ class NoBar:
     def __init__(self, *_, **__) -> None:
         self.n = 0
 
-    def set_description_str(self, *_) -> None:
+    def set_description_str(self, *_, **__) -> None:
         pass
 
-    def set_postfix_str(self, *_) -> None:
+    def set_postfix_str(self, *_, **__) -> None:
         pass
 
     def update(self, *_) -> None:
@@ -491,27 +493,28 @@ def run_w2(target, config: dict, bar=None) -> dict:
             bar.n = clients.opened()
             bar.refresh()
 
-        def sample() -> None:
+        def sample(planned: int) -> None:
             time.sleep(1.0)  # let the server settle (and Python free what it frees)
-            samples.append({"sockets": clients.opened(), "rss_kib": rss_kib(pids)})
+            samples.append({"planned": planned, "sockets": clients.opened(), "rss_kib": rss_kib(pids)})
 
         warm, burst = config["w2_warmup"], config["w2_burst"]
         paced_in_flight = config["w2_paced_in_flight"]
         bar.set_description_str(f"W2 {target.name} warm-up")
         batches = [clients.open(list(range(warm)), limit=paced_in_flight, tick=tick)]
-        sample()
+        sample(warm)
         bar.set_description_str(f"W2 {target.name} paced")
         at = warm
         while at < total - burst:
             upto = min(total - burst, (at // config["w2_batch"] + 1) * config["w2_batch"])
             batches.append(clients.open(list(range(at, upto)), limit=paced_in_flight, tick=tick))
             at = upto
-            sample()
+            sample(upto)
         bar.set_description_str(f"W2 {target.name} burst of {burst}")
         burst_result = clients.open(list(range(total - burst, total)), limit=0, tick=tick)
-        sample()
+        sample(total)
+        # Idle: what the server does with nothing sent, once it has finished with the burst.
         bar.set_description_str(f"W2 {target.name} idle {config['w2_idle_seconds']} s")
-        time.sleep(2)
+        time.sleep(config["w2_settle_seconds"])
         before = meter.sample()
         time.sleep(config["w2_idle_seconds"])
         idle = CpuMeter.percent(before, meter.sample())
@@ -648,19 +651,19 @@ def report(data: dict) -> str:
         )
     w2 = [(t, data["results"][t]["w2"]) for t in TARGETS if (data["results"].get(t) or {}).get("w2")]
     if w2:
-        counts = [s["sockets"] for s in w2[0][1]["rss_samples"]]
-        headers = ["W2 RSS MiB at", *map(str, counts), "burst s", "burst p99 ms", "idle server%", "idle redis%"]
+        counts = [s.get("planned", s["sockets"]) for s in w2[0][1]["rss_samples"]]
+        headers = ["W2 RSS MiB at", *map(str, counts), "open", "failed", "burst s", "burst p99 ms", "idle server%"]
         rows = [
-            [
-                t,
-                *[round(s["rss_kib"] / 1024, 1) for s in r["rss_samples"]],
-                r["burst"]["seconds"],
-                r["burst"]["connect_p99_ms"],
-            ]
-            + [r["idle_server_cpu_percent"], r["idle_cpu_percent"].get("redis", "-")]
+            [t, *[round(s["rss_kib"] / 1024, 1) for s in r["rss_samples"]], r["rss_samples"][-1]["sockets"]]
+            + [r["open_failures"], r["burst"]["seconds"], r["burst"]["connect_p99_ms"], r["idle_server_cpu_percent"]]
             for t, r in w2
         ]
-        parts.append("W2 idle capacity (one worker)\n" + table(headers, rows))
+        errors = [f"{t}: {e} x{n}" for t, r in w2 for b in [*r["paced"], r["burst"]] for e, n in b["errors"].items()]
+        parts.append(
+            "W2 idle capacity (one worker; RSS at each planned socket count, `open` = sockets actually open)\n"
+            + table(headers, rows)
+            + ("\nOpen failures (first kinds): " + "; ".join(errors) if errors else "")
+        )
     w3 = [(t, data["results"][t]["w3"]["step"]) for t in TARGETS if (data["results"].get(t) or {}).get("w3")]
     if w3:
         headers = "W3 target,sent/s,unacked,lost,ack p50,ack p99,ack max,echo p50,echo p99,deliv p99,server%".split(",")
