@@ -46,6 +46,7 @@ import argparse
 import contextlib
 import json
 import resource
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -87,7 +88,7 @@ FULL = {
     "w2_batch": 1000,
     "w2_burst": 1000,
     "w2_warmup": 50,
-    "w2_paced_in_flight": 25,  # per client process
+    "w2_paced_in_flight": 10,  # per client process: paced, so the batches measure memory, not the backlog
     "w2_idle_seconds": 20,
     "w2_settle_seconds": 5,  # after the burst, before the idle window
     "w2_processes": 4,
@@ -385,6 +386,9 @@ def run_steps(
         bar.set_description_str(f"{label} {target.name} {rate} msg/s")
         start = time.time() + 0.5
         step = {"index": index, "rate": rate, "start": start, "end": start + seconds, "senders": senders}
+        # In the client_ids: the product stores a (user, room, client_id) once, and W3 and W1 share
+        # users and rooms, so each step's ids are its own.
+        step["tag"] = secrets.token_hex(4)
         step["room_senders"] = rooms
         clients.start_step(step)
         time.sleep(max(0.0, start - time.time()))
@@ -451,6 +455,7 @@ def run_w1(target, config: dict, bar=None) -> dict:
         specs.append(target.spec(i, room, 2 * room + j if j < 2 else None, worker=i))
     bar.reset(total=len(config["w1_rates"]))
     with Clients(specs, processes=config["w1_processes"]) as clients:
+        bar.set_postfix_str("")
         bar.set_description_str(f"W1 {target.name} connecting")
         opened = clients.open(
             list(range(len(specs))), limit=50, tick=lambda: bar.set_postfix_str(f"{clients.opened()} sockets")
@@ -499,6 +504,7 @@ def run_w2(target, config: dict, bar=None) -> dict:
 
         warm, burst = config["w2_warmup"], config["w2_burst"]
         paced_in_flight = config["w2_paced_in_flight"]
+        bar.set_postfix_str("")
         bar.set_description_str(f"W2 {target.name} warm-up")
         batches = [clients.open(list(range(warm)), limit=paced_in_flight, tick=tick)]
         sample(warm)

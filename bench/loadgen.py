@@ -156,7 +156,7 @@ async def _client(specs: list[dict], commands, results, progress) -> None:
             now = time.time()
             body = json.dumps({"t": now, "s": s, "g": g, "n": n})
             if product:
-                client_id = f"{s}-{g}-{n}"
+                client_id = f"{s}-{g}-{n}-{step['tag']}"
                 sent_at[client_id] = now
                 text = json.dumps({"type": "send", "room": spec["room"], "body": body, "client_id": client_id})
             else:
@@ -164,7 +164,7 @@ async def _client(specs: list[dict], commands, results, progress) -> None:
             try:
                 await ws.send(text)
             except Exception:
-                sent_at.pop(f"{s}-{g}-{n}", None)
+                sent_at.pop(f"{s}-{g}-{n}-{step['tag']}", None)
                 errors["send failed"] += 1
                 return
             counts["sent", s] += 1
