@@ -8,6 +8,11 @@ processes, so it runs as one). Each text frame a client sends is passed as it is
 `websockets.broadcast` over its room, the sender included. The wire is the naive baseline's: a
 client sends {"message": body} and every member gets {"message": body}; the server does not parse
 it. No auth, no persistence, no limits. It prints "ready" once it listens.
+
+One departure from the library's defaults: permessage-deflate is off (compression=None). Daphne,
+which serves the product and the naive baseline, does not negotiate it, and with it on
+websockets.broadcast compresses every copy for each socket and keeps a zlib context per socket,
+which would make this baseline slower and bigger than the servers it is the ceiling for.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ async def handler(ws: ServerConnection) -> None:
 
 
 async def main(host: str, port: int) -> None:
-    async with serve(handler, host, port):
+    async with serve(handler, host, port, compression=None):
         print("ready", flush=True)
         await asyncio.Future()
 
