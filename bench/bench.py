@@ -602,7 +602,7 @@ def summary_rows(data: dict) -> list[list]:
         )
         row("W2 KiB per socket, slope", slope, lambda p: "-")
         row("W2 idle CPU, % of a core", cpu, lambda p: verdict(p < 5, f"{p} < 5" if p < 5 else f"{p} >= 5"))
-        row(f"W2 burst of {burst}: connects+joins/s", rate, lambda p: "-")
+        row(f"W2 burst of {burst}: connects+joins/s (successful)", rate, lambda p: "-")
         row(f"W2 burst of {burst}: failures", fails, lambda p: verdict(p == 0, f"{p} failed"))
     if any(get(t, "w3") for t in TARGETS):
         p50 = {t: get(t, "w3", "step", "ack" if t == "product" else "echo", "p50_ms") for t in TARGETS}
@@ -647,7 +647,8 @@ def report(data: dict) -> str:
     parts = [
         f"{m['cpu_count']} CPUs ({m['cpu_model']}), Python {m['python']}, Django {m['django']}, channels "
         f"{m['channels']}, daphne {m['daphne']}, channels-redis {m['channels_redis']}, {m['redis_server']}; "
-        f"{data['mode']} run, product database {data.get('database', '?')}"
+        f"{data['mode']} run{', product on ' + data['database'] if data.get('database') else ''}; the machine was "
+        f"{data.get('machine_busy_before_percent', '?')}% busy (of {100 * m['cpu_count']}%) before the run started"
     ]
     if any((data["results"].get(t) or {}).get("w1") for t in TARGETS):
         parts.append(
@@ -816,6 +817,10 @@ def main() -> int:
     started = time.time()
     data = {"mode": "quick" if options.quick else "full", "config": config, "machine": machine_info(), "results": {}}
     data["lifted_for_w1_w3"] = LIFTED
+    # What the machine does before anything starts here (other users of the cores): a noisy run says so.
+    before = CpuMeter({}).sample()
+    time.sleep(3)
+    data["machine_busy_before_percent"] = CpuMeter.percent(before, CpuMeter({}).sample())["machine"]
     bar = tqdm(total=len(config["w1_rates"]), unit="", dynamic_ncols=True, leave=False)
     try:
         run(config, targets, workloads, data, bar)
