@@ -24,14 +24,15 @@ Workloads (the clients are asyncio WebSocket clients in separate processes, benc
      offered rate stepped up. Each step sends for a few seconds, then drains (every send acked, and
      every expected delivery in or none for 2 s; 20 s at most). Lost = expected - delivered, with
      expected = acked (product) or sent (baselines) x 50. A step passes with 0 lost, 0 duplicated,
-     every send acked and p99 end-to-end latency < 200 ms; stepping stops one step after the first
-     failure. The figure is the highest deliveries/s of a passing step.
+     every send acked and p99 end-to-end latency < 200 ms; stepping stops after two failing steps
+     in a row. The figure is the highest deliveries/s of a passing step.
   W2 idle capacity: 5,000 sockets joined to 100 rooms of 50, on one worker (product: 20 sockets
      per user, the per-user cap in force). 4,000 opened in paced batches (RSS sampled every 1,000),
      the last 1,000 as one concurrent burst (connect + join per second, failures); memory per socket
      = (RSS at 5,000 - RSS after a 50-socket warm-up) / 4,950, also the slope of RSS over the
      checkpoints; then server CPU over an idle window (nothing sent; the product's presence
-     heartbeats and session watch run).
+     heartbeats and session watch run), once the server has settled after the burst (5 s, then
+     until a second under 10% of a core, 30 s more at most).
   W3 send-to-ack: 20 sockets (2 per room in 10 rooms, no other listeners), 200 messages/s inbound in
      total, persistence included: p50/p99 of send -> ack. The baselines have no ack: their figure
      is send -> the sender's own copy (echo), a reference only.
@@ -82,7 +83,7 @@ FULL = {
     "w1_rates": [20, 40, 80, 160, 320, 640, 1280, 2560],
     "w1_seconds": 5,
     "w1_processes": 4,
-    "w1_steps_after_failure": 1,  # one more step after the first failing one (a noisy step is not the end)
+    "w1_steps_after_failure": 1,  # stepping stops after 1 + this many failing steps in a row
     "w2_sockets": 5000,
     "w2_room_size": 50,
     "w2_batch": 1000,
@@ -90,7 +91,7 @@ FULL = {
     "w2_warmup": 50,
     "w2_paced_in_flight": 10,  # per client process: paced, so the batches measure memory, not the backlog
     "w2_idle_seconds": 20,
-    "w2_settle_seconds": 5,  # after the burst, before the idle window
+    "w2_settle_seconds": 5,  # after the burst, at least, before the idle window
     "w2_processes": 4,
     "w3_rooms": 10,
     "w3_rate": 200,
@@ -438,9 +439,9 @@ def run_steps(
             latencies and row["lost"] == 0 and dup == 0 and row["unacked"] == 0 and row["p99_ms"] < 200 and not closes
         )
         out.append(row)
-        failures = sum(not r["pass"] for r in out)
-        if label == "W1" and failures > config["w1_steps_after_failure"]:
-            break
+        tail = out[-(config["w1_steps_after_failure"] + 1) :]
+        if label == "W1" and not any(r["pass"] for r in tail) and len(tail) > config["w1_steps_after_failure"]:
+            break  # that many failing steps in a row: one noisy step does not end the climb
     return out
 
 
@@ -520,10 +521,26 @@ def run_w2(target, config: dict, bar=None) -> dict:
         sample(total)
         # Idle: what the server does with nothing sent, once it has finished with the burst.
         bar.set_description_str(f"W2 {target.name} idle {config['w2_idle_seconds']} s")
+        # At least w2_settle_seconds, then until a second with the server under 10% of a core (30 s
+        # at most): the burst's tail (joins, presence updates) is not idle work.
+        settle_start = time.time()
         time.sleep(config["w2_settle_seconds"])
-        before = meter.sample()
-        time.sleep(config["w2_idle_seconds"])
-        idle = CpuMeter.percent(before, meter.sample())
+        previous = meter.sample()
+        while time.time() < settle_start + config["w2_settle_seconds"] + 30:
+            time.sleep(1.0)
+            now = meter.sample()
+            share, previous = server_share(CpuMeter.percent(previous, now)), now
+            if share < 10:
+                break
+        settled = round(time.time() - settle_start, 1)
+        before = previous = meter.sample()
+        series = []  # the server's share second by second: is it settled, or periodic?
+        while time.time() < before["t"] + config["w2_idle_seconds"]:
+            time.sleep(1.0)
+            now = meter.sample()
+            series.append(server_share(CpuMeter.percent(previous, now)))
+            previous = now
+        idle = CpuMeter.percent(before, previous)
         peak = rss_kib(pids)
     base, top = samples[0], samples[-1]
     xs, ys = [s["sockets"] for s in samples[1:]], [s["rss_kib"] for s in samples[1:]]
@@ -545,6 +562,8 @@ def run_w2(target, config: dict, bar=None) -> dict:
         "burst": {**burst_result, **{f"connect_{k}": v for k, v in stats(connect_ms).items()}},
         "idle_cpu_percent": idle,
         "idle_server_cpu_percent": server_share(idle),
+        "idle_server_cpu_series": series,
+        "settle_seconds": settled,
     }
 
 
