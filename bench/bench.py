@@ -30,7 +30,7 @@ Workloads (the clients are asyncio WebSocket clients in separate processes, benc
      per user, the per-user cap in force). 4,000 opened in paced batches (RSS sampled every 1,000),
      the last 1,000 as one concurrent burst (connect + join per second, failures); memory per socket
      = (RSS at 5,000 - RSS after a 50-socket warm-up) / 4,950, also the slope of RSS over the
-     checkpoints; then server CPU over an idle window (nothing sent; the product's presence
+     checkpoints; then server CPU over a 30 s idle window (nothing sent; the product's presence
      heartbeats and session watch run), once the server has settled after the burst (5 s, then
      until a second under 10% of a core, 30 s more at most).
   W3 send-to-ack: 20 sockets (2 per room in 10 rooms, no other listeners), 200 messages/s inbound in
@@ -90,7 +90,10 @@ FULL = {
     "w2_burst": 1000,
     "w2_warmup": 50,
     "w2_paced_in_flight": 10,  # per client process: paced, so the batches measure memory, not the backlog
-    "w2_idle_seconds": 20,
+    # 30 s, not 20: the product's session watch checks every open socket's session every
+    # CHAT_SESSION_SWEEP_SECONDS (30 by default), a few seconds of work; a 20 s window would hold
+    # one sweep or none depending on its phase. 30 s holds one.
+    "w2_idle_seconds": 30,
     "w2_settle_seconds": 5,  # after the burst, at least, before the idle window
     "w2_processes": 4,
     "w3_rooms": 10,
