@@ -91,8 +91,8 @@ FULL = {
     "w2_warmup": 50,
     "w2_paced_in_flight": 10,  # per client process: paced, so the batches measure memory, not the backlog
     # 30 s, not 20: the product's session watch checks every open socket's session every
-    # CHAT_SESSION_SWEEP_SECONDS (30 by default), a few seconds of work; a 20 s window would hold
-    # one sweep or none depending on its phase. 30 s holds one.
+    # CHAT_SESSION_SWEEP_SECONDS (30 by default). A 20 s window once showed 4 s near 90% of a core
+    # among ~10% seconds, probably that sweep (not verified); 30 s holds one period whatever its phase.
     "w2_idle_seconds": 30,
     "w2_settle_seconds": 5,  # after the burst, at least, before the idle window
     "w2_processes": 4,
