@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run cluster bench-layers faults test lint setup system-packages clean
+.PHONY: run cluster bench-layers faults bench test lint setup system-packages clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (python3 is " + sys.version.split()[0] + ").")'
@@ -50,6 +50,15 @@ bench-layers: $(VENV)/.dev-installed
 faults: $(VENV)/.dev-installed
 	@bin/ensure-system-packages redis-server nginx postgresql
 	$(PY) bench/faults.py $(FAULTS_ARGS)
+
+# The benchmark (bench/bench.py): W1 fan-out, W2 idle capacity, W3 send-to-ack, each against the
+# product and two baselines measured in the same session (bench/naive, the Channels tutorial's
+# consumer; bench/bare_server.py, a bare `websockets` broadcast server). Prints tables with ratios
+# and PASS/MISS against the issue's targets; writes bench/results/bench.json, w1-latency.png and
+# w2-memory.png. About 10 minutes; BENCH_ARGS="--quick", "--only w1,w3", "--targets product,naive".
+bench: $(VENV)/.dev-installed
+	@bin/ensure-system-packages redis-server nginx postgresql
+	$(PY) bench/bench.py $(BENCH_ARGS)
 
 # axe-core (accessibility checks the browser tests inject into pages), from the npm registry.
 node_modules/.installed: package.json package-lock.json
