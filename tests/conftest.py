@@ -14,6 +14,17 @@ ORIGIN = "http://testserver"
 TEST_PASSWORD = "correct-horse-42"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def fast_password_hashing():
+    """In-process tests hash with MD5 instead of PBKDF2 (a quarter of a second per hash here, and
+    most tests create users): what they check is that passwords work, not how slow the hash is.
+    The real workers (tests/daphne_server.py, tests/cluster_server.py) keep the configured hasher."""
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
 @pytest.fixture(autouse=True)
 def fresh_realtime_state():
     """Each test gets an empty channel layer and presence (they hold asyncio queues bound to
