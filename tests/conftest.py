@@ -1,5 +1,9 @@
 import asyncio
+import fcntl
 import json
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +16,39 @@ from chat import limits, presence, services, session_watch
 
 ORIGIN = "http://testserver"
 TEST_PASSWORD = "correct-horse-42"
+
+
+# pytest-xdist runs the modules on two processes (pyproject.toml: -n 2 --dist loadfile), since
+# most tests wait on sockets and subprocesses. A test marked `exclusive` (hundreds of sockets at
+# once, whose handshakes must finish within Daphne's timeouts) runs while the other process is
+# idle: it holds a lock file exclusively, every other test holds it shared, from its setup to its
+# teardown (module fixtures included).  Without xdist, nothing is locked.
+HEAVY_MODULES_FIRST = ("test_faults.py", "test_cluster.py")
+
+
+def pytest_collection_modifyitems(items):
+    """The longest modules first, so that under xdist neither process is left with one at the end."""
+    items.sort(key=lambda item: item.path.name not in HEAVY_MODULES_FIRST)  # stable: order within a module kept
+
+
+def _run_lock() -> Path | None:
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run or not os.environ.get("PYTEST_XDIST_WORKER"):
+        return None
+    return Path(tempfile.gettempdir()) / f"chat-tests-{run}.lock"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    path = _run_lock()
+    if path is None:
+        return (yield)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if item.get_closest_marker("exclusive") else fcntl.LOCK_SH)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -83,6 +83,7 @@ async def test_slow_reader(env):
     assert result["memory_growth_during_mib"] < 50
 
 
+@pytest.mark.exclusive  # a CPU-bound burst: not beside another module's tests (tests/conftest.py)
 @pytest.mark.timeout(120)
 async def test_reconnect_storm(env):
     result = await run(env, "storm")
