@@ -31,11 +31,29 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.path.name not in HEAVY_MODULES_FIRST)  # stable: order within a module kept
 
 
+def _lock_path(run: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"chat-tests-{run}.lock"
+
+
 def _run_lock() -> Path | None:
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
     if not run or not os.environ.get("PYTEST_XDIST_WORKER"):
         return None
-    return Path(tempfile.gettempdir()) / f"chat-tests-{run}.lock"
+    return _lock_path(run)
+
+
+_lock_files: set[Path] = set()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """(xdist, in the controlling process) Note the run's lock file, to delete it at the end."""
+    _lock_files.add(_lock_path(node.workerinput["testrunuid"]))
+
+
+def pytest_unconfigure(config):
+    for path in _lock_files:
+        path.unlink(missing_ok=True)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
