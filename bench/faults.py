@@ -394,14 +394,14 @@ async def wait_until(predicate, timeout: float, step: float = 0.2) -> bool:  # n
     return True
 
 
-async def finish(env: Environment, conv: Conversation, result: dict) -> dict:
+async def finish(env: Environment, conv: Conversation, result: dict, config: dict) -> dict:
     result["sends"] = await conv.quiet()
     result["catch_up_failures"] = await conv.catch_up()
     result.update(conv.verify(env.stored(conv.rooms)))
     result.update(conv.sockets())
     result["memory_after_mib"] = env.memory()
     await conv.stop()
-    await asyncio.sleep(2)
+    await asyncio.sleep(config.get("settle_after_close", 2))  # before memory_after_close_mib (a figure)
     result["memory_after_close_mib"] = env.memory()
     return result
 
@@ -433,7 +433,7 @@ async def scenario_kill(env: Environment, config: dict) -> dict:
     result["fault"] = "SIGKILL worker 1"
     await asyncio.sleep(config["after"])
     result["clients_connected_at_kill"] = held
-    return await finish(env, conv, result)
+    return await finish(env, conv, result, config)
 
 
 async def handshake_probe(env: Environment, timeout: float = 15) -> dict:  # noqa: ASYNC109
@@ -478,7 +478,7 @@ async def scenario_redis(env: Environment, config: dict) -> dict:
     await asyncio.sleep(config["after"])
     result["handshake_after"] = await handshake_probe(env)
     result["live_deliveries_after_restart"] = conv.latency(up, time.time())["n"]
-    return await finish(env, conv, result)
+    return await finish(env, conv, result, config)
 
 
 async def scenario_postgres(env: Environment, config: dict) -> dict:
@@ -497,7 +497,7 @@ async def scenario_postgres(env: Environment, config: dict) -> dict:
     result["error_kinds"] = sorted({f"{f['code']}: {f['detail']}" for f in errors})
     result["handshake_after"] = await handshake_probe(env)
     result["acked_after_restart"] = conv.acked_count() - acked_at_restart
-    return await finish(env, conv, result)
+    return await finish(env, conv, result, config)
 
 
 async def scenario_sigterm(env: Environment, config: dict) -> dict:
@@ -510,7 +510,7 @@ async def scenario_sigterm(env: Environment, config: dict) -> dict:
     exited = await wait_until(lambda: not alive(pid), 15, 0.05)
     result["worker_exit_s"] = round(time.monotonic() - termed, 2) if exited else None
     await asyncio.sleep(config["after"])
-    return await finish(env, conv, result)
+    return await finish(env, conv, result, config)
 
 
 async def scenario_storm(env: Environment, config: dict) -> dict:
@@ -537,7 +537,7 @@ async def scenario_storm(env: Environment, config: dict) -> dict:
     result["back"] = sum(1 for c in conv.clients if c.connected and c.opened_at[-1] > dropped_at)
     result["memory_peak_mib"] = env.memory()
     await asyncio.sleep(config["after"])
-    return await finish(env, conv, result)
+    return await finish(env, conv, result, config)
 
 
 class SlowReader:
@@ -649,7 +649,7 @@ async def scenario_slow(env: Environment, config: dict) -> dict:
     result.update(conv.sockets())
     result["memory_after_mib"] = env.memory()
     await conv.stop()
-    await asyncio.sleep(2)
+    await asyncio.sleep(config.get("settle_after_close", 2))  # before memory_after_close_mib (a figure)
     result["memory_after_close_mib"] = env.memory()
     return result
 

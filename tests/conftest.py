@@ -1,5 +1,9 @@
 import asyncio
+import fcntl
 import json
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +16,68 @@ from chat import limits, presence, services, session_watch
 
 ORIGIN = "http://testserver"
 TEST_PASSWORD = "correct-horse-42"
+
+
+# pytest-xdist runs the modules on two processes (pyproject.toml: -n 2 --dist loadfile), since
+# most tests wait on sockets and subprocesses. A test marked `exclusive` (hundreds of sockets at
+# once, whose handshakes must finish within Daphne's timeouts) runs while the other process is
+# idle: it holds a lock file exclusively, every other test holds it shared, from its setup to its
+# teardown (module fixtures included).  Without xdist, nothing is locked.
+HEAVY_MODULES_FIRST = ("test_faults.py", "test_cluster.py")
+
+
+def pytest_collection_modifyitems(items):
+    """The longest modules first, so that under xdist neither process is left with one at the end."""
+    items.sort(key=lambda item: item.path.name not in HEAVY_MODULES_FIRST)  # stable: order within a module kept
+
+
+def _lock_path(run: str) -> Path:
+    return Path(tempfile.gettempdir()) / f"chat-tests-{run}.lock"
+
+
+def _run_lock() -> Path | None:
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run or not os.environ.get("PYTEST_XDIST_WORKER"):
+        return None
+    return _lock_path(run)
+
+
+_lock_files: set[Path] = set()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """(xdist, in the controlling process) Note the run's lock file, to delete it at the end."""
+    _lock_files.add(_lock_path(node.workerinput["testrunuid"]))
+
+
+def pytest_unconfigure(config):
+    for path in _lock_files:
+        path.unlink(missing_ok=True)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    path = _run_lock()
+    if path is None:
+        return (yield)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if item.get_closest_marker("exclusive") else fcntl.LOCK_SH)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fast_password_hashing():
+    """In-process tests hash with MD5 instead of PBKDF2 (a quarter of a second per hash here, and
+    most tests create users): what they check is that passwords work, not how slow the hash is.
+    The real workers (tests/daphne_server.py, tests/cluster_server.py) keep the configured hasher."""
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
 
 
 @pytest.fixture(autouse=True)

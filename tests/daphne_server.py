@@ -8,10 +8,14 @@ Not a test module. Usage:
 
 Each server gets its own port on 127.0.0.1, its own temporary directory with a SQLite database
 (migrated, with the demo data of `seed_demo`), and a log file with everything the worker printed.
+The migrated (and seeded) database is made once per test process, by the same `manage.py migrate`
+and `seed_demo` runs, and copied for each server: a fresh file per server, without the two Django
+start-ups per server. A server given its own DATABASE_URL migrates (and seeds) it itself.
 """
 
 from __future__ import annotations
 
+import atexit
 import html.parser
 import http.cookiejar
 import os
@@ -58,6 +62,53 @@ def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
     return env
+
+
+def run_manage(env: dict[str, str], *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """Run `manage.py ARGS` with `env`; fail loudly if it fails."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"manage.py {' '.join(args)} exited with {result.returncode}\n"
+            f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
+        )
+    return result
+
+
+_templates: dict[bool, Path] = {}  # seed? -> a SQLite file as `migrate` (and `seed_demo`) left it
+
+
+def template_database(seed: bool) -> Path:
+    """A migrated (and, if `seed`, seeded) SQLite database, made once per process."""
+    if seed not in _templates:
+        directory = Path(tempfile.mkdtemp(prefix="chat-template-db-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        env = clean_env(
+            {
+                "DJANGO_SETTINGS_MODULE": "config.settings",
+                "DATABASE_URL": f"sqlite:///{directory / 'db.sqlite3'}",
+                "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            }
+        )
+        run_manage(env, "migrate", "--noinput")
+        if seed:
+            run_manage(env, "seed_demo")
+        _templates[seed] = directory / "db.sqlite3"
+    return _templates[seed]
+
+
+def copy_database(template: Path, target: Path) -> None:
+    shutil.copyfile(template, target)
+    wal = template.with_name(template.name + "-wal")  # normally checkpointed away when manage.py exits
+    if wal.exists():
+        shutil.copyfile(wal, target.with_name(target.name + "-wal"))
 
 
 class _FormTokenParser(html.parser.HTMLParser):
@@ -207,9 +258,12 @@ class DaphneServer:
                     **self.extra_env,
                 }
             )
-            self.manage("migrate", "--noinput")
-            if self.seed:
-                self.manage("seed_demo")
+            if "DATABASE_URL" in self.extra_env:
+                self.manage("migrate", "--noinput")
+                if self.seed:
+                    self.manage("seed_demo")
+            else:
+                copy_database(template_database(self.seed), self.tmpdir / "db.sqlite3")
             self._log_handle = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
             self.start_worker()
         except BaseException:
@@ -278,20 +332,7 @@ class DaphneServer:
 
     def manage(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
         """Run `manage.py ARGS` against this server's database; fail loudly if it fails."""
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=REPO_ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if result.returncode != 0:
-            raise AssertionError(
-                f"manage.py {' '.join(args)} exited with {result.returncode}\n"
-                f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
-            )
-        return result
+        return run_manage(self.env, *args, timeout=timeout)
 
     def session(self) -> HttpSession:
         """A fresh, anonymous browser-like HTTP session against this server."""

@@ -263,6 +263,7 @@ async def test_seqs_stay_gapless_with_concurrent_senders_on_three_workers(cluste
     await assert_gapless_under_concurrent_senders(cluster, 3)
 
 
+@pytest.mark.exclusive  # a CPU-bound burst: not beside another module's tests (tests/conftest.py)
 async def test_seqs_stay_gapless_on_a_shared_sqlite_file_too(sqlite_cluster):
     assert sqlite_cluster.state["database_url"].startswith("sqlite:")
     await assert_gapless_under_concurrent_senders(sqlite_cluster, 2)

@@ -172,6 +172,7 @@ def layer_server(request):
     return request.param, request.getfixturevalue("server" if request.param == "in-process" else "redis_backed_server")
 
 
+@pytest.mark.exclusive  # a CPU-bound burst: not beside another module's tests (tests/conftest.py)
 async def test_connect_burst_of_500_sockets(layer_server):
     """500 sockets open at once, all join one room, and a message reaches every one of them.
     On Redis this is the check that failed with redis-py 8's 100-connection pool."""

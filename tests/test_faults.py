@@ -32,6 +32,8 @@ SMALL = {
     "kill": {"clients": 40, "rooms": 4, "talkers": 2, "rate": 1.0, "before": 3, "after": 5},
     "sigterm": {"clients": 40, "rooms": 4, "talkers": 2, "rate": 1.0, "before": 3, "after": 5},
 }
+for _config in SMALL.values():  # no pause before the memory figure after the close: no test reads it
+    _config["settle_after_close"] = 0
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +85,7 @@ async def test_slow_reader(env):
     assert result["memory_growth_during_mib"] < 50
 
 
+@pytest.mark.exclusive  # a CPU-bound burst: not beside another module's tests (tests/conftest.py)
 @pytest.mark.timeout(120)
 async def test_reconnect_storm(env):
     result = await run(env, "storm")
