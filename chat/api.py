@@ -149,22 +149,23 @@ class StrictRegexField(StringOnly, serializers.RegexField):
     default_error_messages = {"not_a_string": "Must be a string."}
 
 
-class StrictCharField(StringOnly, serializers.CharField):
-    default_error_messages = {"not_a_string": "Must be a string."}
-
-
 class MessageCreateSerializer(serializers.Serializer):
     body = StrictRegexField(
-        r"^[^\x00]*\S[^\x00]*$",  # not blank (something besides whitespace), no NUL character
+        # Not blank (something besides whitespace) and no NUL character anywhere: `\S` alone would
+        # let one NUL through as the non-blank character.
+        r"^[^\x00]*[^\s\x00][^\x00]*$",
         max_length=settings.CHAT_MAX_BODY,
         trim_whitespace=False,
         error_messages={"invalid": "The message is empty."},
         help_text=f"The text, up to {settings.CHAT_MAX_BODY} characters; not only whitespace.",
     )
-    client_id = StrictCharField(
+    client_id = StrictRegexField(
+        r"^[^\x00]*$",  # as on the socket: any text but NUL, whitespace kept as sent
         required=False,
         allow_null=True,
+        trim_whitespace=False,
         max_length=MAX_CLIENT_ID_LENGTH,
+        error_messages={"invalid": "The client_id contains a NUL character."},
         help_text="Your id for this message: sending it again stores nothing new and returns the first one.",
     )
 

@@ -103,6 +103,10 @@ class TestWithTokens:
             ("lobby", "not json", 400, "bad_request"),
             ("lobby", {"body": "x" * 4001}, 413, "too_large"),
             ("lobby", {"body": "a\u0000b"}, 400, "bad_request"),
+            # One NUL alone is not "something besides whitespace" (schemathesis found it passing).
+            ("lobby", {"body": "\u0000"}, 400, "bad_request"),
+            ("lobby", {"body": " \u0000 "}, 400, "bad_request"),
+            ("lobby", {"body": "hi", "client_id": "a\u0000"}, 400, "bad_request"),
             ("lobby", {"body": "hi", "client_id": "x" * 65}, 400, "bad_request"),
             ("lobby", {"body": 5}, 400, "bad_request"),
             ("lobby", {"body": True}, 400, "bad_request"),
@@ -118,6 +122,13 @@ class TestWithTokens:
         assert (response.status_code, response.json()["code"]) == (status, code), response.json()
         assert response.json()["detail"]
         assert not Message.objects.exists()
+
+    def test_a_client_id_is_kept_as_sent_whitespace_included(self, token, lobby):
+        # The schema allows any client_id but NUL, as the socket does: "\n" is one, not "" (400).
+        first = post(Client(), "lobby", {"body": "hi", "client_id": "\n"}, **bearer(token))
+        again = post(Client(), "lobby", {"body": "hi", "client_id": "\n"}, **bearer(token))
+        assert first.status_code == again.status_code == 201, first.content
+        assert first.json()["client_id"] == "\n" and again.json()["seq"] == first.json()["seq"]
 
     def test_history_refusals(self, token, make_room, lobby):
         make_room("secret", private=True)
