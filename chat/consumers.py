@@ -6,6 +6,7 @@ Nothing a client sends closes the socket, except abuse (4429) or an oversized fr
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Coroutine
 from typing import Any
 
@@ -14,10 +15,12 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError
+from redis.exceptions import RedisError
 
 from . import events, log, metrics, protocol, selectors, services
 from .errors import ChatError
 from .fanout import PreparedFrame, get_fanout
+from .guard import UNAVAILABLE
 from .limits import StrikeWindow, TokenBucket, daphne_protocol, get_user_limits, protocol_backlog, transport_backlog
 from .models import Room
 from .presence import get_presence
@@ -104,6 +107,10 @@ def _last_seqs(room_ids: list[int]) -> dict[int, int]:
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
+    # No channel per socket: the worker's fan-out (chat.fanout) subscribes to this socket's groups
+    # and hands it their events. An alias with no configuration gives a consumer no layer.
+    channel_layer_alias = "chat.fanout (no channel per socket)"
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels (4.2+) runs close_old_connections() through sync_to_async before every
         # handler: a hop to the one sync thread for each event to each socket, so a message to a
@@ -118,6 +125,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         self.connection_id = log.bind_connection()  # on every log line of this socket
+        self.channel_name = f"socket.{secrets.token_hex(8)}"  # this socket's id: presence, skip
         self.user = self.scope.get("user")
         self.session = self.scope.get("session")
         self.rooms: dict[int, str] = {}  # room id -> slug, the rooms this socket has joined
@@ -134,6 +142,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.tasks: set[asyncio.Task] = set()
         self.held: list[tuple[int, PreparedFrame]] | None = None  # room frames held for a reply
 
+        # Redis away: raised before the accept, chat.guard answers 4503 at once (one PING; sockets
+        # have no channel of their own to subscribe, which used to find out).
+        await self.presence.ready()
         await self.accept()
         self.protocol = daphne_protocol(self.base_send)  # room frames go straight to it (push_frame)
         metrics.ws_opened(self)
@@ -157,7 +168,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         self.user_id = self.user.pk
         self.user_group = events.user_group(self.user.pk)
-        await self.channel_layer.group_add(self.user_group, self.channel_name)
+        try:
+            await self.fanout.add(self.user_group, self)
+        except (RedisError, OSError) as error:  # as chat.guard does for a handshake not yet accepted
+            logger.warning("WebSocket closed with %d: Redis is not answering (%s)", UNAVAILABLE, error)
+            self.user_group = None
+            await self._close(UNAVAILABLE)
+            return
         get_session_watch().add(self)
         logger.info("WebSocket opened by user %s", self.user_id)
 
@@ -170,7 +187,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         for room_id in list(self.rooms):
             await self._unsubscribe(room_id)
         if self.user_group:
-            await self.channel_layer.group_discard(self.user_group, self.channel_name)
+            await self.fanout.discard(self.user_group, self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Room frames that arrive while a request is handled wait for its reply, as they would in
@@ -248,7 +265,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if room.pk not in self.rooms:
             # Subscribe before reading: a message committed in between then arrives live as well
             # (the client drops the duplicate by seq) instead of falling between the two.
-            await self.fanout.add(room.pk, self)
+            await self.fanout.add(events.room_group(room.pk), self)
             self.rooms[room.pk] = room.slug
             self.slugs[room.slug] = room.pk
             came_online = await self.presence.add(
@@ -427,7 +444,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _unsubscribe(self, room_id: int) -> None:
         slug = self.rooms.pop(room_id)
         self.slugs.pop(slug, None)
-        await self.fanout.discard(room_id, self)
+        await self.fanout.discard(events.room_group(room_id), self)
         went_offline = await self.presence.remove(
             room_id=room_id, username=self.user.username, channel=self.channel_name
         )

@@ -4,8 +4,10 @@ Writes announce themselves with the `*_on_commit` functions, so a rolled-back wr
 announced and a write from any entry point (socket, admin, HTTP, command) is announced the same
 way. Ephemeral events (typing, presence) have async senders for the consumer.
 
-Channel-layer event types, each handled by a method of `ChatConsumer` of the same name
-(dots become underscores):
+Every event carries `group`, the group it was sent to: each worker's fan-out (chat.fanout) reads
+the group's sockets from it. Channel-layer event types, each handled by a method of
+`ChatConsumer` of the same name (dots become underscores; `chat.frame` goes to
+`ChatConsumer.push_frame`):
 
 - `chat.frame` {room_id, frame: str, skip: channel|None}: a pre-encoded frame for every socket in a room
   group, encoded once per event rather than once per socket.
@@ -40,7 +42,7 @@ def user_group(user_id: int) -> str:
 def _send_now(group: str, event: dict[str, Any]) -> None:
     # Delivery is at most once: a failure here loses only the live copy; clients catch up by seq.
     try:
-        async_to_sync(get_channel_layer().group_send)(group, event)
+        async_to_sync(get_channel_layer().group_send)(group, {**event, "group": group})
     except Exception:
         logger.exception("Could not send %s to %s", event.get("type"), group)
 
@@ -92,15 +94,15 @@ def session_ended(*, user_id: int, session_key: str) -> None:
 # Ephemeral, from the consumer ---------------------------------------------------------------
 
 
+async def _send(group: str, event: dict[str, Any]) -> None:
+    await get_channel_layer().group_send(group, {**event, "group": group})
+
+
 async def typing(*, room_id: int, room_slug: str, username: str, skip_channel: str) -> None:
     frame = protocol.encode("typing", room=room_slug, username=username)
-    await get_channel_layer().group_send(
-        room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip_channel}
-    )
+    await _send(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip_channel})
 
 
 async def presence(*, room_id: int, room_slug: str, users: list[str], skip_channel: str | None = None) -> None:
     frame = protocol.encode("presence", room=room_slug, users=users)
-    await get_channel_layer().group_send(
-        room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip_channel}
-    )
+    await _send(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip_channel})

@@ -57,6 +57,9 @@ class LocalPresence:
     async def users(self, *, room_id: int) -> list[str]:
         return sorted(self._rooms.get(room_id, {}))
 
+    async def ready(self) -> None:
+        """Raise if the backend cannot answer (nothing to ask here)."""
+
     async def typing_allowed(self, *, room_id: int, user_id: int, interval: float) -> bool:
         """At most one typing event per user and room per `interval` seconds."""
         now = time.monotonic()
@@ -217,6 +220,10 @@ class RedisPresence:
                 self.slugs.pop(room_id, None)
         went = await self._remove(keys=self._keys(room_id, username), args=[username, channel])
         return bool(went)
+
+    async def ready(self) -> None:
+        """Raise RedisError or OSError if Redis does not answer a PING."""
+        await self._redis().ping()
 
     async def users(self, *, room_id: int) -> list[str]:
         self._redis()

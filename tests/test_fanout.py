@@ -1,5 +1,6 @@
-"""The worker's room fan-out (chat.fanout): one channel-layer subscription per room and worker,
-each room frame framed once and written to every local socket of the room.
+"""The worker's fan-out (chat.fanout): one channel-layer subscription per group and worker,
+each room frame framed once and written to every local socket of the room, other events handed
+to each socket of the group.
 
 The first tests use the in-process layer and stand-in sockets; the last one a real Daphne worker
 (what the socket sees: the frames, their order, and nothing for sockets that left)."""
@@ -11,7 +12,7 @@ import pytest
 from channels.layers import get_channel_layer
 
 from chat import events
-from chat.fanout import RoomFanout
+from chat.fanout import Fanout
 from tests.test_daphne import expect, join, open_ws, recv, request, send
 
 
@@ -42,7 +43,7 @@ async def eventually(check, timeout: float = 2.0) -> None:
 
 @pytest.fixture
 async def fanout():
-    made = RoomFanout()
+    made = Fanout()
     yield made
     if made._reader is not None:
         made._reader.cancel()
@@ -51,27 +52,51 @@ async def fanout():
 async def test_one_subscription_per_room_however_many_sockets(fanout):
     layer = get_channel_layer()
     a, b, c = StandIn("a"), StandIn("b"), StandIn("c")
-    await asyncio.gather(fanout.add(101, a), fanout.add(101, b), fanout.add(102, c))
+    await asyncio.gather(
+        fanout.add(events.room_group(101), a),
+        fanout.add(events.room_group(101), b),
+        fanout.add(events.room_group(102), c),
+    )
     assert layer.groups[events.room_group(101)].keys() == {fanout.channel}
     assert layer.groups[events.room_group(102)].keys() == {fanout.channel}
 
-    await fanout.discard(101, a)
+    await fanout.discard(events.room_group(101), a)
     assert fanout.channel in layer.groups[events.room_group(101)], "b is still in room 101"
-    await fanout.discard(101, b)
+    await fanout.discard(events.room_group(101), b)
     assert fanout.channel not in layer.groups.get(events.room_group(101), {}), "nobody left: unsubscribed"
-    await fanout.discard(101, b)  # twice: harmless
-    await fanout.discard(102, c)
+    await fanout.discard(events.room_group(101), b)  # twice: harmless
+    await fanout.discard(events.room_group(102), c)
+
+
+async def test_sockets_that_connect_at_once_share_one_channel_and_reader(fanout, monkeypatch):
+    # On Redis, new_channel() waits for a SUBSCRIBE: sockets arriving meanwhile must not make a
+    # second channel (the reader would wait on one while the groups point at the other).
+    from channels.layers import InMemoryChannelLayer
+
+    real = InMemoryChannelLayer.new_channel
+
+    async def slow_new_channel(self, prefix="specific."):
+        await asyncio.sleep(0.05)
+        return await real(self, prefix)
+
+    monkeypatch.setattr(InMemoryChannelLayer, "new_channel", slow_new_channel)
+    sockets = [StandIn(f"s{i}") for i in range(10)]
+    await asyncio.gather(*(fanout.add(events.room_group(150 + i % 2), s) for i, s in enumerate(sockets)))
+    for room in (150, 151):
+        await events._send(
+            events.room_group(room), {"type": "chat.frame", "room_id": room, "frame": "{}", "skip": None}
+        )
+    await eventually(lambda: all(s.pushed for s in sockets))
 
 
 async def test_a_frame_is_framed_once_and_reaches_each_socket_but_the_skipped_one(fanout):
-    layer = get_channel_layer()
     a, b, c, elsewhere = StandIn("a"), StandIn("b"), StandIn("c"), StandIn("d")
     for socket in (a, b, c):
-        await fanout.add(201, socket)
-    await fanout.add(202, elsewhere)
+        await fanout.add(events.room_group(201), socket)
+    await fanout.add(events.room_group(202), elsewhere)
 
     frame = '{"type":"typing","room":"r","username":"a"}'
-    await layer.group_send(events.room_group(201), {"type": "chat.frame", "room_id": 201, "frame": frame, "skip": "a"})
+    await events._send(events.room_group(201), {"type": "chat.frame", "room_id": 201, "frame": frame, "skip": "a"})
     await eventually(lambda: b.pushed and c.pushed)
     assert a.pushed == [] and elsewhere.pushed == []
     (_, text_b, wire_b), (_, text_c, wire_c) = b.pushed[0], c.pushed[0]
@@ -81,9 +106,15 @@ async def test_a_frame_is_framed_once_and_reaches_each_socket_but_the_skipped_on
 
     # Other room events go to each socket's own handler.
     closed = {"type": "chat.room_closed", "room_id": 201, "room": "r", "reason": "archived"}
-    await layer.group_send(events.room_group(201), closed)
+    await events._send(events.room_group(201), closed)
     await eventually(lambda: len(a.dispatched) == len(b.dispatched) == len(c.dispatched) == 1)
     assert a.dispatched[0]["reason"] == "archived" and elsewhere.dispatched == []
+
+    # A socket's user group: its events reach that user's sockets only.
+    await fanout.add(events.user_group(7), a)
+    await events._send(events.user_group(7), {"type": "chat.revalidate"})
+    await eventually(lambda: len(a.dispatched) == 2)
+    assert a.dispatched[1]["type"] == "chat.revalidate" and len(b.dispatched) == len(c.dispatched) == 1
 
 
 async def test_a_failing_socket_does_not_stop_the_others(fanout):
@@ -91,13 +122,12 @@ async def test_a_failing_socket_does_not_stop_the_others(fanout):
         def push_frame(self, room_id, frame) -> None:
             raise RuntimeError("boom")
 
-    layer = get_channel_layer()
     broken, fine = Broken("x"), StandIn("y")
-    await fanout.add(301, broken)
-    await fanout.add(301, fine)
+    await fanout.add(events.room_group(301), broken)
+    await fanout.add(events.room_group(301), fine)
     event = {"type": "chat.frame", "room_id": 301, "frame": '{"type":"x"}', "skip": None}
-    await layer.group_send(events.room_group(301), event)
-    await layer.group_send(events.room_group(301), event)
+    await events._send(events.room_group(301), event)
+    await events._send(events.room_group(301), event)
     await eventually(lambda: len(fine.pushed) >= 1)
     assert fanout._reader is not None and not fanout._reader.done(), "the reader lives on"
 
