@@ -80,7 +80,7 @@ LIFTED |= {name: "100000" for name in ("CHAT_USER_RATE_PER_SECOND", "CHAT_USER_R
 FULL = {
     "w1_rooms": 10,
     "w1_room_size": 50,
-    "w1_rates": [20, 40, 80, 160, 320, 640, 1280, 2560],
+    "w1_rates": [20, 40, 80, 120, 160, 240, 320, 480, 640, 960, 1280, 1920, 2560],  # x1.5 or x1.33 a step
     "w1_seconds": 5,
     "w1_processes": 4,
     "w1_steps_after_failure": 1,  # stepping stops after 1 + this many failing steps in a row

@@ -19,8 +19,10 @@ how frames look):
 
 Every body is JSON {"t": send time, "s": step, "g": sender, "n": sequence number of that sender},
 so each receiver computes latency (arrival - t, both time.time() on this machine) and counts each
-(sender, n) once per socket: duplicates and losses are exact. WebSocket clients keep the library's
-defaults (keepalive pings every 20 s, max_queue 16), as a real client would.
+(sender, n) once per socket: duplicates and losses are exact. WebSocket clients behave like
+browser tabs: they send no WebSocket pings of their own (browsers never do; the `websockets`
+library would every 20 s) and answer the server's pings, which every target sends (Daphne every
+20 s, `websockets` every 20 s). Otherwise the library's defaults (max_queue 16).
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ def planned(step: dict, g: int) -> int:
 async def open_socket(spec: dict):
     import websockets
 
-    ws = await websockets.connect(spec["url"], additional_headers=spec.get("headers"), open_timeout=60, close_timeout=2)
+    ws = await websockets.connect(
+        spec["url"], additional_headers=spec.get("headers"), open_timeout=60, close_timeout=2, ping_interval=None
+    )
     if spec["kind"] == "product":
         try:
             await ws.send(json.dumps({"type": "join", "room": spec["room"], "ref": "j"}))
