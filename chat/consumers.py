@@ -139,7 +139,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.strikes = StrikeWindow(limit=settings.CHAT_ABUSE_LIMIT)
         self.presence = get_presence()
         self.fanout = get_fanout()
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks: set[asyncio.Task] | None = None  # made by the first spawn
         self.held: list[tuple[int, PreparedFrame]] | None = None  # room frames held for a reply
 
         # Redis away: raised before the accept, chat.guard answers 4503 at once (one PING; sockets
@@ -386,6 +386,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run a handler beside this socket's dispatch loop, keeping the task referenced."""
         task = asyncio.get_running_loop().create_task(coroutine)
+        if self.tasks is None:
+            self.tasks = set()
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 

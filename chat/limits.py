@@ -33,10 +33,12 @@ class StrikeWindow:
     def __init__(self, *, limit: int, seconds: float = 60.0) -> None:
         self.limit = limit
         self.seconds = seconds
-        self.times: deque[float] = deque()
+        self.times: deque[float] | None = None  # made at the first strike: most sockets never get one
 
     def add(self) -> bool:
         now = time.monotonic()
+        if self.times is None:
+            self.times = deque()
         self.times.append(now)
         while self.times and now - self.times[0] > self.seconds:
             self.times.popleft()

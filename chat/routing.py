@@ -1,16 +1,18 @@
 from channels.security.websocket import WebsocketDenier
 from django.urls import path, re_path
 
+from .auth import ChatAuthMiddleware
 from .consumers import ChatConsumer, EchoConsumer
 
-# Open to any page: the echo socket reads and stores nothing (see config/asgi.py).
-public_websocket_urlpatterns = [
-    path("ws/echo/", EchoConsumer.as_asgi()),
-]
-
-# Behind the Origin check and session authentication.
+# One router level (config/asgi.py): a router and its copy of the scope stay alive for as long as
+# each socket, so each chat route carries its own authentication instead of a nested router
+# (docs/performance.md, W2 memory).
 websocket_urlpatterns = [
-    path("ws/chat/", ChatConsumer.as_asgi()),
-    # Any other path is refused at the handshake (HTTP 403) instead of raising in the router.
-    re_path(r"", WebsocketDenier.as_asgi()),
+    # Open to any page: the echo socket reads and stores nothing.
+    path("ws/echo/", EchoConsumer.as_asgi()),
+    # Behind the Origin check and session (or token) authentication.
+    path("ws/chat/", ChatAuthMiddleware(ChatConsumer.as_asgi())),
+    # Any other path is refused at the handshake (HTTP 403) instead of raising in the router,
+    # after the same checks as the chat.
+    re_path(r"", ChatAuthMiddleware(WebsocketDenier.as_asgi())),
 ]

@@ -21,23 +21,14 @@ except ImproperlyConfigured as error:
     raise SystemExit(2) from None
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.urls import re_path  # noqa: E402
 
-from chat.auth import ChatAuthMiddleware  # noqa: E402
 from chat.guard import BackendsDownGuard  # noqa: E402
-from chat.routing import public_websocket_urlpatterns, websocket_urlpatterns  # noqa: E402
+from chat.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Redis or the database down at the handshake: close 4503 instead of HTTP 500 (chat/guard.py).
-        "websocket": BackendsDownGuard(
-            URLRouter(
-                [
-                    *public_websocket_urlpatterns,
-                    re_path(r"", ChatAuthMiddleware(URLRouter(websocket_urlpatterns))),
-                ]
-            )
-        ),
+        "websocket": BackendsDownGuard(URLRouter(websocket_urlpatterns)),
     }
 )
