@@ -355,11 +355,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # Channel-layer events (see chat.events) -----------------------------------------------------
 
-    async def chat_frame(self, event: dict[str, Any]) -> None:
-        if event.get("skip") == self.channel_name or event.get("room_id") not in self.rooms or self.closing:
-            return
-        await self.send(text_data=event["frame"])
-
     def push_frame(self, room_id: int, frame: PreparedFrame) -> None:
         """A room's frame from this worker's fan-out (chat.fanout): the bytes framed once for
         all sockets are written straight to Daphne's protocol, in order with every other write."""
