@@ -87,6 +87,18 @@ class Frame:
         return self.fields[name]
 
 
+def is_text(value: str) -> bool:
+    """Whether `value` can travel as UTF-8. JSON may carry lone surrogates ("\\ud800"), which
+    Python decodes into a str that nothing can encode: not storable, not echoable."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _type_name(kind: type) -> str:
     return {str: "a string", int: "an integer"}[kind]
 
@@ -96,10 +108,8 @@ def _check_field(name: str, spec: Field, value: Any) -> Any:
     if not isinstance(value, spec.kind) or (spec.kind is int and isinstance(value, bool)):
         raise ChatError(ChatError.BAD_REQUEST, f"'{name}' must be {_type_name(spec.kind)}.")
     if spec.kind is str:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:  # JSON may carry lone surrogates ("\ud800"); nothing can store them
-            raise ChatError(ChatError.BAD_REQUEST, f"'{name}' is not valid Unicode text.") from None
+        if not is_text(value):
+            raise ChatError(ChatError.BAD_REQUEST, f"'{name}' is not valid Unicode text.")
         if "\x00" in value:
             raise ChatError(ChatError.BAD_REQUEST, f"'{name}' contains a NUL character.")
     if spec.max_length is not None and len(value) > spec.max_length:
@@ -121,9 +131,12 @@ def parse_frame(text: str) -> Frame:
     if not isinstance(data, dict):
         raise ChatError(ChatError.BAD_REQUEST, "A frame must be a JSON object.")
 
+    # `ref` and `room` are copied into the reply: only text that can be sent back is echoed.
     ref = data.get("ref")
     if ref is not None and not (isinstance(ref, str) and len(ref) <= MAX_REF_LENGTH):
         raise ChatError(ChatError.BAD_REQUEST, f"'ref' must be a string of at most {MAX_REF_LENGTH} characters.")
+    if ref is not None and not is_text(ref):
+        raise ChatError(ChatError.BAD_REQUEST, "'ref' is not valid Unicode text.")
 
     try:
         frame_type = data.get("type")
@@ -143,17 +156,24 @@ def parse_frame(text: str) -> Frame:
             fields[name] = _check_field(name, spec, value)
     except ChatError as error:
         error.ref = ref
-        if isinstance(data.get("room"), str) and len(data["room"]) <= MAX_SLUG_LENGTH:
-            error.room = data["room"]
+        room = data.get("room")
+        if isinstance(room, str) and len(room) <= MAX_SLUG_LENGTH and is_text(room):
+            error.room = room
         raise
     return Frame(type=frame_type, ref=ref, fields=fields)
 
 
 def encode(frame_type: str, ref: str | None = None, **fields: Any) -> str:
+    """A server frame as JSON text that always encodes as UTF-8: should a lone surrogate reach a
+    field despite the checks above, it goes out escaped (`\\udfff`) instead of failing the send,
+    which would end the socket."""
     payload: dict[str, Any] = {"type": frame_type, **fields}
     if ref is not None:
         payload["ref"] = ref
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    if is_text(text):
+        return text
+    return json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
 
 
 def fit_messages(messages: list[dict[str, Any]], *, budget: int, keep: str) -> tuple[list[dict[str, Any]], bool]:

@@ -115,6 +115,9 @@ class Socket:
     async def recv(self, timeout: float = 3) -> dict[str, Any]:
         output = await self.communicator.receive_output(timeout)
         assert output["type"] == "websocket.send", f"expected a frame, got {output}"
+        # Daphne encodes every text frame as UTF-8; one that cannot be (a lone surrogate) ends
+        # the socket there, so a reply that would fail is a failure here too.
+        output["text"].encode("utf-8")
         return json.loads(output["text"])
 
     async def expect(self, frame_type: str, timeout: float = 3, **match: Any) -> dict[str, Any]:
