@@ -57,11 +57,15 @@ class RoomAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         became_archived = change and "archived" in form.changed_data and obj.archived
+        became_private = change and "private" in form.changed_data and obj.private
         if not change and obj.created_by_id is None:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
         if became_archived:
             services.room_archive(room=obj)
+        if became_private:
+            # Moderators and invited members stay; everyone else's sockets leave the room.
+            services.room_access_changed(room=obj)
 
     def save_formset(self, request, form, formset, change):
         if formset.model is Membership:
@@ -70,6 +74,7 @@ class RoomAdmin(admin.ModelAdmin):
                 services.membership_remove(room=membership.room, user=membership.user)
             for membership in instances:
                 membership.save()
+                services.membership_changed(membership=membership)
             formset.save_m2m()
         else:
             super().save_formset(request, form, formset, change)
@@ -84,11 +89,21 @@ class RoomAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "room", "role", "joined_at", "last_read_seq"]
-    list_filter = ["role", "room__private", "room"]
+    list_display = ["user", "room", "role", "invited", "joined_at", "last_read_seq"]
+    list_filter = ["role", "invited", "room__private", "room"]
     search_fields = ["user__username", "room__slug", "room__name"]
     autocomplete_fields = ["user", "room"]
     readonly_fields = ["joined_at", "last_read_seq"]
+    actions = ["invite_members"]
+
+    @admin.action(description="Invite selected members (they may enter the room while it is private)")
+    def invite_members(self, request, queryset):
+        count = queryset.filter(invited=False).update(invited=True)
+        self.message_user(request, f"Invited {count} member(s).", messages.SUCCESS)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        services.membership_changed(membership=obj)
 
     def delete_model(self, request, obj):
         services.membership_remove(room=obj.room, user=obj.user)

@@ -110,6 +110,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # No channel per socket: the worker's fan-out (chat.fanout) subscribes to this socket's groups
     # and hands it their events. An alias with no configuration gives a consumer no layer.
     channel_layer_alias = "chat.fanout (no channel per socket)"
+    # Until connect() has run (and for a handshake refused before it), a socket holds nothing.
+    released = False
+    user_id: int | None = None
+    user_group: str | None = None
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels (4.2+) runs close_old_connections() through sync_to_async before every
@@ -178,16 +182,41 @@ class ChatConsumer(AsyncWebsocketConsumer):
         get_session_watch().add(self)
         logger.info("WebSocket opened by user %s", self.user_id)
 
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Whatever ended the socket: after a crash in a handler (or a reply that could not be
+            # sent) Daphne closes it with 1011 and never calls disconnect(); a cancelled task or a
+            # worker's shutdown ends here too. Its presence, per-user slot, fan-out membership and
+            # metrics are released all the same.
+            await self._release(1011)
+
     async def disconnect(self, code: int) -> None:
-        logger.info("WebSocket closed with code %s", metrics.ws_closed(self, code))
+        await self._release(code)
+
+    async def _release(self, code: int) -> None:
+        """Give back everything this socket holds, once; each step on its own, so one that fails
+        (Redis away) does not keep the others from running."""
+        if self.released:
+            return
+        self.released = True
         self.closing = True
+        logger.info("WebSocket closed with code %s", metrics.ws_closed(self, code))
         get_session_watch().discard(self)
         if self.user_id is not None:
             get_user_limits().close(self.user_id, self)
-        for room_id in list(self.rooms):
-            await self._unsubscribe(room_id)
+        for room_id in list(getattr(self, "rooms", ())):
+            try:
+                await self._unsubscribe(room_id)
+            except Exception:  # Redis away: the presence entry lapses by itself (CHAT_PRESENCE_TTL)
+                logger.warning("Could not leave room %s cleanly", room_id, exc_info=True)
         if self.user_group:
-            await self.fanout.discard(self.user_group, self)
+            group, self.user_group = self.user_group, None
+            try:
+                await self.fanout.discard(group, self)
+            except Exception:
+                logger.warning("Could not leave the group %s cleanly", group, exc_info=True)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Room frames that arrive while a request is handled wait for its reply, as they would in
@@ -387,11 +416,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         task.add_done_callback(self.tasks.discard)
 
     async def chat_room_closed(self, event: dict[str, Any]) -> None:
-        room_id = event["room_id"]
-        if room_id not in self.rooms:
+        await self.room_lost(event["room_id"], event["reason"])
+
+    async def chat_access_changed(self, event: dict[str, Any]) -> None:
+        # A room became private: the worker re-checks all its sockets in a few queries (once,
+        # however many sockets got this event).
+        get_session_watch().recheck_access()
+
+    async def room_lost(self, room_id: int, reason: str) -> None:
+        """The user may no longer be in this room (see RoomClosed): leave it and say why."""
+        slug = self.rooms.get(room_id)
+        if slug is None or self.closing:
             return
         await self._unsubscribe(room_id)
-        await self.send(protocol.encode("room_closed", room=event["room"], reason=event["reason"]))
+        await self.send(protocol.encode("room_closed", room=slug, reason=reason))
 
     async def chat_session_ended(self, event: dict[str, Any]) -> None:
         if event["session_key"] == self.session_key:

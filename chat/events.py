@@ -15,6 +15,8 @@ the group's sockets from it. Channel-layer event types, each handled by a method
   (banned, removed); the socket unsubscribes and forwards a `room_closed` frame.
 - `chat.session_ended` {session_key}: to a user group, after a logout.
 - `chat.token_revoked` {token_id}: to a user group; sockets opened with that token close (4401).
+- `chat.access_changed` {room_id}: to a room group, after the room became private: each worker
+  re-checks at once which of its sockets may still be in the room (chat.session_watch).
 - `chat.revalidate` {}: to a user group, after the user changed (password, active flag, deleted):
   each socket checks that its session still authenticates it.
 """
@@ -80,6 +82,10 @@ def room_closed_on_commit(*, room_id: int, room_slug: str, reason: str, user_id:
     """Close a room for everyone in it, or (with `user_id`) for one user's sockets."""
     group = user_group(user_id) if user_id is not None else room_group(room_id)
     _on_commit(group, {"type": "chat.room_closed", "room_id": room_id, "room": room_slug, "reason": reason})
+
+
+def access_changed_on_commit(*, room_id: int) -> None:
+    _on_commit(room_group(room_id), {"type": "chat.access_changed", "room_id": room_id})
 
 
 def user_revalidate_on_commit(*, user_id: int) -> None:

@@ -39,6 +39,12 @@ class Membership(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    # Membership also keeps read markers, so everyone who ever opened a public room has one.
+    # Only invited members and moderators may enter the room while it is private.
+    invited = models.BooleanField(
+        default=False,
+        help_text="May enter the room while it is private. Joining a public room does not invite.",
+    )
     joined_at = models.DateTimeField(auto_now_add=True)
     last_read_seq = models.PositiveBigIntegerField(default=0)
 
@@ -47,6 +53,14 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.room}"
+
+    @property
+    def grants_private_access(self) -> bool:
+        return self.invited or self.role == self.Role.MODERATOR
+
+
+# The memberships that let their user into a private room (see Membership.invited).
+PRIVATE_ACCESS = Q(invited=True) | Q(role=Membership.Role.MODERATOR)
 
 
 class Ban(models.Model):

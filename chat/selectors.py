@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from .errors import ChatError
-from .models import ApiToken, Ban, Membership, Message, Room
+from .models import PRIVATE_ACCESS, ApiToken, Ban, Membership, Message, Room
 from .protocol import MAX_SLUG_LENGTH
 
 DELETED_AUTHOR = "[deleted]"
@@ -77,12 +77,59 @@ def room_access_check(*, room: Room, user) -> None:
     """Raise the ChatError that keeps `user` out of `room`, if any."""
     if room.archived:
         raise ChatError(ChatError.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
-    if room.private and not Membership.objects.filter(room=room, user=user).exists():
+    if room.private and not Membership.objects.filter(PRIVATE_ACCESS, room=room, user=user).exists():
         raise ChatError(
             ChatError.FORBIDDEN, f"'{room.slug}' is a private room you are not a member of.", room=room.slug
         )
     if Ban.objects.filter(room=room, user=user).exists():
         raise ChatError(ChatError.FORBIDDEN, f"You are banned from '{room.slug}'.", room=room.slug)
+
+
+class RoomClosed:
+    """Why a socket leaves a room it is in (the `reason` of a `room_closed` frame)."""
+
+    ARCHIVED = "archived"
+    DELETED = "deleted"
+    REMOVED = "removed"
+    BANNED = "banned"
+
+
+def rooms_access_lost(*, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], str]:
+    """Of the (user id, room id) pairs given, those whose user may no longer be in the room, with
+    the reason: the room was deleted or archived, the user was banned, or the room is private and
+    the user is not invited to it (any more). At most three queries, however many pairs."""
+    if not pairs:
+        return {}
+    room_ids = {room_id for _, room_id in pairs}
+    user_ids = {user_id for user_id, _ in pairs}
+    rooms = {
+        pk: (archived, private)
+        for pk, archived, private in Room.objects.filter(pk__in=room_ids).values_list("pk", "archived", "private")
+    }
+    banned = set(Ban.objects.filter(room_id__in=room_ids, user_id__in=user_ids).values_list("user_id", "room_id"))
+    private_ids = {pk for pk, (_, private) in rooms.items() if private}
+    invited = (
+        set(
+            Membership.objects.filter(PRIVATE_ACCESS, room_id__in=private_ids, user_id__in=user_ids).values_list(
+                "user_id", "room_id"
+            )
+        )
+        if private_ids
+        else set()
+    )
+    lost = {}
+    for pair in pairs:
+        user_id, room_id = pair
+        room = rooms.get(room_id)
+        if room is None:
+            lost[pair] = RoomClosed.DELETED
+        elif room[0]:
+            lost[pair] = RoomClosed.ARCHIVED
+        elif pair in banned:
+            lost[pair] = RoomClosed.BANNED
+        elif room[1] and pair not in invited:
+            lost[pair] = RoomClosed.REMOVED
+    return lost
 
 
 def room_get_for(*, slug: str, user) -> Room:
@@ -114,7 +161,7 @@ def room_list_for(*, user) -> list[RoomSummary]:
     banned from, with the number of messages they have not read."""
     rooms = (
         Room.objects.filter(archived=False)
-        .filter(Q(private=False) | Q(memberships__user=user))
+        .filter(Q(private=False) | Q(pk__in=Membership.objects.filter(PRIVATE_ACCESS, user=user).values("room_id")))
         .exclude(bans__user=user)
         .distinct()
         .order_by("name")

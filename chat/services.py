@@ -15,15 +15,7 @@ from django.utils import timezone
 from . import events
 from .errors import ChatError
 from .models import ApiToken, Ban, Membership, Message, Room
-from .selectors import message_to_wire, room_access_check, room_get_for
-
-
-class RoomClosed:
-    ARCHIVED = "archived"
-    DELETED = "deleted"
-    REMOVED = "removed"
-    BANNED = "banned"
-
+from .selectors import RoomClosed, message_to_wire, room_access_check, room_get_for
 
 # Rooms --------------------------------------------------------------------------------------
 
@@ -37,11 +29,19 @@ def room_create(
     with transaction.atomic():
         room.save()
         if created_by is not None and private:
-            Membership.objects.create(room=room, user=created_by, role=Membership.Role.MODERATOR)
+            Membership.objects.create(room=room, user=created_by, role=Membership.Role.MODERATOR, invited=True)
         for user in members:
             if user != created_by:
-                Membership.objects.get_or_create(room=room, user=user)
+                Membership.objects.update_or_create(room=room, user=user, defaults={"invited": True})
     return room
+
+
+def room_access_changed(*, room: Room) -> None:
+    """The room's rules changed (it became private): every worker re-checks its sockets in the
+    room at once, and those whose user may no longer be there get `room_closed` (`removed`).
+    Moderators and invited members stay (Membership.invited). The periodic re-check
+    (CHAT_ACCESS_SWEEP_SECONDS) does the same should this event be lost."""
+    events.access_changed_on_commit(room_id=room.pk)
 
 
 def room_archive(*, room: Room) -> Room:
@@ -79,15 +79,29 @@ def room_enter(*, slug: str, user) -> Room:
 
 
 def membership_add(*, room: Room, user, role: str = Membership.Role.MEMBER) -> Membership:
-    membership, created = Membership.objects.get_or_create(room=room, user=user, defaults={"role": role})
-    if not created and membership.role != role:
-        membership.role = role
-        membership.save(update_fields=["role"])
+    """Invite `user` to the room (with `role`): they may enter it while it is private."""
+    membership, created = Membership.objects.get_or_create(
+        room=room, user=user, defaults={"role": role, "invited": True}
+    )
+    if not created and (membership.role != role or not membership.invited):
+        membership.role, membership.invited = role, True
+        membership.save(update_fields=["role", "invited"])
     return membership
 
 
+def membership_changed(*, membership: Membership) -> None:
+    """A membership was edited (staff unticked `invited`, or demoted a moderator): in a private
+    room that may shut its user out, as removing it would."""
+    room = membership.room
+    if room.private and not membership.grants_private_access:
+        events.room_closed_on_commit(
+            room_id=room.pk, room_slug=room.slug, reason=RoomClosed.REMOVED, user_id=membership.user_id
+        )
+
+
 def membership_remove(*, room: Room, user) -> None:
-    """Remove a member. In a private room that shuts them out: their sockets leave it."""
+    """Remove a member (and their read marker). In a private room that shuts them out: their
+    sockets leave it."""
     with transaction.atomic():
         Membership.objects.filter(room=room, user=user).delete()
         if room.private:

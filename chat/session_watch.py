@@ -1,9 +1,15 @@
-"""The safety net under session-end events.
+"""The safety net under session-end and access events.
 
 Logout, password changes, deactivation and token revocation close sockets through channel-layer
-events within a second. The layer is at-most-once, so each worker also re-checks the sessions of
-all its open sockets every CHAT_SESSION_SWEEP_SECONDS, and the API tokens of its token sockets
-every CHAT_TOKEN_SWEEP_SECONDS, in a few queries, and closes those that no longer authenticate.
+events within a second; bans, removal from a private room, a room made private, archived or
+deleted take sockets out of the room the same way. The layer is at-most-once, and a change made
+where no event is sent (a `manage.py shell` without Redis) announces nothing, so each worker also
+re-checks, in a few queries for all its open sockets together:
+
+- the API tokens of its token sockets every CHAT_TOKEN_SWEEP_SECONDS (closed with 4401);
+- which of its sockets' rooms their users may still be in, every CHAT_ACCESS_SWEEP_SECONDS
+  (`room_closed` for the others), and at once when a `chat.access_changed` event asks;
+- the sessions of its cookie sockets every CHAT_SESSION_SWEEP_SECONDS (closed with 4401).
 """
 
 import asyncio
@@ -23,14 +29,18 @@ class Watched(Protocol):
     session_key: str | None
     token_id: int | None
     user_id: int | None
+    rooms: dict[int, str]
 
     async def session_ended(self) -> None: ...
+
+    async def room_lost(self, room_id: int, reason: str) -> None: ...
 
 
 class SessionWatch:
     def __init__(self) -> None:
         self.sockets: weakref.WeakSet[Watched] = weakref.WeakSet()
         self.task: asyncio.Task | None = None
+        self.access_asked: asyncio.Event | None = None  # set: re-check rooms now
 
     def add(self, socket: Watched) -> None:
         self.sockets.add(socket)
@@ -41,18 +51,53 @@ class SessionWatch:
     def discard(self, socket: Watched) -> None:
         self.sockets.discard(socket)
 
+    def recheck_access(self) -> None:
+        """Re-check every socket's rooms now (coalesced: many asks, one sweep)."""
+        if self.access_asked is not None:
+            self.access_asked.set()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        next_sessions = loop.time() + settings.CHAT_SESSION_SWEEP_SECONDS
+        self.access_asked = asyncio.Event()
+        periods = {
+            self.sweep_tokens: settings.CHAT_TOKEN_SWEEP_SECONDS,
+            self.sweep_access: settings.CHAT_ACCESS_SWEEP_SECONDS,
+            self.sweep: settings.CHAT_SESSION_SWEEP_SECONDS,
+        }
+        due = {sweep: loop.time() + period for sweep, period in periods.items()}
         while self.sockets:
-            await asyncio.sleep(min(settings.CHAT_SESSION_SWEEP_SECONDS, settings.CHAT_TOKEN_SWEEP_SECONDS))
             try:
-                await self.sweep_tokens()
-                if loop.time() >= next_sessions:
-                    next_sessions = loop.time() + settings.CHAT_SESSION_SWEEP_SECONDS
-                    await self.sweep()
-            except Exception:  # a database hiccup: try again next round
-                logger.exception("Session sweep failed")
+                await asyncio.wait_for(self.access_asked.wait(), max(0.0, min(due.values()) - loop.time()))
+            except TimeoutError:
+                pass
+            now = loop.time()
+            if self.access_asked.is_set():
+                self.access_asked.clear()
+                due[self.sweep_access] = now
+            for sweep, period in periods.items():
+                if now < due[sweep]:
+                    continue
+                due[sweep] = now + period
+                try:
+                    await sweep()
+                except Exception:  # a database hiccup: try again next round
+                    logger.exception("%s failed", sweep.__name__)
+
+    async def sweep_access(self) -> None:
+        """Take sockets out of the rooms their users may no longer be in (banned, removed from a
+        private room, a room made private without inviting them, archived, deleted)."""
+        sockets = [s for s in list(self.sockets) if s.user_id is not None and s.rooms]
+        if not sockets:
+            return
+        pairs = {(s.user_id, room_id) for s in sockets for room_id in list(s.rooms)}
+        lost = await database_sync_to_async(selectors.rooms_access_lost)(pairs=pairs)
+        if not lost:
+            return
+        for socket in sockets:
+            for room_id in list(socket.rooms):
+                reason = lost.get((socket.user_id, room_id))
+                if reason is not None:
+                    await socket.room_lost(room_id, reason)
 
     async def sweep_tokens(self) -> None:
         """Close the sockets whose API token was revoked, expired or lost its user."""

@@ -303,6 +303,9 @@ CHAT_CATCHUP_LIMIT = 500
 CHAT_SESSION_SWEEP_SECONDS = env_int("CHAT_SESSION_SWEEP_SECONDS", 30, minimum=1)
 # How often each worker re-checks the API tokens of its token sockets (revocation closes them).
 CHAT_TOKEN_SWEEP_SECONDS = env_int("CHAT_TOKEN_SWEEP_SECONDS", 5, minimum=1)
+# How often each worker re-checks that its sockets' users may still be in their rooms (a ban, a
+# removal from a private room, an archived room), in case the event that says so was lost.
+CHAT_ACCESS_SWEEP_SECONDS = env_int("CHAT_ACCESS_SWEEP_SECONDS", 5, minimum=1)
 
 # The HTTP API (chat/api.py): bearer tokens or the session (with CSRF), JSON only, errors with the
 # socket's codes, and per user the socket's rate averaged over a minute (CHAT_RATE_PER_SECOND x 60

@@ -51,7 +51,7 @@ class TestWithTokens:
         services.message_send(room=lobby, author=bob, body="one")
         staff = make_room("staff", private=True)
         make_room("secret", private=True)
-        Membership.objects.create(room=staff, user=alice)
+        Membership.objects.create(room=staff, user=alice, invited=True)
         rooms = Client().get("/api/rooms/", **bearer(token)).json()["rooms"]
         assert [(r["slug"], r["private"], r["unread"], r["last_seq"]) for r in rooms] == [
             ("lobby", False, 1, 1),

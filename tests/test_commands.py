@@ -74,5 +74,5 @@ def test_chat_send_refuses_with_a_sentence(alice, make_room, args, sentence):
 
 def test_chat_send_posts_into_a_private_room_for_a_member(alice, make_room):
     room = make_room("staff", private=True)
-    Membership.objects.create(room=room, user=alice)
+    Membership.objects.create(room=room, user=alice, invited=True)
     assert run("staff", "members only", "--as", "alice").startswith("Sent message #1")

@@ -735,6 +735,7 @@ async def test_admin_room_form_inline_removal_and_archive_checkbox_act_live(
                     f"memberships-{i}-room": str(secret.pk),
                     f"memberships-{i}-user": str(membership.user_id),
                     f"memberships-{i}-role": "member",
+                    f"memberships-{i}-invited": "on",  # as the form shows them: invited
                 }
             )
         if delete_bob:

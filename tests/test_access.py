@@ -1,0 +1,378 @@
+"""Who may be in a room, and what a socket gives back when it ends.
+
+- a frame with a lone surrogate in a field the server echoes (`room`, `ref`) gets an `error` and
+  the socket lives on (a real worker: the in-process communicator never encodes to UTF-8);
+- whatever ends a socket (a crash in a handler, a cancelled task) releases its presence, its
+  per-user slot, its fan-out membership and its metrics;
+- bans, removals, archiving and deletion reach every socket even when their event is lost: a ban
+  made from a `manage.py shell` without Redis closes the room on two workers that share Redis;
+- making a room private keeps its moderators and invited members and closes the room for the
+  others (joining a public room does not invite).
+"""
+
+import asyncio
+import json
+import secrets
+
+import pytest
+import websockets
+from channels.db import database_sync_to_async
+from django.test import Client
+
+from chat import limits, metrics, presence, services
+from chat.consumers import ChatConsumer
+from chat.fanout import get_fanout
+from chat.models import Ban, Membership, Room
+from chat.selectors import room_list_for
+from tests.daphne_server import DaphneServer, clean_env, run_manage
+from tests.redis_server import RedisServer
+
+# A lone surrogate, written as the JSON escape a client can send in perfectly valid UTF-8 text.
+SURROGATE_FRAMES = [
+    '{"type": "join", "room": "\\udfff"}',
+    '{"type": "ping", "ref": "\\ud800"}',
+    '{"type": "send", "room": "\\ud800x", "body": "hi", "ref": "\\udbff\\udbff"}',
+    '{"type": "typing", "room": "lobby\\udc00"}',
+]
+
+
+async def ws_frames(ws, seconds: float) -> list[dict]:
+    """Every frame that arrives within `seconds`."""
+    frames = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (remaining := deadline - loop.time()) > 0:
+        try:
+            frames.append(json.loads(await asyncio.wait_for(ws.recv(), remaining)))
+        except TimeoutError:
+            break
+    return frames
+
+
+async def ws_reply(ws, ref: str, timeout: float = 5) -> dict:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), max(deadline - loop.time(), 0.01)))
+        if frame.get("ref") == ref:
+            return frame
+
+
+async def ws_expect(ws, frame_type: str, timeout: float = 5, **match) -> dict:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), max(deadline - loop.time(), 0.01)))
+        except TimeoutError:
+            raise AssertionError(f"no {frame_type} {match} within {timeout} s") from None
+        if frame["type"] == frame_type and all(frame.get(k) == v for k, v in match.items()):
+            return frame
+
+
+def cookie_socket(server: DaphneServer, cookie: str):
+    return websockets.connect(server.ws_url, additional_headers={"Cookie": cookie, "Origin": server.base_url})
+
+
+# A lone surrogate on a real worker ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def worker():
+    with DaphneServer(env={"CHAT_MAX_SOCKETS_PER_USER": "3"}) as server:
+        yield server
+
+
+async def test_a_lone_surrogate_in_an_echoed_field_gets_an_error_and_the_socket_lives_on(worker):
+    cookie = await asyncio.to_thread(worker.login, "alice")
+    async with cookie_socket(worker, cookie) as ws:
+        await ws.send(json.dumps({"type": "join", "room": "lobby", "ref": "j"}))
+        assert (await ws_reply(ws, "j"))["type"] == "joined"
+        for text in SURROGATE_FRAMES:
+            await ws.send(text)
+            await ws.send(json.dumps({"type": "ping", "ref": "after"}))
+            replies = []
+            while not replies or replies[-1].get("ref") != "after":
+                replies.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+            errors = [r for r in replies if r["type"] == "error"]
+            assert [e["code"] for e in errors] == ["bad_request"], (text, replies)
+            assert "ref" not in errors[0], errors  # nothing that cannot be sent back is echoed
+            assert replies[-1]["type"] == "pong"
+    assert "surrogates not allowed" not in worker.log()
+
+
+async def test_sockets_that_sent_lone_surrogates_leave_no_ghost_and_no_used_slot(worker):
+    """The per-user cap here is 3: before the fix, three such sockets (each crashed with 1011,
+    its disconnect never run) locked the account out with 4408 until the worker restarted, and
+    left alice listed online."""
+    alice, bob = await asyncio.gather(asyncio.to_thread(worker.login, "alice"), asyncio.to_thread(worker.login, "bob"))
+    async with cookie_socket(worker, bob) as watcher:
+        await watcher.send(json.dumps({"type": "join", "room": "random", "ref": "j"}))
+        assert (await ws_reply(watcher, "j"))["presence"] == ["bob"]
+        for _ in range(5):
+            async with cookie_socket(worker, alice) as ws:
+                await ws.send(json.dumps({"type": "join", "room": "random", "ref": "j"}))
+                assert (await ws_reply(ws, "j"))["type"] == "joined"
+                await ws.send(SURROGATE_FRAMES[0])
+                await ws.send(SURROGATE_FRAMES[1])
+                await ws.send(json.dumps({"type": "ping", "ref": "p"}))
+                assert (await ws_reply(ws, "p"))["type"] == "pong"
+        await ws_expect(watcher, "presence", users=["bob"])
+        async with cookie_socket(worker, alice) as ws:  # a sixth socket: not 4408
+            await ws.send(json.dumps({"type": "ping", "ref": "p"}))
+            assert (await ws_reply(ws, "p"))["type"] == "pong"
+
+
+# Whatever ends a socket releases what it holds -----------------------------------------------------
+
+
+def held_by(user) -> dict:
+    fanout = get_fanout()
+    return {
+        "slots": len(limits.get_user_limits().sockets.get(user.pk, ())),
+        "groups": sorted(group for group, members in fanout.members.items() if members),
+        "gauge": len(metrics.open_sockets),
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("how", ["crash", "cancel"])
+async def test_whatever_ends_a_socket_releases_its_presence_slot_groups_and_metrics(
+    alice, bob, make_room, connect, monkeypatch, how
+):
+    room = await database_sync_to_async(make_room)("lobby")
+    original = ChatConsumer.handle_frame
+
+    async def handle_frame(self, text_data, bytes_data):
+        if text_data == "crash":
+            raise RuntimeError("a bug in a handler")
+        await original(self, text_data, bytes_data)
+
+    monkeypatch.setattr(ChatConsumer, "handle_frame", handle_frame)
+    watcher = await connect(bob)
+    await watcher.join("lobby")
+    before = held_by(alice)
+    assert before == {"slots": 0, "groups": [f"room.{room.pk}", f"user.{bob.pk}"], "gauge": 1}
+    socket = await connect(alice)
+    await socket.join("lobby")
+    await watcher.expect("presence", users=["alice", "bob"])
+    assert held_by(alice) == {"slots": 1, "groups": sorted([*before["groups"], f"user.{alice.pk}"]), "gauge": 2}
+
+    if how == "crash":
+        await socket.send_text("crash")
+        with pytest.raises(RuntimeError, match="a bug in a handler"):
+            await socket.communicator.receive_output(3)
+    else:  # the worker's shutdown, or Daphne giving up on the application
+        socket.communicator.future.cancel()
+    await watcher.expect("presence", users=["bob"])
+    assert held_by(alice) == before
+    assert await presence.get_presence().users(room_id=room.pk) == ["bob"]
+
+
+# Access lost without its event ---------------------------------------------------------------------
+
+
+def no_event_ban(room, user):
+    Ban.objects.create(room=room, user=user)  # not services.ban_create: nothing is announced
+
+
+def no_event_archive(room, user):
+    Room.objects.filter(pk=room.pk).update(archived=True)
+
+
+def no_event_delete(room, user):
+    Room.objects.filter(pk=room.pk).delete()
+
+
+def no_event_removal(room, user):
+    Room.objects.filter(pk=room.pk).update(private=True)  # bob was invited: only his removal counts
+    Membership.objects.filter(room=room, user=user).delete()
+
+
+def no_event_made_private(room, user):
+    Room.objects.filter(pk=room.pk).update(private=True)  # bob only ever joined the public room
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (no_event_ban, "banned"),
+        (no_event_archive, "archived"),
+        (no_event_delete, "deleted"),
+        (no_event_removal, "removed"),
+        (no_event_made_private, "removed"),
+    ],
+    ids=["ban", "archive", "delete", "removal", "made-private"],
+)
+async def test_access_lost_without_its_event_still_takes_the_socket_out_of_the_room(
+    alice, bob, make_room, connect, settings, change, reason
+):
+    settings.CHAT_ACCESS_SWEEP_SECONDS = 1
+    room = await database_sync_to_async(make_room)("team")
+    await database_sync_to_async(services.membership_add)(room=room, user=alice, role="moderator")
+    if change is no_event_removal:
+        await database_sync_to_async(services.membership_add)(room=room, user=bob)
+    a, b = await connect(alice), await connect(bob)
+    await a.join("team")
+    await b.join("team")
+    await database_sync_to_async(change)(room, bob)
+
+    assert await b.expect("room_closed", timeout=3) == {"type": "room_closed", "room": "team", "reason": reason}
+    typing = await b.request("typing", room="team")
+    assert typing["code"] == "not_joined"
+    pong = await b.request("ping")
+    assert "team" not in pong.get("seqs", {})
+    if reason in {"banned", "removed"}:  # the room lives on for alice, and bob hears nothing of it
+        await a.nothing("room_closed", wait=1.2)
+        await a.request("send", room="team", body="after bob left")
+        await b.nothing("message", wait=0.5)
+        rejoin = await b.request("join", room="team")
+        assert rejoin["type"] == "error" and rejoin["code"] == "forbidden"
+
+
+@pytest.fixture(scope="module")
+def two_workers():
+    """Two workers on one Redis and one database, re-checking access every second."""
+    with RedisServer() as redis:
+        common = {"REDIS_URL": redis.url, "DJANGO_SECRET_KEY": secrets.token_urlsafe(50)}
+        with DaphneServer(env={**common, "CHAT_ACCESS_SWEEP_SECONDS": "1"}) as first:
+            shared = {**common, "DATABASE_URL": first.env["DATABASE_URL"], "CHAT_ACCESS_SWEEP_SECONDS": "1"}
+            with DaphneServer(env=shared) as second:
+                yield first, second
+
+
+def shell_without_redis(server: DaphneServer, code: str) -> str:
+    """`manage.py shell -c CODE` on the workers' database, with no REDIS_URL: what it changes is
+    announced on an in-process channel layer, which no worker hears."""
+    env = clean_env({key: server.env[key] for key in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "DJANGO_SECRET_KEY")})
+    return run_manage(env, "shell", "-c", code).stdout
+
+
+async def test_a_ban_whose_event_is_lost_closes_the_room_on_every_socket_of_two_workers(two_workers):
+    first, second = two_workers
+    alice_cookie, bob_cookie = await asyncio.gather(
+        asyncio.to_thread(first.login, "alice"), asyncio.to_thread(second.login, "bob")
+    )
+    token = (await asyncio.to_thread(second.manage, "create_token", "alice")).stdout.strip().splitlines()[-1]
+    token_ws = websockets.connect(second.ws_url, additional_headers={"Authorization": f"Bearer {token}"})
+    async with (
+        cookie_socket(first, alice_cookie) as cookie_ws,
+        token_ws as token_ws,
+        cookie_socket(second, bob_cookie) as bob_ws,
+    ):
+        for ws in (cookie_ws, token_ws, bob_ws):
+            await ws.send(json.dumps({"type": "join", "room": "lobby", "ref": "j"}))
+            assert (await ws_reply(ws, "j"))["type"] == "joined"
+
+        await asyncio.to_thread(
+            shell_without_redis,
+            first,
+            "from chat import services; from chat.models import Room; from django.contrib.auth.models import User; "
+            "services.ban_create(room=Room.objects.get(slug='lobby'), user=User.objects.get(username='alice'))",
+        )
+        for ws in (cookie_ws, token_ws):
+            closed = await ws_expect(ws, "room_closed", timeout=4)
+            assert closed == {"type": "room_closed", "room": "lobby", "reason": "banned"}
+
+        await bob_ws.send(json.dumps({"type": "send", "room": "lobby", "body": "alice is gone", "ref": "s"}))
+        assert (await ws_reply(bob_ws, "s"))["type"] == "ack"
+        for ws in (cookie_ws, token_ws):
+            await ws.send(json.dumps({"type": "typing", "room": "lobby", "ref": "t"}))
+            await ws.send(json.dumps({"type": "ping", "ref": "p"}))
+            frames = await ws_frames(ws, 1.0)
+            assert not [f for f in frames if f["type"] == "message"], frames
+            assert [f["code"] for f in frames if f["type"] == "error"] == ["not_joined"], frames
+            pong = next(f for f in frames if f["type"] == "pong")
+            assert "lobby" not in pong.get("seqs", {})
+        assert not [f for f in await ws_frames(bob_ws, 0.5) if f["type"] == "typing"]
+
+
+# Making a room private ---------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_making_a_room_private_keeps_moderators_and_invited_members_and_closes_it_for_the_rest(
+    alice, bob, make_user, make_room, connect, settings
+):
+    settings.CHAT_ACCESS_SWEEP_SECONDS = 60  # the event does it, not the periodic re-check
+    carol = await database_sync_to_async(make_user)("carol")
+    staff = await database_sync_to_async(make_user)("boss", is_staff=True, is_superuser=True)
+    room = await database_sync_to_async(make_room)("team", name="Team")
+    await database_sync_to_async(services.membership_add)(room=room, user=alice, role="moderator")
+    await database_sync_to_async(services.membership_add)(room=room, user=carol)
+    a, b, c = await connect(alice), await connect(bob), await connect(carol)
+    for socket in (a, b, c):
+        await socket.join("team")
+    memberships = await database_sync_to_async(
+        lambda: list(Membership.objects.filter(room=room).order_by("user__username"))
+    )()
+    assert [(m.user_id, m.invited) for m in memberships] == [(alice.pk, True), (bob.pk, False), (carol.pk, True)]
+
+    def make_private() -> int:
+        client = Client()
+        client.force_login(staff)
+        data = {
+            "slug": "team",
+            "name": "Team",
+            "topic": "",
+            "private": "on",
+            "memberships-TOTAL_FORMS": str(len(memberships)),
+            "memberships-INITIAL_FORMS": str(len(memberships)),
+            "memberships-MIN_NUM_FORMS": "0",
+            "memberships-MAX_NUM_FORMS": "1000",
+        }
+        for i, membership in enumerate(memberships):
+            data.update(
+                {
+                    f"memberships-{i}-id": str(membership.pk),
+                    f"memberships-{i}-room": str(room.pk),
+                    f"memberships-{i}-user": str(membership.user_id),
+                    f"memberships-{i}-role": membership.role,
+                }
+            )
+            if membership.invited:
+                data[f"memberships-{i}-invited"] = "on"
+        return client.post(f"/admin/chat/room/{room.pk}/change/", data).status_code
+
+    assert await database_sync_to_async(make_private)() == 302
+    assert await b.expect("room_closed", timeout=2) == {"type": "room_closed", "room": "team", "reason": "removed"}
+    await a.request("send", room="team", body="only us now")
+    for socket in (a, c):
+        await socket.expect("message", room="team")
+    await b.nothing("message", wait=0.3)
+    await c.nothing("room_closed", wait=0.1)
+    rejoin = await b.request("join", room="team")
+    assert rejoin["type"] == "error" and rejoin["code"] == "forbidden"
+    assert "team" not in [r.slug for r in await database_sync_to_async(room_list_for)(user=bob)]
+    assert "team" in [r.slug for r in await database_sync_to_async(room_list_for)(user=carol)]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_staff_unticking_invited_in_a_private_room_closes_it_for_that_member(
+    alice, bob, make_room, connect, settings
+):
+    settings.CHAT_ACCESS_SWEEP_SECONDS = 60
+    room = await database_sync_to_async(make_room)("secret", private=True)
+    membership = await database_sync_to_async(services.membership_add)(room=room, user=bob)
+    b = await connect(bob)
+    await b.join("secret")
+
+    def untick():
+        membership.invited = False
+        membership.save()
+        services.membership_changed(membership=membership)
+
+    await database_sync_to_async(untick)()
+    assert await b.expect("room_closed", timeout=2) == {"type": "room_closed", "room": "secret", "reason": "removed"}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_periodic_recheck_leaves_a_socket_that_may_stay_alone(alice, make_room, connect, settings):
+    """The re-check reads the database: a room a user may still be in is left alone."""
+    settings.CHAT_ACCESS_SWEEP_SECONDS = 1
+    await database_sync_to_async(make_room)("lobby")
+    a = await connect(alice)
+    await a.join("lobby")
+    await a.nothing("room_closed", wait=2.5)
+    assert (await a.request("send", room="lobby", body="still here"))["type"] == "ack"
