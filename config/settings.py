@@ -89,6 +89,25 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
+
+def env_origins(name: str) -> list[str]:
+    from chat.origin import parse_origin  # standard library and django.http only: safe here
+
+    origins = env_list(name, [])
+    for origin in origins:
+        if parse_origin(origin) is None:
+            raise ImproperlyConfigured(
+                f"{name} must list origins as scheme://host[:port] (http or https, no path or "
+                f"wildcard), separated by commas, not {origin!r}."
+            )
+    return origins
+
+
+# The pages whose Origin a browser's chat socket accepts (chat/origin.py, docs/security-origin.md):
+# when empty, the handshake's own origin (its scheme and Host header) and the exact entries of
+# DJANGO_CSRF_TRUSTED_ORIGINS, as Django's CSRF check accepts for forms; when set, exactly these.
+CHAT_ALLOWED_ORIGINS = env_origins("CHAT_ALLOWED_ORIGINS")
+
 # TLS usually ends at the proxy: HTTPS redirects and secure-only cookies are separate switches.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
