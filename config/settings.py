@@ -316,6 +316,10 @@ CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 20, minimum=1)
 CHAT_MAX_SEND_BUFFER_BYTES = env_int("CHAT_MAX_SEND_BUFFER_BYTES", 4 * 1024 * 1024, minimum=65536)
 # Rooms one socket may be in at once (default 50); a join beyond it gets `forbidden`.
 CHAT_MAX_ROOMS_PER_SOCKET = env_int("CHAT_MAX_ROOMS_PER_SOCKET", 50, minimum=1)
+# The echo socket (/ws/echo/, no login, any Origin): on with DJANGO_DEBUG=1 (and in `make run`),
+# off otherwise, so a production deployment serves it only when asked to. It has the limits above,
+# counted per client address (chat/consumers.py EchoConsumer).
+CHAT_ECHO_ENABLED = env_bool("CHAT_ECHO_ENABLED", DEBUG)
 CHAT_TYPING_INTERVAL = 2.0
 CHAT_CATCHUP_LIMIT = 500
 # Each worker re-checks its sockets' sessions this often, in case a session-end event was lost.

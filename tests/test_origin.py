@@ -7,10 +7,11 @@
 """
 
 import asyncio
+import time
 
 import pytest
 import websockets
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.daphne_server import DaphneServer
 from tests.test_settings import assert_refused, manage
@@ -153,3 +154,84 @@ async def test_a_token_handshake_needs_no_origin(listed):
 def test_a_bad_allowed_origin_stops_start_up_with_a_sentence(value, sentence):
     result = manage("check", env={"CHAT_ALLOWED_ORIGINS": f"https://ok.example.com,{value}"})
     assert_refused(result, "CHAT_ALLOWED_ORIGINS", sentence, "scheme://host[:port]")
+
+
+# The echo socket -------------------------------------------------------------------------------
+
+
+def echo_url(daphne: DaphneServer) -> str:
+    return f"ws://127.0.0.1:{daphne.port}/ws/echo/"
+
+
+async def close_code(ws, timeout: float = 5) -> int | None:
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout)
+    except ConnectionClosed:
+        return ws.close_code
+
+
+async def test_echo_sockets_per_address_are_capped(server):
+    """CHAT_MAX_SOCKETS_PER_USER (3 here) echo sockets per client address on a worker; the next is
+    accepted, then closed with 4408. Another address has its own count, and closing one frees it."""
+    held = [await handshake(echo_url(server), {}) for _ in range(3)]
+    try:
+        for ws in held:
+            await ws.send("still here")
+            assert await asyncio.wait_for(ws.recv(), 5) == "Server: still here"
+        extra = await handshake(echo_url(server), {"Origin": "http://elsewhere.example"})
+        assert await close_code(extra) == 4408
+        elsewhere = await handshake(echo_url(server), {}, local_addr=("127.0.0.2", 0))
+        await elsewhere.send("hi")
+        assert await asyncio.wait_for(elsewhere.recv(), 5) == "Server: hi"
+        await elsewhere.close()
+        await held.pop().close()
+        await asyncio.sleep(0.3)  # the worker sees the close
+        again = await handshake(echo_url(server), {})
+        held.append(again)
+        await again.send("my turn")
+        assert await asyncio.wait_for(again.recv(), 5) == "Server: my turn"
+    finally:
+        await asyncio.gather(*(ws.close() for ws in held), return_exceptions=True)
+
+
+async def test_an_echo_flood_gets_the_burst_then_the_rate_then_4429(server):
+    """500 frames of 4 KiB at once: what comes back within a second is at most the burst (20) plus
+    the rate (10/s); the frames over the rate get no echo and count against CHAT_ABUSE_LIMIT (50),
+    and past it the socket is closed with 4429, as the chat socket is."""
+    ws = await handshake(echo_url(server), {}, max_size=None)
+    frame = "x" * 4096
+    started = time.monotonic()
+
+    async def flood() -> None:
+        try:
+            for _ in range(500):
+                await ws.send(frame)
+        except ConnectionClosed:
+            pass
+
+    sender = asyncio.create_task(flood())
+    echoes = 0
+    try:
+        while time.monotonic() - started < 1.0:
+            reply = await asyncio.wait_for(ws.recv(), max(0.01, 1.0 - (time.monotonic() - started)))
+            assert reply == "Server: " + frame
+            echoes += 1
+    except (TimeoutError, ConnectionClosed):
+        pass
+    elapsed = time.monotonic() - started
+    assert 20 <= echoes <= 20 + 10 * elapsed + 1, f"{echoes} echoes in {elapsed:.2f} s"
+    assert await close_code(ws) == 4429
+    await sender
+
+
+async def test_an_echo_frame_over_64_kib_drops_the_connection(server):
+    async with await handshake(echo_url(server), {}, max_size=None) as ws:
+        await ws.send("y" * 70_000)
+        assert await close_code(ws) == 1006
+
+
+async def test_the_echo_socket_is_off_by_default(listed):
+    """CHAT_ECHO_ENABLED unset and DJANGO_DEBUG=0: refused at the handshake like an unknown path."""
+    for headers in ({}, {"Origin": listed.base_url}):
+        assert await status(echo_url(listed), headers) == 403
