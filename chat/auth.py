@@ -3,20 +3,20 @@
 Scripts and bots authenticate with an API token, in an `Authorization: Bearer <token>` header or,
 where a client cannot set headers, a `?token=<token>` query parameter. Such handshakes skip the
 Origin check: they do not come from pages, and a page on another site cannot know the token.
-Every other handshake goes through the Origin check (cross-site WebSocket hijacking) and Django's
-session authentication, as before.
+Every other handshake goes through the Origin check (chat.origin: scheme, host and port exactly;
+cross-site WebSocket hijacking) and Django's session authentication, as before.
 """
 
 from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
-from channels.security.websocket import AllowedHostsOriginValidator
 from django.contrib.auth.models import AnonymousUser
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
 from . import services
+from .origin import OriginValidator
 
 
 def bearer_token(scope) -> str | None:
@@ -51,7 +51,7 @@ class TokenAuthMiddleware:
 class ChatAuthMiddleware:
     def __init__(self, inner) -> None:
         self.with_token = TokenAuthMiddleware(inner)
-        self.with_session = AllowedHostsOriginValidator(AuthMiddlewareStack(inner))
+        self.with_session = OriginValidator(AuthMiddlewareStack(inner))
 
     async def __call__(self, scope, receive, send):
         app = self.with_token if bearer_token(scope) is not None else self.with_session

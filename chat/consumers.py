@@ -22,6 +22,7 @@ from .errors import ChatError
 from .fanout import PreparedFrame, get_fanout
 from .guard import UNAVAILABLE
 from .limits import StrikeWindow, TokenBucket, daphne_protocol, get_user_limits, protocol_backlog, transport_backlog
+from .limits import UserLimits as EchoLimits  # the echo socket's, per client address
 from .models import Room
 from .presence import get_presence
 from .protocol import Frame
@@ -512,13 +513,83 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
 
 
+# Per client address, on this worker: the echo sockets it holds open and a frame bucket they share
+# (in-process, as the chat's per-user counts; each worker counts its own).
+_echo_addresses = EchoLimits()
+
+
 class EchoConsumer(AsyncWebsocketConsumer):
     """`/ws/echo/`: the classic first WebSocket example. Each text frame comes back prefixed with
     `Server: `; binary frames come back unchanged. It needs no login and no Origin, because it
-    reads nothing and stores nothing (Daphne's 64 KiB frame limit applies as everywhere)."""
+    reads nothing and stores nothing; but it is open to anyone, so it has the chat socket's limits,
+    counted per client address instead of per user (docs/security-origin.md):
+
+    - CHAT_ECHO_ENABLED off: the handshake is refused (HTTP 403), as for an unknown path;
+    - at most CHAT_MAX_SOCKETS_PER_USER echo sockets per client address on a worker: the next is
+      accepted, then closed with 4408, as a user's extra chat socket is;
+    - each socket's frames pass the chat's token bucket (CHAT_RATE_PER_SECOND, bursts of
+      CHAT_RATE_BURST) and the address's shared one (CHAT_USER_RATE_PER_SECOND / _BURST): a frame
+      over the rate gets no echo and counts as a strike; more than CHAT_ABUSE_LIMIT strikes in
+      60 s close the socket with 4429;
+    - a frame whose echo would pass CHAT_MAX_FRAME_BYTES closes it with 4009 (Daphne drops a
+      frame over 64 KiB before this, as everywhere)."""
+
+    async def connect(self) -> None:
+        self.counted = False
+        self.closing = False
+        if not settings.CHAT_ECHO_ENABLED:
+            await self.close()  # before the accept: HTTP 403
+            return
+        client = self.scope.get("client")
+        self.address = client[0] if client else None  # the proxy's own, unless Daphne runs with --proxy-headers
+        self.bucket = TokenBucket(rate=settings.CHAT_RATE_PER_SECOND, burst=settings.CHAT_RATE_BURST)
+        self.strikes = StrikeWindow(limit=settings.CHAT_ABUSE_LIMIT)
+        await self.accept()
+        if not _echo_addresses.open(
+            self.address,
+            self,
+            max_sockets=settings.CHAT_MAX_SOCKETS_PER_USER,
+            rate=settings.CHAT_USER_RATE_PER_SECOND,
+            burst=settings.CHAT_USER_RATE_BURST,
+        ):
+            logger.info(
+                "Address %s already holds %s echo sockets here", self.address, settings.CHAT_MAX_SOCKETS_PER_USER
+            )
+            await self._close(CloseCode.TOO_MANY_SOCKETS)
+            return
+        self.counted = True
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:  # also when the socket ends without a disconnect (an error after the accept)
+            self._release()
+
+    async def disconnect(self, code: int) -> None:
+        self.closing = True
+        self._release()
+
+    def _release(self) -> None:
+        if getattr(self, "counted", False):
+            self.counted = False
+            _echo_addresses.close(self.address, self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if text_data is not None:
-            await self.send(text_data="Server: " + text_data)
+        if self.closing:
+            return
+        reply = "Server: " + text_data if text_data is not None else bytes_data or b""
+        if len(reply.encode() if isinstance(reply, str) else reply) > settings.CHAT_MAX_FRAME_BYTES:
+            await self._close(CloseCode.FRAME_TOO_LARGE)
+            return
+        if not self.bucket.take() or not _echo_addresses.take(self.address):
+            if self.strikes.add():
+                await self._close(CloseCode.ABUSE)
+            return
+        if isinstance(reply, str):
+            await self.send(text_data=reply)
         else:
-            await self.send(bytes_data=bytes_data)
+            await self.send(bytes_data=reply)
+
+    async def _close(self, code: int) -> None:
+        self.closing = True
+        await self.close(code=code)

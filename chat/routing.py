@@ -8,7 +8,8 @@ from .consumers import ChatConsumer, EchoConsumer
 # each socket, so each chat route carries its own authentication instead of a nested router
 # (docs/performance.md, W2 memory).
 websocket_urlpatterns = [
-    # Open to any page: the echo socket reads and stores nothing.
+    # Open to any page when CHAT_ECHO_ENABLED (else 403): it reads and stores nothing, and has the
+    # chat's limits per client address (EchoConsumer).
     path("ws/echo/", EchoConsumer.as_asgi()),
     # Behind the Origin check and session (or token) authentication.
     path("ws/chat/", ChatAuthMiddleware(ChatConsumer.as_asgi())),

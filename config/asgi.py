@@ -2,7 +2,8 @@
 
 HTTP goes to Django. A chat WebSocket authenticates with a bearer token (scripts, bots), or else
 passes the Origin check (cross-site WebSocket hijacking) and the session authentication
-(chat.auth). Only /ws/echo/, which reads and stores nothing, is open to anyone.
+(chat.auth). Only /ws/echo/, which reads and stores nothing, is open to anyone (when
+CHAT_ECHO_ENABLED; limited per client address).
 """
 
 import os

@@ -89,6 +89,25 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
+
+def env_origins(name: str) -> list[str]:
+    from chat.origin import parse_origin  # standard library and django.http only: safe here
+
+    origins = env_list(name, [])
+    for origin in origins:
+        if parse_origin(origin) is None:
+            raise ImproperlyConfigured(
+                f"{name} must list origins as scheme://host[:port] (http or https, no path or "
+                f"wildcard), separated by commas, not {origin!r}."
+            )
+    return origins
+
+
+# The pages whose Origin a browser's chat socket accepts (chat/origin.py, docs/security-origin.md):
+# when empty, the handshake's own origin (its scheme and Host header) and the exact entries of
+# DJANGO_CSRF_TRUSTED_ORIGINS, as Django's CSRF check accepts for forms; when set, exactly these.
+CHAT_ALLOWED_ORIGINS = env_origins("CHAT_ALLOWED_ORIGINS")
+
 # TLS usually ends at the proxy: HTTPS redirects and secure-only cookies are separate switches.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
@@ -297,6 +316,10 @@ CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 20, minimum=1)
 CHAT_MAX_SEND_BUFFER_BYTES = env_int("CHAT_MAX_SEND_BUFFER_BYTES", 4 * 1024 * 1024, minimum=65536)
 # Rooms one socket may be in at once (default 50); a join beyond it gets `forbidden`.
 CHAT_MAX_ROOMS_PER_SOCKET = env_int("CHAT_MAX_ROOMS_PER_SOCKET", 50, minimum=1)
+# The echo socket (/ws/echo/, no login, any Origin): on with DJANGO_DEBUG=1 (and in `make run`),
+# off otherwise, so a production deployment serves it only when asked to. It has the limits above,
+# counted per client address (chat/consumers.py EchoConsumer).
+CHAT_ECHO_ENABLED = env_bool("CHAT_ECHO_ENABLED", DEBUG)
 CHAT_TYPING_INTERVAL = 2.0
 CHAT_CATCHUP_LIMIT = 500
 # Each worker re-checks its sockets' sessions this often, in case a session-end event was lost.

@@ -123,6 +123,8 @@ class ClusterServer:
 
     @property
     def origin(self) -> str:
+        """The Origin of a page served through nginx; a page on a worker's own port has that
+        worker's base_url as its Origin (the check compares scheme, host and port)."""
         return self.url
 
     def worker_pid(self, worker: int) -> int:

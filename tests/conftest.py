@@ -182,7 +182,7 @@ class Socket:
 async def open_socket(cookie: str | None = None, *, origin: str | None = ORIGIN) -> tuple[Socket, bool, int | None]:
     from config.asgi import application
 
-    headers = []
+    headers = [(b"host", b"testserver")]  # as a browser sends it: the Origin check compares the two
     if cookie is not None:
         headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
     if origin is not None:

@@ -81,7 +81,7 @@ def idle_sockets(cluster):
             ws = stack.enter_context(
                 sync_connect(
                     cluster.ws_url(worker),
-                    additional_headers={"Cookie": cookie_for(cluster, name), "Origin": cluster.origin},
+                    additional_headers={"Cookie": cookie_for(cluster, name), "Origin": cluster.base_url(worker)},
                     open_timeout=10,
                 )
             )
@@ -110,7 +110,9 @@ def cookie_for(cluster: ClusterServer, username: str) -> str:
 
 def client(cluster: ClusterServer, username: str, *, worker: int | None = None, **options) -> ChatClient:
     name = f"{username}@{'nginx' if worker is None else f'w{worker}'}"
-    return ChatClient(cluster.ws_url(worker), cookie_for(cluster, username), cluster.origin, name=name, **options)
+    return ChatClient(
+        cluster.ws_url(worker), cookie_for(cluster, username), cluster.base_url(worker), name=name, **options
+    )
 
 
 async def stop_all(*clients: ChatClient) -> None:
@@ -173,7 +175,7 @@ async def test_logout_on_one_worker_closes_that_users_sockets_on_the_others(clus
     browser = cluster.login_session("bob", worker=1)
     cookie = browser.cookie_header()
     tabs = [
-        await ChatClient(cluster.ws_url(worker), cookie, cluster.origin, name=f"bob@w{worker}").start(room)
+        await ChatClient(cluster.ws_url(worker), cookie, cluster.base_url(worker), name=f"bob@w{worker}").start(room)
         for worker in (2, 3)
     ]
     other = await client(cluster, "carol", worker=2).start(room)
@@ -452,7 +454,7 @@ async def test_a_worker_killed_mid_conversation(cluster):
         "/accounts/signup/", {"username": "ghost", "password1": "pale-moon-7391", "password2": "pale-moon-7391"}
     )
     ghost = await ChatClient(
-        cluster.ws_url(1), ghost_session.cookie_header(), cluster.origin, name="ghost@w1", reconnect=False
+        cluster.ws_url(1), ghost_session.cookie_header(), cluster.base_url(1), name="ghost@w1", reconnect=False
     ).start(room)
     people = [await client(cluster, name).start(room) for name in ("alice", "bob", "carol") * 2]
     everyone = ["alice", "bob", "carol", "ghost"]

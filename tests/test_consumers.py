@@ -74,7 +74,7 @@ async def test_unknown_websocket_path_is_refused(alice):
     from config.asgi import application
 
     cookie = await database_sync_to_async(session_cookie)(alice)
-    headers = [(b"cookie", f"sessionid={cookie}".encode()), (b"origin", b"http://testserver")]
+    headers = [(b"host", b"testserver"), (b"cookie", f"sessionid={cookie}".encode()), (b"origin", b"http://testserver")]
     connected, _ = await WebsocketCommunicator(application, "/ws/elsewhere/", headers=headers).connect()
     assert not connected
 

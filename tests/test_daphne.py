@@ -27,7 +27,8 @@ MANY_SOCKETS = dict.fromkeys(("CHAT_MAX_SOCKETS_PER_USER", "CHAT_USER_RATE_PER_S
 
 @pytest.fixture(scope="module")
 def server():
-    with DaphneServer(env=MANY_SOCKETS) as daphne:
+    # The echo socket is off by default outside DJANGO_DEBUG=1 and `make run`: on here for its test.
+    with DaphneServer(env={**MANY_SOCKETS, "CHAT_ECHO_ENABLED": "1"}) as daphne:
         yield daphne
 
 
