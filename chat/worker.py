@@ -16,6 +16,8 @@ It also listens with a backlog of CHAT_LISTEN_BACKLOG (default 1024; the kernel 
 net.core.somaxconn) instead of Twisted's 50. With 50, a reconnect storm (1000 sockets dropped at
 once, bench/faults.py `storm`) overflowed the accept queue: connects through nginx timed out,
 nginx marked every worker down (`max_fails=1`) and answered "no live upstreams" for minutes.
+
+`--proxy-headers` is taken here rather than by Daphne: see take_proxy_headers.
 """
 
 from __future__ import annotations
@@ -167,8 +169,18 @@ class GracefulCommandLineInterface(CommandLineInterface):
     server_class = GracefulServer
 
 
+def take_proxy_headers(args: list[str]) -> list[str]:
+    """`--proxy-headers` is not passed on to Daphne, which would believe X-Forwarded-For from any
+    client: it turns on the app's own check instead (chat/proxy.py), which believes it only from
+    the proxies in CHAT_TRUSTED_PROXIES."""
+    if "--proxy-headers" in args:
+        os.environ["CHAT_PROXY_HEADERS"] = "1"  # read by the settings, imported after this
+        args = [arg for arg in args if arg != "--proxy-headers"]
+    return args
+
+
 def main() -> None:
-    GracefulCommandLineInterface().run(sys.argv[1:])
+    GracefulCommandLineInterface().run(take_proxy_headers(sys.argv[1:]))
 
 
 if __name__ == "__main__":

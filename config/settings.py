@@ -4,6 +4,7 @@ With no variable set, the app runs as one process on a SQLite file and the in-pr
 layer: `make run` and plain `manage.py` commands share those defaults.
 """
 
+import ipaddress
 import os
 import secrets
 from datetime import timedelta
@@ -95,6 +96,22 @@ SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 if env_bool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# X-Forwarded-For is honoured only from these direct peers (addresses or networks, comma-separated):
+# the proxy in front. From any other peer the header is ignored and the peer's own address counts,
+# so a client that reaches a worker directly cannot pick the address it is limited (or trusted) by.
+# The default trusts loopback, where `make cluster`'s nginx sits; empty trusts nobody.
+# bin/daphne-worker --proxy-headers sets CHAT_PROXY_HEADERS (chat/worker.py): the check is on.
+CHAT_PROXY_HEADERS = env_bool("CHAT_PROXY_HEADERS", False)
+CHAT_TRUSTED_PROXIES = env_list("CHAT_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
+if os.environ.get("CHAT_TRUSTED_PROXIES") is not None and not os.environ["CHAT_TRUSTED_PROXIES"].strip():
+    CHAT_TRUSTED_PROXIES = []
+for _entry in CHAT_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_entry, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"CHAT_TRUSTED_PROXIES must list addresses or networks (10.0.0.0/8), not {_entry!r}."
+        ) from None
 
 INSTALLED_APPS = [
     "daphne",
@@ -132,7 +149,8 @@ MIDDLEWARE = [
 # 15): the login form then answers 429 with templates/registration/locked_out.html. Other users
 # from the same address, and the same user from elsewhere, can still log in; a successful login
 # clears the count. `manage.py axes_reset` (or the admin's "Access attempts") lifts a lockout.
-# The address is REMOTE_ADDR: behind a proxy, run Daphne with --proxy-headers so it is the client's.
+# The address is REMOTE_ADDR: behind a proxy, run bin/daphne-worker --proxy-headers with the proxy
+# in CHAT_TRUSTED_PROXIES (chat/proxy.py) so it is the client's.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before the password check
     "django.contrib.auth.backends.ModelBackend",
@@ -143,6 +161,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False  # one log line per failure is enough
+
 
 # Content Security Policy: scripts only from our own static files, so even a rendering bug
 # cannot run a script a user typed. (Inline styles stay allowed: the admin uses them.)

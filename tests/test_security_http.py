@@ -1,0 +1,93 @@
+"""Who may sign up, log in and authenticate, and from where (docs/security-auth.md):
+
+- sign-up refuses look-alike usernames and is limited per client address;
+- a colleague behind the same address cannot lock you out of your account;
+- X-Forwarded-For counts only when a trusted proxy sent it (HTTP and WebSocket);
+- HSTS from the environment, and `check --deploy` clean with production variables;
+- failed API-token authentications are limited per address, on HTTP and on the socket.
+
+Most run on a real worker (tests/daphne_server.py) as a browser or a script meets it.
+"""
+
+import asyncio
+import json
+
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+from tests.daphne_server import DEMO_PASSWORD, DaphneServer, HttpSession
+
+PASSWORD = "Str0ng-enough-pw"
+
+
+def signup(browser: HttpSession, username: str):
+    return browser.submit("/accounts/signup/", {"username": username, "password1": PASSWORD, "password2": PASSWORD})
+
+
+def raw_token(server: DaphneServer, username: str) -> str:
+    return server.manage("create_token", username).stdout.strip().splitlines()[-1]
+
+
+def api_get(server: DaphneServer, token: str, *, forwarded_for: str | None = None):
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    if forwarded_for:
+        headers["X-Forwarded-For"] = forwarded_for
+    return server.session().request("GET", "/api/rooms/", headers=headers)
+
+
+async def socket_close_code(server: DaphneServer, token: str, *, forwarded_for: str | None = None) -> int | None:
+    """Open a token socket and wait until the server closes it; None if it stays open (a ping
+    gets through)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    if forwarded_for:
+        headers["X-Forwarded-For"] = forwarded_for
+    async with websockets.connect(server.ws_url, additional_headers=headers, open_timeout=5) as ws:
+        try:
+            await ws.send(json.dumps({"type": "ping"}))
+            while True:
+                frame = json.loads(await asyncio.wait_for(ws.recv(), timeout=5))
+                if frame.get("type") == "pong":
+                    return None
+        except ConnectionClosed:
+            return ws.close_code
+
+
+def logout(browser: HttpSession) -> None:
+    room_list = browser.get("/")
+    logged_out = browser.request(
+        "POST",
+        "/accounts/logout/",
+        {"csrfmiddlewaretoken": browser.csrf_token_from(room_list)},
+        headers={"Referer": browser.url("/")},
+    )
+    assert logged_out.status == 200 and not browser.cookie("sessionid")
+
+
+# 3. X-Forwarded-For only from a trusted proxy ------------------------------------------------------
+
+
+def test_a_forged_x_forwarded_for_from_an_untrusted_peer_is_ignored():
+    """A worker run with --proxy-headers and reached directly (its proxy is elsewhere): rotating
+    X-Forwarded-For buys no extra password guesses, and the address /metrics judges is the peer's."""
+    env = {"CHAT_TRUSTED_PROXIES": "192.0.2.1"}  # the proxy; 127.0.0.1, where the test is, is not it
+    with DaphneServer(env=env, worker_args=["--proxy-headers"]) as server:
+        for number in range(5):
+            browser = server.session()
+            page = browser.get("/accounts/login/")
+            browser.request(
+                "POST",
+                "/accounts/login/",
+                {"csrfmiddlewaretoken": browser.csrf_token_from(page), "username": "bob", "password": "guess"},
+                headers={"Referer": browser.url("/accounts/login/"), "X-Forwarded-For": f"203.0.113.{number + 1}"},
+            )
+        browser = server.session()
+        page = browser.get("/accounts/login/")
+        response = browser.request(
+            "POST",
+            "/accounts/login/",
+            {"csrfmiddlewaretoken": browser.csrf_token_from(page), "username": "bob", "password": DEMO_PASSWORD},
+            headers={"Referer": browser.url("/accounts/login/"), "X-Forwarded-For": "203.0.113.99"},
+        )
+        assert response.status == 429 and not browser.cookie("sessionid")
+        metrics = server.session().request("GET", "/metrics", headers={"X-Forwarded-For": "203.0.113.5"})
+        assert metrics.status == 200  # judged by the real peer, 127.0.0.1, not the forged address
