@@ -96,6 +96,24 @@ SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 if env_bool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HSTS: browsers that saw the header refuse plain HTTP for this host for that many seconds. On by
+# default (a year) only when TLS is on (the redirect or the secure cookies); 0 sends no header.
+_TLS_ON = SECURE_SSL_REDIRECT or SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000 if _TLS_ON else 0)
+# Both reach beyond this app (every subdomain; browsers' built-in lists, hard to leave): off
+# unless the operator turns them on.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = []
+if not SECURE_HSTS_INCLUDE_SUBDOMAINS:
+    # W005 asks for includeSubDomains; whether the other subdomains of the domain all speak HTTPS
+    # is the operator's knowledge, not the app's: an explicit choice (DJANGO_HSTS_INCLUDE_SUBDOMAINS).
+    SILENCED_SYSTEM_CHECKS.append("security.W005")
+if not SECURE_HSTS_PRELOAD:
+    # W021 asks for preload, a submission to the browsers' lists that outlives this deployment:
+    # likewise the operator's decision (DJANGO_HSTS_PRELOAD).
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
+
 # X-Forwarded-For is honoured only from these direct peers (addresses or networks, comma-separated):
 # the proxy in front. From any other peer the header is ignored and the peer's own address counts,
 # so a client that reaches a worker directly cannot pick the address it is limited (or trusted) by.

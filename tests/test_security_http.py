@@ -11,11 +11,15 @@ Most run on a real worker (tests/daphne_server.py) as a browser or a script meet
 
 import asyncio
 import json
+import secrets
+import subprocess
+import sys
 
+import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from tests.daphne_server import DEMO_PASSWORD, DaphneServer, HttpSession
+from tests.daphne_server import DEMO_PASSWORD, REPO_ROOT, DaphneServer, HttpSession, clean_env
 
 PASSWORD = "Str0ng-enough-pw"
 
@@ -91,3 +95,47 @@ def test_a_forged_x_forwarded_for_from_an_untrusted_peer_is_ignored():
         assert response.status == 429 and not browser.cookie("sessionid")
         metrics = server.session().request("GET", "/metrics", headers={"X-Forwarded-For": "203.0.113.5"})
         assert metrics.status == 200  # judged by the real peer, 127.0.0.1, not the forged address
+
+
+# 4. HSTS and check --deploy ------------------------------------------------------------------------
+
+
+def test_hsts_is_sent_once_tls_is_on():
+    env = {"DJANGO_SECURE_COOKIES": "1", "DJANGO_BEHIND_PROXY": "1", "DJANGO_HSTS_INCLUDE_SUBDOMAINS": "1"}
+    with DaphneServer(env=env, worker_args=["--proxy-headers"]) as server:
+        response = server.session().request("GET", "/healthz", headers={"X-Forwarded-Proto": "https"})
+        assert response.status == 200
+        assert response.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+
+
+@pytest.mark.django_db
+def test_no_hsts_without_tls(client):
+    response = client.get("/healthz", secure=True)
+    assert response.status_code == 200 and "Strict-Transport-Security" not in response.headers
+
+
+def test_check_deploy_is_clean_with_the_production_variables(tmp_path):
+    env = clean_env(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+            "DJANGO_ALLOWED_HOSTS": "chat.example.com",
+            "DJANGO_CSRF_TRUSTED_ORIGINS": "https://chat.example.com",
+            "DJANGO_SECURE_SSL_REDIRECT": "1",
+            "DJANGO_SECURE_COOKIES": "1",
+            "DJANGO_BEHIND_PROXY": "1",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "System check identified no issues" in output and "WARNING" not in output
