@@ -180,6 +180,11 @@ AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False  # one log line per failure is enough
 
+# Sign-up: at most this many new accounts per client address an hour (chat/views.py signup). The
+# count lives in the default cache: with no CACHES setting that is each worker's own memory, so
+# with N workers a client can get up to N times this; a shared CACHES backend makes it one count.
+# A cache that fails does not stop sign-up (chat/throttle.py).
+CHAT_SIGNUP_PER_HOUR = env_int("CHAT_SIGNUP_PER_HOUR", 5, minimum=1)
 
 # Content Security Policy: scripts only from our own static files, so even a rendering bug
 # cannot run a script a user typed. (Inline styles stay allowed: the admin uses them.)

@@ -10,6 +10,7 @@ import pytest
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.core.cache import cache
 from django.test import Client
 
 from chat import limits, presence, services, session_watch
@@ -88,6 +89,9 @@ def fresh_realtime_state():
     presence._backend = None
     session_watch._watch = session_watch.SessionWatch()
     limits.reset_user_limits()
+    # Per-address counts (sign-ups, in the cache): every in-process test comes from 127.0.0.1, so
+    # one test's count must not limit the next.
+    cache.clear()
     yield
     channel_layers.backends.clear()
 

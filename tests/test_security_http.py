@@ -17,6 +17,8 @@ import sys
 
 import pytest
 import websockets
+from django.contrib.auth import get_user_model
+from django.test import Client
 from websockets.exceptions import ConnectionClosed
 
 from tests.daphne_server import DEMO_PASSWORD, REPO_ROOT, DaphneServer, HttpSession, clean_env
@@ -65,6 +67,68 @@ def logout(browser: HttpSession) -> None:
         headers={"Referer": browser.url("/")},
     )
     assert logged_out.status == 200 and not browser.cookie("sessionid")
+
+
+# 1. Sign-up --------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("username", ["\u0430lice", "\u0430dmin", "p\u0430ypal"], ids=["alice", "admin", "paypal"])
+def test_signup_refuses_usernames_that_mix_alphabets(username):
+    """`аlice`, `аdmin`: a Cyrillic а (U+0430) among Latin letters passes for another name."""
+    response = Client().post("/accounts/signup/", {"username": username, "password1": PASSWORD, "password2": PASSWORD})
+    assert response.status_code == 200
+    assert "uses characters that look like others" in response.text
+    assert not get_user_model().objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("username", ["Alice", "ALICE", "\uff41lice"], ids=["capital", "upper", "fullwidth"])
+def test_signup_refuses_a_name_taken_in_another_case_or_width(make_user, username):
+    make_user("alice")
+    response = Client().post("/accounts/signup/", {"username": username, "password1": PASSWORD, "password2": PASSWORD})
+    assert response.status_code == 200 and "A user with that username already exists." in response.text
+    assert get_user_model().objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("username", ["\u0410\u043b\u0438\u0441\u0430", "jos\u00e9", "bob_42"])
+def test_signup_accepts_names_in_one_alphabet(username):
+    response = Client().post("/accounts/signup/", {"username": username, "password1": PASSWORD, "password2": PASSWORD})
+    assert response.status_code == 302
+    assert get_user_model().objects.get().username == username
+
+
+def test_signups_are_limited_per_address_on_a_real_worker():
+    """The issue's `15 sign-ups in a row from one address`: here the fourth of a limit of 3 is refused
+    with a page that says why; another client address (through the trusted proxy) still signs up."""
+    with DaphneServer(env={"CHAT_SIGNUP_PER_HOUR": "3"}, worker_args=["--proxy-headers"]) as server:
+        for number in range(3):
+            browser = server.session()
+            assert signup(browser, f"newcomer{number}").status == 200 and browser.cookie("sessionid")
+        browser = server.session()
+        refused = signup(browser, "newcomer3")
+        assert refused.status == 429
+        assert "Too many accounts have been created from your network" in refused.text
+        assert "Traceback" not in refused.text and not browser.cookie("sessionid")
+        page = browser.get("/accounts/login/")
+        login = browser.submit("/accounts/login/", {"username": "newcomer3", "password": PASSWORD})
+        assert page.status == 200 and login.status == 200 and not browser.cookie("sessionid")  # never created
+
+        elsewhere = server.session()
+        page = elsewhere.get("/accounts/signup/")
+        response = elsewhere.request(
+            "POST",
+            "/accounts/signup/",
+            {
+                "csrfmiddlewaretoken": elsewhere.csrf_token_from(page),
+                "username": "newcomer4",
+                "password1": PASSWORD,
+                "password2": PASSWORD,
+            },
+            headers={"Referer": elsewhere.url("/accounts/signup/"), "X-Forwarded-For": "198.51.100.20"},
+        )
+        assert response.status == 200 and elsewhere.cookie("sessionid")
 
 
 # 3. X-Forwarded-For only from a trusted proxy ------------------------------------------------------
