@@ -185,6 +185,10 @@ AXES_VERBOSE = False  # one log line per failure is enough
 # with N workers a client can get up to N times this; a shared CACHES backend makes it one count.
 # A cache that fails does not stop sign-up (chat/throttle.py).
 CHAT_SIGNUP_PER_HOUR = env_int("CHAT_SIGNUP_PER_HOUR", 5, minimum=1)
+# Failed API-token authentications per client address a minute (HTTP API and WebSocket), counted
+# in each worker's memory; past it the address gets 429 (HTTP) / 4429 (socket) until its minute
+# ends, without the token being checked, even a right one (chat/auth.py).
+CHAT_TOKEN_FAILURES_PER_MINUTE = env_int("CHAT_TOKEN_FAILURES_PER_MINUTE", 20, minimum=1)
 
 # Content Security Policy: scripts only from our own static files, so even a rendering bug
 # cannot run a script a user typed. (Inline styles stay allowed: the admin uses them.)

@@ -14,6 +14,7 @@ import json
 import secrets
 import subprocess
 import sys
+import time
 
 import pytest
 import websockets
@@ -161,6 +162,22 @@ def test_a_forged_x_forwarded_for_from_an_untrusted_peer_is_ignored():
         assert metrics.status == 200  # judged by the real peer, 127.0.0.1, not the forged address
 
 
+def test_x_forwarded_for_from_the_trusted_proxy_names_the_client():
+    """Behind the proxy (here loopback, the default, as `make cluster` runs it), the client's own
+    address counts: a public client gets no /metrics, and its failed tokens do not throttle others,
+    on HTTP and on the socket alike."""
+    env = {"CHAT_TOKEN_FAILURES_PER_MINUTE": "2"}
+    with DaphneServer(env=env, worker_args=["--proxy-headers"]) as server:
+        assert server.session().request("GET", "/metrics", headers={"X-Forwarded-For": "203.0.113.5"}).status == 403
+        assert server.session().get("/metrics").status == 200
+        for _ in range(2):
+            assert api_get(server, "chat_wrong", forwarded_for="203.0.113.5").status == 401
+        assert api_get(server, "chat_wrong", forwarded_for="203.0.113.5").status == 429
+        assert asyncio.run(socket_close_code(server, "chat_wrong", forwarded_for="203.0.113.5")) == 4429
+        assert asyncio.run(socket_close_code(server, "chat_wrong", forwarded_for="198.51.100.7")) == 4401
+        assert api_get(server, "chat_wrong", forwarded_for="198.51.100.7").status == 401
+
+
 # 4. HSTS and check --deploy ------------------------------------------------------------------------
 
 
@@ -203,3 +220,41 @@ def test_check_deploy_is_clean_with_the_production_variables(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "System check identified no issues" in output and "WARNING" not in output
+
+
+# 5. Failed token authentications ------------------------------------------------------------------
+
+
+def test_failed_tokens_over_http_are_limited_per_address():
+    with DaphneServer(env={"CHAT_TOKEN_FAILURES_PER_MINUTE": "5"}) as server:
+        good = raw_token(server, "alice")
+        assert api_get(server, good).status == 200
+        for number in range(5):
+            response = api_get(server, f"chat_wrong{number}")
+            assert response.status == 401 and json.loads(response.body)["code"] == "unauthorized"
+        started = time.monotonic()
+        for token in ("chat_wrong", good):  # a right token from that address waits too
+            response = api_get(server, token)
+            assert response.status == 429, response.text
+            body = json.loads(response.body)
+            assert body["code"] == "rate_limited" and "Too many failed token authentications" in body["detail"]
+            assert 1 <= int(response.headers["Retry-After"]) <= 60
+        assert time.monotonic() - started < 2  # refused at once, without the database
+        # The session (no token) is not what is limited.
+        browser = server.login_session("alice")
+        assert browser.request("GET", "/api/rooms/", headers={"Accept": "application/json"}).status == 200
+
+
+def test_failed_tokens_on_the_socket_are_limited_per_address():
+    with DaphneServer(env={"CHAT_TOKEN_FAILURES_PER_MINUTE": "5"}) as server:
+        good = raw_token(server, "alice")
+
+        async def scenario():
+            assert await socket_close_code(server, good) is None
+            codes = [await socket_close_code(server, f"chat_wrong{number}") for number in range(5)]
+            assert codes == [4401] * 5
+            assert await socket_close_code(server, "chat_wrong") == 4429
+            assert await socket_close_code(server, good) == 4429  # refused unchecked until the minute ends
+
+        asyncio.run(scenario())
+        assert api_get(server, good).status == 429  # one count per address, HTTP and socket together
