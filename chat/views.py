@@ -9,6 +9,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -17,7 +18,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from . import selectors, services, throttle
+from . import devices, selectors, services, throttle
 from .errors import ChatError
 from .forms import RoomCreateForm, SignupForm
 
@@ -85,8 +86,18 @@ def signup(request: HttpRequest) -> HttpResponse:
         user = form.save()
         throttle.cache_hit(key, SIGNUP_WINDOW)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("chat:room_list")
+        return devices.remember(request, redirect("chat:room_list"), user.get_username())
     return render(request, "registration/signup.html", {"form": form})
+
+
+class ChatLoginView(LoginView):
+    """Django's login view; a successful login also marks the browser as known for that account
+    (chat/devices.py: the lockout does not apply to it)."""
+
+    redirect_authenticated_user = True
+
+    def form_valid(self, form):
+        return devices.remember(self.request, super().form_valid(form), form.get_user().get_username())
 
 
 @require_GET

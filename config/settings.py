@@ -167,6 +167,8 @@ MIDDLEWARE = [
 # 15): the login form then answers 429 with templates/registration/locked_out.html. Other users
 # from the same address, and the same user from elsewhere, can still log in; a successful login
 # clears the count. `manage.py axes_reset` (or the admin's "Access attempts") lifts a lockout.
+# A browser that has logged in to that account before is exempt (chat/devices.py), so someone
+# sharing the address (NAT, proxy) cannot lock its owner out: only the other browsers there.
 # The address is REMOTE_ADDR: behind a proxy, run bin/daphne-worker --proxy-headers with the proxy
 # in CHAT_TRUSTED_PROXIES (chat/proxy.py) so it is the client's.
 AUTHENTICATION_BACKENDS = [
@@ -179,6 +181,9 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False  # one log line per failure is enough
+AXES_WHITELIST_CALLABLE = "chat.devices.is_known_device"
+# How long a browser stays known for an account after its last login there (chat/devices.py).
+CHAT_LOGIN_DEVICE_DAYS = env_int("CHAT_LOGIN_DEVICE_DAYS", 30, minimum=1)
 
 # Sign-up: at most this many new accounts per client address an hour (chat/views.py signup). The
 # count lives in the default cache: with no CACHES setting that is each worker's own memory, so

@@ -132,6 +132,40 @@ def test_signups_are_limited_per_address_on_a_real_worker():
         assert response.status == 200 and elsewhere.cookie("sessionid")
 
 
+# 2. Login lockout --------------------------------------------------------------------------------
+
+
+def test_a_colleague_on_the_same_address_cannot_lock_you_out():
+    """Same address (a shared NAT): the guesser's wrong passwords lock every browser but the ones
+    alice has logged in from; her right password still gets her in at once from her own browser,
+    while the guesser is refused even the right password."""
+    with DaphneServer() as server:
+        alices = server.login_session("alice")
+        logout(alices)
+
+        guesser = server.session()
+        for number in range(5):  # CHAT_LOGIN_FAILURE_LIMIT
+            wrong = guesser.submit("/accounts/login/", {"username": "alice", "password": f"guess{number}"})
+            assert wrong.status in {200, 429}
+        started = time.monotonic()
+        refused = guesser.submit("/accounts/login/", {"username": "alice", "password": DEMO_PASSWORD})
+        assert refused.status == 429 and "Too many failed logins" in refused.text
+        assert "A browser you have logged in to this account from before is not locked" in refused.text
+        assert not guesser.cookie("sessionid")
+        stranger = server.session()  # a browser alice never used, on the same network: locked too
+        assert stranger.submit("/accounts/login/", {"username": "alice", "password": DEMO_PASSWORD}).status == 429
+
+        back = alices.submit("/accounts/login/", {"username": "alice", "password": DEMO_PASSWORD})
+        assert back.status == 200 and alices.cookie("sessionid") and back.url.rstrip("/") == server.base_url
+        assert time.monotonic() - started < 10  # no 15-minute wait
+
+        # Her own browser does not turn into a guessing machine for other accounts.
+        logout(alices)
+        for number in range(5):
+            alices.submit("/accounts/login/", {"username": "bob", "password": f"guess{number}"})
+        assert alices.submit("/accounts/login/", {"username": "bob", "password": DEMO_PASSWORD}).status == 429
+
+
 # 3. X-Forwarded-For only from a trusted proxy ------------------------------------------------------
 
 
