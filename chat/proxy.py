@@ -1,12 +1,15 @@
-"""The client's address behind a proxy, trusted only when the proxy itself is the direct peer.
+"""The client's address behind a proxy, believed only when the proxy itself is the direct peer.
 
-Daphne's own `--proxy-headers` takes the client address from X-Forwarded-For whoever sends it: a
-client that reaches a worker directly could then pick the address that login lockouts, sign-up and
-token limits count by, and claim 127.0.0.1 to read /metrics. bin/daphne-worker therefore keeps
-that flag from Daphne (chat/worker.py) and turns this middleware on instead: the header is honoured
-only when the direct peer is in CHAT_TRUSTED_PROXIES (addresses or networks), and then its last
-entry (the one our proxy wrote) becomes scope["client"], for HTTP and WebSocket alike. From any
-other peer the header is ignored.
+Daphne's `--proxy-headers` takes the client address from X-Forwarded-For whoever sends it: a client
+that reaches a worker directly could pick the address that login lockouts, sign-up and token limits
+count by, and claim 127.0.0.1 to read /metrics. Daphne has no option to trust only the proxy, so
+bin/daphne-worker (chat/worker.py) wraps the function Daphne parses the headers with, for HTTP and
+WebSocket alike: the headers count only when the direct peer is in CHAT_TRUSTED_PROXIES (addresses
+or networks); from any other peer they are ignored and the peer's own address stays. Daphne then
+uses the result everywhere, its access log included.
+
+Daphne reads the first X-Forwarded-For entry: the trusted proxy must set the header, not append to
+it (deploy/nginx/chat.conf.template sets it to the address nginx saw).
 """
 
 from __future__ import annotations
@@ -22,44 +25,26 @@ def trusted_networks(entries: tuple[str, ...]) -> tuple:
     return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
 
 
-def parse_address(text: str):
-    try:
-        return ipaddress.ip_address(text.strip().strip("[]").split("%", 1)[0])
-    except ValueError:
-        return None
-
-
 def is_trusted_proxy(address: str | None) -> bool:
-    ip = parse_address(address or "")
-    if ip is None:
+    try:
+        ip = ipaddress.ip_address((address or "").strip("[]").split("%", 1)[0])
+    except ValueError:
         return False
     if ip.version == 6 and ip.ipv4_mapped:
         ip = ip.ipv4_mapped
     return any(ip in network for network in trusted_networks(tuple(settings.CHAT_TRUSTED_PROXIES)))
 
 
-def header(scope, name: bytes) -> str | None:
-    values = [value for key, value in scope.get("headers", []) if key == name]
-    return b",".join(values).decode("latin-1") if values else None
+def only_from_trusted_proxies(parse):
+    """Daphne's parse_x_forwarded_for(headers, address, port, proto header names, original_addr,
+    original_scheme), applied only when original_addr (the direct peer) is a trusted proxy."""
 
+    def parse_if_trusted(headers, *names, original_addr=None, original_scheme=None, **kwargs):
+        if len(names) > 3:  # Daphne passes everything positionally
+            names, (original_addr, *rest) = names[:3], names[3:]
+            original_scheme = rest[0] if rest else original_scheme
+        if not original_addr or not is_trusted_proxy(original_addr[0]):
+            return original_addr, original_scheme
+        return parse(headers, *names, original_addr, original_scheme, **kwargs)
 
-class TrustedProxyMiddleware:
-    def __init__(self, inner) -> None:
-        self.inner = inner
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] in {"http", "websocket"} and settings.CHAT_PROXY_HEADERS:
-            peer = scope.get("client")
-            forwarded = header(scope, b"x-forwarded-for")
-            if peer and forwarded and is_trusted_proxy(peer[0]):
-                client = parse_address(forwarded.split(",")[-1])
-                if client is not None:
-                    scope = {**scope, "client": (str(client), 0)}
-                    proto = (header(scope, b"x-forwarded-proto") or "").strip().lower()
-                    if proto in {"http", "https"}:
-                        secure = proto == "https"
-                        scheme = (
-                            ("https" if secure else "http") if scope["type"] == "http" else ("wss" if secure else "ws")
-                        )
-                        scope["scheme"] = scheme
-        return await self.inner(scope, receive, send)
+    return parse_if_trusted

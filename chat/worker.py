@@ -17,7 +17,7 @@ net.core.somaxconn) instead of Twisted's 50. With 50, a reconnect storm (1000 so
 once, bench/faults.py `storm`) overflowed the accept queue: connects through nginx timed out,
 nginx marked every worker down (`max_fails=1`) and answered "no live upstreams" for minutes.
 
-`--proxy-headers` is taken here rather than by Daphne: see take_proxy_headers.
+`--proxy-headers` believes only the proxies in CHAT_TRUSTED_PROXIES: see trust_only_our_proxies.
 """
 
 from __future__ import annotations
@@ -169,18 +169,20 @@ class GracefulCommandLineInterface(CommandLineInterface):
     server_class = GracefulServer
 
 
-def take_proxy_headers(args: list[str]) -> list[str]:
-    """`--proxy-headers` is not passed on to Daphne, which would believe X-Forwarded-For from any
-    client: it turns on the app's own check instead (chat/proxy.py), which believes it only from
-    the proxies in CHAT_TRUSTED_PROXIES."""
-    if "--proxy-headers" in args:
-        os.environ["CHAT_PROXY_HEADERS"] = "1"  # read by the settings, imported after this
-        args = [arg for arg in args if arg != "--proxy-headers"]
-    return args
+def trust_only_our_proxies() -> None:
+    """Daphne's --proxy-headers believes X-Forwarded-For from any client; make it believe only the
+    proxies in CHAT_TRUSTED_PROXIES (chat/proxy.py), in both places Daphne reads it."""
+    from daphne import http_protocol, ws_protocol
+
+    from chat.proxy import only_from_trusted_proxies
+
+    for module in (http_protocol, ws_protocol):
+        module.parse_x_forwarded_for = only_from_trusted_proxies(module.parse_x_forwarded_for)
 
 
 def main() -> None:
-    GracefulCommandLineInterface().run(take_proxy_headers(sys.argv[1:]))
+    trust_only_our_proxies()
+    GracefulCommandLineInterface().run(sys.argv[1:])
 
 
 if __name__ == "__main__":

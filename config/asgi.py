@@ -23,16 +23,12 @@ except ImproperlyConfigured as error:
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat.guard import BackendsDownGuard  # noqa: E402
-from chat.proxy import TrustedProxyMiddleware  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
-# Outermost: the client's address, from X-Forwarded-For only when a trusted proxy sent it (chat/proxy.py).
-application = TrustedProxyMiddleware(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            # Redis or the database down at the handshake: close 4503 instead of HTTP 500 (chat/guard.py).
-            "websocket": BackendsDownGuard(URLRouter(websocket_urlpatterns)),
-        }
-    )
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        # Redis or the database down at the handshake: close 4503 instead of HTTP 500 (chat/guard.py).
+        "websocket": BackendsDownGuard(URLRouter(websocket_urlpatterns)),
+    }
 )

@@ -114,12 +114,11 @@ if not SECURE_HSTS_PRELOAD:
     # likewise the operator's decision (DJANGO_HSTS_PRELOAD).
     SILENCED_SYSTEM_CHECKS.append("security.W021")
 
-# X-Forwarded-For is honoured only from these direct peers (addresses or networks, comma-separated):
-# the proxy in front. From any other peer the header is ignored and the peer's own address counts,
-# so a client that reaches a worker directly cannot pick the address it is limited (or trusted) by.
-# The default trusts loopback, where `make cluster`'s nginx sits; empty trusts nobody.
-# bin/daphne-worker --proxy-headers sets CHAT_PROXY_HEADERS (chat/worker.py): the check is on.
-CHAT_PROXY_HEADERS = env_bool("CHAT_PROXY_HEADERS", False)
+# With bin/daphne-worker --proxy-headers, X-Forwarded-For is believed only from these direct peers
+# (addresses or networks, comma-separated): the proxy in front (chat/proxy.py). From any other peer
+# the header is ignored and the peer's own address counts, so a client that reaches a worker
+# directly cannot pick the address it is limited (or trusted) by. The default trusts loopback,
+# where `make cluster`'s nginx sits; empty trusts nobody.
 CHAT_TRUSTED_PROXIES = env_list("CHAT_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
 if os.environ.get("CHAT_TRUSTED_PROXIES") is not None and not os.environ["CHAT_TRUSTED_PROXIES"].strip():
     CHAT_TRUSTED_PROXIES = []

@@ -70,6 +70,14 @@ def logout(browser: HttpSession) -> None:
     assert logged_out.status == 200 and not browser.cookie("sessionid")
 
 
+def assert_access_log(server: DaphneServer, marker: str, address: str, *, not_there: str | None = None) -> None:
+    deadline = time.monotonic() + 5
+    while not (lines := [line for line in server.log().splitlines() if marker in line]):
+        assert time.monotonic() < deadline, f"no access-log line with {marker!r}:\n{server.log()[-2000:]}"
+        time.sleep(0.05)
+    assert address in lines[0] and (not_there is None or not_there not in lines[0]), lines
+
+
 # 1. Sign-up --------------------------------------------------------------------------------------
 
 
@@ -194,6 +202,8 @@ def test_a_forged_x_forwarded_for_from_an_untrusted_peer_is_ignored():
         assert response.status == 429 and not browser.cookie("sessionid")
         metrics = server.session().request("GET", "/metrics", headers={"X-Forwarded-For": "203.0.113.5"})
         assert metrics.status == 200  # judged by the real peer, 127.0.0.1, not the forged address
+        server.session().request("GET", "/healthz?forged-xff", headers={"X-Forwarded-For": "203.0.113.6"})
+        assert_access_log(server, "forged-xff", "127.0.0.1", not_there="203.0.113.6")
 
 
 def test_x_forwarded_for_from_the_trusted_proxy_names_the_client():
@@ -204,6 +214,8 @@ def test_x_forwarded_for_from_the_trusted_proxy_names_the_client():
     with DaphneServer(env=env, worker_args=["--proxy-headers"]) as server:
         assert server.session().request("GET", "/metrics", headers={"X-Forwarded-For": "203.0.113.5"}).status == 403
         assert server.session().get("/metrics").status == 200
+        server.session().request("GET", "/healthz?proxied-xff", headers={"X-Forwarded-For": "203.0.113.6"})
+        assert_access_log(server, "proxied-xff", "203.0.113.6")  # Daphne's own log names the client
         for _ in range(2):
             assert api_get(server, "chat_wrong", forwarded_for="203.0.113.5").status == 401
         assert api_get(server, "chat_wrong", forwarded_for="203.0.113.5").status == 429
