@@ -4,19 +4,46 @@ Scripts and bots authenticate with an API token, in an `Authorization: Bearer <t
 where a client cannot set headers, a `?token=<token>` query parameter. Such handshakes skip the
 Origin check: they do not come from pages, and a page on another site cannot know the token.
 Every other handshake goes through the Origin check (chat.origin: scheme, host and port exactly;
-cross-site WebSocket hijacking) and Django's session authentication, as before.
+cross-site WebSocket hijacking) and Django's session authentication.
+
+Failed token authentications are limited per client address (CHAT_TOKEN_FAILURES_PER_MINUTE, in
+each worker's memory): past the limit, an HTTP request with a token gets 429 (`rate_limited`, with
+Retry-After) and a token handshake is accepted and closed with 4429, until the address's minute
+ends. The token is then not checked at all, so a right one is refused too: checking it would let
+a guesser learn which guess was right, and it keeps a flood of guesses off the database.
 """
 
+from functools import cache
 from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.utils.translation import gettext as _
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
 from . import services
 from .origin import OriginValidator
+from .throttle import AddressWindow
+
+ABUSE = 4429  # the socket's abuse close code (chat.consumers.CloseCode.ABUSE)
+
+
+@cache
+def token_failures() -> AddressWindow:
+    """This worker's count of failed token authentications per client address."""
+    return AddressWindow(limit=settings.CHAT_TOKEN_FAILURES_PER_MINUTE, seconds=60)
+
+
+async def refuse_socket(receive, send, code: int) -> None:
+    """Accept the handshake and close at once with `code` (a refusal before accept is a bare 403,
+    which clients cannot tell from other failures)."""
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.close", "code": code})
 
 
 def bearer_token(scope) -> str | None:
@@ -39,8 +66,13 @@ class TokenAuthMiddleware:
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
+        address = (scope.get("client") or ("",))[0]
+        if token_failures().retry_after(address):
+            return await refuse_socket(receive, send, ABUSE)
         raw = bearer_token(scope) or ""
         found = await database_sync_to_async(services.token_authenticate)(raw)
+        if found is None:
+            token_failures().hit(address)
         user, token_id = found if found else (AnonymousUser(), None)
         inactive = found is None and await database_sync_to_async(services.token_of_inactive_user)(raw)
         return await self.inner(
@@ -63,11 +95,18 @@ class BearerTokenAuthentication(BaseAuthentication):
     lives here, not in chat.api, because DRF imports authentication classes from its settings.)"""
 
     def authenticate(self, request):
-        scheme, _, credentials = get_authorization_header(request).decode("latin-1").partition(" ")
+        scheme, _space, credentials = get_authorization_header(request).decode("latin-1").partition(" ")
         if scheme.lower() != "bearer":
             return None
+        address = request.META.get("REMOTE_ADDR", "")
+        wait = token_failures().retry_after(address)
+        if wait:
+            raise exceptions.Throttled(
+                wait=wait, detail=_("Too many failed token authentications from your address: try again later.")
+            )
         found = services.token_authenticate(credentials.strip())
         if found is None:
+            token_failures().hit(address)
             raise exceptions.AuthenticationFailed("The token is unknown, revoked or expired.")
         return found  # (user, token id)
 

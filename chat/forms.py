@@ -2,11 +2,14 @@
 
 from datetime import timedelta
 
+from confusable_homoglyphs import confusables
 from django import forms
 from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext_lazy as _
 
 from .models import Room
 
@@ -69,3 +72,24 @@ class RoomCreateForm(forms.Form):
         if recent.count() >= ROOMS_PER_HOUR:
             raise ValidationError(f"You have created {ROOMS_PER_HOUR} rooms in the last hour: try again later.")
         return data
+
+
+class SignupForm(UserCreationForm):
+    """Django's sign-up form (its username field already applies NFKC, and it refuses a name that
+    differs from a taken one only in case), plus: no name that mixes scripts or is made of
+    look-alike characters (Cyrillic `а` in `аdmin`), which could pass for someone else's."""
+
+    error_messages = {
+        **UserCreationForm.error_messages,
+        "confusable": _(
+            "This username mixes alphabets or uses characters that look like others (such as a "
+            "Cyrillic \u201c\u0430\u201d for a Latin \u201ca\u201d), so it could pass for someone "
+            "else's. Please use characters from one alphabet."
+        ),
+    }
+
+    def clean_username(self):
+        username = super().clean_username()  # None when it is taken (the error is already added)
+        if username and confusables.is_dangerous(username):
+            raise ValidationError(self.error_messages["confusable"], code="confusable")
+        return username

@@ -9,17 +9,18 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.views import LoginView
 from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from . import selectors, services
+from . import devices, selectors, services, throttle
 from .errors import ChatError
-from .forms import RoomCreateForm
+from .forms import RoomCreateForm, SignupForm
 
 logger = logging.getLogger(__name__)
 
@@ -67,15 +68,36 @@ def room_create(request: HttpRequest) -> HttpResponse:
     return render(request, "chat/room_form.html", {"form": form})
 
 
+SIGNUP_WINDOW = 3600  # seconds: CHAT_SIGNUP_PER_HOUR accounts per client address in it
+
+
 def signup(request: HttpRequest) -> HttpResponse:
+    """At most CHAT_SIGNUP_PER_HOUR new accounts per client address an hour (chat/throttle.py:
+    counted in the default cache, so per worker process unless CACHES names a shared one)."""
     if request.user.is_authenticated:
         return redirect("chat:room_list")
-    form = UserCreationForm(request.POST or None)
+    key = f"chat:signup:{request.META.get('REMOTE_ADDR', '')}"
+    if request.method == "POST" and throttle.cache_count(key) >= settings.CHAT_SIGNUP_PER_HOUR:
+        message = _("Too many accounts have been created from your network in the last hour. Please try again later.")
+        logger.warning("Sign-up refused: %s accounts from %s this hour", settings.CHAT_SIGNUP_PER_HOUR, key)
+        return render(request, "registration/signup.html", {"form": SignupForm(), "refusal": message}, status=429)
+    form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()
+        throttle.cache_hit(key, SIGNUP_WINDOW)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("chat:room_list")
+        return devices.remember(request, redirect("chat:room_list"), user.get_username())
     return render(request, "registration/signup.html", {"form": form})
+
+
+class ChatLoginView(LoginView):
+    """Django's login view; a successful login also marks the browser as known for that account
+    (chat/devices.py: the lockout does not apply to it)."""
+
+    redirect_authenticated_user = True
+
+    def form_valid(self, form):
+        return devices.remember(self.request, super().form_valid(form), form.get_user().get_username())
 
 
 @require_GET

@@ -4,6 +4,7 @@ With no variable set, the app runs as one process on a SQLite file and the in-pr
 layer: `make run` and plain `manage.py` commands share those defaults.
 """
 
+import ipaddress
 import os
 import secrets
 from datetime import timedelta
@@ -114,6 +115,39 @@ SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 if env_bool("DJANGO_BEHIND_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# HSTS: browsers that saw the header refuse plain HTTP for this host for that many seconds. On by
+# default (a year) only when TLS is on (the redirect or the secure cookies); 0 sends no header.
+_TLS_ON = SECURE_SSL_REDIRECT or SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000 if _TLS_ON else 0)
+# Both reach beyond this app (every subdomain; browsers' built-in lists, hard to leave): off
+# unless the operator turns them on.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = []
+if not SECURE_HSTS_INCLUDE_SUBDOMAINS:
+    # W005 asks for includeSubDomains; whether the other subdomains of the domain all speak HTTPS
+    # is the operator's knowledge, not the app's: an explicit choice (DJANGO_HSTS_INCLUDE_SUBDOMAINS).
+    SILENCED_SYSTEM_CHECKS.append("security.W005")
+if not SECURE_HSTS_PRELOAD:
+    # W021 asks for preload, a submission to the browsers' lists that outlives this deployment:
+    # likewise the operator's decision (DJANGO_HSTS_PRELOAD).
+    SILENCED_SYSTEM_CHECKS.append("security.W021")
+
+# With bin/daphne-worker --proxy-headers, X-Forwarded-For is believed only from these direct peers
+# (addresses or networks, comma-separated): the proxy in front (chat/proxy.py). From any other peer
+# the header is ignored and the peer's own address counts, so a client that reaches a worker
+# directly cannot pick the address it is limited (or trusted) by. The default trusts loopback,
+# where `make cluster`'s nginx sits; empty trusts nobody.
+CHAT_TRUSTED_PROXIES = env_list("CHAT_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
+if os.environ.get("CHAT_TRUSTED_PROXIES") is not None and not os.environ["CHAT_TRUSTED_PROXIES"].strip():
+    CHAT_TRUSTED_PROXIES = []
+for _entry in CHAT_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_entry, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"CHAT_TRUSTED_PROXIES must list addresses or networks (10.0.0.0/8), not {_entry!r}."
+        ) from None
 
 INSTALLED_APPS = [
     "daphne",
@@ -151,7 +185,10 @@ MIDDLEWARE = [
 # 15): the login form then answers 429 with templates/registration/locked_out.html. Other users
 # from the same address, and the same user from elsewhere, can still log in; a successful login
 # clears the count. `manage.py axes_reset` (or the admin's "Access attempts") lifts a lockout.
-# The address is REMOTE_ADDR: behind a proxy, run Daphne with --proxy-headers so it is the client's.
+# A browser that has logged in to that account before is exempt (chat/devices.py), so someone
+# sharing the address (NAT, proxy) cannot lock its owner out: only the other browsers there.
+# The address is REMOTE_ADDR: behind a proxy, run bin/daphne-worker --proxy-headers with the proxy
+# in CHAT_TRUSTED_PROXIES (chat/proxy.py) so it is the client's.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before the password check
     "django.contrib.auth.backends.ModelBackend",
@@ -162,6 +199,19 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False  # one log line per failure is enough
+AXES_WHITELIST_CALLABLE = "chat.devices.is_known_device"
+# How long a browser stays known for an account after its last login there (chat/devices.py).
+CHAT_LOGIN_DEVICE_DAYS = env_int("CHAT_LOGIN_DEVICE_DAYS", 30, minimum=1)
+
+# Sign-up: at most this many new accounts per client address an hour (chat/views.py signup). The
+# count lives in the default cache: with no CACHES setting that is each worker's own memory, so
+# with N workers a client can get up to N times this; a shared CACHES backend makes it one count.
+# A cache that fails does not stop sign-up (chat/throttle.py).
+CHAT_SIGNUP_PER_HOUR = env_int("CHAT_SIGNUP_PER_HOUR", 5, minimum=1)
+# Failed API-token authentications per client address a minute (HTTP API and WebSocket), counted
+# in each worker's memory; past it the address gets 429 (HTTP) / 4429 (socket) until its minute
+# ends, without the token being checked, even a right one (chat/auth.py).
+CHAT_TOKEN_FAILURES_PER_MINUTE = env_int("CHAT_TOKEN_FAILURES_PER_MINUTE", 20, minimum=1)
 
 # Content Security Policy: scripts only from our own static files, so even a rendering bug
 # cannot run a script a user typed. (Inline styles stay allowed: the admin uses them.)

@@ -6,7 +6,7 @@ from chat import metrics, views
 
 urlpatterns = [
     path("", include("chat.urls")),
-    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/login/", views.ChatLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/signup/", views.signup, name="signup"),
     path("accounts/password_change/", auth_views.PasswordChangeView.as_view(), name="password_change"),

@@ -10,9 +10,10 @@ import pytest
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.core.cache import cache
 from django.test import Client
 
-from chat import limits, presence, services, session_watch
+from chat import auth, limits, presence, services, session_watch
 
 ORIGIN = "http://testserver"
 TEST_PASSWORD = "correct-horse-42"
@@ -88,6 +89,10 @@ def fresh_realtime_state():
     presence._backend = None
     session_watch._watch = session_watch.SessionWatch()
     limits.reset_user_limits()
+    # Per-address counts (sign-ups in the cache, failed tokens in memory): every in-process test
+    # comes from 127.0.0.1, so one test's count must not limit the next.
+    cache.clear()
+    auth.token_failures.cache_clear()
     yield
     channel_layers.backends.clear()
 

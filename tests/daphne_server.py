@@ -204,8 +204,16 @@ class HttpSession:
 class DaphneServer:
     """A Daphne worker on a free port of 127.0.0.1 with its own migrated, seeded database."""
 
-    def __init__(self, *, env: dict[str, str] | None = None, startup_timeout: float = 20.0, seed: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        env: dict[str, str] | None = None,
+        startup_timeout: float = 20.0,
+        seed: bool = True,
+        worker_args: list[str] | None = None,
+    ) -> None:
         self.extra_env = dict(env or {})
+        self.worker_args = list(worker_args or [])  # more bin/daphne-worker options (--proxy-headers)
         self.startup_timeout = startup_timeout
         self.seed = seed
         self.port: int | None = None
@@ -273,7 +281,7 @@ class DaphneServer:
     def start_worker(self) -> None:
         """Start the worker process (again) on the same port and database."""
         self.process = subprocess.Popen(
-            [str(REPO_ROOT / "bin" / "daphne-worker"), "-b", "127.0.0.1", "-p", str(self.port)],
+            [str(REPO_ROOT / "bin" / "daphne-worker"), "-b", "127.0.0.1", "-p", str(self.port), *self.worker_args],
             cwd=REPO_ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,

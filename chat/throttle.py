@@ -1,0 +1,82 @@
+"""Counters of what one client address may do in a time window: sign-ups, failed token logins.
+
+Two kinds, for two needs:
+
+- `AddressWindow`: in-process, a dict guarded by a lock, nothing that waits on I/O, so the event
+  loop may call it directly (the WebSocket handshake) as well as the HTTP views' threads. Each
+  worker process counts on its own: with N workers behind a balancer a client gets up to N times
+  the limit. Used for failed token authentications (CHAT_TOKEN_FAILURES_PER_MINUTE).
+- `cache_hit`: Django's cache (the `default` one), so a shared cache (Redis, Memcached) in CACHES
+  makes the count shared by every worker; with no CACHES setting it is the per-process LocMem
+  cache. A cache that fails lets the request through, logged: sign-up stays up without Redis.
+  Used for sign-ups (CHAT_SIGNUP_PER_HOUR).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+
+from django.core.cache import cache
+
+logger = logging.getLogger(__name__)
+
+clock = time.monotonic
+
+
+class AddressWindow:
+    """At most `limit` events per address in a fixed window of `seconds` (it starts at the first)."""
+
+    MAX_ADDRESSES = 100_000  # past it, expired entries are dropped; a flood of addresses cannot grow it for long
+
+    def __init__(self, *, limit: int, seconds: float) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self.windows: dict[str, tuple[float, int]] = {}  # address -> (window start, count)
+        self.lock = threading.Lock()
+
+    def retry_after(self, address: str) -> int:
+        """0 if `address` may go on, else the whole seconds until its window ends."""
+        with self.lock:
+            start, count = self.windows.get(address, (0.0, 0))
+            left = start + self.seconds - clock()
+            if left <= 0 or count < self.limit:
+                return 0
+            return max(1, math.ceil(left))
+
+    def hit(self, address: str) -> None:
+        with self.lock:
+            now = clock()
+            start, count = self.windows.get(address, (now, 0))
+            if now - start >= self.seconds:
+                start, count = now, 0
+            self.windows[address] = (start, count + 1)
+            if len(self.windows) > self.MAX_ADDRESSES:
+                self.windows = {a: w for a, w in self.windows.items() if now - w[0] < self.seconds}
+
+    def clear(self) -> None:
+        with self.lock:
+            self.windows.clear()
+
+
+def cache_count(key: str) -> int:
+    """How many times `key` was hit in its current window (0 if the cache is unavailable)."""
+    try:
+        return int(cache.get(key, 0))
+    except Exception:  # noqa: BLE001 (any backend's failure: count nothing, serve the page)
+        logger.warning("The cache did not answer; %s is not limited for now", key, exc_info=True)
+        return 0
+
+
+def cache_hit(key: str, seconds: int) -> None:
+    """One more hit on `key`; its window (`seconds`) starts at the first hit."""
+    try:
+        if not cache.add(key, 1, timeout=seconds):
+            try:
+                cache.incr(key)
+            except ValueError:  # expired between add and incr: a new window
+                cache.add(key, 1, timeout=seconds)
+    except Exception:  # noqa: BLE001
+        logger.warning("The cache did not answer; %s was not counted", key, exc_info=True)
