@@ -522,7 +522,7 @@ class EchoConsumer(AsyncWebsocketConsumer):
     """`/ws/echo/`: the classic first WebSocket example. Each text frame comes back prefixed with
     `Server: `; binary frames come back unchanged. It needs no login and no Origin, because it
     reads nothing and stores nothing; but it is open to anyone, so it has the chat socket's limits,
-    counted per client address instead of per user (docs/security-origin.md):
+    counted per client address instead of per user (docs/security.md):
 
     - CHAT_ECHO_ENABLED off: the handshake is refused (HTTP 403), as for an unknown path;
     - at most CHAT_MAX_SOCKETS_PER_USER echo sockets per client address on a worker: the next is

@@ -104,7 +104,7 @@ def env_origins(name: str) -> list[str]:
     return origins
 
 
-# The pages whose Origin a browser's chat socket accepts (chat/origin.py, docs/security-origin.md):
+# The pages whose Origin a browser's chat socket accepts (chat/origin.py, docs/security.md):
 # when empty, the handshake's own origin (its scheme and Host header) and the exact entries of
 # DJANGO_CSRF_TRUSTED_ORIGINS, as Django's CSRF check accepts for forms; when set, exactly these.
 CHAT_ALLOWED_ORIGINS = env_origins("CHAT_ALLOWED_ORIGINS")

@@ -1,4 +1,4 @@
-"""Who may sign up, log in and authenticate, and from where (docs/security-auth.md):
+"""Who may sign up, log in and authenticate, and from where (docs/security.md):
 
 - sign-up refuses look-alike usernames and is limited per client address;
 - a colleague behind the same address cannot lock you out of your account;
