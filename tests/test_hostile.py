@@ -58,6 +58,7 @@ hostile_text = st.one_of(
     st.text(max_size=40),
     st.text(st.characters(categories=["Cs"]), min_size=1, max_size=3),  # lone surrogates
     st.sampled_from(["\x00", "a\x00b", "\ud800", "x\udfffy", "NaN", "Infinity", "-0", "1e400", "../admin"]),
+    st.sampled_from(["\ufffe", "\uffff", "\U0010ffff", "\ud83d", "\ud83d\ude00"]),  # non-characters, half a pair
     st.sampled_from(["lobby", "secret", "nope", "<script>", "%2e%2e", "lobbу"]),  # Cyrillic у
     st.just("x" * 5000),
 )
@@ -199,6 +200,45 @@ def test_no_frame_crashes_or_closes_the_socket(fuzz_socket, frame):
     if code is not None:
         errors = [r for r in replies[:-1] if r["type"] == "error"]
         assert [e["code"] for e in errors] == [code], f"{data!r} should get one {code} error, got {replies}"
+
+
+# Every field of every frame type, with text that cannot travel as UTF-8 -------------------------
+
+BAD_TEXT = {
+    "lone-high": "\ud800",
+    "lone-low": "x\udfff",
+    "reversed-pair": "\udc00\ud800",
+    "nul": "a\x00b",
+    "non-character": "\uffff",
+}
+FIELDS = [(t, name) for t in sorted(CLIENT_FRAMES) for name in [*sorted(CLIENT_FRAMES[t]), "ref"]]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_bad_text_in_any_field_of_any_frame_gets_replies_that_encode(fuzz_socket_async):
+    """Each field of each client frame type (those added later included: the list is the
+    protocol's own), and `ref`, set to each kind of bad text, as JSON escapes a client can send:
+    every reply encodes as UTF-8 (Socket.recv checks) and the socket answers the next ping."""
+    socket = fuzz_socket_async
+    for frame_type, name in FIELDS:
+        for label, bad in BAD_TEXT.items():
+            frame = {"type": frame_type, "room": "lobby", "body": "hi", "id": 1, "seq": 1, name: bad}
+            replies = await exchange(socket, "text", json.dumps(frame), f"probe-{frame_type}-{name}-{label}")
+            assert replies[-1]["type"] == "pong", (frame_type, name, label, replies)
+            for reply in replies[:-1]:
+                if reply["type"] == "error":
+                    assert reply["code"] in KNOWN_ERROR_CODES, (frame_type, name, label, reply)
+
+
+@pytest.fixture
+async def fuzz_socket_async(alice, make_room, settings, connect):
+    """alice's socket in `lobby`, with the rate limits raised (hundreds of frames at full speed)."""
+    settings.CHAT_RATE_PER_SECOND = settings.CHAT_RATE_BURST = settings.CHAT_ABUSE_LIMIT = 100_000
+    settings.CHAT_USER_RATE_PER_SECOND = settings.CHAT_USER_RATE_BURST = 100_000
+    await database_sync_to_async(make_room)("lobby")
+    socket = await connect(alice)
+    await socket.join("lobby")
+    return socket
 
 
 # Header smuggling against a real worker (Daphne >= 4.2.2) ----------------------------------------
