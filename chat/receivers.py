@@ -1,11 +1,12 @@
-"""Hooks into Django auth: a session that ends closes the sockets opened with it.
+"""Hooks into Django auth: a session that ends closes the sockets opened with it; logins feed
+the lockout's known browsers (chat.devices).
 
 Django's own views (logout, password change, admin user edits) announce these only as
 signals, so this is where they are wired; the work itself is in `chat.events`.
 """
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.signals import user_logged_out
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db.models.signals import post_delete, post_save
 
 
@@ -36,6 +37,11 @@ def on_user_deleted(sender, instance, **kwargs) -> None:
 
 def connect() -> None:
     User = get_user_model()
+    from . import devices
+
     user_logged_out.connect(on_logged_out, dispatch_uid="chat.logged_out")
+    # The login lockout's known browsers (chat/devices.py).
+    user_login_failed.connect(devices.count_failure, dispatch_uid="chat.known_login_failed")
+    user_logged_in.connect(devices.reset_on_login, dispatch_uid="chat.known_login_reset")
     post_save.connect(on_user_saved, sender=User, dispatch_uid="chat.user_saved")
     post_delete.connect(on_user_deleted, sender=User, dispatch_uid="chat.user_deleted")

@@ -86,7 +86,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         user = form.save()
         throttle.cache_hit(key, SIGNUP_WINDOW)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return devices.remember(request, redirect("chat:room_list"), user.get_username())
+        return devices.remember(request, redirect("chat:room_list"), user)
     return render(request, "registration/signup.html", {"form": form})
 
 
@@ -97,7 +97,7 @@ class ChatLoginView(LoginView):
     redirect_authenticated_user = True
 
     def form_valid(self, form):
-        return devices.remember(self.request, super().form_valid(form), form.get_user().get_username())
+        return devices.remember(self.request, super().form_valid(form), form.get_user())
 
 
 @require_GET

@@ -174,6 +174,49 @@ def test_a_colleague_on_the_same_address_cannot_lock_you_out():
         assert alices.submit("/accounts/login/", {"username": "bob", "password": DEMO_PASSWORD}).status == 429
 
 
+def login_as(browser: HttpSession, username: str, password: str):
+    return browser.submit("/accounts/login/", {"username": username, "password": password})
+
+
+def test_a_known_browser_is_no_way_around_the_lockout():
+    """The known-browser cookie lets its owner past a lock, and no more: the owner's login does
+    not give a guesser on the same address fresh guesses; a known browser (say a shared computer
+    after a logout) has CHAT_LOGIN_FAILURE_LIMIT wrong passwords of its own, then is locked like
+    any other; and a password change revokes every known browser."""
+    with DaphneServer() as server:
+        # The owner's login leaves the guesser locked.
+        alices = server.login_session("alice")
+        logout(alices)
+        guesser = server.session()
+        for number in range(5):
+            login_as(guesser, "alice", f"guess{number}")
+        assert login_as(alices, "alice", DEMO_PASSWORD).status == 200 and alices.cookie("sessionid")
+        assert login_as(guesser, "alice", "guess-after-her-login").status == 429
+        assert login_as(guesser, "alice", DEMO_PASSWORD).status == 429
+
+        # A known browser's own budget: 5 free wrong passwords, then axes counts it, 5 more lock it.
+        bobs = server.login_session("bob")
+        logout(bobs)
+        for number in range(10):
+            login_as(bobs, "bob", f"guess{number}")
+        refused = login_as(bobs, "bob", DEMO_PASSWORD)
+        assert refused.status == 429 and not bobs.cookie("sessionid")
+
+        # A password change: carol's old browser is a stranger again.
+        carols = server.login_session("carol")
+        logout(carols)
+        server.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth.models import User; u = User.objects.get(username='carol'); "
+            "u.set_password('a-New-passw0rd'); u.save()",
+        )
+        stranger = server.session()
+        for number in range(5):
+            login_as(stranger, "carol", f"guess{number}")
+        assert login_as(carols, "carol", "a-New-passw0rd").status == 429
+
+
 # 3. X-Forwarded-For only from a trusted proxy ------------------------------------------------------
 
 
