@@ -7,10 +7,12 @@ Every other handshake goes through the Origin check (chat.origin: scheme, host a
 cross-site WebSocket hijacking) and Django's session authentication.
 
 Failed token authentications are limited per client address (CHAT_TOKEN_FAILURES_PER_MINUTE, in
-each worker's memory): past the limit, an HTTP request with a token gets 429 (`rate_limited`, with
-Retry-After) and a token handshake is accepted and closed with 4429, until the address's minute
-ends. The token is then not checked at all, so a right one is refused too: checking it would let
-a guesser learn which guess was right, and it keeps a flood of guesses off the database.
+each worker's memory): past the limit, until the address's minute ends, a wrong token on HTTP gets
+429 (`rate_limited`, with Retry-After) and a wrong token on the socket is accepted and closed with
+4429. A right token is always let in: tokens are 256 random bits, so refusing it would protect
+nothing, and it would let any web page a user visits (a WebSocket handshake needs no CORS
+preflight, and a token handshake no Origin) lock every bot behind that user's network address out
+with a few wrong `?token=` handshakes.
 """
 
 from functools import cache
@@ -67,12 +69,13 @@ class TokenAuthMiddleware:
 
     async def __call__(self, scope, receive, send):
         address = (scope.get("client") or ("",))[0]
-        if token_failures().retry_after(address):
-            return await refuse_socket(receive, send, ABUSE)
+        throttled = token_failures().charge(address)
         raw = bearer_token(scope) or ""
         found = await database_sync_to_async(services.token_authenticate)(raw)
-        if found is None:
-            token_failures().hit(address)
+        if found is not None:
+            token_failures().refund(address)
+        elif throttled:
+            return await refuse_socket(receive, send, ABUSE)
         user, token_id = found if found else (AnonymousUser(), None)
         inactive = found is None and await database_sync_to_async(services.token_of_inactive_user)(raw)
         return await self.inner(
@@ -99,16 +102,16 @@ class BearerTokenAuthentication(BaseAuthentication):
         if scheme.lower() != "bearer":
             return None
         address = request.META.get("REMOTE_ADDR", "")
-        wait = token_failures().retry_after(address)
+        wait = token_failures().charge(address)
+        found = services.token_authenticate(credentials.strip())
+        if found is not None:
+            token_failures().refund(address)
+            return found  # (user, token id)
         if wait:
             raise exceptions.Throttled(
                 wait=wait, detail=_("Too many failed token authentications from your address: try again later.")
             )
-        found = services.token_authenticate(credentials.strip())
-        if found is None:
-            token_failures().hit(address)
-            raise exceptions.AuthenticationFailed("The token is unknown, revoked or expired.")
-        return found  # (user, token id)
+        raise exceptions.AuthenticationFailed("The token is unknown, revoked or expired.")
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="chat"'  # makes unauthenticated requests 401, not 403

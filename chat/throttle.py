@@ -56,6 +56,28 @@ class AddressWindow:
             if len(self.windows) > self.MAX_ADDRESSES:
                 self.windows = {a: w for a, w in self.windows.items() if now - w[0] < self.seconds}
 
+    def charge(self, address: str) -> int:
+        """Count one attempt now (before it is checked, so attempts in flight together cannot
+        pass the limit together); return what `retry_after` said before it."""
+        with self.lock:
+            start, count = self.windows.get(address, (0.0, 0))
+            now = clock()
+            if now - start >= self.seconds:
+                start, count = now, 0
+            left = start + self.seconds - now
+            wait = max(1, math.ceil(left)) if count >= self.limit else 0
+            self.windows[address] = (start, count + 1)
+            if len(self.windows) > self.MAX_ADDRESSES:
+                self.windows = {a: w for a, w in self.windows.items() if now - w[0] < self.seconds}
+            return wait
+
+    def refund(self, address: str) -> None:
+        """Take back an attempt that `charge` counted and that turned out fine."""
+        with self.lock:
+            start, count = self.windows.get(address, (0.0, 0))
+            if count > 0:
+                self.windows[address] = (start, count - 1)
+
     def clear(self) -> None:
         with self.lock:
             self.windows.clear()
