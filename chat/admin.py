@@ -13,6 +13,13 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
     readonly_fields = ["joined_at", "last_read_seq"]
 
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        # Someone staff add here is invited (may enter the room while it is private); the people
+        # who only opened the room while it was public are listed unticked.
+        formset.form.base_fields["invited"].initial = True
+        return formset
+
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
@@ -95,6 +102,9 @@ class MembershipAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "room"]
     readonly_fields = ["joined_at", "last_read_seq"]
     actions = ["invite_members"]
+
+    def get_changeform_initial_data(self, request):
+        return {"invited": True, **super().get_changeform_initial_data(request)}
 
     @admin.action(description="Invite selected members (they may enter the room while it is private)")
     def invite_members(self, request, queryset):

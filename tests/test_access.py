@@ -12,6 +12,7 @@
 
 import asyncio
 import json
+import re
 import secrets
 
 import pytest
@@ -376,3 +377,27 @@ async def test_the_periodic_recheck_leaves_a_socket_that_may_stay_alone(alice, m
     await a.join("lobby")
     await a.nothing("room_closed", wait=2.5)
     assert (await a.request("send", room="lobby", body="still here"))["type"] == "ack"
+
+
+@pytest.mark.django_db
+def test_staff_adding_a_member_in_the_admin_invites_them_by_default(alice, make_user, make_room):
+    """The admin's forms tick *invited* for a member staff add, so adding someone to a private
+    room lets them in, as it always did."""
+    staff = make_user("boss", is_staff=True, is_superuser=True)
+    room = make_room("secret", private=True)
+    client = Client()
+    client.force_login(staff)
+
+    def checkbox(page: str, name: str) -> str:
+        return re.search(rf'<input[^>]*name="{re.escape(name)}"[^>]*>', page).group(0)
+
+    add_page = client.get("/admin/chat/membership/add/").content.decode()
+    assert "checked" in checkbox(add_page, "invited")
+    room_page = client.get(f"/admin/chat/room/{room.pk}/change/").content.decode()
+    assert "checked" in checkbox(room_page, "memberships-__prefix__-invited")  # a row added inline
+
+    response = client.post(
+        "/admin/chat/membership/add/", {"user": alice.pk, "room": room.pk, "role": "member", "invited": "on"}
+    )
+    assert response.status_code == 302
+    assert "secret" in [r.slug for r in room_list_for(user=alice)]
