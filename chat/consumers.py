@@ -30,6 +30,9 @@ from .session_watch import get_session_watch
 
 logger = logging.getLogger(__name__)
 
+# Clean-ups of ended sockets still under way (kept referenced until done: see ChatConsumer._release).
+_leaving: set[asyncio.Task] = set()
+
 DATABASE_DOWN = "The database is not answering; try again in a moment."
 
 
@@ -197,7 +200,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self._release(code)
 
     async def _release(self, code: int) -> None:
-        """Give back everything this socket holds, once; each step on its own, so one that fails
+        """Give back everything this socket holds, once. What needs no network goes first and at
+        once (the per-user slot, the session watch, the fan-out's hold on this socket, metrics);
+        then leaving the groups and presence, shielded, so a cancelled task (Daphne giving up on
+        the application) does not cut it short, and each step on its own, so one that fails
         (Redis away) does not keep the others from running."""
         if self.released:
             return
@@ -207,17 +213,33 @@ class ChatConsumer(AsyncWebsocketConsumer):
         get_session_watch().discard(self)
         if self.user_id is not None:
             get_user_limits().close(self.user_id, self)
-        for room_id in list(getattr(self, "rooms", ())):
-            try:
-                await self._unsubscribe(room_id)
-            except Exception:  # Redis away: the presence entry lapses by itself (CHAT_PRESENCE_TTL)
-                logger.warning("Could not leave room %s cleanly", room_id, exc_info=True)
+        rooms = getattr(self, "rooms", {})
+        left = list(rooms.items())
+        rooms.clear()
+        getattr(self, "slugs", {}).clear()
+        groups = [events.room_group(room_id) for room_id, _ in left]
         if self.user_group:
-            group, self.user_group = self.user_group, None
+            groups.append(self.user_group)
+            self.user_group = None
+        for group in groups:
+            self.fanout.forget(group, self)
+        if groups:
+            task = asyncio.ensure_future(self._leave(groups, left))
+            _leaving.add(task)
+            task.add_done_callback(_leaving.discard)
+            await asyncio.shield(task)
+
+    async def _leave(self, groups: list[str], rooms: list[tuple[int, str]]) -> None:
+        for group in groups:
             try:
                 await self.fanout.discard(group, self)
             except Exception:
                 logger.warning("Could not leave the group %s cleanly", group, exc_info=True)
+        for room_id, slug in rooms:
+            try:
+                await self._went_offline(room_id, slug)
+            except Exception:  # Redis away: the presence entry lapses by itself (CHAT_PRESENCE_TTL)
+                logger.warning("Could not leave room %s cleanly", room_id, exc_info=True)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Room frames that arrive while a request is handled wait for its reply, as they would in
@@ -429,7 +451,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         slug = self.rooms.get(room_id)
         if slug is None or self.closing:
             return
-        await self._unsubscribe(room_id)
+        try:
+            await self._unsubscribe(room_id)
+        except Exception:  # out of the room all the same (the fan-out let go first); presence lapses
+            logger.warning("Could not leave room %s cleanly", room_id, exc_info=True)
         await self.send(protocol.encode("room_closed", room=slug, reason=reason))
 
     async def chat_session_ended(self, event: dict[str, Any]) -> None:
@@ -481,6 +506,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         slug = self.rooms.pop(room_id)
         self.slugs.pop(slug, None)
         await self.fanout.discard(events.room_group(room_id), self)
+        await self._went_offline(room_id, slug)
+
+    async def _went_offline(self, room_id: int, slug: str) -> None:
+        """This socket left the room: update presence, and tell the room if the user is gone."""
         went_offline = await self.presence.remove(
             room_id=room_id, username=self.user.username, channel=self.channel_name
         )

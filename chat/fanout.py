@@ -86,6 +86,14 @@ class Fanout:
                 self.members.pop(group, None)
             raise
 
+    def forget(self, group: str, consumer: ChatConsumer) -> None:
+        """Stop handing the group's events to a socket, at once and without waiting on anything.
+        The worker's subscription stays until `discard` (which a socket that ends calls next)
+        finds the group empty."""
+        members = self.members.get(group)
+        if members is not None:
+            members.discard(consumer)
+
     async def discard(self, group: str, consumer: ChatConsumer) -> None:
         members = self.members.get(group)
         if members is None:

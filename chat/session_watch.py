@@ -86,18 +86,22 @@ class SessionWatch:
     async def sweep_access(self) -> None:
         """Take sockets out of the rooms their users may no longer be in (banned, removed from a
         private room, a room made private without inviting them, archived, deleted)."""
-        sockets = [s for s in list(self.sockets) if s.user_id is not None and s.rooms]
-        if not sockets:
+        # Each socket's rooms as they were when asked about: a room joined while the query ran
+        # is left to the next sweep (the join itself checked access).
+        asked = {s: list(s.rooms) for s in list(self.sockets) if s.user_id is not None and s.rooms}
+        if not asked:
             return
-        pairs = {(s.user_id, room_id) for s in sockets for room_id in list(s.rooms)}
+        pairs = {(s.user_id, room_id) for s, room_ids in asked.items() for room_id in room_ids}
         lost = await database_sync_to_async(selectors.rooms_access_lost)(pairs=pairs)
-        if not lost:
-            return
-        for socket in sockets:
-            for room_id in list(socket.rooms):
+        for socket, room_ids in asked.items():
+            for room_id in room_ids:
                 reason = lost.get((socket.user_id, room_id))
-                if reason is not None:
+                if reason is None:
+                    continue
+                try:
                     await socket.room_lost(room_id, reason)
+                except Exception:  # one socket's failure must not spare the others
+                    logger.exception("Could not take a socket out of room %s", room_id)
 
     async def sweep_tokens(self) -> None:
         """Close the sockets whose API token was revoked, expired or lost its user."""

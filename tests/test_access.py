@@ -170,6 +170,35 @@ async def test_whatever_ends_a_socket_releases_its_presence_slot_groups_and_metr
     assert await presence.get_presence().users(room_id=room.pk) == ["bob"]
 
 
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_cancelled_while_its_clean_up_waits_is_still_cleaned_up(
+    alice, bob, make_room, connect, monkeypatch
+):
+    """Presence slow to answer (Redis hanging) and the task cancelled meanwhile, twice: the
+    fan-out lets go of the socket at once, and leaving presence finishes anyway."""
+    room = await database_sync_to_async(make_room)("lobby")
+    backend = presence.get_presence()
+    original = type(backend).remove
+
+    async def slow_remove(self, **kwargs):
+        await asyncio.sleep(0.5)
+        return await original(self, **kwargs)
+
+    monkeypatch.setattr(type(backend), "remove", slow_remove)
+    watcher = await connect(bob)
+    await watcher.join("lobby")
+    socket = await connect(alice)
+    await socket.join("lobby")
+    await watcher.expect("presence", users=["alice", "bob"])
+
+    socket.communicator.future.cancel()
+    await asyncio.sleep(0.1)
+    assert held_by(alice)["groups"] == [f"room.{room.pk}", f"user.{bob.pk}"]  # no frame reaches it now
+    socket.communicator.future.cancel()  # and once more, as a server shutting down might
+    await watcher.expect("presence", users=["bob"], timeout=3)
+    assert held_by(alice) == {"slots": 0, "groups": [f"room.{room.pk}", f"user.{bob.pk}"], "gauge": 1}
+
+
 # Access lost without its event ---------------------------------------------------------------------
 
 
