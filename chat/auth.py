@@ -28,7 +28,7 @@ from rest_framework.authentication import BaseAuthentication, get_authorization_
 
 from . import services
 from .origin import OriginValidator
-from .throttle import AddressWindow
+from .throttle import AddressWindow, address_key
 
 ABUSE = 4429  # the socket's abuse close code (chat.consumers.CloseCode.ABUSE)
 
@@ -68,7 +68,7 @@ class TokenAuthMiddleware:
         self.inner = inner
 
     async def __call__(self, scope, receive, send):
-        address = (scope.get("client") or ("",))[0]
+        address = address_key((scope.get("client") or ("",))[0])
         throttled = token_failures().charge(address)
         raw = bearer_token(scope) or ""
         found = await database_sync_to_async(services.token_authenticate)(raw)
@@ -101,7 +101,7 @@ class BearerTokenAuthentication(BaseAuthentication):
         scheme, _space, credentials = get_authorization_header(request).decode("latin-1").partition(" ")
         if scheme.lower() != "bearer":
             return None
-        address = request.META.get("REMOTE_ADDR", "")
+        address = address_key(request.META.get("REMOTE_ADDR"))
         wait = token_failures().charge(address)
         found = services.token_authenticate(credentials.strip())
         if found is not None:

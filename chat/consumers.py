@@ -27,6 +27,7 @@ from .models import Room
 from .presence import get_presence
 from .protocol import Frame
 from .session_watch import get_session_watch
+from .throttle import address_key
 
 logger = logging.getLogger(__name__)
 
@@ -570,7 +571,8 @@ class EchoConsumer(AsyncWebsocketConsumer):
             await self.close()  # before the accept: HTTP 403
             return
         client = self.scope.get("client")
-        self.address = client[0] if client else None  # the proxy's own, unless Daphne runs with --proxy-headers
+        # The proxy's own, unless Daphne runs with --proxy-headers; an IPv6 client counts by its /64.
+        self.address = address_key(client[0] if client else None)
         self.bucket = TokenBucket(rate=settings.CHAT_RATE_PER_SECOND, burst=settings.CHAT_RATE_BURST)
         self.strikes = StrikeWindow(limit=settings.CHAT_ABUSE_LIMIT)
         await self.accept()

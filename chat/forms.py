@@ -76,8 +76,10 @@ class RoomCreateForm(forms.Form):
 
 class SignupForm(UserCreationForm):
     """Django's sign-up form (its username field already applies NFKC, and it refuses a name that
-    differs from a taken one only in case), plus: no name that mixes scripts or is made of
-    look-alike characters (Cyrillic `а` in `аdmin`), which could pass for someone else's."""
+    differs from a taken one only in case), plus: no name that mixes scripts, or mixes in
+    characters that look like another script's (Cyrillic `а` in `аdmin`), which could pass for
+    someone else's. A name wholly in one script that looks like another's (Cyrillic `асе`
+    against Latin `ace`) is not caught: the library compares no names with each other."""
 
     error_messages = {
         **UserCreationForm.error_messages,

@@ -48,3 +48,17 @@ def only_from_trusted_proxies(parse):
         return parse(headers, *names, original_addr, original_scheme, **kwargs)
 
     return parse_if_trusted
+
+
+def trust_only_our_proxies() -> None:
+    """Make Daphne's --proxy-headers believe only the proxies in CHAT_TRUSTED_PROXIES, in both
+    places Daphne reads them (HTTP and WebSocket). Called by bin/daphne-worker (chat.worker) and
+    by config.asgi, which any Daphne imports before it serves, so a worker started as plain
+    `daphne config.asgi:application` is covered too. Once is enough; a second call does nothing."""
+    from daphne import http_protocol, ws_protocol
+
+    for module in (http_protocol, ws_protocol):
+        if not getattr(module.parse_x_forwarded_for, "trusts_only_our_proxies", False):
+            wrapped = only_from_trusted_proxies(module.parse_x_forwarded_for)
+            wrapped.trusts_only_our_proxies = True
+            module.parse_x_forwarded_for = wrapped

@@ -14,6 +14,7 @@ Two kinds, for two needs:
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import threading
@@ -24,6 +25,27 @@ from django.core.cache import cache
 logger = logging.getLogger(__name__)
 
 clock = time.monotonic
+
+
+def address_key(address: str | None) -> str:
+    """What per-address limits count by: an IPv4 address as it is (an IPv4-mapped IPv6 one as
+    IPv4), an IPv6 address by its /64 (written as the /64's first address, still an address),
+    since one host commonly gets a whole /64 and could otherwise take a fresh address for every
+    attempt. Anything else as given."""
+    try:
+        ip = ipaddress.ip_address((address or "").strip("[]").split("%", 1)[0])
+    except ValueError:
+        return address or ""
+    if ip.version == 6 and ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
+    return str(ip)
+
+
+def request_address_key(request) -> str:
+    """AXES_CLIENT_IP_CALLABLE: the login lockout counts by the same key."""
+    return address_key(request.META.get("REMOTE_ADDR"))
 
 
 class AddressWindow:

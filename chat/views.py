@@ -76,7 +76,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     counted in the default cache, so per worker process unless CACHES names a shared one)."""
     if request.user.is_authenticated:
         return redirect("chat:room_list")
-    key = f"chat:signup:{request.META.get('REMOTE_ADDR', '')}"
+    key = f"chat:signup:{throttle.address_key(request.META.get('REMOTE_ADDR'))}"
     if request.method == "POST" and throttle.cache_count(key) >= settings.CHAT_SIGNUP_PER_HOUR:
         message = _("Too many accounts have been created from your network in the last hour. Please try again later.")
         logger.warning("Sign-up refused: %s accounts from %s this hour", settings.CHAT_SIGNUP_PER_HOUR, key)

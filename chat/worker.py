@@ -17,7 +17,7 @@ net.core.somaxconn) instead of Twisted's 50. With 50, a reconnect storm (1000 so
 once, bench/faults.py `storm`) overflowed the accept queue: connects through nginx timed out,
 nginx marked every worker down (`max_fails=1`) and answered "no live upstreams" for minutes.
 
-`--proxy-headers` believes only the proxies in CHAT_TRUSTED_PROXIES: see trust_only_our_proxies.
+`--proxy-headers` believes only the proxies in CHAT_TRUSTED_PROXIES: see chat.proxy.trust_only_our_proxies.
 """
 
 from __future__ import annotations
@@ -169,19 +169,10 @@ class GracefulCommandLineInterface(CommandLineInterface):
     server_class = GracefulServer
 
 
-def trust_only_our_proxies() -> None:
-    """Daphne's --proxy-headers believes X-Forwarded-For from any client; make it believe only the
-    proxies in CHAT_TRUSTED_PROXIES (chat/proxy.py), in both places Daphne reads it."""
-    from daphne import http_protocol, ws_protocol
-
-    from chat.proxy import only_from_trusted_proxies
-
-    for module in (http_protocol, ws_protocol):
-        module.parse_x_forwarded_for = only_from_trusted_proxies(module.parse_x_forwarded_for)
-
-
 def main() -> None:
-    trust_only_our_proxies()
+    from chat.proxy import trust_only_our_proxies
+
+    trust_only_our_proxies()  # config.asgi does it too; early here, before Daphne starts
     GracefulCommandLineInterface().run(sys.argv[1:])
 
 

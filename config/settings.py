@@ -200,6 +200,7 @@ AXES_RESET_ON_SUCCESS = False  # chat.devices.reset_on_login does it, except for
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False  # one log line per failure is enough
 AXES_WHITELIST_CALLABLE = "chat.devices.is_known_device"
+AXES_CLIENT_IP_CALLABLE = "chat.throttle.request_address_key"  # an IPv6 client by its /64
 # How long a browser stays known for an account after its last login there (chat/devices.py).
 CHAT_LOGIN_DEVICE_DAYS = env_int("CHAT_LOGIN_DEVICE_DAYS", 30, minimum=1)
 

@@ -15,6 +15,7 @@ import secrets
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import websockets
@@ -106,6 +107,32 @@ def test_signup_accepts_names_in_one_alphabet(username):
     response = Client().post("/accounts/signup/", {"username": username, "password1": PASSWORD, "password2": PASSWORD})
     assert response.status_code == 302
     assert get_user_model().objects.get().username == username
+
+
+@pytest.mark.django_db
+def test_an_ipv6_client_counts_by_its_64_for_sign_ups_and_token_failures(settings):
+    """One host commonly holds a whole /64: a fresh address for each attempt buys nothing."""
+    settings.CHAT_SIGNUP_PER_HOUR = 2
+    for number in range(3):
+        client = Client(REMOTE_ADDR=f"2001:db8:1:2::{number + 1}")
+        data = {"username": f"v6user{number}", "password1": PASSWORD, "password2": PASSWORD}
+        response = client.post("/accounts/signup/", data)
+        assert response.status_code == (302 if number < 2 else 429), number
+    other_network = Client(REMOTE_ADDR="2001:db8:1:3::1")
+    data = {"username": "v6other", "password1": PASSWORD, "password2": PASSWORD}
+    assert other_network.post("/accounts/signup/", data).status_code == 302
+
+    settings.CHAT_TOKEN_FAILURES_PER_MINUTE = 3
+    from chat import auth
+
+    auth.token_failures.cache_clear()
+    statuses = [
+        Client(REMOTE_ADDR=f"2001:db8:9:9::{n + 1}")
+        .get("/api/rooms/", HTTP_AUTHORIZATION=f"Bearer chat_wrong{n}")
+        .status_code
+        for n in range(5)
+    ]
+    assert statuses == [401, 401, 401, 429, 429]
 
 
 def test_signups_are_limited_per_address_on_a_real_worker():
@@ -247,6 +274,19 @@ def test_a_forged_x_forwarded_for_from_an_untrusted_peer_is_ignored():
         assert metrics.status == 200  # judged by the real peer, 127.0.0.1, not the forged address
         server.session().request("GET", "/healthz?forged-xff", headers={"X-Forwarded-For": "203.0.113.6"})
         assert_access_log(server, "forged-xff", "127.0.0.1", not_there="203.0.113.6")
+
+
+def test_plain_daphne_with_proxy_headers_also_believes_only_the_trusted_proxy(tmp_path):
+    """bin/daphne-worker falls back to plain Daphne where no Python sits beside it; config.asgi
+    applies the trusted-proxy rule there too."""
+    plain = tmp_path / "daphne"
+    plain.symlink_to(Path(sys.executable).parent / "daphne")  # no python beside it: the fallback
+    env = {"DAPHNE": str(plain), "CHAT_TRUSTED_PROXIES": "192.0.2.1"}
+    with DaphneServer(env=env, worker_args=["--proxy-headers"]) as server:
+        metrics = server.session().request("GET", "/metrics", headers={"X-Forwarded-For": "203.0.113.5"})
+        assert metrics.status == 200  # judged by the real peer, 127.0.0.1, not the forged address
+        command = Path(f"/proc/{server.process.pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        assert str(plain) in command and "chat.worker" not in command  # plain Daphne served it
 
 
 def test_x_forwarded_for_from_the_trusted_proxy_names_the_client():
