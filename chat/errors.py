@@ -2,7 +2,7 @@
 
 
 class ChatError(Exception):
-    """A refusal a client may see: `code` is one of PROTOCOL.md's error codes."""
+    """A refusal a client may see: `code` is one of the wire protocol's error codes (docs/protocol.md)."""
 
     BAD_REQUEST = "bad_request"
     UNKNOWN_TYPE = "unknown_type"

@@ -285,7 +285,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # (RedisPubSubChannelLayer, the default, chosen by measurement: docs/scaling.md) or `redis`
 # (RedisChannelLayer).
 CHAT_CHANNEL_LAYER = env_choice("CHAT_CHANNEL_LAYER", "redis-pubsub", ["redis-pubsub", "redis"])
-# socket_timeout above channels-redis' 5 s blocking receive, or idle sockets die (PITFALLS.md).
+# socket_timeout above channels-redis' 5 s blocking receive, or idle sockets die.
 _REDIS_HOSTS = [{"address": REDIS_URL, "socket_timeout": 30}]
 if REDIS_URL and CHAT_CHANNEL_LAYER == "redis":
     CHANNEL_LAYERS = {
@@ -347,7 +347,7 @@ WHITENOISE_USE_FINDERS = True
 # as nginx does in the compose deployment.
 WHITENOISE_MAX_AGE = 3600
 
-# Chat limits (PROTOCOL.md gives the defaults).
+# Chat limits (docs/protocol.md, Limits, lists them with their defaults).
 CHAT_MAX_BODY = env_int("CHAT_MAX_BODY", 4000, minimum=1)
 CHAT_MAX_FRAME_BYTES = env_int("CHAT_MAX_FRAME_BYTES", 65536, minimum=1024)
 CHAT_RATE_PER_SECOND = env_int("CHAT_RATE_PER_SECOND", 10, minimum=1)

@@ -72,8 +72,9 @@ IDLE_SECONDS = 65
 def idle_sockets(cluster):
     """Two sockets (workers 2 and 3) that join a room, then stay silent while the other tests run;
     test_sockets_idle_for_over_a_minute_still_deliver checks them after IDLE_SECONDS. (redis-py's
-    read timeout once killed idle Redis-backed sockets after 5 s: PITFALLS.md.) The websockets
-    sync client answers Daphne's pings in its own thread, as a browser does."""
+    read timeout once killed idle Redis-backed sockets after 5 s, racing channels-redis' 5 s
+    blocking receive.) The websockets sync client answers Daphne's pings in its own thread, as a
+    browser does."""
     room = new_room(cluster, "idle")
     with contextlib.ExitStack() as stack:
         opened = []
