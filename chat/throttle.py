@@ -59,28 +59,10 @@ class AddressWindow:
         self.windows: dict[str, tuple[float, int]] = {}  # address -> (window start, count)
         self.lock = threading.Lock()
 
-    def retry_after(self, address: str) -> int:
-        """0 if `address` may go on, else the whole seconds until its window ends."""
-        with self.lock:
-            start, count = self.windows.get(address, (0.0, 0))
-            left = start + self.seconds - clock()
-            if left <= 0 or count < self.limit:
-                return 0
-            return max(1, math.ceil(left))
-
-    def hit(self, address: str) -> None:
-        with self.lock:
-            now = clock()
-            start, count = self.windows.get(address, (now, 0))
-            if now - start >= self.seconds:
-                start, count = now, 0
-            self.windows[address] = (start, count + 1)
-            if len(self.windows) > self.MAX_ADDRESSES:
-                self.windows = {a: w for a, w in self.windows.items() if now - w[0] < self.seconds}
-
     def charge(self, address: str) -> int:
         """Count one attempt now (before it is checked, so attempts in flight together cannot
-        pass the limit together); return what `retry_after` said before it."""
+        pass the limit together); return 0 if the address was still within its limit, else the
+        whole seconds until its window ends."""
         with self.lock:
             start, count = self.windows.get(address, (0.0, 0))
             now = clock()

@@ -79,6 +79,11 @@ def test_a_limit_that_is_no_number_is_refused():
         ({"CHAT_MAX_SEND_BUFFER_BYTES": "1000"}, "CHAT_MAX_SEND_BUFFER_BYTES must be at least 65536, not 1000."),
         ({"CHAT_LOGIN_FAILURE_LIMIT": "0"}, "CHAT_LOGIN_FAILURE_LIMIT must be at least 1, not 0."),
         ({"CHAT_LOGIN_COOLOFF_MINUTES": "15m"}, "CHAT_LOGIN_COOLOFF_MINUTES must be a whole number, not '15m'."),
+        ({"CHAT_TRUSTED_PROXIES": "nginx"}, "CHAT_TRUSTED_PROXIES must list addresses or networks"),
+        ({"CHAT_SIGNUP_PER_HOUR": "0"}, "CHAT_SIGNUP_PER_HOUR must be at least 1, not 0."),
+        ({"CHAT_TOKEN_FAILURES_PER_MINUTE": "many"}, "CHAT_TOKEN_FAILURES_PER_MINUTE must be a whole number"),
+        ({"DJANGO_HSTS_SECONDS": "-1"}, "DJANGO_HSTS_SECONDS must be at least 0, not -1."),
+        ({"CHAT_LOGIN_DEVICE_DAYS": "0"}, "CHAT_LOGIN_DEVICE_DAYS must be at least 1, not 0."),
     ],
     ids=lambda value: next(iter(value)) if isinstance(value, dict) else "",
 )
