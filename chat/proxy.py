@@ -3,8 +3,8 @@
 Daphne's `--proxy-headers` takes the client address from X-Forwarded-For whoever sends it: a client
 that reaches a worker directly could pick the address that login lockouts, sign-up and token limits
 count by, and claim 127.0.0.1 to read /metrics. Daphne has no option to trust only the proxy, so
-bin/daphne-worker (chat/worker.py) wraps the function Daphne parses the headers with, for HTTP and
-WebSocket alike: the headers count only when the direct peer is in CHAT_TRUSTED_PROXIES (addresses
+`trust_only_our_proxies` (called by config.asgi and chat.worker) wraps the function Daphne parses
+the headers with, for HTTP and WebSocket alike: the headers count only when the direct peer is in CHAT_TRUSTED_PROXIES (addresses
 or networks); from any other peer they are ignored and the peer's own address stays. Daphne then
 uses the result everywhere, its access log included.
 

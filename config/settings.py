@@ -133,7 +133,7 @@ if not SECURE_HSTS_PRELOAD:
     # likewise the operator's decision (DJANGO_HSTS_PRELOAD).
     SILENCED_SYSTEM_CHECKS.append("security.W021")
 
-# With bin/daphne-worker --proxy-headers, X-Forwarded-For is believed only from these direct peers
+# With --proxy-headers, X-Forwarded-For is believed only from these direct peers
 # (addresses or networks, comma-separated): the proxy in front (chat/proxy.py). From any other peer
 # the header is ignored and the peer's own address counts, so a client that reaches a worker
 # directly cannot pick the address it is limited (or trusted) by. The default trusts loopback,
@@ -210,8 +210,8 @@ CHAT_LOGIN_DEVICE_DAYS = env_int("CHAT_LOGIN_DEVICE_DAYS", 30, minimum=1)
 # A cache that fails does not stop sign-up (chat/throttle.py).
 CHAT_SIGNUP_PER_HOUR = env_int("CHAT_SIGNUP_PER_HOUR", 5, minimum=1)
 # Failed API-token authentications per client address a minute (HTTP API and WebSocket), counted
-# in each worker's memory; past it the address gets 429 (HTTP) / 4429 (socket) until its minute
-# ends, without the token being checked, even a right one (chat/auth.py).
+# in each worker's memory; past it a wrong token from that address gets 429 (HTTP) / 4429 (socket)
+# until its minute ends; a right token is always let in (chat/auth.py).
 CHAT_TOKEN_FAILURES_PER_MINUTE = env_int("CHAT_TOKEN_FAILURES_PER_MINUTE", 20, minimum=1)
 
 # Content Security Policy: scripts only from our own static files, so even a rendering bug
