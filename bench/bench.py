@@ -9,7 +9,7 @@
 
 Targets, each started here and stopped here, on loopback, clients connecting straight to the
 server processes (no proxy for anyone):
-  product  bin/cluster (tests.cluster_server.ClusterServer): Daphne workers + its own redis-server +
+  product  bin/cluster (tests.support.cluster_server.ClusterServer): Daphne workers + its own redis-server +
            a throwaway PostgreSQL (SQLite when PostgreSQL's binaries are absent). 250 real users
            (bench000..bench249) with real Django sessions; each socket sends the session cookie and
            an Origin, joins its room (`joined`), sends `send` and gets `ack` + `message` frames.
@@ -64,10 +64,10 @@ if __name__ in ("__main__", "__mp_main__"):
 
 from bench.layers import CpuMeter, machine_info, parent_pid, percentile, pids_where, table  # noqa: E402
 from bench.loadgen import Clients  # noqa: E402
-from tests import postgres_server  # noqa: E402
-from tests.cluster_server import ClusterServer  # noqa: E402
-from tests.daphne_server import clean_env, free_port  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from tests.support import postgres_server  # noqa: E402
+from tests.support.cluster_server import ClusterServer  # noqa: E402
+from tests.support.daphne_server import clean_env, free_port  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 
 TARGETS = ["product", "naive", "bare"]
 WORKLOADS = ["w1", "w2", "w3"]

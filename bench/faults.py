@@ -6,8 +6,8 @@
     .venv/bin/python bench/faults.py --scenario redis   # one scenario (repeatable)
 
 Real processes, all on 127.0.0.1: bin/cluster (nginx -> 3 Daphne workers) on a throwaway Redis
-(tests/redis_server.py) and a throwaway PostgreSQL (tests/postgres_server.py), both owned here so
-they can be restarted. The clients are tests/chat_client.py's ChatClient, which behaves as the
+(tests/support/redis_server.py) and a throwaway PostgreSQL (tests/support/postgres_server.py), both owned here so
+they can be restarted. The clients are tests/support/chat_client.py's ChatClient, which behaves as the
 browser page: it reconnects with jittered backoff, rejoins with `since`, keeps messages by seq,
 resends unacknowledged messages with the same client_id, and shows a send answered with an
 `error` as failed. They connect through nginx.
@@ -54,15 +54,15 @@ sys.path.insert(0, str(ROOT))
 
 import websockets  # noqa: E402
 
-from tests.chat_client import ChatClient  # noqa: E402
-from tests.cluster_server import ClusterServer  # noqa: E402
-from tests.postgres_server import PostgresServer  # noqa: E402
-from tests.redis_server import RedisServer  # noqa: E402
+from tests.support.chat_client import ChatClient  # noqa: E402
+from tests.support.cluster_server import ClusterServer  # noqa: E402
+from tests.support.postgres_server import PostgresServer  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 
 USERS = ["alice", "bob", "carol", "admin"]
 # Hundreds of clients share these four demo accounts, so the per-user limits (sockets per user,
 # the per-user frame bucket) are lifted for the run: they guard against one abusive account and
-# are tested on their own in tests/test_hostile.py. The per-socket limits stay as they are.
+# are tested on their own in tests/app/test_hostile.py. The per-socket limits stay as they are.
 SHARED_ACCOUNTS = dict.fromkeys(
     ("CHAT_MAX_SOCKETS_PER_USER", "CHAT_USER_RATE_PER_SECOND", "CHAT_USER_RATE_BURST"), "5000"
 )

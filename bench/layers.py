@@ -51,7 +51,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.redis_server import RedisServer  # noqa: E402 (after the path)
+from tests.support.redis_server import RedisServer  # noqa: E402 (after the path)
 
 LAYERS = ["redis", "redis-pubsub"]
 USERS = ["alice", "bob", "carol", "admin"]
@@ -369,8 +369,8 @@ def b_client(specs: list[dict], barrier, commands, results) -> None:
 
 
 def run_b(layer: str, config: dict) -> dict:
-    from tests.cluster_server import ClusterServer
-    from tests.postgres_server import PostgresServer
+    from tests.support.cluster_server import ClusterServer
+    from tests.support.postgres_server import PostgresServer
 
     rooms, size = config["b_rooms"], config["b_room_size"]
     # Four demo users hold all the sockets: lift the per-user caps as well as the socket ones.

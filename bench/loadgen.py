@@ -1,4 +1,4 @@
-"""The load generator of `make bench` (bench/bench.py) and of tests/test_bench_smoke.py: client
+"""The load generator of `make bench` (bench/bench.py) and of tests/e2e/test_bench_smoke.py: client
 processes (multiprocessing, spawn), each one asyncio loop holding many WebSocket clients.
 
 The parent gives every process its share of the socket specs and then commands, one at a time,

@@ -3,8 +3,8 @@
 from django.contrib import admin, messages
 from django.db.models import Count, Q
 
-from . import services
-from .models import ApiToken, Ban, Membership, Message, Room
+from chat import services
+from chat.models import ApiToken, Ban, Membership, Message, Room
 
 
 class MembershipInline(admin.TabularInline):

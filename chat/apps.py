@@ -7,6 +7,6 @@ class ChatConfig(AppConfig):
     verbose_name = "Chat"
 
     def ready(self) -> None:
-        from . import receivers
+        from chat import receivers
 
         receivers.connect()

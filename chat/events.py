@@ -28,7 +28,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from . import protocol
+from chat.realtime import protocol
 
 logger = logging.getLogger(__name__)
 

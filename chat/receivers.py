@@ -1,5 +1,5 @@
 """Hooks into Django auth: a session that ends closes the sockets opened with it; logins feed
-the lockout's known browsers (chat.devices).
+the lockout's known browsers (chat.web.devices).
 
 Django's own views (logout, password change, admin user edits) announce these only as
 signals, so this is where they are wired; the work itself is in `chat.events`.
@@ -13,7 +13,7 @@ from django.db.models.signals import post_delete, post_save
 def on_logged_out(sender, request, user, **kwargs) -> None:
     session_key = getattr(getattr(request, "session", None), "session_key", None)
     if user is not None and session_key:
-        from . import events
+        from chat import events
 
         events.session_ended(user_id=user.pk, session_key=session_key)
 
@@ -24,23 +24,23 @@ def on_user_saved(sender, instance, created, update_fields=None, **kwargs) -> No
     # `_password` is set between set_password() and save(): the password changed, and every
     # session made with the old one stops authenticating. A deactivated user is shut out too.
     if getattr(instance, "_password", None) is not None or not instance.is_active:
-        from . import events
+        from chat import events
 
         events.user_revalidate_on_commit(user_id=instance.pk)
 
 
 def on_user_deleted(sender, instance, **kwargs) -> None:
-    from . import events
+    from chat import events
 
     events.user_revalidate_on_commit(user_id=instance.pk)
 
 
 def connect() -> None:
     User = get_user_model()
-    from . import devices
+    from chat.web import devices
 
     user_logged_out.connect(on_logged_out, dispatch_uid="chat.logged_out")
-    # The login lockout's known browsers (chat/devices.py).
+    # The login lockout's known browsers (chat/web/devices.py).
     user_login_failed.connect(devices.count_failure, dispatch_uid="chat.known_login_failed")
     user_logged_in.connect(devices.reset_on_login, dispatch_uid="chat.known_login_reset")
     post_save.connect(on_user_saved, sender=User, dispatch_uid="chat.user_saved")

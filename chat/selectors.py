@@ -13,9 +13,9 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from .errors import ChatError
-from .models import PRIVATE_ACCESS, ApiToken, Ban, Membership, Message, Room
-from .protocol import MAX_SLUG_LENGTH
+from chat.errors import ChatError
+from chat.models import PRIVATE_ACCESS, ApiToken, Ban, Membership, Message, Room
+from chat.realtime.protocol import MAX_SLUG_LENGTH
 
 DELETED_AUTHOR = "[deleted]"
 _MESSAGE_COLUMNS = ("id", "seq", "body", "created_at", "edited_at", "client_id", "deleted", "author__username")

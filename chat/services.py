@@ -12,10 +12,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import events
-from .errors import ChatError
-from .models import ApiToken, Ban, Membership, Message, Room
-from .selectors import RoomClosed, message_to_wire, room_access_check, room_get_for
+from chat import events
+from chat.errors import ChatError
+from chat.models import ApiToken, Ban, Membership, Message, Room
+from chat.selectors import RoomClosed, message_to_wire, room_access_check, room_get_for
 
 # Rooms --------------------------------------------------------------------------------------
 

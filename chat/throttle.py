@@ -14,12 +14,14 @@ Two kinds, for two needs:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import math
 import threading
 import time
 
+from django.conf import settings
 from django.core.cache import cache
 
 logger = logging.getLogger(__name__)
@@ -106,3 +108,9 @@ def cache_hit(key: str, seconds: int) -> None:
                 cache.add(key, 1, timeout=seconds)
     except Exception:  # noqa: BLE001
         logger.warning("The cache did not answer; %s was not counted", key, exc_info=True)
+
+
+@functools.cache
+def token_failures() -> AddressWindow:
+    """This worker's count of failed token authentications per client address."""
+    return AddressWindow(limit=settings.CHAT_TOKEN_FAILURES_PER_MINUTE, seconds=60)

@@ -1,16 +1,8 @@
-from django.urls import path, re_path
-from drf_spectacular.views import SpectacularJSONAPIView
+"""The app's URLs, under the `chat` namespace: the pages and the HTTP API."""
 
-from . import api, views
+from chat.api.urls import urlpatterns as api_urlpatterns
+from chat.web.urls import urlpatterns as web_urlpatterns
 
 app_name = "chat"
 
-urlpatterns = [
-    path("", views.room_list, name="room_list"),
-    path("rooms/new/", views.room_create, name="room_create"),
-    path("rooms/<str:slug>/", views.room_detail, name="room"),
-    path("api/rooms/", api.RoomListView.as_view(), name="api_rooms"),
-    path("api/rooms/<str:slug>/messages/", api.RoomMessagesView.as_view(), name="api_messages"),
-    path("api/schema/", SpectacularJSONAPIView.as_view(), name="api_schema"),
-    re_path(r"^api/(?P<path>.*)$", api.api_not_found),
-]
+urlpatterns = [*web_urlpatterns, *api_urlpatterns]

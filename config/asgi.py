@@ -23,9 +23,9 @@ except ImproperlyConfigured as error:
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from chat.guard import BackendsDownGuard  # noqa: E402
-from chat.proxy import trust_only_our_proxies  # noqa: E402
-from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.realtime.daphne import trust_only_our_proxies  # noqa: E402
+from chat.realtime.guard import BackendsDownGuard  # noqa: E402
+from chat.realtime.routing import websocket_urlpatterns  # noqa: E402
 
 # --proxy-headers believes X-Forwarded-For only from CHAT_TRUSTED_PROXIES (chat/proxy.py), however
 # Daphne was started.

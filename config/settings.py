@@ -92,7 +92,7 @@ CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 
 def env_origins(name: str) -> list[str]:
-    from chat.origin import parse_origin  # standard library and django.http only: safe here
+    from chat.realtime.origin import parse_origin  # standard library and django.http only: safe here
 
     origins = env_list(name, [])
     for origin in origins:
@@ -167,7 +167,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "chat.middleware.RequestIdMiddleware",  # first: every log line of a request carries its id
+    "chat.ops.middleware.RequestIdMiddleware",  # first: every log line of a request carries its id
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -199,7 +199,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = False  # chat.devices.reset_on_login does it, except for known browsers
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False  # one log line per failure is enough
-AXES_WHITELIST_CALLABLE = "chat.devices.is_known_device"
+AXES_WHITELIST_CALLABLE = "chat.web.devices.is_known_device"
 AXES_CLIENT_IP_CALLABLE = "chat.throttle.request_address_key"  # an IPv6 client by its /64
 # How long a browser stays known for an account after its last login there (chat/devices.py).
 CHAT_LOGIN_DEVICE_DAYS = env_int("CHAT_LOGIN_DEVICE_DAYS", 30, minimum=1)
@@ -386,13 +386,13 @@ CHAT_ACCESS_SWEEP_SECONDS = env_int("CHAT_ACCESS_SWEEP_SECONDS", 5, minimum=1)
 # requests a minute, counted per worker process in its local cache).
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "chat.auth.BearerTokenAuthentication",
+        "chat.api.authentication.BearerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "EXCEPTION_HANDLER": "chat.api.exception_handler",
+    "EXCEPTION_HANDLER": "chat.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": f"{CHAT_RATE_PER_SECOND * 60}/min"},
@@ -425,10 +425,10 @@ LOG_FORMAT = env_choice("DJANGO_LOG_FORMAT", "plain", ["plain", "json"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "chat.log.ContextFilter"}},
+    "filters": {"context": {"()": "chat.ops.logs.ContextFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-        "json": {"()": "chat.log.JsonFormatter"},
+        "json": {"()": "chat.ops.logs.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},

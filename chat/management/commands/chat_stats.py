@@ -1,7 +1,7 @@
 """`python manage.py chat_stats [--json] [--top N]`: rooms, message rates, the busiest rooms of the
 last hour, and who is online per room.
 
-Online users come from the Redis presence keys (chat.presence) when REDIS_URL is set: the
+Online users come from the Redis presence keys (chat.realtime.presence.redis) when REDIS_URL is set: the
 `chat:presence:<room id>:users` sorted sets, whose scores are expiry times in ms of Redis' own
 clock, so a user counts while their score is later than Redis' TIME. Without REDIS_URL, presence
 lives in each worker's memory and this command cannot see it: it says so.
@@ -19,8 +19,8 @@ from django.core.management.base import BaseCommand
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from chat import presence
 from chat.models import Message, Room
+from chat.realtime.presence.redis import PREFIX
 
 WINDOWS = {"last_minute": timedelta(minutes=1), "last_hour": timedelta(hours=1), "last_day": timedelta(days=1)}
 PER_PROCESS = "presence is per-process without REDIS_URL (each worker's memory): run this with REDIS_URL set"
@@ -49,13 +49,13 @@ def busiest_rooms(now, top: int) -> list[dict[str, object]]:
 
 def online_users(url: str) -> list[dict[str, object]]:
     """Every room with someone online, busiest first, read from the presence keys in Redis."""
-    pattern = re.compile(rf"^{re.escape(presence.PREFIX)}(\d+):users$")
+    pattern = re.compile(rf"^{re.escape(PREFIX)}(\d+):users$")
     client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
     try:
         seconds, micros = client.time()
         now_ms = seconds * 1000 + micros // 1000
         online: dict[int, list[str]] = {}
-        for key in client.scan_iter(match=f"{presence.PREFIX}*:users", count=500):
+        for key in client.scan_iter(match=f"{PREFIX}*:users", count=500):
             match = pattern.match(key.decode())
             if match is None:
                 continue

@@ -1,0 +1,75 @@
+"""The API's errors: `{"code": ..., "detail": ...}` with the socket's error codes (plus
+`unauthorized`, 401) and one readable sentence, whatever DRF or Django raised."""
+
+import logging
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from chat.errors import ChatError
+
+logger = logging.getLogger(__name__)
+
+UNAUTHORIZED = "unauthorized"
+HTTP_STATUS = {
+    ChatError.BAD_REQUEST: status.HTTP_400_BAD_REQUEST,
+    ChatError.UNKNOWN_TYPE: status.HTTP_400_BAD_REQUEST,
+    ChatError.NOT_JOINED: status.HTTP_400_BAD_REQUEST,
+    ChatError.NOT_FOUND: status.HTTP_404_NOT_FOUND,
+    ChatError.FORBIDDEN: status.HTTP_403_FORBIDDEN,
+    ChatError.TOO_LARGE: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    ChatError.RATE_LIMITED: status.HTTP_429_TOO_MANY_REQUESTS,
+    ChatError.INTERNAL: status.HTTP_500_INTERNAL_SERVER_ERROR,
+}
+
+
+def _sentence(detail) -> str:
+    """DRF's error details (strings, lists, dicts of lists) as one readable line."""
+    if isinstance(detail, dict):
+        return " ".join(f"'{field}': {_sentence(value)}" for field, value in detail.items())
+    if isinstance(detail, list):
+        return " ".join(_sentence(item) for item in detail)
+    return str(detail)
+
+
+def _codes(exc: exceptions.ValidationError) -> dict:
+    codes = exc.get_codes()
+    return codes if isinstance(codes, dict) else {}
+
+
+def exception_handler(exc, context):
+    # Django's own (a 404 from content negotiation, say) become DRF's, so they get the right code.
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if isinstance(exc, ChatError):
+        return Response({"code": exc.code, "detail": exc.detail}, status=HTTP_STATUS[exc.code])
+    response = drf_exception_handler(exc, context)
+    if response is None:  # an unexpected failure: logged with its traceback, answered in JSON
+        logger.exception("API request failed", exc_info=exc)
+        return Response(
+            {"code": ChatError.INTERNAL, "detail": "The server could not do that; try again."},
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    if isinstance(exc, exceptions.ValidationError) and "max_length" in _codes(exc).get("body", []):
+        return exception_handler(
+            ChatError(ChatError.TOO_LARGE, f"The message is longer than {settings.CHAT_MAX_BODY} characters."), context
+        )
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        code = UNAUTHORIZED
+    elif isinstance(exc, exceptions.Throttled):
+        code = ChatError.RATE_LIMITED
+    elif isinstance(exc, exceptions.PermissionDenied):
+        code = ChatError.FORBIDDEN
+    elif isinstance(exc, exceptions.NotFound):
+        code = ChatError.NOT_FOUND
+    else:  # ValidationError, ParseError, MethodNotAllowed, UnsupportedMediaType, ...
+        code = ChatError.BAD_REQUEST
+    detail = _sentence(response.data.get("detail", response.data) if isinstance(response.data, dict) else response.data)
+    response.data = {"code": code, "detail": detail}
+    return response

@@ -1,0 +1,1 @@
+"""What operators look at: health endpoints, Prometheus metrics, structured logs, request ids."""

@@ -1,0 +1,629 @@
+"""The chat WebSocket: transport hooks that validate, call services and selectors, and reply.
+
+One socket multiplexes any number of rooms. Every reply to a request carries its `ref`.
+Nothing a client sends closes the socket, except abuse (4429) or an oversized frame (4009).
+"""
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Coroutine
+from typing import Any
+
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.db import DatabaseError
+from redis.exceptions import RedisError
+
+from chat import events, selectors, services
+from chat.errors import ChatError
+from chat.models import Room
+from chat.ops import logs, metrics
+from chat.realtime import protocol
+from chat.realtime.daphne import daphne_protocol, protocol_backlog, transport_backlog
+from chat.realtime.fanout import PreparedFrame, get_fanout
+from chat.realtime.guard import UNAVAILABLE
+from chat.realtime.limits import StrikeWindow, TokenBucket, get_user_limits
+from chat.realtime.limits import UserLimits as EchoLimits  # the echo socket's, per client address
+from chat.realtime.presence import get_presence
+from chat.realtime.protocol import Frame
+from chat.realtime.session_watch import get_session_watch
+from chat.throttle import address_key
+
+logger = logging.getLogger(__name__)
+
+# Clean-ups of ended sockets still under way (kept referenced until done: see ChatConsumer._release).
+_leaving: set[asyncio.Task] = set()
+
+DATABASE_DOWN = "The database is not answering; try again in a moment."
+
+
+class CloseCode:
+    SESSION_ENDED = 4401  # anonymous, invalid, or ended session
+    DEACTIVATED = 4403
+    FRAME_TOO_LARGE = 4009  # only where Daphne runs without --websocket-max-message-size
+    SLOW_READER = 4008  # its outgoing buffer passed CHAT_MAX_SEND_BUFFER_BYTES: it does not read
+    TOO_MANY_SOCKETS = 4408  # the user holds CHAT_MAX_SOCKETS_PER_USER sockets on this worker
+    ABUSE = 4429
+
+
+# The ORM, bridged once per function ----------------------------------------------------------
+
+
+@database_sync_to_async
+def _session_state(session, user_id: int | None = None) -> str:
+    if not session.session_key:
+        return selectors.SessionState.ENDED
+    return selectors.session_state(session=session, user_id=user_id)
+
+
+@database_sync_to_async
+def _enter(*, user, slug: str) -> Room:
+    return services.room_enter(slug=slug, user=user)
+
+
+@database_sync_to_async
+def _catch_up(*, room: Room, since: int | None) -> tuple[list[dict[str, Any]], bool]:
+    if since is None:
+        return selectors.messages_latest(room=room), True
+    return selectors.messages_since(room=room, since=since)
+
+
+@database_sync_to_async
+def _send(*, room_id: int, slug: str, user, body: str, client_id: str | None) -> dict[str, Any]:
+    # The service re-reads the room row under its lock; a key is all it needs from us.
+    wire, _created = services.message_send(
+        room=Room(pk=room_id, slug=slug), author=user, body=body, client_id=client_id
+    )
+    return wire
+
+
+@database_sync_to_async
+def _edit(*, room_id: int, slug: str, user, message_id: int, body: str, skip: str) -> dict[str, Any]:
+    return services.message_edit(
+        room=Room(pk=room_id, slug=slug), author=user, message_id=message_id, body=body, skip=skip
+    )
+
+
+@database_sync_to_async
+def _delete(*, room_id: int, slug: str, user, message_id: int, skip: str) -> tuple[int, int]:
+    message = services.message_delete_own(
+        room=Room(pk=room_id, slug=slug), author=user, message_id=message_id, skip=skip
+    )
+    return message.pk, message.seq
+
+
+@database_sync_to_async
+def _history(*, room_id: int, user, before: int | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    room = Room.objects.filter(pk=room_id).first()
+    if room is None:
+        raise ChatError(ChatError.NOT_FOUND, "That room no longer exists.")
+    selectors.room_access_check(room=room, user=user)
+    return selectors.messages_before(room=room, before=before, limit=limit)
+
+
+@database_sync_to_async
+def _read(*, room_id: int, user, seq: int) -> None:
+    services.read_mark(room=Room(pk=room_id), user=user, seq=seq)
+
+
+@database_sync_to_async
+def _last_seqs(room_ids: list[int]) -> dict[int, int]:
+    return selectors.room_last_seqs(room_ids=room_ids)
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    # No channel per socket: the worker's fan-out (chat.fanout) subscribes to this socket's groups
+    # and hands it their events. An alias with no configuration gives a consumer no layer.
+    channel_layer_alias = "chat.fanout (no channel per socket)"
+    # Until connect() has run (and for a handshake refused before it), a socket holds nothing.
+    released = False
+    user_id: int | None = None
+    user_group: str | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels (4.2+) runs close_old_connections() through sync_to_async before every
+        # handler: a hop to the one sync thread for each event to each socket, so a message to a
+        # room of 50 queued 50 hops behind the database writes. Here every ORM call goes through
+        # database_sync_to_async, which closes stale connections itself, so the hop is skipped.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    # Transport hooks ---------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self.connection_id = logs.bind_connection()  # on every log line of this socket
+        self.channel_name = f"socket.{secrets.token_hex(8)}"  # this socket's id: presence, skip
+        self.user = self.scope.get("user")
+        self.session = self.scope.get("session")
+        self.rooms: dict[int, str] = {}  # room id -> slug, the rooms this socket has joined
+        self.slugs: dict[str, int] = {}
+        self.user_group: str | None = None
+        self.session_key: str | None = None
+        self.token_id: int | None = self.scope.get("token_id")  # set when a bearer token opened it
+        self.user_id: int | None = None
+        self.closing = False
+        self.bucket = TokenBucket(rate=settings.CHAT_RATE_PER_SECOND, burst=settings.CHAT_RATE_BURST)
+        self.strikes = StrikeWindow(limit=settings.CHAT_ABUSE_LIMIT)
+        self.presence = get_presence()
+        self.fanout = get_fanout()
+        self.tasks: set[asyncio.Task] | None = None  # made by the first spawn
+        self.held: list[tuple[int, PreparedFrame]] | None = None  # room frames held for a reply
+
+        # Redis away: raised before the accept, chat.guard answers 4503 at once (one PING; sockets
+        # have no channel of their own to subscribe, which used to find out).
+        await self.presence.ready()
+        await self.accept()
+        self.protocol = daphne_protocol(self.base_send)  # room frames go straight to it (push_frame)
+        metrics.ws_opened(self)
+        if self.user is None or not self.user.is_authenticated:
+            state = await _session_state(self.session) if self.session is not None else None
+            inactive = state == selectors.SessionState.INACTIVE or self.scope.get("token_inactive", False)
+            code = CloseCode.DEACTIVATED if inactive else CloseCode.SESSION_ENDED
+            await self._close(code)
+            return
+        if self.token_id is None and self.session is not None:
+            self.session_key = self.session.session_key
+        if not get_user_limits().open(
+            self.user.pk,
+            self,
+            max_sockets=settings.CHAT_MAX_SOCKETS_PER_USER,
+            rate=settings.CHAT_USER_RATE_PER_SECOND,
+            burst=settings.CHAT_USER_RATE_BURST,
+        ):
+            logger.info("User %s already holds %s sockets here", self.user.pk, settings.CHAT_MAX_SOCKETS_PER_USER)
+            await self._close(CloseCode.TOO_MANY_SOCKETS)
+            return
+        self.user_id = self.user.pk
+        self.user_group = events.user_group(self.user.pk)
+        try:
+            await self.fanout.add(self.user_group, self)
+        except (RedisError, OSError) as error:  # as chat.guard does for a handshake not yet accepted
+            logger.warning("WebSocket closed with %d: Redis is not answering (%s)", UNAVAILABLE, error)
+            self.user_group = None
+            await self._close(UNAVAILABLE)
+            return
+        get_session_watch().add(self)
+        logger.info("WebSocket opened by user %s", self.user_id)
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Whatever ended the socket: after a crash in a handler (or a reply that could not be
+            # sent) Daphne closes it with 1011 and never calls disconnect(); a cancelled task or a
+            # worker's shutdown ends here too. Its presence, per-user slot, fan-out membership and
+            # metrics are released all the same.
+            await self._release(1011)
+
+    async def disconnect(self, code: int) -> None:
+        await self._release(code)
+
+    async def _release(self, code: int) -> None:
+        """Give back everything this socket holds, once. What needs no network goes first and at
+        once (the per-user slot, the session watch, the fan-out's hold on this socket, metrics);
+        then leaving the groups and presence, shielded, so a cancelled task (Daphne giving up on
+        the application) does not cut it short, and each step on its own, so one that fails
+        (Redis away) does not keep the others from running."""
+        if self.released:
+            return
+        self.released = True
+        self.closing = True
+        logger.info("WebSocket closed with code %s", metrics.ws_closed(self, code))
+        get_session_watch().discard(self)
+        if self.user_id is not None:
+            get_user_limits().close(self.user_id, self)
+        rooms = getattr(self, "rooms", {})
+        left = list(rooms.items())
+        rooms.clear()
+        getattr(self, "slugs", {}).clear()
+        groups = [events.room_group(room_id) for room_id, _ in left]
+        if self.user_group:
+            groups.append(self.user_group)
+            self.user_group = None
+        for group in groups:
+            self.fanout.forget(group, self)
+        if groups:
+            task = asyncio.ensure_future(self._leave(groups, left))
+            _leaving.add(task)
+            task.add_done_callback(_leaving.discard)
+            await asyncio.shield(task)
+
+    async def _leave(self, groups: list[str], rooms: list[tuple[int, str]]) -> None:
+        for group in groups:
+            try:
+                await self.fanout.discard(group, self)
+            except Exception:
+                logger.warning("Could not leave the group %s cleanly", group, exc_info=True)
+        for room_id, slug in rooms:
+            try:
+                await self._went_offline(room_id, slug)
+            except Exception:  # Redis away: the presence entry lapses by itself (CHAT_PRESENCE_TTL)
+                logger.warning("Could not leave room %s cleanly", room_id, exc_info=True)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        # Room frames that arrive while a request is handled wait for its reply, as they would in
+        # this socket's own dispatch loop: a sender gets its `ack` before its message comes back.
+        self.held = []
+        try:
+            await self.handle_frame(text_data, bytes_data)
+        finally:
+            held, self.held = self.held, None
+            for room_id, frame in held:
+                self.push_frame(room_id, frame)
+
+    async def handle_frame(self, text_data: str | None, bytes_data: bytes | None) -> None:
+        if self.closing:
+            return
+        if text_data is None:
+            metrics.frame_received("binary")
+            await self._refuse(ChatError(ChatError.BAD_REQUEST, "Binary frames are not supported: send JSON text."))
+            return
+        limit = settings.CHAT_MAX_FRAME_BYTES
+        if len(text_data) * 4 > limit and len(text_data.encode("utf-8", "surrogatepass")) > limit:
+            metrics.frame_received("oversized")
+            await self._close(CloseCode.FRAME_TOO_LARGE)
+            return
+        try:
+            frame: Frame | None = protocol.parse_frame(text_data)
+            refusal = None
+        except ChatError as error:
+            frame, refusal = None, error
+        ref = frame.ref if frame else getattr(refusal, "ref", None)
+        metrics.frame_received(frame.type if frame else "invalid")
+        if not self.bucket.take():
+            room = frame.fields.get("room") if frame else None
+            await self._refuse(ChatError(ChatError.RATE_LIMITED, "Too many frames: slow down.", room=room), ref)
+            return
+        if not get_user_limits().take(self.user_id):
+            room = frame.fields.get("room") if frame else None
+            detail = "Too many frames from your account (all your open sockets together): slow down."
+            await self._refuse(ChatError(ChatError.RATE_LIMITED, detail, room=room), ref)
+            return
+        if refusal is not None:
+            await self._refuse(refusal, ref)
+            return
+        try:
+            await getattr(self, f"on_{frame.type}")(frame)
+        except ChatError as error:
+            if error.room is None:
+                error.room = frame.fields.get("room")
+            await self._refuse(error, ref)
+        except DatabaseError as error:
+            # The database is down or restarting (bench/faults.py restarts it): say so, keep the
+            # socket. Nothing was acked; a send retried with the same client_id is stored once.
+            logger.warning("Frame %s from user %s: database error: %s", frame.type, self.user.pk, error)
+            room = frame.fields.get("room")
+            await self.send(protocol.error_frame(ChatError(ChatError.INTERNAL, DATABASE_DOWN, room=room), ref))
+        except Exception:
+            logger.exception("Frame %s from user %s failed", frame.type, self.user.pk)
+            room = frame.fields.get("room")
+            await self.send(
+                protocol.error_frame(
+                    ChatError(ChatError.INTERNAL, "The server could not do that; try again.", room=room), ref
+                )
+            )
+
+    # Frames ------------------------------------------------------------------------------------
+
+    async def on_join(self, frame: Frame) -> None:
+        limit = settings.CHAT_MAX_ROOMS_PER_SOCKET
+        if frame["room"] not in self.slugs and len(self.rooms) >= limit:
+            raise ChatError(
+                ChatError.FORBIDDEN, f"This socket is in {limit} rooms, the most it may join: leave one first."
+            )
+        room = await _enter(user=self.user, slug=frame["room"])
+        came_online = False
+        if room.pk not in self.rooms:
+            # Subscribe before reading: a message committed in between then arrives live as well
+            # (the client drops the duplicate by seq) instead of falling between the two.
+            await self.fanout.add(events.room_group(room.pk), self)
+            self.rooms[room.pk] = room.slug
+            self.slugs[room.slug] = room.pk
+            came_online = await self.presence.add(
+                room_id=room.pk, room_slug=room.slug, username=self.user.username, channel=self.channel_name
+            )
+        messages, complete = await _catch_up(room=room, since=frame["since"])
+        users = await self.presence.users(room_id=room.pk)
+        envelope = {"room": room.slug, "info": selectors.room_info(room=room), "presence": users}
+        budget = self._frame_budget("joined", frame.ref, complete=False, **envelope)
+        if frame["since"] is None:  # the latest ones; older ones are history's
+            messages, _ = protocol.fit_messages(messages, budget=budget, keep="newest")
+        else:  # oldest first: the client asks for the rest by joining again with since
+            messages, fitted = protocol.fit_messages(messages, budget=budget, keep="oldest")
+            complete = complete and fitted
+        await self.send(protocol.encode("joined", frame.ref, messages=messages, complete=complete, **envelope))
+        if came_online:  # the joiner has the list in `joined`
+            await events.presence(room_id=room.pk, room_slug=room.slug, users=users, skip_channel=self.channel_name)
+
+    async def on_leave(self, frame: Frame) -> None:
+        room_id = self._joined(frame["room"])
+        await self._unsubscribe(room_id)
+        await self.send(protocol.encode("left", frame.ref, room=frame["room"]))
+
+    async def on_send(self, frame: Frame) -> None:
+        started = metrics.clock()
+        slug = frame["room"]
+        room_id = self._joined(slug)
+        wire = await _send(room_id=room_id, slug=slug, user=self.user, body=frame["body"], client_id=frame["client_id"])
+        await self.send(
+            protocol.encode("ack", frame.ref, room=slug, client_id=wire["client_id"], id=wire["id"], seq=wire["seq"])
+        )
+        metrics.observe_send_ack(started)
+
+    async def on_edit(self, frame: Frame) -> None:
+        slug = frame["room"]
+        room_id = self._joined(slug)
+        wire = await _edit(
+            room_id=room_id,
+            slug=slug,
+            user=self.user,
+            message_id=frame["id"],
+            body=frame["body"],
+            skip=self.channel_name,
+        )
+        await self.send(protocol.encode("message_edited", frame.ref, room=slug, message=wire))
+
+    async def on_delete(self, frame: Frame) -> None:
+        slug = frame["room"]
+        room_id = self._joined(slug)
+        message_id, seq = await _delete(
+            room_id=room_id, slug=slug, user=self.user, message_id=frame["id"], skip=self.channel_name
+        )
+        await self.send(protocol.encode("message_deleted", frame.ref, room=slug, id=message_id, seq=seq))
+
+    async def on_history(self, frame: Frame) -> None:
+        slug = frame["room"]
+        room_id = self._joined(slug)
+        messages, has_more = await _history(
+            room_id=room_id, user=self.user, before=frame["before"], limit=frame["limit"]
+        )
+        budget = self._frame_budget("history", frame.ref, room=slug, has_more=False)
+        messages, fitted = protocol.fit_messages(messages, budget=budget, keep="newest")
+        has_more = has_more or not fitted
+        await self.send(protocol.encode("history", frame.ref, room=slug, messages=messages, has_more=has_more))
+
+    async def on_typing(self, frame: Frame) -> None:
+        slug = frame["room"]
+        room_id = self._joined(slug)
+        if await self.presence.typing_allowed(
+            room_id=room_id, user_id=self.user.pk, interval=settings.CHAT_TYPING_INTERVAL
+        ):
+            await events.typing(
+                room_id=room_id, room_slug=slug, username=self.user.username, skip_channel=self.channel_name
+            )
+
+    async def on_read(self, frame: Frame) -> None:
+        room_id = self._joined(frame["room"])
+        await _read(room_id=room_id, user=self.user, seq=frame["seq"])
+
+    async def on_ping(self, frame: Frame) -> None:
+        # `seqs` (an addition to the contract): the newest seq of each joined room, so a client
+        # notices a message it missed even when no later message arrives.
+        seqs = await _last_seqs(list(self.rooms)) if self.rooms else {}
+        await self.send(
+            protocol.encode("pong", frame.ref, seqs={self.rooms[k]: v for k, v in seqs.items() if k in self.rooms})
+        )
+
+    # Channel-layer events (see chat.events) -----------------------------------------------------
+
+    def push_frame(self, room_id: int, frame: PreparedFrame) -> None:
+        """A room's frame from this worker's fan-out (chat.fanout): the bytes framed once for
+        all sockets are written straight to Daphne's protocol, in order with every other write."""
+        if self.closing or room_id not in self.rooms:
+            return
+        if self.held is not None:
+            self.held.append((room_id, frame))
+            return
+        protocol = self.protocol
+        if protocol is None:  # not under Daphne (the tests' communicator): the ASGI way
+            self.spawn(self.send(text_data=frame.text))
+            return
+        if protocol.state != protocol.STATE_OPEN:
+            return
+        backlog = protocol_backlog(protocol)
+        if backlog is not None and backlog > settings.CHAT_MAX_SEND_BUFFER_BYTES:
+            logger.warning("Closing a socket of user %s: %s bytes wait for it to read", self.user_id, backlog)
+            self.spawn(self._close(CloseCode.SLOW_READER))
+            self.closing = True
+            return
+        metrics.frame_sent(frame.text)
+        protocol.sendPreparedMessage(frame.prepared())
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a handler beside this socket's dispatch loop, keeping the task referenced."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        if self.tasks is None:
+            self.tasks = set()
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def chat_room_closed(self, event: dict[str, Any]) -> None:
+        await self.room_lost(event["room_id"], event["reason"])
+
+    async def chat_access_changed(self, event: dict[str, Any]) -> None:
+        # A room became private: the worker re-checks all its sockets in a few queries (once,
+        # however many sockets got this event).
+        get_session_watch().recheck_access()
+
+    async def room_lost(self, room_id: int, reason: str) -> None:
+        """The user may no longer be in this room (see RoomClosed): leave it and say why."""
+        slug = self.rooms.get(room_id)
+        if slug is None or self.closing:
+            return
+        try:
+            await self._unsubscribe(room_id)
+        except Exception:  # out of the room all the same (the fan-out let go first); presence lapses
+            logger.warning("Could not leave room %s cleanly", room_id, exc_info=True)
+        await self.send(protocol.encode("room_closed", room=slug, reason=reason))
+
+    async def chat_session_ended(self, event: dict[str, Any]) -> None:
+        if event["session_key"] == self.session_key:
+            await self.session_ended()
+
+    async def chat_token_revoked(self, event: dict[str, Any]) -> None:
+        if event["token_id"] == self.token_id:
+            await self.session_ended()
+
+    async def chat_revalidate(self, event: dict[str, Any]) -> None:
+        if self.closing:
+            return
+        if self.token_id is not None:  # the user changed: is the token still good (active user)?
+            if not await database_sync_to_async(selectors.tokens_valid)(token_ids={self.token_id}):
+                await self.session_ended()
+            return
+        if self.session is None:
+            return
+        try:
+            state = await _session_state(self.session, self.user_id)
+        except Exception:  # the database is away: the periodic sweep checks again later
+            logger.exception("Could not re-check the session of user %s", self.user_id)
+            return
+        if state != selectors.SessionState.VALID:
+            await self.session_ended()
+
+    async def session_ended(self) -> None:
+        """The session this socket was opened with no longer authenticates (see SessionWatch)."""
+        if not self.closing:
+            await self._close(CloseCode.SESSION_ENDED)
+
+    # Helpers -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _frame_budget(frame_type: str, ref: str | None, **fields: Any) -> int:
+        """Bytes left for `messages` in a frame of at most CHAT_MAX_FRAME_BYTES (Daphne's limit
+        applies to what the server sends too)."""
+        envelope = len(protocol.encode(frame_type, ref, messages=[], **fields).encode())
+        return settings.CHAT_MAX_FRAME_BYTES - envelope - 16
+
+    def _joined(self, slug: str) -> int:
+        room_id = self.slugs.get(slug)
+        if room_id is None:
+            raise ChatError(ChatError.NOT_JOINED, f"Join '{slug}' first.", room=slug)
+        return room_id
+
+    async def _unsubscribe(self, room_id: int) -> None:
+        slug = self.rooms.pop(room_id)
+        self.slugs.pop(slug, None)
+        await self.fanout.discard(events.room_group(room_id), self)
+        await self._went_offline(room_id, slug)
+
+    async def _went_offline(self, room_id: int, slug: str) -> None:
+        """This socket left the room: update presence, and tell the room if the user is gone."""
+        went_offline = await self.presence.remove(
+            room_id=room_id, username=self.user.username, channel=self.channel_name
+        )
+        if went_offline:
+            users = await self.presence.users(room_id=room_id)
+            await events.presence(room_id=room_id, room_slug=slug, users=users)
+
+    async def _refuse(self, error: ChatError, ref: str | None = None) -> None:
+        await self.send(protocol.error_frame(error, ref))
+        if error.code != ChatError.INTERNAL and self.strikes.add():
+            await self._close(CloseCode.ABUSE)
+
+    async def _close(self, code: int) -> None:
+        self.closing = True
+        metrics.ws_closing(self, code)
+        await self.close(code=code)
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        # What earlier frames left waiting (measured before this one is added, so one large
+        # reply, such as a catch-up, does not count against a client that reads it).
+        backlog = transport_backlog(self.base_send)
+        if backlog is not None and backlog > settings.CHAT_MAX_SEND_BUFFER_BYTES:
+            if not self.closing:
+                # A client that does not read would make the worker hold everything sent to it.
+                # It catches up from the database (join with since) when it connects again.
+                logger.warning("Closing a socket of user %s: %s bytes wait for it to read", self.user_id, backlog)
+                await self._close(CloseCode.SLOW_READER)
+            return
+        metrics.frame_sent(text_data)  # every frame to this socket: replies, errors, broadcasts
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+
+# Per client address, on this worker: the echo sockets it holds open and a frame bucket they share
+# (in-process, as the chat's per-user counts; each worker counts its own).
+_echo_addresses = EchoLimits()
+
+
+class EchoConsumer(AsyncWebsocketConsumer):
+    """`/ws/echo/`: the classic first WebSocket example. Each text frame comes back prefixed with
+    `Server: `; binary frames come back unchanged. It needs no login and no Origin, because it
+    reads nothing and stores nothing; but it is open to anyone, so it has the chat socket's limits,
+    counted per client address instead of per user (docs/security.md):
+
+    - CHAT_ECHO_ENABLED off: the handshake is refused (HTTP 403), as for an unknown path;
+    - at most CHAT_MAX_SOCKETS_PER_USER echo sockets per client address on a worker: the next is
+      accepted, then closed with 4408, as a user's extra chat socket is;
+    - each socket's frames pass the chat's token bucket (CHAT_RATE_PER_SECOND, bursts of
+      CHAT_RATE_BURST) and the address's shared one (CHAT_USER_RATE_PER_SECOND / _BURST): a frame
+      over the rate gets no echo and counts as a strike; more than CHAT_ABUSE_LIMIT strikes in
+      60 s close the socket with 4429;
+    - a frame whose echo would pass CHAT_MAX_FRAME_BYTES closes it with 4009 (Daphne drops a
+      frame over 64 KiB before this, as everywhere)."""
+
+    async def connect(self) -> None:
+        self.counted = False
+        self.closing = False
+        if not settings.CHAT_ECHO_ENABLED:
+            await self.close()  # before the accept: HTTP 403
+            return
+        client = self.scope.get("client")
+        # The proxy's own, unless Daphne runs with --proxy-headers; an IPv6 client counts by its /64.
+        self.address = address_key(client[0] if client else None)
+        self.bucket = TokenBucket(rate=settings.CHAT_RATE_PER_SECOND, burst=settings.CHAT_RATE_BURST)
+        self.strikes = StrikeWindow(limit=settings.CHAT_ABUSE_LIMIT)
+        await self.accept()
+        if not _echo_addresses.open(
+            self.address,
+            self,
+            max_sockets=settings.CHAT_MAX_SOCKETS_PER_USER,
+            rate=settings.CHAT_USER_RATE_PER_SECOND,
+            burst=settings.CHAT_USER_RATE_BURST,
+        ):
+            logger.info(
+                "Address %s already holds %s echo sockets here", self.address, settings.CHAT_MAX_SOCKETS_PER_USER
+            )
+            await self._close(CloseCode.TOO_MANY_SOCKETS)
+            return
+        self.counted = True
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:  # also when the socket ends without a disconnect (an error after the accept)
+            self._release()
+
+    async def disconnect(self, code: int) -> None:
+        self.closing = True
+        self._release()
+
+    def _release(self) -> None:
+        if getattr(self, "counted", False):
+            self.counted = False
+            _echo_addresses.close(self.address, self)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
+        reply = "Server: " + text_data if text_data is not None else bytes_data or b""
+        if len(reply.encode() if isinstance(reply, str) else reply) > settings.CHAT_MAX_FRAME_BYTES:
+            await self._close(CloseCode.FRAME_TOO_LARGE)
+            return
+        if not self.bucket.take() or not _echo_addresses.take(self.address):
+            if self.strikes.add():
+                await self._close(CloseCode.ABUSE)
+            return
+        if isinstance(reply, str):
+            await self.send(text_data=reply)
+        else:
+            await self.send(bytes_data=reply)
+
+    async def _close(self, code: int) -> None:
+        self.closing = True
+        await self.close(code=code)

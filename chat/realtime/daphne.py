@@ -1,0 +1,108 @@
+"""Everything that reaches into Daphne's, Twisted's and autobahn's internals, in one place.
+
+Two needs that Daphne has no option for:
+
+- The size of a socket's outgoing buffer (`transport_backlog`): Twisted's write buffer, which grows
+  without bound when a client stops reading. The consumer closes such a socket (4008).
+- Trusting X-Forwarded-For only from our own proxies (`trust_only_our_proxies`).
+
+Each function checks what it finds and falls back (None, or the unwrapped behaviour) where the
+internals do not look as expected: another server, the test communicator, a newer Daphne.
+
+The proxy rule: Daphne's `--proxy-headers` takes the client address from X-Forwarded-For whoever
+sends it, so a client that reaches a worker directly could pick the address that login lockouts,
+sign-up and token limits count by, and claim 127.0.0.1 to read /metrics. `trust_only_our_proxies`
+(called by config.asgi and server.worker) wraps the function Daphne parses the headers with, for
+HTTP and WebSocket alike: the headers count only when the direct peer is in CHAT_TRUSTED_PROXIES
+(addresses or networks); from any other peer they are ignored and the peer's own address stays.
+Daphne then uses the result everywhere, its access log included.
+
+Daphne reads the first X-Forwarded-For entry: the trusted proxy must set the header, not append to
+it (deploy/nginx/chat.conf.template sets it to the address nginx saw).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+
+
+@functools.lru_cache(maxsize=1)
+def trusted_networks(entries: tuple[str, ...]) -> tuple:
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def is_trusted_proxy(address: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address((address or "").strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in trusted_networks(tuple(settings.CHAT_TRUSTED_PROXIES)))
+
+
+def only_from_trusted_proxies(parse):
+    """Daphne's parse_x_forwarded_for(headers, address, port, proto header names, original_addr,
+    original_scheme), applied only when original_addr (the direct peer) is a trusted proxy."""
+
+    def parse_if_trusted(headers, *names, original_addr=None, original_scheme=None, **kwargs):
+        if len(names) > 3:  # Daphne passes everything positionally
+            names, (original_addr, *rest) = names[:3], names[3:]
+            original_scheme = rest[0] if rest else original_scheme
+        if not original_addr or not is_trusted_proxy(original_addr[0]):
+            return original_addr, original_scheme
+        return parse(headers, *names, original_addr, original_scheme, **kwargs)
+
+    return parse_if_trusted
+
+
+def trust_only_our_proxies() -> None:
+    """Make Daphne's --proxy-headers believe only the proxies in CHAT_TRUSTED_PROXIES, in both
+    places Daphne reads them (HTTP and WebSocket). Called by bin/daphne-worker (server.worker) and
+    by config.asgi, which any Daphne imports before it serves, so a worker started as plain
+    `daphne config.asgi:application` is covered too. Once is enough; a second call does nothing."""
+    from daphne import http_protocol, ws_protocol
+
+    for module in (http_protocol, ws_protocol):
+        if not getattr(module.parse_x_forwarded_for, "trusts_only_our_proxies", False):
+            wrapped = only_from_trusted_proxies(module.parse_x_forwarded_for)
+            wrapped.trusts_only_our_proxies = True
+            module.parse_x_forwarded_for = wrapped
+
+
+def daphne_protocol(send: Callable[..., Any]) -> Any | None:
+    """The Daphne (autobahn) protocol object behind an ASGI `send`, or None elsewhere.
+
+    Daphne hands each ASGI `send` straight to Twisted (`partial(server.handle_reply, protocol)`).
+    It is reached through Daphne's and channels' internals; where they do not look as expected
+    (another server, the test communicator), this answers None and callers take the ASGI path."""
+    for _ in range(5):  # through send wrappers such as channels' session middleware's
+        if isinstance(send, functools.partial):
+            break
+        send = getattr(getattr(send, "__self__", None), "real_send", None)
+    if not isinstance(send, functools.partial) or not send.args:
+        return None
+    protocol = send.args[-1]
+    return protocol if hasattr(protocol, "sendPreparedMessage") else None
+
+
+def protocol_backlog(protocol: Any) -> int | None:
+    """Bytes of outgoing frames Daphne has taken for this socket that the kernel has not:
+    Twisted's write buffer, which grows without bound when the client stops reading (None where
+    the transport is not Twisted's TCP one, e.g. a TLS wrapper: the bound does not apply)."""
+    transport = getattr(protocol, "transport", None)
+    try:
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    except (AttributeError, TypeError):
+        return None
+
+
+def transport_backlog(send: Callable[..., Any]) -> int | None:
+    """`protocol_backlog` of the socket behind an ASGI `send` (None where it cannot be known)."""
+    protocol = daphne_protocol(send)
+    return None if protocol is None else protocol_backlog(protocol)

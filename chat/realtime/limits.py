@@ -1,0 +1,90 @@
+"""Limits: a token bucket for frames, a window counting refused frames, and the per-user counts of
+a worker."""
+
+import time
+from collections import deque
+
+
+class TokenBucket:
+    """`rate` tokens a second, holding at most `burst`; each frame takes one."""
+
+    def __init__(self, *, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class StrikeWindow:
+    """Counts strikes in the last `seconds`; `add` says whether the limit is now exceeded."""
+
+    def __init__(self, *, limit: int, seconds: float = 60.0) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        self.times: deque[float] | None = None  # made at the first strike: most sockets never get one
+
+    def add(self) -> bool:
+        now = time.monotonic()
+        if self.times is None:
+            self.times = deque()
+        self.times.append(now)
+        while self.times and now - self.times[0] > self.seconds:
+            self.times.popleft()
+        return len(self.times) > self.limit
+
+
+class UserLimits:
+    """What one user may do across all their sockets on this worker: how many sockets they hold
+    open, and a frame bucket they all share (on top of each socket's own). In-process: with
+    several workers, each counts its own sockets, so a user may hold that many on every worker."""
+
+    def __init__(self) -> None:
+        self.sockets: dict[int, set[object]] = {}
+        self.buckets: dict[int, TokenBucket] = {}
+
+    def open(self, user_id: int, socket: object, *, max_sockets: int, rate: float, burst: int) -> bool:
+        """Count `socket` as one of the user's; False (and nothing counted) if they hold
+        `max_sockets` already."""
+        held = self.sockets.setdefault(user_id, set())
+        if len(held) >= max_sockets:
+            if not held:
+                del self.sockets[user_id]
+            return False
+        held.add(socket)
+        self.buckets.setdefault(user_id, TokenBucket(rate=rate, burst=burst))
+        return True
+
+    def close(self, user_id: int, socket: object) -> None:
+        held = self.sockets.get(user_id)
+        if held is None:
+            return
+        held.discard(socket)
+        if not held:  # the user's last socket here: forget them (and their bucket)
+            del self.sockets[user_id]
+            self.buckets.pop(user_id, None)
+
+    def take(self, user_id: int) -> bool:
+        bucket = self.buckets.get(user_id)
+        return bucket is None or bucket.take()
+
+
+_user_limits = UserLimits()
+
+
+def get_user_limits() -> UserLimits:
+    return _user_limits
+
+
+def reset_user_limits() -> None:
+    """(Tests) forget every user."""
+    global _user_limits
+    _user_limits = UserLimits()

@@ -1,0 +1,49 @@
+"""Presence in the worker's memory: exact for a single process (no REDIS_URL)."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+
+class LocalPresence:
+    def __init__(self) -> None:
+        self._rooms: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        self._typing: dict[tuple[int, int], float] = {}
+
+    async def add(self, *, room_id: int, room_slug: str, username: str, channel: str) -> bool:
+        """Record a socket in a room; True if the user was not listed before."""
+        sockets = self._rooms[room_id][username]
+        was_online = bool(sockets)
+        sockets.add(channel)
+        return not was_online
+
+    async def remove(self, *, room_id: int, username: str, channel: str) -> bool:
+        """Forget a socket; True if that was the user's last one in the room."""
+        users = self._rooms.get(room_id)
+        if users is None or username not in users:
+            return False
+        users[username].discard(channel)
+        if users[username]:
+            return False
+        del users[username]
+        if not users:
+            del self._rooms[room_id]
+        return True
+
+    async def users(self, *, room_id: int) -> list[str]:
+        return sorted(self._rooms.get(room_id, {}))
+
+    async def ready(self) -> None:
+        """Raise if the backend cannot answer (nothing to ask here)."""
+
+    async def typing_allowed(self, *, room_id: int, user_id: int, interval: float) -> bool:
+        """At most one typing event per user and room per `interval` seconds."""
+        now = time.monotonic()
+        key = (room_id, user_id)
+        if now - self._typing.get(key, -interval) < interval:
+            return False
+        self._typing[key] = now
+        if len(self._typing) > 10_000:  # forget stale entries now and then
+            self._typing = {k: t for k, t in self._typing.items() if now - t < interval}
+        return True

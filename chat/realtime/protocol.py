@@ -1,0 +1,198 @@
+"""The wire protocol in one place: client frame schemas, validation, and server frame encoding.
+
+Every client frame is checked here before the consumer sees it; the consumer receives a
+`Frame` whose fields have the types the schema promises, or a `ChatError` to send back.
+"""
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from chat.errors import ChatError
+
+MAX_REF_LENGTH = 64
+MAX_CLIENT_ID_LENGTH = 64
+MAX_SLUG_LENGTH = 50
+MAX_SEQ = 2**63 - 1
+HISTORY_DEFAULT_LIMIT = 50
+HISTORY_MAX_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class Field:
+    kind: type
+    required: bool = True
+    max_length: int | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    default: Any = None
+
+
+def _slug() -> Field:
+    return Field(str, max_length=MAX_SLUG_LENGTH)
+
+
+def _seq(*, required: bool) -> Field:
+    return Field(int, required=required, minimum=0, maximum=MAX_SEQ)
+
+
+# Client-to-server frames: type -> {field: schema}. Unknown fields are ignored (the contract
+# may grow); `type` and `ref` are common to all.
+CLIENT_FRAMES: dict[str, dict[str, Field]] = {
+    "join": {"room": _slug(), "since": _seq(required=False)},
+    "leave": {"room": _slug()},
+    "send": {
+        "room": _slug(),
+        "body": Field(str),
+        "client_id": Field(str, required=False, max_length=MAX_CLIENT_ID_LENGTH),
+    },
+    "history": {
+        "room": _slug(),
+        "before": _seq(required=False),
+        "limit": Field(int, required=False, minimum=1, maximum=HISTORY_MAX_LIMIT, default=HISTORY_DEFAULT_LIMIT),
+    },
+    "edit": {"room": _slug(), "id": Field(int, minimum=1, maximum=MAX_SEQ), "body": Field(str)},
+    "delete": {"room": _slug(), "id": Field(int, minimum=1, maximum=MAX_SEQ)},
+    "typing": {"room": _slug()},
+    "read": {"room": _slug(), "seq": _seq(required=True)},
+    "ping": {},
+}
+
+# Server-to-client frames: type -> the fields each always carries (tests check every frame the
+# server sends against this; `ref` is added to replies).
+SERVER_FRAMES: dict[str, set[str]] = {
+    "joined": {"room", "info", "messages", "complete", "presence"},
+    "left": {"room"},
+    "message": {"room", "message"},
+    "ack": {"room", "client_id", "id", "seq"},
+    "history": {"room", "messages", "has_more"},
+    "typing": {"room", "username"},
+    "presence": {"room", "users"},
+    "message_edited": {"room", "message"},
+    "message_deleted": {"room", "id", "seq"},
+    "room_closed": {"room", "reason"},
+    "pong": set(),
+    "error": {"code", "detail"},
+}
+MESSAGE_FIELDS = {"id", "seq", "room", "author", "body", "created_at", "edited_at", "client_id"}
+
+
+@dataclass(frozen=True)
+class Frame:
+    type: str
+    ref: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.fields[name]
+
+
+def is_text(value: str) -> bool:
+    """Whether `value` can travel as UTF-8. JSON may carry lone surrogates ("\\ud800"), which
+    Python decodes into a str that nothing can encode: not storable, not echoable."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _type_name(kind: type) -> str:
+    return {str: "a string", int: "an integer"}[kind]
+
+
+def _check_field(name: str, spec: Field, value: Any) -> Any:
+    # bool is an int subclass in Python, but `true` is not a seq.
+    if not isinstance(value, spec.kind) or (spec.kind is int and isinstance(value, bool)):
+        raise ChatError(ChatError.BAD_REQUEST, f"'{name}' must be {_type_name(spec.kind)}.")
+    if spec.kind is str:
+        if not is_text(value):
+            raise ChatError(ChatError.BAD_REQUEST, f"'{name}' is not valid Unicode text.")
+        if "\x00" in value:
+            raise ChatError(ChatError.BAD_REQUEST, f"'{name}' contains a NUL character.")
+    if spec.max_length is not None and len(value) > spec.max_length:
+        raise ChatError(ChatError.BAD_REQUEST, f"'{name}' is longer than {spec.max_length} characters.")
+    if spec.minimum is not None and value < spec.minimum:
+        raise ChatError(ChatError.BAD_REQUEST, f"'{name}' must be at least {spec.minimum}.")
+    if spec.maximum is not None and value > spec.maximum:
+        raise ChatError(ChatError.BAD_REQUEST, f"'{name}' must be at most {spec.maximum}.")
+    return value
+
+
+def parse_frame(text: str) -> Frame:
+    """Decode and validate one text frame. Raises ChatError; its `ref` attribute is set when
+    the frame carried a valid one, so the error reply can echo it."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ChatError(ChatError.BAD_REQUEST, "The frame is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ChatError(ChatError.BAD_REQUEST, "A frame must be a JSON object.")
+
+    # `ref` and `room` are copied into the reply: only text that can be sent back is echoed.
+    ref = data.get("ref")
+    if ref is not None and not (isinstance(ref, str) and len(ref) <= MAX_REF_LENGTH):
+        raise ChatError(ChatError.BAD_REQUEST, f"'ref' must be a string of at most {MAX_REF_LENGTH} characters.")
+    if ref is not None and not is_text(ref):
+        raise ChatError(ChatError.BAD_REQUEST, "'ref' is not valid Unicode text.")
+
+    try:
+        frame_type = data.get("type")
+        if not isinstance(frame_type, str):
+            raise ChatError(ChatError.BAD_REQUEST, "A frame needs a string 'type'.")
+        schema = CLIENT_FRAMES.get(frame_type)
+        if schema is None:
+            raise ChatError(ChatError.UNKNOWN_TYPE, f"Unknown frame type {frame_type[:40]!r}.")
+        fields: dict[str, Any] = {}
+        for name, spec in schema.items():
+            value = data.get(name)
+            if value is None:
+                if spec.required:
+                    raise ChatError(ChatError.BAD_REQUEST, f"'{frame_type}' needs '{name}'.")
+                fields[name] = spec.default
+                continue
+            fields[name] = _check_field(name, spec, value)
+    except ChatError as error:
+        error.ref = ref
+        room = data.get("room")
+        if isinstance(room, str) and len(room) <= MAX_SLUG_LENGTH and is_text(room):
+            error.room = room
+        raise
+    return Frame(type=frame_type, ref=ref, fields=fields)
+
+
+def encode(frame_type: str, ref: str | None = None, **fields: Any) -> str:
+    """A server frame as JSON text that always encodes as UTF-8: should a lone surrogate reach a
+    field despite the checks above, it goes out escaped (`\\udfff`) instead of failing the send,
+    which would end the socket."""
+    payload: dict[str, Any] = {"type": frame_type, **fields}
+    if ref is not None:
+        payload["ref"] = ref
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    if is_text(text):
+        return text
+    return json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
+
+
+def fit_messages(messages: list[dict[str, Any]], *, budget: int, keep: str) -> tuple[list[dict[str, Any]], bool]:
+    """As many of `messages` as fit in `budget` bytes of JSON, taken from the `keep` end
+    ("oldest" or "newest"); and whether all of them fit. Daphne refuses to send a frame over
+    its --websocket-max-message-size (64 KiB), outgoing as well as incoming."""
+    total, count = 0, 0
+    for message in messages if keep == "oldest" else reversed(messages):
+        total += len(json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()) + 1
+        if total > budget:
+            break
+        count += 1
+    if count == len(messages):
+        return messages, True
+    return (messages[:count] if keep == "oldest" else messages[len(messages) - count :]), False
+
+
+def error_frame(error: ChatError, ref: str | None = None) -> str:
+    fields: dict[str, Any] = {"code": error.code, "detail": error.detail}
+    if error.room is not None:
+        fields["room"] = error.room
+    return encode("error", ref if ref is not None else getattr(error, "ref", None), **fields)

@@ -1,0 +1,131 @@
+"""The safety net under session-end and access events.
+
+Logout, password changes, deactivation and token revocation close sockets through channel-layer
+events within a second; bans, removal from a private room, a room made private, archived or
+deleted take sockets out of the room the same way. The layer is at-most-once, and a change made
+where no event is sent (a `manage.py shell` without Redis) announces nothing, so each worker also
+re-checks, in a few queries for all its open sockets together:
+
+- the API tokens of its token sockets every CHAT_TOKEN_SWEEP_SECONDS (closed with 4401);
+- which of its sockets' rooms their users may still be in, every CHAT_ACCESS_SWEEP_SECONDS
+  (`room_closed` for the others), and at once when a `chat.access_changed` event asks;
+- the sessions of its cookie sockets every CHAT_SESSION_SWEEP_SECONDS (closed with 4401).
+"""
+
+import asyncio
+import logging
+import weakref
+from typing import Protocol
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from chat import selectors
+
+logger = logging.getLogger(__name__)
+
+
+class Watched(Protocol):
+    session_key: str | None
+    token_id: int | None
+    user_id: int | None
+    rooms: dict[int, str]
+
+    async def session_ended(self) -> None: ...
+
+    async def room_lost(self, room_id: int, reason: str) -> None: ...
+
+
+class SessionWatch:
+    def __init__(self) -> None:
+        self.sockets: weakref.WeakSet[Watched] = weakref.WeakSet()
+        self.task: asyncio.Task | None = None
+        self.access_asked: asyncio.Event | None = None  # set: re-check rooms now
+
+    def add(self, socket: Watched) -> None:
+        self.sockets.add(socket)
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+            self.task = loop.create_task(self._run(), name="chat-session-watch")
+
+    def discard(self, socket: Watched) -> None:
+        self.sockets.discard(socket)
+
+    def recheck_access(self) -> None:
+        """Re-check every socket's rooms now (coalesced: many asks, one sweep)."""
+        if self.access_asked is not None:
+            self.access_asked.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.access_asked = asyncio.Event()
+        periods = {
+            self.sweep_tokens: settings.CHAT_TOKEN_SWEEP_SECONDS,
+            self.sweep_access: settings.CHAT_ACCESS_SWEEP_SECONDS,
+            self.sweep: settings.CHAT_SESSION_SWEEP_SECONDS,
+        }
+        due = {sweep: loop.time() + period for sweep, period in periods.items()}
+        while self.sockets:
+            try:
+                await asyncio.wait_for(self.access_asked.wait(), max(0.0, min(due.values()) - loop.time()))
+            except TimeoutError:
+                pass
+            now = loop.time()
+            if self.access_asked.is_set():
+                self.access_asked.clear()
+                due[self.sweep_access] = now
+            for sweep, period in periods.items():
+                if now < due[sweep]:
+                    continue
+                due[sweep] = now + period
+                try:
+                    await sweep()
+                except Exception:  # a database hiccup: try again next round
+                    logger.exception("%s failed", sweep.__name__)
+
+    async def sweep_access(self) -> None:
+        """Take sockets out of the rooms their users may no longer be in (banned, removed from a
+        private room, a room made private without inviting them, archived, deleted)."""
+        # Each socket's rooms as they were when asked about: a room joined while the query ran
+        # is left to the next sweep (the join itself checked access).
+        asked = {s: list(s.rooms) for s in list(self.sockets) if s.user_id is not None and s.rooms}
+        if not asked:
+            return
+        pairs = {(s.user_id, room_id) for s, room_ids in asked.items() for room_id in room_ids}
+        lost = await database_sync_to_async(selectors.rooms_access_lost)(pairs=pairs)
+        for socket, room_ids in asked.items():
+            for room_id in room_ids:
+                reason = lost.get((socket.user_id, room_id))
+                if reason is None:
+                    continue
+                try:
+                    await socket.room_lost(room_id, reason)
+                except Exception:  # one socket's failure must not spare the others
+                    logger.exception("Could not take a socket out of room %s", room_id)
+
+    async def sweep_tokens(self) -> None:
+        """Close the sockets whose API token was revoked, expired or lost its user."""
+        sockets = [s for s in list(self.sockets) if s.token_id]
+        if not sockets:
+            return
+        valid = await database_sync_to_async(selectors.tokens_valid)(token_ids={s.token_id for s in sockets})
+        for socket in sockets:
+            if socket.token_id not in valid:
+                await socket.session_ended()
+
+    async def sweep(self) -> None:
+        sockets = [s for s in list(self.sockets) if s.session_key]
+        if not sockets:
+            return
+        keys = {s.session_key: s.user_id for s in sockets}
+        states = await database_sync_to_async(selectors.session_states)(session_keys=keys)
+        for socket in sockets:
+            if states.get(socket.session_key) != selectors.SessionState.VALID:
+                await socket.session_ended()
+
+
+_watch = SessionWatch()
+
+
+def get_session_watch() -> SessionWatch:
+    return _watch

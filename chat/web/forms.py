@@ -1,0 +1,97 @@
+"""Forms of the pages people use (the admin has its own)."""
+
+from datetime import timedelta
+
+from confusable_homoglyphs import confusables
+from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+from django.utils.text import slugify
+from django.utils.translation import gettext_lazy as _
+
+from chat.models import Room
+
+ROOMS_PER_HOUR = 10  # per user: enough for a team, not for a script filling the room list
+
+
+class RoomCreateForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    slug = forms.CharField(
+        label="Address",
+        max_length=50,
+        required=False,
+        help_text="The room's address, /rooms/&lt;address&gt;/: lowercase letters, digits and hyphens. "
+        "Leave it empty to make one from the name.",
+    )
+    topic = forms.CharField(max_length=300, required=False)
+    private = forms.BooleanField(required=False, help_text="Only members can see and join a private room.")
+    members = forms.CharField(
+        label="Invite",
+        required=False,
+        help_text="For a private room: the usernames of the people to add, separated by commas or spaces.",
+    )
+
+    def __init__(self, *args, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean_slug(self) -> str:
+        return self.cleaned_data["slug"].strip().lower()
+
+    def clean_members(self) -> list:
+        names = {name for name in self.cleaned_data["members"].replace(",", " ").split() if name}
+        names.discard(self.user.get_username())
+        users = list(get_user_model().objects.filter(username__in=names, is_active=True))
+        unknown = sorted(names - {u.get_username() for u in users})
+        if unknown:
+            raise ValidationError(f"No such user: {', '.join(unknown)}.")
+        return users
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if "name" not in data:
+            return data
+        slug = data.get("slug") or slugify(data["name"])[:50].strip("-")
+        if not slug:
+            self.add_error("slug", "Choose an address: the name has no letters or digits to make one from.")
+            return data
+        try:
+            for validate in Room._meta.get_field("slug").validators:  # the format, and 'new' reserved
+                validate(slug)
+        except ValidationError as error:
+            self.add_error("slug", error)
+            return data
+        if Room.objects.filter(slug=slug).exists():
+            self.add_error("slug", f"A room with the address '{slug}' already exists.")
+        data["slug"] = slug
+        if data.get("members") and not data.get("private"):
+            self.add_error("members", "Invitations are for private rooms: anyone can join a public room.")
+        recent = Room.objects.filter(created_by=self.user, created_at__gte=timezone.now() - timedelta(hours=1))
+        if recent.count() >= ROOMS_PER_HOUR:
+            raise ValidationError(f"You have created {ROOMS_PER_HOUR} rooms in the last hour: try again later.")
+        return data
+
+
+class SignupForm(UserCreationForm):
+    """Django's sign-up form (its username field already applies NFKC, and it refuses a name that
+    differs from a taken one only in case), plus: no name that mixes scripts, or mixes in
+    characters that look like another script's (Cyrillic `а` in `аdmin`), which could pass for
+    someone else's. A name wholly in one script that looks like another's (Cyrillic `асе`
+    against Latin `ace`) is not caught: the library compares no names with each other."""
+
+    error_messages = {
+        **UserCreationForm.error_messages,
+        "confusable": _(
+            "This username mixes alphabets or uses characters that look like others (such as a "
+            "Cyrillic \u201c\u0430\u201d for a Latin \u201ca\u201d), so it could pass for someone "
+            "else's. Please use characters from one alphabet."
+        ),
+    }
+
+    def clean_username(self):
+        username = super().clean_username()  # None when it is taken (the error is already added)
+        if username and confusables.is_dangerous(username):
+            raise ValidationError(self.error_messages["confusable"], code="confusable")
+        return username

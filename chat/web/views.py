@@ -1,0 +1,94 @@
+"""The pages. Thin: they call selectors and services and render templates."""
+
+import logging
+
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+
+from chat import selectors, services, throttle
+from chat.errors import ChatError
+from chat.web import devices
+from chat.web.forms import RoomCreateForm, SignupForm
+
+logger = logging.getLogger(__name__)
+
+
+@login_required
+def room_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "chat/room_list.html", {"rooms": selectors.room_list_for(user=request.user)})
+
+
+@login_required
+def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    try:
+        room = selectors.room_get_for(slug=slug, user=request.user)
+    except ChatError as error:
+        if error.code == ChatError.NOT_FOUND:
+            raise Http404(error.detail) from None
+        raise PermissionDenied(error.detail) from None
+    config = {
+        "room": room.slug,
+        "username": request.user.get_username(),
+        "wsPath": "/ws/chat/",
+        "maxBody": settings.CHAT_MAX_BODY,
+        # Where the "new messages" divider goes when the page opens.
+        "lastRead": selectors.last_read_seq(room=room, user=request.user),
+    }
+    rooms = selectors.room_list_for(user=request.user)
+    return render(request, "chat/room.html", {"room": room, "rooms": rooms, "config": config})
+
+
+@login_required
+def room_create(request: HttpRequest) -> HttpResponse:
+    """Any user may open a public room, or a private one with the people they invite."""
+    form = RoomCreateForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        room = services.room_create(
+            slug=data["slug"],
+            name=data["name"],
+            topic=data["topic"],
+            private=data["private"],
+            created_by=request.user,
+            members=data["members"],
+        )
+        return redirect("chat:room", room.slug)
+    return render(request, "chat/room_form.html", {"form": form})
+
+
+SIGNUP_WINDOW = 3600  # seconds: CHAT_SIGNUP_PER_HOUR accounts per client address in it
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    """At most CHAT_SIGNUP_PER_HOUR new accounts per client address an hour (chat/throttle.py:
+    counted in the default cache, so per worker process unless CACHES names a shared one)."""
+    if request.user.is_authenticated:
+        return redirect("chat:room_list")
+    key = f"chat:signup:{throttle.address_key(request.META.get('REMOTE_ADDR'))}"
+    if request.method == "POST" and throttle.cache_count(key) >= settings.CHAT_SIGNUP_PER_HOUR:
+        message = _("Too many accounts have been created from your network in the last hour. Please try again later.")
+        logger.warning("Sign-up refused: %s accounts from %s this hour", settings.CHAT_SIGNUP_PER_HOUR, key)
+        return render(request, "registration/signup.html", {"form": SignupForm(), "refusal": message}, status=429)
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.save()
+        throttle.cache_hit(key, SIGNUP_WINDOW)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return devices.remember(request, redirect("chat:room_list"), user)
+    return render(request, "registration/signup.html", {"form": form})
+
+
+class ChatLoginView(LoginView):
+    """Django's login view; a successful login also marks the browser as known for that account
+    (chat/web/devices.py: the lockout does not apply to it)."""
+
+    redirect_authenticated_user = True
+
+    def form_valid(self, form):
+        return devices.remember(self.request, super().form_valid(form), form.get_user())

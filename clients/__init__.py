@@ -1,0 +1,1 @@
+"""Clients of the chat: the terminal client and the library under it (`python -m clients.terminal`)."""

@@ -1,0 +1,1 @@
+"""The Daphne worker process: `bin/daphne-worker` runs `python -m server.worker`."""

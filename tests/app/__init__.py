@@ -1,0 +1,1 @@
+"""App tests: Django in-process with a test database (and a throwaway redis-server for a few)."""

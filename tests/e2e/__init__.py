@@ -1,0 +1,1 @@
+"""End-to-end tests: real Daphne workers, Redis, PostgreSQL, nginx and Chromium over real sockets."""

@@ -1,0 +1,126 @@
+"""Redis presence (chat.realtime.presence.RedisPresence) against a real redis-server.
+
+Each RedisPresence instance stands for one worker process. The cluster tests (test_cluster.py)
+check the same behaviour end to end with real Daphne workers.
+"""
+
+import asyncio
+
+import pytest
+from channels.layers import get_channel_layer
+
+from chat import events
+from chat.realtime.presence import RedisPresence
+from tests.support.redis_server import RedisServer
+
+TTL = 3  # seconds; the shortest the setting allows, to keep these tests quick
+
+
+@pytest.fixture(scope="module")
+def redis_url():
+    with RedisServer() as redis:
+        yield redis.url
+
+
+@pytest.fixture
+async def workers(redis_url):
+    """Three "workers" sharing one Redis; each test uses its own room ids."""
+    made = [RedisPresence(redis_url, ttl=TTL) for _ in range(3)]
+    await made[0]._redis().flushdb()
+    yield made
+    for worker in made:
+        if worker.task is not None:
+            worker.task.cancel()
+        if worker._client is not None:
+            await worker._client.aclose()
+
+
+async def test_one_entry_per_user_across_workers(workers):
+    a, b, c = workers
+    assert await a.add(room_id=1, room_slug="r", username="alice", channel="ch-a1") is True
+    assert await b.add(room_id=1, room_slug="r", username="alice", channel="ch-b1") is False
+    assert await b.add(room_id=1, room_slug="r", username="bob", channel="ch-b2") is True
+    for worker in workers:
+        assert await worker.users(room_id=1) == ["alice", "bob"]
+    assert await a.remove(room_id=1, username="alice", channel="ch-a1") is False  # the other tab stays
+    assert await c.users(room_id=1) == ["alice", "bob"]
+    assert await b.remove(room_id=1, username="alice", channel="ch-b1") is True
+    assert await c.users(room_id=1) == ["bob"]
+    assert await b.remove(room_id=1, username="alice", channel="ch-b1") is False  # twice: no second event
+
+
+async def test_heartbeat_keeps_live_sockets_listed(workers):
+    a, b, _ = workers
+    await a.add(room_id=2, room_slug="r", username="alice", channel="ch-a")
+    await asyncio.sleep(TTL * 1.7)  # past the TTL: only the heartbeats keep the entry
+    assert await b.users(room_id=2) == ["alice"]
+
+
+async def test_a_dead_worker_leaves_no_ghost(workers):
+    """Worker A dies without a disconnect (its heartbeat stops); worker B, which has a socket in
+    the same room, removes A's users after the TTL and tells the room."""
+    a, b, _ = workers
+    layer = get_channel_layer()
+    watcher = await layer.new_channel()
+    await layer.group_add(events.room_group(3), watcher)
+
+    await a.add(room_id=3, room_slug="r3", username="ghost", channel="ch-a")
+    await b.add(room_id=3, room_slug="r3", username="bob", channel="ch-b")
+    a.task.cancel()  # SIGKILL: no more heartbeats, no remove()
+    assert await b.users(room_id=3) == ["bob", "ghost"]
+
+    started = asyncio.get_running_loop().time()
+    event = await asyncio.wait_for(layer.receive(watcher), timeout=TTL * 3)
+    gone_after = asyncio.get_running_loop().time() - started
+    assert '"users":["bob"]' in event["frame"].replace(" ", ""), event
+    assert gone_after <= TTL * 4 / 3 + 1
+    assert await b.users(room_id=3) == ["bob"]
+
+
+async def test_only_one_worker_announces_a_ghost(workers):
+    a, b, c = workers
+    await a.add(room_id=4, room_slug="r4", username="ghost", channel="ch-a")
+    await b.add(room_id=4, room_slug="r4", username="bob", channel="ch-b")
+    await c.add(room_id=4, room_slug="r4", username="carol", channel="ch-c")
+    a.task.cancel()
+    b.task.cancel()
+    c.task.cancel()
+    announced = []
+    for worker in (b, c):
+        worker._announce = lambda room_id, worker=worker: announced.append((worker, room_id)) or asyncio.sleep(0)
+    await asyncio.sleep(TTL + 0.2)
+    await asyncio.gather(b.beat(), c.beat())  # both sweep room 4 at once; the script is atomic
+    assert len([room for _, room in announced if room == 4]) == 1
+
+
+async def test_a_socket_that_left_is_not_brought_back_by_a_late_heartbeat(workers):
+    a, b, _ = workers
+    await a.add(room_id=5, room_slug="r5", username="alice", channel="ch-a")
+    script = a._heartbeat
+
+    async def leave_then_beat(**kwargs):  # the leave lands between reading the list and the script
+        await a.remove(room_id=5, username="alice", channel="ch-a")
+        return await script(**kwargs)
+
+    a._heartbeat = leave_then_beat
+    await a.beat()
+    assert await b.users(room_id=5) == []
+
+
+async def test_an_entry_lost_while_its_socket_lives_comes_back(workers):
+    """Redis restarted empty (or swept this worker after a stall): the next heartbeat restores it."""
+    a, b, _ = workers
+    await a.add(room_id=6, room_slug="r6", username="alice", channel="ch-a")
+    await a._redis().flushdb()
+    assert await b.users(room_id=6) == []
+    await a.beat()
+    assert await b.users(room_id=6) == ["alice"]
+
+
+async def test_typing_throttle_is_shared_by_workers(workers):
+    a, b, _ = workers
+    assert await a.typing_allowed(room_id=7, user_id=1, interval=0.5) is True
+    assert await b.typing_allowed(room_id=7, user_id=1, interval=0.5) is False
+    assert await b.typing_allowed(room_id=7, user_id=2, interval=0.5) is True
+    await asyncio.sleep(0.6)
+    assert await b.typing_allowed(room_id=7, user_id=1, interval=0.5) is True

@@ -1,0 +1,51 @@
+"""Debian's Chromium through Playwright, and the page actions the browser tests share."""
+
+import re
+
+from playwright.sync_api import Page, expect
+
+from tests.support.daphne_server import DaphneServer
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def logged_in_page(browser, server: DaphneServer, username: str, **context_options) -> Page:
+    context = browser.new_context(**context_options)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    # Anything the Content-Security-Policy blocks shows up as a console error: collect them.
+    page.csp_violations = []
+    page.on("console", lambda m: "Content Security Policy" in m.text and page.csp_violations.append(m.text))
+    page.goto(server.base_url + "/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill("chatdemo")
+    page.get_by_role("button", name=re.compile("log in", re.I)).click()
+    expect(page).to_have_url(server.base_url + "/")
+    return page
+
+
+def open_room(page: Page, server: DaphneServer, slug: str) -> None:
+    page.goto(f"{server.base_url}/rooms/{slug}/")
+    expect(page.locator("#status")).to_have_attribute("data-state", "live")
+
+
+def send(page: Page, text: str) -> None:
+    page.locator("#composer-input").fill(text)
+    page.locator("#composer-input").press("Enter")
+
+
+def shown_seqs(page: Page) -> list[int]:
+    return [
+        int(s) for s in page.locator("#messages .message[data-seq]").evaluate_all("els => els.map(e => e.dataset.seq)")
+    ]
