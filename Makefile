@@ -73,9 +73,11 @@ test: $(VENV)/.dev-installed system-packages node_modules/.installed
 test-fast: $(VENV)/.dev-installed
 	$(PY) -m pytest tests/unit tests/app
 
+# ruff (style and common bugs, bin/cluster included) and mypy (types; pyproject.toml [tool.mypy]).
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) var .pytest_cache node_modules
