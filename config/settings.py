@@ -4,51 +4,33 @@ With no variable set, the app runs as one process on a SQLite file and the in-pr
 layer: `make run` and plain `manage.py` commands share those defaults.
 
 Every variable is read through config.env, which stops start-up with one sentence naming a bad
-one.
+one. Importing this module writes nothing: the local secret key and the folders named here are
+made by config.checkout.prepare_checkout, which every entry point calls first.
 """
 
 import ipaddress
-import os
-import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from config.checkout import BASE_DIR, read_local_secret_key, uses_local_secret_key
 from config.env import env_bool, env_choice, env_int, env_list, env_str
-
-BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def local_secret_key() -> str:
-    """A key for a single checkout: made once, kept in a git-ignored file beside manage.py."""
-    path = BASE_DIR / ".secret_key"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        key = secrets.token_urlsafe(50)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key)
-        return key
-    except FileExistsError:  # another process made it first
-        return path.read_text().strip()
-
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 DATABASE_URL = env_str("DATABASE_URL")
 REDIS_URL = env_str("REDIS_URL")
 
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
-if not SECRET_KEY:
-    if DATABASE_URL or REDIS_URL:
-        # Several workers (or machines) must sign sessions with one key: no silent default.
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is not set: it is required when DATABASE_URL or REDIS_URL is set, "
-            "because every worker must share one key."
-        )
-    SECRET_KEY = local_secret_key()
+if uses_local_secret_key():
+    SECRET_KEY = read_local_secret_key()  # made by config.checkout.prepare_checkout
+elif not SECRET_KEY:
+    # Several workers (or machines) must sign sessions with one key: no silent default.
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set: it is required when DATABASE_URL or REDIS_URL is set, "
+        "because every worker must share one key."
+    )
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -242,8 +224,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, never in-memory: async tests reach the database from several threads.
     DATABASES["default"].setdefault("TEST", {})
     DATABASES["default"]["TEST"].setdefault("NAME", str(BASE_DIR / "var" / "test.sqlite3"))
-    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
-    Path(DATABASES["default"]["TEST"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # Their folders are made by config.checkout.prepare_checkout, not here.
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -298,8 +279,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 # Where collectstatic puts the files (nginx serves them from there in the compose deployment).
-STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT") or BASE_DIR / "var" / "static")
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns about a missing one
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT") or BASE_DIR / "var" / "static")  # made by prepare_checkout
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

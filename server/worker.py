@@ -31,7 +31,10 @@ import time
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
+from django.core.exceptions import ImproperlyConfigured
 from twisted.internet import reactor
+
+from config.checkout import prepare_checkout
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +173,13 @@ class GracefulCommandLineInterface(CommandLineInterface):
 
 
 def main() -> None:
+    try:
+        prepare_checkout()  # the local secret key and folders; loads (and so checks) the settings
+    except ImproperlyConfigured as error:
+        # As manage.py: a configuration mistake gets one sentence, not a stack trace.
+        sys.stderr.write(f"Configuration error: {error}\n")
+        sys.exit(2)
+
     from chat.realtime.daphne import trust_only_our_proxies
 
     trust_only_our_proxies()  # config.asgi does it too; early here, before Daphne starts

@@ -118,7 +118,30 @@ def test_daphne_worker_with_a_bad_setting_stops_at_once(env, sentence):
     except subprocess.TimeoutExpired as timeout:
         pytest.fail(f"the worker was still running after 30 s despite a bad setting:\n{timeout.stderr}")
     assert_refused(result, sentence)
+    assert result.returncode == 2, result.stderr
+    assert "Configuration error: " + sentence in result.stderr
     assert "Listening on" not in result.stdout + result.stderr
+
+
+def test_the_settings_write_nothing_and_manage_py_prepares_the_folders(tmp_path):
+    """Importing config.settings makes no folder (nor the local key: DJANGO_SECRET_KEY is given);
+    manage.py makes the ones the settings name before Django starts."""
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'db.sqlite3'}",
+        "DJANGO_SECRET_KEY": "s" * 50,
+        "DJANGO_STATIC_ROOT": str(tmp_path / "static"),
+    }
+    code = "import config.settings as s; print(s.STATIC_ROOT, s.DATABASES['default']['NAME'])"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=clean_env(env), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(tmp_path / "static"), str(tmp_path / "data" / "db.sqlite3")]
+    assert list(tmp_path.iterdir()) == []
+
+    result = manage("check", env=env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "static").is_dir() and (tmp_path / "data").is_dir()
 
 
 def test_an_unknown_channel_layer_is_refused():
