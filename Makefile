@@ -74,9 +74,11 @@ test-fast: $(VENV)/.dev-installed
 	$(PY) -m pytest tests/unit tests/app
 
 # ruff (style and common bugs, bin/cluster included) and mypy (types; pyproject.toml [tool.mypy]).
+# mypy's Django plugin loads the settings, which read the local secret key: config.checkout makes it.
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m config.checkout
 	$(VENV)/bin/mypy
 
 clean:

@@ -2,112 +2,63 @@
 
 With no variable set, the app runs as one process on a SQLite file and the in-process channel
 layer: `make run` and plain `manage.py` commands share those defaults.
+
+Every variable is read through config.env, which stops start-up with one sentence naming a bad
+one. Importing this module writes nothing: the local secret key and the folders named here are
+made by config.checkout.prepare_checkout, which every entry point calls first.
 """
 
 import ipaddress
-import os
-import secrets
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-
-
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be 1 or 0 (true/false), not {raw!r}.")
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    return [item.strip() for item in raw.split(",") if item.strip()]
-
-
-def env_int(name: str, default: int, *, minimum: int = 0) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}.") from None
-    if value < minimum:
-        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}.")
-    return value
-
-
-def env_choice(name: str, default: str, choices: list[str]) -> str:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip().lower()
-    if value not in choices:
-        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {raw!r}.")
-    return value
-
-
-def local_secret_key() -> str:
-    """A key for a single checkout: made once, kept in a git-ignored file beside manage.py."""
-    path = BASE_DIR / ".secret_key"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        key = secrets.token_urlsafe(50)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key)
-        return key
-    except FileExistsError:  # another process made it first
-        return path.read_text().strip()
-
+from config.checkout import BASE_DIR, read_local_secret_key, uses_local_secret_key
+from config.env import env_bool, env_choice, env_int, env_list, env_str
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
-REDIS_URL = os.environ.get("REDIS_URL", "").strip()
+DATABASE_URL = env_str("DATABASE_URL")
+REDIS_URL = env_str("REDIS_URL")
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "").strip()
-if not SECRET_KEY:
-    if DATABASE_URL or REDIS_URL:
-        # Several workers (or machines) must sign sessions with one key: no silent default.
-        raise ImproperlyConfigured(
-            "DJANGO_SECRET_KEY is not set: it is required when DATABASE_URL or REDIS_URL is set, "
-            "because every worker must share one key."
-        )
-    SECRET_KEY = local_secret_key()
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if uses_local_secret_key():
+    SECRET_KEY = read_local_secret_key()  # made by config.checkout.prepare_checkout
+elif not SECRET_KEY:
+    # Several workers (or machines) must sign sessions with one key: no silent default.
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set: it is required when DATABASE_URL or REDIS_URL is set, "
+        "because every worker must share one key."
+    )
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 
-def env_origins(name: str) -> list[str]:
+def is_origin(value: str) -> bool:
     from chat.realtime.origin import parse_origin  # standard library and django.http only: safe here
 
-    origins = env_list(name, [])
-    for origin in origins:
-        if parse_origin(origin) is None:
-            raise ImproperlyConfigured(
-                f"{name} must list origins as scheme://host[:port] (http or https, no path or "
-                f"wildcard), separated by commas, not {origin!r}."
-            )
-    return origins
+    return parse_origin(value) is not None
+
+
+def is_network(value: str) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 # The pages whose Origin a browser's chat socket accepts (chat/origin.py, docs/security.md):
 # when empty, the handshake's own origin (its scheme and Host header) and the exact entries of
 # DJANGO_CSRF_TRUSTED_ORIGINS, as Django's CSRF check accepts for forms; when set, exactly these.
-CHAT_ALLOWED_ORIGINS = env_origins("CHAT_ALLOWED_ORIGINS")
+CHAT_ALLOWED_ORIGINS = env_list(
+    "CHAT_ALLOWED_ORIGINS",
+    [],
+    check=is_origin,
+    items="origins as scheme://host[:port] (http or https, no path or wildcard), separated by commas",
+)
 
 # TLS usually ends at the proxy: HTTPS redirects and secure-only cookies are separate switches.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
@@ -138,16 +89,13 @@ if not SECURE_HSTS_PRELOAD:
 # the header is ignored and the peer's own address counts, so a client that reaches a worker
 # directly cannot pick the address it is limited (or trusted) by. The default trusts loopback,
 # where `make cluster`'s nginx sits; empty trusts nobody.
-CHAT_TRUSTED_PROXIES = env_list("CHAT_TRUSTED_PROXIES", ["127.0.0.1", "::1"])
-if os.environ.get("CHAT_TRUSTED_PROXIES") is not None and not os.environ["CHAT_TRUSTED_PROXIES"].strip():
-    CHAT_TRUSTED_PROXIES = []
-for _entry in CHAT_TRUSTED_PROXIES:
-    try:
-        ipaddress.ip_network(_entry, strict=False)
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"CHAT_TRUSTED_PROXIES must list addresses or networks (10.0.0.0/8), not {_entry!r}."
-        ) from None
+CHAT_TRUSTED_PROXIES = env_list(
+    "CHAT_TRUSTED_PROXIES",
+    ["127.0.0.1", "::1"],
+    blank_is_empty=True,
+    check=is_network,
+    items="addresses or networks (10.0.0.0/8)",
+)
 
 INSTALLED_APPS = [
     "daphne",
@@ -268,7 +216,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": BASE_DIR / "var" / "db.sqlite3",
+            "NAME": str(BASE_DIR / "var" / "db.sqlite3"),
             "OPTIONS": SQLITE_OPTIONS,
         }
     }
@@ -276,8 +224,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, never in-memory: async tests reach the database from several threads.
     DATABASES["default"].setdefault("TEST", {})
     DATABASES["default"]["TEST"].setdefault("NAME", str(BASE_DIR / "var" / "test.sqlite3"))
-    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
-    Path(DATABASES["default"]["TEST"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # Their folders are made by config.checkout.prepare_checkout, not here.
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -332,8 +279,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 # Where collectstatic puts the files (nginx serves them from there in the compose deployment).
-STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT") or BASE_DIR / "var" / "static")
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns about a missing one
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT") or BASE_DIR / "var" / "static")  # made by prepare_checkout
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -410,13 +356,9 @@ SPECTACULAR_SETTINGS = {
 CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 15, minimum=3)
 # /metrics answers loopback and private addresses; with this set, also any client that sends
 # `Authorization: Bearer <token>` (a Prometheus outside the private network).
-CHAT_METRICS_TOKEN = os.environ.get("CHAT_METRICS_TOKEN", "").strip()
-if CHAT_METRICS_TOKEN and len(CHAT_METRICS_TOKEN) < 16:
-    raise ImproperlyConfigured("CHAT_METRICS_TOKEN must be at least 16 characters long.")
+CHAT_METRICS_TOKEN = env_str("CHAT_METRICS_TOKEN", min_length=16)
 
-LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "").strip().upper() or "INFO"
-if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-    raise ImproperlyConfigured(f"DJANGO_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}.")
+LOG_LEVEL = env_choice("DJANGO_LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
 
 # `json`: one JSON object a line (time, level, logger, message, request_id / connection_id when
 # known, exception), for log shippers. The ids come from chat.log (contextvars) through its filter.

@@ -18,31 +18,52 @@ once, bench/faults.py `storm`) overflowed the accept queue: connects through ngi
 nginx marked every worker down (`max_fails=1`) and answered "no live upstreams" for minutes.
 
 `--proxy-headers` believes only the proxies in CHAT_TRUSTED_PROXIES: see chat.realtime.daphne.trust_only_our_proxies.
+
+Its own variables (WorkerConfig) are read through config.env like the settings, and checked with
+them before Daphne starts: a bad value stops it with one sentence and exit status 2.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
 
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
-from twisted.internet import reactor
+from django.core.exceptions import ImproperlyConfigured
+from twisted.internet import reactor as _reactor
+
+from config.checkout import prepare_checkout
+from config.env import env_float, env_int
 
 logger = logging.getLogger(__name__)
+
+# Twisted's stubs type the global reactor as its interfaces, whose methods they declare without self.
+reactor: Any = _reactor
 
 GOING_AWAY = 1001
 
 
-def listen_backlog() -> int:
-    try:
-        return max(1, int(os.environ.get("CHAT_LISTEN_BACKLOG", "1024")))
-    except ValueError:
-        return 1024
+@dataclass(frozen=True)
+class WorkerConfig:
+    listen_backlog: int  # CHAT_LISTEN_BACKLOG
+    check_seconds: float  # CHAT_CONNECTION_CHECK_SECONDS
+    shutdown_timeout: float  # CHAT_SHUTDOWN_TIMEOUT
+
+    @classmethod
+    def from_environment(cls) -> WorkerConfig:
+        return cls(
+            listen_backlog=env_int("CHAT_LISTEN_BACKLOG", 1024, minimum=1),
+            check_seconds=env_float("CHAT_CONNECTION_CHECK_SECONDS", 6.0, minimum=1.0),
+            shutdown_timeout=env_float("CHAT_SHUTDOWN_TIMEOUT", 5.0, minimum=0.0),
+        )
 
 
 def with_backlog(endpoint: str, backlog: int) -> str:
@@ -52,24 +73,11 @@ def with_backlog(endpoint: str, backlog: int) -> str:
     return endpoint
 
 
-def check_seconds() -> float:
-    try:
-        return max(1.0, float(os.environ.get("CHAT_CONNECTION_CHECK_SECONDS", "6")))
-    except ValueError:
-        return 6.0
-
-
-def shutdown_timeout() -> float:
-    try:
-        return max(0.0, float(os.environ.get("CHAT_SHUTDOWN_TIMEOUT", "5")))
-    except ValueError:
-        return 5.0
-
-
 class GracefulServer(Server):
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, config: WorkerConfig, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.endpoints = [with_backlog(e, listen_backlog()) for e in self.endpoints]
+        self.config = config
+        self.endpoints: list[str] = [with_backlog(e, config.listen_backlog) for e in self.endpoints]
 
     # Daphne walks every connection each second (application_checker: reap finished consumers,
     # cancel slow closers) and every 2 s (timeout_checker: handshake timeouts, pings). With 5,000
@@ -80,31 +88,31 @@ class GracefulServer(Server):
     # handshake is dropped up to 6 s after its limit. The graceful drain below has its own check.
     def application_checker(self) -> None:
         self._app_ticks = getattr(self, "_app_ticks", 0) + 1
-        if self._app_ticks % max(1, round(check_seconds())):
+        if self._app_ticks % max(1, round(self.config.check_seconds)):
             reactor.callLater(1, self.application_checker)
             return
         super().application_checker()
 
     def timeout_checker(self) -> None:
         self._timeout_ticks = getattr(self, "_timeout_ticks", 0) + 1
-        if self._timeout_ticks % max(1, round(check_seconds() / 2)):
+        if self._timeout_ticks % max(1, round(self.config.check_seconds / 2)):
             reactor.callLater(2, self.timeout_checker)
             return
         super().timeout_checker()
 
     def run(self) -> None:
-        self._ports = []
+        self._ports: list[Any] = []  # Twisted's listening ports
         self._draining = False
         reactor.callWhenRunning(self._install_signal_handlers)
         super().run()
 
-    def listen_success(self, port) -> None:
+    def listen_success(self, port: Any) -> None:
         self._ports.append(port)
         super().listen_success(port)
 
     def _install_signal_handlers(self) -> None:
         # Twisted installed its own (stop the reactor) as it started; these replace them.
-        def on_signal(signum, frame) -> None:
+        def on_signal(signum: int, frame: FrameType | None) -> None:
             reactor.callFromThread(self.drain, signal.Signals(signum).name)
 
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -113,9 +121,9 @@ class GracefulServer(Server):
     def _open_sockets(self) -> list[WebSocketProtocol]:
         return [p for p in list(self.connections) if isinstance(p, WebSocketProtocol) and p.state == p.STATE_OPEN]
 
-    def _busy(self) -> list:
+    def _busy(self) -> list[WebSocketProtocol]:
         """WebSockets not yet closed, or whose application has not finished its disconnect."""
-        busy = []
+        busy: list[WebSocketProtocol] = []
         for protocol, details in list(self.connections.items()):
             if not isinstance(protocol, WebSocketProtocol):
                 continue
@@ -133,7 +141,7 @@ class GracefulServer(Server):
         for port in self._ports:
             port.stopListening()
         sockets = self._open_sockets()
-        timeout = shutdown_timeout()
+        timeout = self.config.shutdown_timeout
         logger.warning(
             "%s: closing %d WebSocket(s) with %d, waiting up to %.0f s", reason, len(sockets), GOING_AWAY, timeout
         )
@@ -166,14 +174,24 @@ class GracefulServer(Server):
 
 
 class GracefulCommandLineInterface(CommandLineInterface):
-    server_class = GracefulServer
+    def __init__(self, config: WorkerConfig) -> None:
+        super().__init__()
+        self.server_class = functools.partial(GracefulServer, config=config)
 
 
 def main() -> None:
+    try:
+        prepare_checkout()  # the local secret key and folders; loads (and so checks) the settings
+        config = WorkerConfig.from_environment()
+    except ImproperlyConfigured as error:
+        # As manage.py: a configuration mistake gets one sentence, not a stack trace.
+        sys.stderr.write(f"Configuration error: {error}\n")
+        sys.exit(2)
+
     from chat.realtime.daphne import trust_only_our_proxies
 
     trust_only_our_proxies()  # config.asgi does it too; early here, before Daphne starts
-    GracefulCommandLineInterface().run(sys.argv[1:])
+    GracefulCommandLineInterface(config).run(sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -100,8 +100,13 @@ def test_a_complete_configuration_passes(tmp_path):
     [
         ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG must be 1 or 0"),
         ({"DATABASE_URL": "sqlite:////nonexistent-dir/db.sqlite3"}, "DJANGO_SECRET_KEY is not set"),
+        # The worker's own variables (server/worker.py), which manage.py does not read.
+        ({"CHAT_LISTEN_BACKLOG": "lots"}, "CHAT_LISTEN_BACKLOG must be a whole number, not 'lots'."),
+        ({"CHAT_LISTEN_BACKLOG": "0"}, "CHAT_LISTEN_BACKLOG must be at least 1, not 0."),
+        ({"CHAT_CONNECTION_CHECK_SECONDS": "0.5"}, "CHAT_CONNECTION_CHECK_SECONDS must be at least 1, not 0.5."),
+        ({"CHAT_SHUTDOWN_TIMEOUT": "soon"}, "CHAT_SHUTDOWN_TIMEOUT must be a number, not 'soon'."),
     ],
-    ids=["bad-debug", "no-secret-key"],
+    ids=["bad-debug", "no-secret-key", "backlog-no-number", "backlog-zero", "check-seconds-low", "shutdown-no-number"],
 )
 def test_daphne_worker_with_a_bad_setting_stops_at_once(env, sentence):
     port = free_port()
@@ -118,7 +123,36 @@ def test_daphne_worker_with_a_bad_setting_stops_at_once(env, sentence):
     except subprocess.TimeoutExpired as timeout:
         pytest.fail(f"the worker was still running after 30 s despite a bad setting:\n{timeout.stderr}")
     assert_refused(result, sentence)
+    assert result.returncode == 2, result.stderr
+    assert "Configuration error: " + sentence in result.stderr
     assert "Listening on" not in result.stdout + result.stderr
+
+
+def test_the_worker_variables_are_not_the_settings_business():
+    """manage.py reads none of them: a value only the worker would refuse passes `check`."""
+    result = manage("check", env={"CHAT_LISTEN_BACKLOG": "lots", "CHAT_SHUTDOWN_TIMEOUT": "soon"})
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_settings_write_nothing_and_manage_py_prepares_the_folders(tmp_path):
+    """Importing config.settings makes no folder (nor the local key: DJANGO_SECRET_KEY is given);
+    manage.py makes the ones the settings name before Django starts."""
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'db.sqlite3'}",
+        "DJANGO_SECRET_KEY": "s" * 50,
+        "DJANGO_STATIC_ROOT": str(tmp_path / "static"),
+    }
+    code = "import config.settings as s; print(s.STATIC_ROOT, s.DATABASES['default']['NAME'])"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=clean_env(env), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(tmp_path / "static"), str(tmp_path / "data" / "db.sqlite3")]
+    assert list(tmp_path.iterdir()) == []
+
+    result = manage("check", env=env)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "static").is_dir() and (tmp_path / "data").is_dir()
 
 
 def test_an_unknown_channel_layer_is_refused():
