@@ -3,10 +3,10 @@ runs in full and tests/e2e/test_faults.py runs with smaller counts.
 
 Real processes, all on 127.0.0.1: bin/cluster (nginx -> 3 Daphne workers) on a throwaway Redis
 (tests/support/redis_server.py) and a throwaway PostgreSQL (tests/support/postgres_server.py), both owned here so
-they can be restarted. The clients are tests/support/chat_client.py's ChatClient, which behaves as the
-browser page: it reconnects with jittered backoff, rejoins with `since`, keeps messages by seq,
-resends unacknowledged messages with the same client_id, and shows a send answered with an
-`error` as failed. They connect through nginx.
+they can be restarted. The clients are clients.connection's ChatClient, which behaves as the browser
+page: it reconnects with jittered backoff, rejoins with `since`, keeps messages by seq, resends
+unacknowledged messages with the same client_id, and shows a send answered with an `error` as
+failed. They connect through nginx.
 
 Scenarios (each on its own rooms; `kill` and `sigterm` on a fresh cluster, as they stop a worker):
 
@@ -36,11 +36,12 @@ import socket
 import statistics
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import websockets
 
-from tests.support.chat_client import ChatClient
+from clients.connection import ChatClient, Message
 from tests.support.cluster_server import ClusterServer
 from tests.support.postgres_server import PostgresServer
 from tests.support.redis_server import RedisServer
@@ -54,6 +55,19 @@ SHARED_ACCOUNTS = dict.fromkeys(
 )
 SCENARIOS = ["kill", "redis", "postgres", "slow", "storm", "sigterm"]
 FRESH_CLUSTER = {"kill", "sigterm"}  # they leave a worker stopped
+
+
+class TimedClient(ChatClient):
+    """A ChatClient that shows each live `message` frame to `on_live` (the conversation's
+    latency figures). Environment.client() makes them without periodic pings or a pong
+    deadline: the drops and reconnects counted are the faults' own, and the final catch-up
+    pings by itself."""
+
+    on_live: Callable[[ChatClient, Message], None] | None = None
+
+    def on_live_message(self, room: str, message: Message) -> None:
+        if self.on_live is not None:
+            self.on_live(self, message)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -171,10 +185,15 @@ class Environment:
         )
         return json.loads(out.splitlines()[-1])
 
-    def client(self, index: int, name: str = "") -> ChatClient:
+    def client(self, index: int, name: str = "") -> TimedClient:
         user = USERS[index % len(USERS)]
-        return ChatClient(
-            self.cluster.ws_url(), self.cookies[user], self.cluster.origin, name=name or f"{user}-{index}"
+        return TimedClient(
+            self.cluster.ws_url(),
+            cookie=self.cookies[user],
+            origin=self.cluster.origin,
+            name=name or f"{user}-{index}",
+            ping_interval=None,
+            pong_timeout=None,
         )
 
 
@@ -218,7 +237,7 @@ class Conversation:
         async def open_one(client: ChatClient, room: str) -> None:
             try:
                 await client.start(room)
-            except AssertionError:  # not joined within 10 s: it keeps trying, as a page would
+            except TimeoutError:  # not joined within 10 s: it keeps trying, as a page would
                 self.start_failures += 1
                 await client.wait_for(lambda: client.connected, 60, "a first join")
 
@@ -273,7 +292,7 @@ class Conversation:
             try:
                 await client.catch_up(timeout)
                 return True
-            except AssertionError:
+            except TimeoutError:
                 return False
 
         results = []
@@ -483,10 +502,10 @@ async def scenario_sigterm(env: Environment, config: dict) -> dict:
 
 async def scenario_storm(env: Environment, config: dict) -> dict:
     conv, result = await conversation(env, "storm", config)
-    opened = [c for c in conv.clients if c._ws is not None]
+    opened = [c for c in conv.clients if c.ws is not None]
     dropped_at = time.monotonic()
     for client in opened:  # every socket at once, abruptly: no close frame (as a network cut)
-        client._ws.transport.abort()
+        client.abort()
     result["fault"] = f"{len(opened)} sockets cut at once (client side, no close frame)"
     await asyncio.sleep(0.2)
 
