@@ -41,7 +41,7 @@ system-packages:
 # The two channels-redis layers measured side by side (docs/scaling.md); figures, not tests.
 bench-layers: $(VENV)/.dev-installed
 	@bin/ensure-system-packages redis-server nginx postgresql
-	$(PY) bench/layers.py
+	$(PY) -m bench.layers
 
 # Fault injection against the local cluster (docs/reliability.md): a worker SIGKILLed, Redis and
 # PostgreSQL restarted, a slow reader, a reconnect storm, a graceful SIGTERM. Prints a table per
@@ -49,7 +49,7 @@ bench-layers: $(VENV)/.dev-installed
 # FAULTS_ARGS="--quick" or "--scenario redis" narrow it.
 faults: $(VENV)/.dev-installed
 	@bin/ensure-system-packages redis-server nginx postgresql
-	$(PY) bench/faults.py $(FAULTS_ARGS)
+	$(PY) -m bench.faults $(FAULTS_ARGS)
 
 # The benchmark (bench/bench.py): W1 fan-out, W2 idle capacity, W3 send-to-ack, each against the
 # product and two baselines measured in the same session (bench/naive, the Channels tutorial's
@@ -58,7 +58,7 @@ faults: $(VENV)/.dev-installed
 # w2-memory.png. About 10 minutes; BENCH_ARGS="--quick", "--only w1,w3", "--targets product,naive".
 bench: $(VENV)/.dev-installed
 	@bin/ensure-system-packages redis-server nginx postgresql
-	$(PY) bench/bench.py $(BENCH_ARGS)
+	$(PY) -m bench.bench $(BENCH_ARGS)
 
 # axe-core (accessibility checks the browser tests inject into pages), from the npm registry.
 node_modules/.installed: package.json package-lock.json

@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """The bare baseline of `make bench`: a `websockets` broadcast server, the ceiling for Python.
 
-    .venv/bin/python bench/bare_server.py --port 8765
+    .venv/bin/python -m bench.bare_server --port 8765
 
 Path /ws/chat/<room>/; rooms are a dict of sets in this one process (in-process rooms cannot span
 processes, so it runs as one). Each text frame a client sends is passed as it is to

@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 """Compare channels-redis' RedisChannelLayer (CHAT_CHANNEL_LAYER=redis) with RedisPubSubChannelLayer
 (CHAT_CHANNEL_LAYER=redis-pubsub) on this machine.
 
-    .venv/bin/python bench/layers.py            # full run, under 5 minutes
-    .venv/bin/python bench/layers.py --quick    # about a minute, smaller figures
+    .venv/bin/python -m bench.layers            # full run, under 5 minutes
+    .venv/bin/python -m bench.layers --quick    # about a minute, smaller figures
 
 Both layers run in the same session with the same parameters; every process is started here and
 stopped here. Times are `time.time()` stamps taken in different processes of one machine.
@@ -48,15 +47,15 @@ from collections import Counter, defaultdict
 from importlib import metadata
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.support.cpu import CpuMeter, parent_pid, pids_where
+from tests.support.load import percentile
+from tests.support.redis_server import RedisServer
 
-from tests.support.redis_server import RedisServer  # noqa: E402 (after the path)
+ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS = ["redis", "redis-pubsub"]
 USERS = ["alice", "bob", "carol", "admin"]
 QUIET = 2.0  # seconds without a delivery that end a drain
-TICK = os.sysconf("SC_CLK_TCK")
 FULL = {
     "a_channels": 50,
     "a_phases": [{"count": 5000}, {"rate": 250, "seconds": 3}, {"rate": 1000, "seconds": 3}],
@@ -71,69 +70,11 @@ QUICK = {**FULL, "a_phases": [{"count": 1000}, {"rate": 500, "seconds": 1}], "b_
 # Measuring -------------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))], 1)
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
-
-
-def machine_jiffies() -> tuple[int, int]:
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return sum(values) - values[3] - values[4], sum(values)  # busy (all but idle, iowait), total
-
-
 def vm_hwm_mib(pid: int) -> float | None:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
     return None
-
-
-def pids_where(test) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if test(
-                    int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                ):
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
-
-
-def parent_pid(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-class CpuMeter:
-    """CPU used by named groups of processes, and the whole machine, between two samples."""
-
-    def __init__(self, groups) -> None:
-        self.groups = groups  # name -> function returning the pids to count now
-
-    def sample(self) -> dict:
-        sample = {name: sum(cpu_seconds(pid) for pid in pids()) for name, pids in self.groups.items()}
-        return {**sample, "machine": machine_jiffies(), "t": time.time()}
-
-    @staticmethod
-    def percent(before: dict, after: dict) -> dict:
-        wall = after["t"] - before["t"]
-        busy, total = (a - b for a, b in zip(after["machine"], before["machine"], strict=True))
-        shares = {
-            name: round(100 * (after[name] - before[name]) / wall) for name in before if name not in ("t", "machine")
-        }
-        return {**shares, "machine": round(100 * (os.cpu_count() or 1) * busy / max(total, 1))}
 
 
 # A. The raw layer ------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """A terminal client for the chat server: `python -m clients.terminal --help`.
 
-A single file that needs only the standard library and `websockets` (no Django): copy it anywhere
-and run it with `python client.py`. It speaks the wire protocol of docs/protocol.md:
+The terminal's face of clients.connection (the library that connects, catches up and resends)
+and clients.login (the login form). Like them it needs only the standard library and
+`websockets`, not Django. It speaks the wire protocol of docs/protocol.md:
 
 - authenticates with an API token (`Authorization: Bearer`) or logs in over HTTP with a username
   and password exactly as a browser does (login form, CSRF token, session cookie, `Origin`);
@@ -21,42 +22,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import html.parser
-import http.cookiejar
-import json
 import os
-import random
 import signal
-import socket
-import ssl
 import sys
 import threading
-import urllib.error
-import urllib.parse
-import urllib.request
-import uuid
-from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO, cast
 
 try:
-    import websockets
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-except ImportError:  # pragma: no cover - a message rather than a traceback
+    import websockets  # noqa: F401 (the library needs it: a sentence rather than a traceback)
+except ImportError:  # pragma: no cover
     sys.stderr.write("clients.terminal needs the 'websockets' package: pip install websockets\n")
     raise SystemExit(2) from None
 
+from chat.realtime.codes import FINAL_CLOSES, ErrorCode
+from clients.connection import ChatClient, Frame, Message, Room
+from clients.endpoint import DEFAULT_URL, ClientError, Endpoint
+from clients.login import login
+
 EXIT_OK, EXIT_FAILED, EXIT_FIX, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-DEFAULT_URL = "ws://127.0.0.1:8000/ws/chat/"
 DEFAULT_ROOM = "lobby"
 INDENT = " " * 8  # continuation lines of a multi-line body line up after "[HH:MM] "
 PONG_TIMEOUT = 10.0
-BACKOFF_BASE = 0.5
 SEEN_KEEP = 2000  # messages remembered per room (to show who wrote a deleted one)
-
-# Close codes after which reconnecting cannot help.
-FINAL_CLOSES = {4401, 4403, 4429}
 
 COMMANDS_HELP = """\
 commands (interactive mode):
@@ -70,13 +60,8 @@ commands (interactive mode):
   /quit           exit (so does Ctrl+D)"""
 
 
-class ClientError(Exception):
-    """A failure explained in one sentence, ending the program with `code`."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
+def exit_code(error: ClientError) -> int:
+    return EXIT_FIX if error.fixable else EXIT_FAILED
 
 
 # Output -------------------------------------------------------------------------------------
@@ -94,7 +79,7 @@ def clean_line(text: Any) -> str:
     return clean(text).replace("\n", " ")
 
 
-def _write(stream, text: str) -> None:
+def _write(stream: TextIO, text: str) -> None:
     try:
         stream.write(text + "\n")
         stream.flush()
@@ -128,129 +113,6 @@ def format_message(message: dict[str, Any], room: str | None = None, *, edited: 
     return text
 
 
-# URLs and logging in ------------------------------------------------------------------------
-
-
-class Endpoint:
-    """The WebSocket URL and what derives from it: the http(s) base (also the `Origin`) and the
-    login page."""
-
-    def __init__(self, raw: str) -> None:
-        parts = urllib.parse.urlsplit(raw.strip())
-        schemes = {"ws": ("ws", "http"), "wss": ("wss", "https"), "http": ("ws", "http"), "https": ("wss", "https")}
-        if parts.scheme.lower() not in schemes:
-            raise ClientError(
-                f"Bad URL {raw!r}: it must start with ws:// or wss:// (for example {DEFAULT_URL}).", EXIT_FIX
-            )
-        ws_scheme, http_scheme = schemes[parts.scheme.lower()]
-        try:
-            port = parts.port
-        except ValueError:
-            raise ClientError(f"Bad URL {raw!r}: the port is not a number from 1 to 65535.", EXIT_FIX) from None
-        if not parts.hostname:
-            raise ClientError(f"Bad URL {raw!r}: there is no host name in it.", EXIT_FIX)
-        netloc = parts.netloc.rpartition("@")[2]  # never user:password@ in an Origin
-        path = parts.path if parts.path not in ("", "/") else "/ws/chat/"
-        # A server mounted under a prefix (/chat/ws/chat/) has its login page under it too.
-        prefix = path[: -len("ws/chat/")] if path.endswith("/ws/chat/") else "/"
-        self.host, self.port = parts.hostname, port or (443 if http_scheme == "https" else 80)
-        self.ws_url = urllib.parse.urlunsplit((ws_scheme, netloc, path, parts.query, ""))
-        self.http_base = f"{http_scheme}://{netloc}"
-        self.login_url = f"{self.http_base}{prefix}accounts/login/"
-
-
-def describe_os_error(error: BaseException, endpoint: Endpoint) -> str:
-    """One sentence for a failure to reach the server."""
-    where = f"{endpoint.host}:{endpoint.port}"
-    if isinstance(error, urllib.error.URLError) and not isinstance(error, urllib.error.HTTPError):
-        error = error.reason if isinstance(error.reason, BaseException) else OSError(str(error.reason))
-    if isinstance(error, ConnectionRefusedError):
-        return f"Cannot connect to {where}: connection refused (is the chat server running there?)."
-    if isinstance(error, socket.gaierror):
-        return f"Cannot find the host {endpoint.host!r} (DNS lookup failed)."
-    if isinstance(error, TimeoutError | socket.timeout):
-        return f"Cannot connect to {where}: no answer in time."
-    if isinstance(error, ssl.SSLError | ssl.CertificateError):
-        return f"Cannot connect to {where}: TLS failed ({getattr(error, 'reason', None) or error})."
-    if isinstance(error, ConnectionError):
-        return f"The connection to {where} failed: {error.strerror or type(error).__name__}."
-    return f"Cannot connect to {where}: {getattr(error, 'strerror', None) or error}."
-
-
-class _LoginFormParser(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.csrf: list[str] = []
-        self.password_field = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag != "input":
-            return
-        values = dict(attrs)
-        if values.get("name") == "csrfmiddlewaretoken" and values.get("value"):
-            self.csrf.append(values["value"])
-        if values.get("type") == "password":
-            self.password_field = True
-
-
-def _parse_form(body: bytes) -> _LoginFormParser:
-    parser = _LoginFormParser()
-    parser.feed(body.decode("utf-8", "replace"))
-    return parser
-
-
-def http_login(endpoint: Endpoint, username: str, password: str, *, timeout: float = 10.0) -> str:
-    """Log in through the login form as a browser does; return a `Cookie:` header value with
-    the session cookie. Raises ClientError with one sentence."""
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    opener.addheaders = [("User-Agent", "chat-client/1 (python urllib)")]
-
-    def fetch(request: urllib.request.Request) -> tuple[int, bytes]:
-        try:
-            with opener.open(request, timeout=timeout) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, error.read()
-        except (OSError, urllib.error.URLError) as error:
-            raise ClientError(describe_os_error(error, endpoint)) from None
-
-    status, page = fetch(urllib.request.Request(endpoint.login_url))
-    if status != 200:
-        raise ClientError(
-            f"The login page {endpoint.login_url} answered HTTP {status}: is this the chat server's URL?",
-            EXIT_FIX if status in (400, 403, 404) else EXIT_FAILED,
-        )
-    form = _parse_form(page)
-    if not form.csrf or not any(cookie.name == "csrftoken" for cookie in jar):
-        raise ClientError(f"No login form at {endpoint.login_url}: is this the chat server's URL?", EXIT_FIX)
-    data = urllib.parse.urlencode(
-        {"csrfmiddlewaretoken": form.csrf[0], "username": username, "password": password, "next": ""}
-    ).encode()
-    request = urllib.request.Request(
-        endpoint.login_url, data=data, method="POST", headers={"Referer": endpoint.login_url}
-    )
-    status, page = fetch(request)
-    if status == 403:
-        raise ClientError(
-            f"The server refused the login form (HTTP 403, CSRF check): behind a proxy, "
-            f"DJANGO_CSRF_TRUSTED_ORIGINS must include {endpoint.http_base}.",
-            EXIT_FIX,
-        )
-    if status != 200:
-        raise ClientError(f"Logging in answered HTTP {status}.", EXIT_FAILED)
-    if _parse_form(page).password_field:  # the login page again: Django refused the credentials
-        raise ClientError(
-            f"Login as {username!r} failed: wrong username or password (or the account is deactivated).",
-            EXIT_FIX,
-        )
-    cookies = [f"{cookie.name}={cookie.value}" for cookie in jar]
-    if not any(cookie.name != "csrftoken" for cookie in jar):
-        raise ClientError("Logging in set no session cookie: is this the chat server's URL?", EXIT_FIX)
-    return "; ".join(cookies)
-
-
 # Credentials --------------------------------------------------------------------------------
 
 
@@ -277,26 +139,26 @@ def _read_stdin_all() -> str:
 
 
 class Credentials:
-    def __init__(self, *, token: str | None = None, username: str | None = None, password: str | None = None):
+    def __init__(self, *, token: str | None = None, username: str | None = None, password: str | None = None) -> None:
         self.token, self.username, self.password = token, username, password
         self.cookie: str | None = None  # after logging in
 
 
 def resolve_credentials(args: argparse.Namespace, env: dict[str, str]) -> Credentials:
     if args.token is not None and args.user is not None:
-        raise ClientError("Give either --token or --user, not both.", EXIT_FIX)
+        raise ClientError("Give either --token or --user, not both.", fixable=True)
     token = args.token if args.token is not None else (None if args.user is not None else env.get("CHAT_TOKEN"))
     if token is not None:
         token = token.strip()
         if not token:
-            raise ClientError("The token is empty.", EXIT_FIX)
+            raise ClientError("The token is empty.", fixable=True)
         return Credentials(token=token)
     username = args.user or env.get("CHAT_USER")
     if not username:
         raise ClientError(
             "No credentials: give --token TOKEN (or CHAT_TOKEN), or --user NAME with --password-stdin "
             "(or CHAT_PASSWORD).",
-            EXIT_FIX,
+            fixable=True,
         )
     if args.password is not None:
         password = args.password
@@ -310,54 +172,57 @@ def resolve_credentials(args: argparse.Namespace, env: dict[str, str]) -> Creden
     elif os.isatty(0) and os.isatty(1) and not args.send:
         password = getpass.getpass(f"Password for {username}: ")
     else:
-        raise ClientError(f"No password for {username!r}: use --password-stdin or set CHAT_PASSWORD.", EXIT_FIX)
+        raise ClientError(f"No password for {username!r}: use --password-stdin or set CHAT_PASSWORD.", fixable=True)
     if not password:
-        raise ClientError(f"The password for {username!r} is empty.", EXIT_FIX)
+        raise ClientError(f"The password for {username!r} is empty.", fixable=True)
     return Credentials(username=username, password=password)
 
 
 # The client ---------------------------------------------------------------------------------
 
 
-class Room:
-    """What the client holds of one room."""
+class TerminalRoom(Room):
+    """A room as the terminal shows it."""
 
-    def __init__(self, slug: str) -> None:
-        self.slug = slug
-        self.last: int | None = None  # highest seq taken with nothing missing below it
-        self.held: dict[int, dict] = {}  # messages beyond a gap, until the catch-up fills it
-        self.seen: OrderedDict[int, dict] = OrderedDict()  # recent messages by seq
+    def __init__(self, slug: str, *, last: int | None = None, keep: int | None = None) -> None:
+        super().__init__(slug, last=last, keep=keep)
         self.oldest: int | None = None  # smallest seq shown: /history pages below it
-        self.presence: list[str] | None = None
-        self.info: dict[str, Any] = {}
-        self.joined_here = False  # a `joined` arrived on the current socket
-        self.catching_up = False  # a join with `since` is in flight
         self.history_busy = False
         self.switch_on_join = False  # joined by /join: becomes the current room when joined
 
 
-class ChatClient:
+class TerminalClient(ChatClient):
+    # Also `internal` (the database is away): not stored, so the same client_id again is safe.
+    resent_send_errors = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.INTERNAL})
+
     def __init__(self, args: argparse.Namespace, endpoint: Endpoint, credentials: Credentials) -> None:
         self.args = args
-        self.endpoint = endpoint
         self.credentials = credentials
         self.sending = args.send is not None  # non-interactive: send, wait for the ack, exit
         self.startup_rooms: list[str] = list(dict.fromkeys(args.room or [DEFAULT_ROOM]))
-        self.rooms: dict[str, Room] = {slug: Room(slug) for slug in self.startup_rooms}
+        super().__init__(
+            endpoint,
+            token=credentials.token,
+            cookie=credentials.cookie,
+            origin=args.origin,
+            rooms=self.startup_rooms,
+            backlog=args.backlog,
+            keep=SEEN_KEEP,
+            reconnect_max=args.reconnect_max,
+            ping_interval=args.ping_interval,
+            pong_timeout=PONG_TIMEOUT,
+            open_timeout=args.timeout,
+        )
         self.current: str | None = self.startup_rooms[0]
-        self.pending: OrderedDict[str, tuple[str, str]] = OrderedDict()  # client_id -> (room, body)
-        self.acks: dict[str, dict] = {}
         self.unechoed: set[tuple[str, int]] = set()  # acked messages whose broadcast has not come yet
-        self.requests: dict[str, tuple[str, str | None, dict]] = {}  # ref -> (type, room, extra)
-        self.ws: Any = None
         self.ever_connected = False
-        self.connections = 0
-        self.closing = False  # we are closing the socket ourselves: no reconnect
-        self.attempt = 0
-        self.refs = 0
-        self.pong = asyncio.Event()
-        self.changed = asyncio.Event()
         self.started = asyncio.Event()  # every startup room joined once
+
+    def new_room(self, slug: str) -> TerminalRoom:
+        return TerminalRoom(slug, last=None, keep=SEEN_KEEP)
+
+    def view(self, slug: str | None) -> TerminalRoom | None:
+        return cast(TerminalRoom | None, self.rooms.get(slug) if slug is not None else None)
 
     # Output ---------------------------------------------------------------------------------
 
@@ -374,454 +239,186 @@ class ChatClient:
         """A problem the user should see; on standard error, `! ...`."""
         _write(sys.stderr, "! " + text)
 
-    def _notify(self) -> None:
-        self.changed.set()
-
-    # Sending --------------------------------------------------------------------------------
-
-    def _ref(self, kind: str) -> str:
-        self.refs += 1
-        return f"{kind[0]}{self.refs}"
-
-    async def request(self, kind: str, room: str | None = None, *, extra: dict | None = None, **fields: Any) -> bool:
-        """Send a frame with a fresh `ref`; False when there is no open socket."""
-        ref = self._ref(kind)
-        frame = {"type": kind, **({"room": room} if room is not None else {}), **fields, "ref": ref}
-        if self.ws is None:
-            return False
-        self.requests[ref] = (kind, room, extra or {})
-        try:
-            await self.ws.send(json.dumps(frame))
-        except ConnectionClosed:
-            self.requests.pop(ref, None)
-            return False
-        return True
-
-    async def join(self, room: Room, *, switch: bool = False) -> None:
-        fields = {} if room.last is None else {"since": room.last}
-        if room.last is not None:
-            room.catching_up = True
-        await self.request("join", room.slug, extra={"switch": switch}, **fields)
-
-    async def send_pending(self, client_id: str) -> None:
-        slug, body = self.pending[client_id]
-        room = self.rooms.get(slug)
-        if room is not None and room.joined_here:
-            await self.request("send", slug, extra={"client_id": client_id}, body=body, client_id=client_id)
-
-    def queue_message(self, slug: str, body: str) -> str:
-        client_id = uuid.uuid4().hex
-        self.pending[client_id] = (slug, body)
-        return client_id
+    def where(self, room: Room) -> str | None:
+        """The room to name before a message: none for the current one."""
+        return None if room.slug == self.current else room.slug
 
     # Connection -----------------------------------------------------------------------------
 
-    async def connect(self):
-        headers: dict[str, str] = {"User-Agent": "chat-client/1 (python websockets)"}
-        if self.credentials.token:
-            headers["Authorization"] = f"Bearer {self.credentials.token}"
-        if self.credentials.cookie:
-            headers["Cookie"] = self.credentials.cookie
-        origin = self.args.origin or (self.endpoint.http_base if self.credentials.cookie else None)
-        try:
-            return await websockets.connect(
-                self.endpoint.ws_url,
-                origin=origin,
-                additional_headers=headers,
-                user_agent_header=None,
-                open_timeout=self.args.timeout,
-                ping_interval=20,
-                ping_timeout=20,
-                close_timeout=3,
-                max_size=2**22,
-            )
-        except InvalidStatus as error:
-            raise ClientError(self._describe_refusal(error.response.status_code), self._refusal_code(error)) from None
-        except InvalidURI as error:
-            raise ClientError(f"Bad URL {self.endpoint.ws_url!r}: {error}.", EXIT_FIX) from None
-        except InvalidHandshake as error:
-            raise ClientError(
-                f"{self.endpoint.ws_url} did not answer as a WebSocket server ({error}).", EXIT_FAILED
-            ) from None
-        except (OSError, TimeoutError) as error:
-            raise ClientError(describe_os_error(error, self.endpoint), EXIT_FAILED) from None
-
-    def _refusal_code(self, error: InvalidStatus) -> int:
-        return EXIT_FIX if error.response.status_code in (400, 401, 403, 404) else EXIT_FAILED
-
-    def _describe_refusal(self, status: int) -> str:
-        url = self.endpoint.ws_url
-        if status == 404:
-            return f"There is no chat WebSocket at {url} (HTTP 404): check the path (usually /ws/chat/)."
-        if status in (401, 403) and self.credentials.token:
-            # A token handshake needs no Origin and a bad token is closed 4401 after the upgrade, so
-            # an HTTP refusal here is about the address: the path, or a server without tokens.
+    def describe_refusal(self, status: int) -> str:
+        if status in (401, 403) and self.token:
             return (
-                f"The server refused the WebSocket handshake (HTTP {status}): check the path {url} "
+                f"The server refused the WebSocket handshake (HTTP {status}): check the path {self.endpoint.ws_url} "
                 f"(usually /ws/chat/); if it is right, this server does not take API tokens "
                 f"(try --origin {self.endpoint.http_base})."
             )
-        if status == 403:
-            origin = self.args.origin or self.endpoint.http_base
-            return (
-                f"The server refused the WebSocket handshake (HTTP 403): the Origin {origin} is not allowed "
-                f"(its host must be in the server's DJANGO_ALLOWED_HOSTS) or the path {url} is wrong."
-            )
-        return f"The server refused the WebSocket handshake with HTTP {status}."
-
-    def describe_final_close(self, code: int) -> ClientError:
-        if code == 4401:
-            if self.credentials.token:
-                return ClientError(
-                    "The server rejected the API token (close 4401): it is invalid or has been revoked.", EXIT_FIX
-                )
-            return ClientError(
-                "The server ended the session (close 4401): it was logged out, the password changed, "
-                "or the account was deactivated; run the client again to log in.",
-                EXIT_FIX,
-            )
-        if code == 4403:
-            return ClientError("The server refused the account: it is deactivated (close 4403).", EXIT_FIX)
-        return ClientError(
-            "The server closed the connection after too many refused or rate-limited frames (close 4429).",
-            EXIT_FAILED,
-        )
+        return super().describe_refusal(status)
 
     async def run_connection(self) -> None:
         """Connect, serve, and reconnect with backoff until a final close or an error."""
-        while True:
-            try:
-                ws = await self.connect()
-            except ClientError as error:
-                if not self.ever_connected or error.code == EXIT_FIX:
-                    raise
-                failure = error.message
-            else:
-                self.ever_connected = True
-                code, reason = await self.serve(ws)
-                if self.closing:
-                    return
-                if code in FINAL_CLOSES:
-                    raise self.describe_final_close(code)
-                failure = f"disconnected (close {code}{': ' + clean_line(reason) if reason else ''})"
-            # Exponential backoff with full jitter; `attempt` restarts at the next `joined`.
-            delay = random.uniform(0, min(self.args.reconnect_max, BACKOFF_BASE * 2**self.attempt))
-            self.attempt += 1
-            self.info(f"{failure.rstrip('.')}; reconnecting in {delay:.1f} s")
-            await asyncio.sleep(delay)
+        code = await self.run()
+        if code is not None and code in FINAL_CLOSES:
+            raise self.final_close_error(code)
 
-    async def serve(self, ws) -> tuple[int, str]:
-        """Run one socket until it closes; return its close code and reason."""
-        self.connections += 1
-        self.ws = ws
-        self.requests.clear()
-        for room in self.rooms.values():
-            room.joined_here = room.catching_up = room.history_busy = False
-        pinger = asyncio.create_task(self.pinger(ws))
-        try:
-            async with ws:
-                if self.connections == 1:
-                    who = f"as {self.credentials.username}" if self.credentials.username else "with a token"
-                    self.info(f"connected to {self.endpoint.ws_url} {clean_line(who)}")
-                else:
-                    self.info("reconnected; catching up")
-                for room in list(self.rooms.values()):
-                    await self.join(room, switch=room.switch_on_join)
-                async for text in ws:
-                    try:
-                        frame = json.loads(text)
-                    except (TypeError, ValueError):
-                        continue
-                    if isinstance(frame, dict):
-                        await self.handle(frame)
-        except ConnectionClosed:
-            pass
-        finally:
-            pinger.cancel()
-            self.ws = None
-            self._notify()
-        code = ws.close_code if ws.close_code is not None else 1006
-        return code, ws.close_reason or ""
+    def on_connect_failed(self, error: ClientError) -> None:
+        if not self.ever_connected or error.fixable:
+            raise error
 
-    async def pinger(self, ws) -> None:
-        """An application ping every --ping-interval seconds: `pong.seqs` reveals a dropped
-        last message; no pong within 10 s means a dead connection."""
-        try:
-            while True:
-                await asyncio.sleep(self.args.ping_interval)
-                self.pong.clear()
-                await ws.send(json.dumps({"type": "ping", "ref": self._ref("ping")}))
-                try:
-                    await asyncio.wait_for(self.pong.wait(), PONG_TIMEOUT)
-                except TimeoutError:
-                    self.info(f"no answer to a ping in {PONG_TIMEOUT:.0f} s")
-                    await ws.close(4000, "no pong")
-                    return
-        except ConnectionClosed:
-            return
+    def on_connected(self) -> None:
+        self.ever_connected = True
+        for slug in self.rooms:
+            room = self.view(slug)
+            if room is not None:
+                room.history_busy = False
+        if self.connections == 1:
+            who = f"as {self.credentials.username}" if self.credentials.username else "with a token"
+            self.info(f"connected to {self.endpoint.ws_url} {clean_line(who)}")
+        else:
+            self.info("reconnected; catching up")
 
-    # Incoming frames ------------------------------------------------------------------------
+    def on_reconnecting(self, delay: float, code: int, reason: str, error: ClientError | None) -> None:
+        if error is not None:
+            failure = error.message
+        else:
+            failure = f"disconnected (close {code}{': ' + clean_line(reason) if reason else ''})"
+        self.info(f"{failure.rstrip('.')}; reconnecting in {delay:.1f} s")
 
-    async def handle(self, frame: dict[str, Any]) -> None:
-        kind = frame.get("type")
-        handler = getattr(self, f"on_{kind}", None) if isinstance(kind, str) and kind.isidentifier() else None
-        if handler is not None:
-            await handler(frame)
-        self._notify()
+    def on_ping_unanswered(self) -> None:
+        self.info(f"no answer to a ping in {PONG_TIMEOUT:.0f} s")
 
-    async def on_joined(self, frame: dict[str, Any]) -> None:
-        _kind, _slug, extra = self.requests.pop(frame.get("ref"), ("join", None, {}))
-        room = self.rooms.get(frame.get("room"))
-        if room is None:  # left meanwhile
-            return
-        switching = bool(extra.get("switch") or room.switch_on_join)
-        if switching:  # before the backlog is shown, so that it shows as the current room's
-            room.switch_on_join = False
+    # Incoming -------------------------------------------------------------------------------
+
+    def on_joining(self, room: Room, first: bool) -> None:
+        view = self.view(room.slug)
+        if view is not None and view.switch_on_join:  # before the backlog, so it shows as the current room's
             self.current = room.slug
-        room.info = frame.get("info") or {}
-        messages = [m for m in frame.get("messages") or [] if isinstance(m, dict) and isinstance(m.get("seq"), int)]
-        first = room.last is None
         if first:
-            shown = messages[-self.args.backlog :] if self.args.backlog > 0 else []
-            skipped = messages[: len(messages) - len(shown)]
-            room.last = skipped[-1]["seq"] if skipped else (messages[0]["seq"] - 1 if messages else 0)
-            room.oldest = shown[0]["seq"] if shown else room.last + 1
-            messages = shown
             name, topic = room.info.get("name") or room.slug, room.info.get("topic")
             self.info(
                 f"joined #{clean_line(room.slug)}: {clean_line(name)}" + (f" — {clean_line(topic)}" if topic else "")
             )
-        room.catching_up = False
-        for message in messages:
-            await self.take(room, message)
-        if frame.get("complete") is False:  # more than one batch behind: ask for the next one
-            await self.join(room)
-        self.set_presence(room, frame.get("presence"), announce=not first)
+
+    def on_joined(self, room: Room, first: bool) -> None:
+        view = self.view(room.slug)
         if first:
+            if view is not None:
+                view.oldest = min(room.messages) if room.messages else (room.last or 0) + 1
             self.info(f"online in #{clean_line(room.slug)}: {', '.join(map(clean_line, room.presence or [])) or '-'}")
-        if switching:
+        if view is not None and view.switch_on_join:
+            view.switch_on_join = False
             self.switch(room.slug)
-        if not room.joined_here:
-            room.joined_here = True
-            self.attempt = 0
-            for client_id, (slug, _body) in list(self.pending.items()):
-                if slug == room.slug:
-                    await self.send_pending(client_id)
+        self.check_started()
+
+    def check_started(self) -> None:
         if not self.started.is_set() and all(
             self.rooms.get(slug) is None or self.rooms[slug].joined_here for slug in self.startup_rooms
         ):
             self.started.set()
 
-    async def take(self, room: Room, message: dict[str, Any]) -> None:
-        """Show a message once, in seq order: a seq already taken is a duplicate; one beyond the
-        next is held, and a catch-up fills the gap."""
-        seq = message["seq"]
-        if room.last is None or seq <= room.last:
-            return
-        if seq > room.last + 1:
-            room.held[seq] = message
-            if not room.catching_up:
-                await self.join(room)
-            return
-        self.show(room, message)
-        while room.last + 1 in room.held:
-            self.show(room, room.held.pop(room.last + 1))
-        for stale in [s for s in room.held if s <= room.last]:
-            del room.held[stale]
-
-    def show(self, room: Room, message: dict[str, Any]) -> None:
-        room.last = message["seq"]
+    def on_message(self, room: Room, message: Message) -> None:
         self.unechoed.discard((room.slug, message["seq"]))
-        room.seen[message["seq"]] = message
-        while len(room.seen) > SEEN_KEEP:
-            room.seen.popitem(last=False)
-        self.out(format_message(message, None if room.slug == self.current else room.slug))
+        self.out(format_message(message, self.where(room)))
 
-    async def on_message(self, frame: dict[str, Any]) -> None:
-        room = self.rooms.get(frame.get("room"))
-        message = frame.get("message")
-        if room is not None and isinstance(message, dict) and isinstance(message.get("seq"), int):
-            await self.take(room, message)
+    def on_message_edited(self, room: Room, message: Message) -> None:
+        self.out(format_message(message, self.where(room), edited=True))
 
-    async def on_message_edited(self, frame: dict[str, Any]) -> None:
-        self.requests.pop(frame.get("ref"), None)
-        room = self.rooms.get(frame.get("room"))
-        message = frame.get("message")
-        if room is None or not isinstance(message, dict):
-            return
-        seq = message.get("seq")
-        if isinstance(seq, int) and room.last is not None and seq > room.last:
-            return  # not shown yet: the catch-up brings the edited text
-        known = room.seen.get(seq, {})
-        merged = {**known, **message}
-        if isinstance(seq, int):
-            room.seen[seq] = merged
-        self.out(format_message(merged, None if room.slug == self.current else room.slug, edited=True))
-
-    async def on_message_deleted(self, frame: dict[str, Any]) -> None:
-        self.requests.pop(frame.get("ref"), None)
-        room = self.rooms.get(frame.get("room"))
-        if room is None:
-            return
-        seq = frame.get("seq")
-        if isinstance(seq, int) and room.last is not None and seq > room.last:
-            return  # not shown yet: the catch-up brings the tombstone
-        known = room.seen.get(seq)
-        if known is None:
+    def on_message_deleted(self, room: Room, seq: int | None, message: Message | None) -> None:
+        if message is None:
             self.info(f"message #{seq} in #{clean_line(room.slug)} was deleted")
             return
-        known = {**known, "deleted": True, "body": ""}
-        room.seen[seq] = known
-        self.out(format_message(known, None if room.slug == self.current else room.slug))
+        self.out(format_message(message, self.where(room)))
 
-    async def on_ack(self, frame: dict[str, Any]) -> None:
-        self.requests.pop(frame.get("ref"), None)
-        client_id = frame.get("client_id")
-        if client_id in self.pending:
-            slug, _body = self.pending.pop(client_id)
-            self.acks[client_id] = frame
-            room = self.rooms.get(slug)
-            seq = frame.get("seq")
-            if room is not None and isinstance(seq, int) and (room.last is None or seq > room.last):
-                self.unechoed.add((slug, seq))
+    def on_ack(self, client_id: str, room: str, frame: Frame) -> None:
+        held = self.rooms.get(room)
+        seq = frame.get("seq")
+        if held is not None and isinstance(seq, int) and (held.last is None or seq > held.last):
+            self.unechoed.add((room, seq))
 
-    async def on_history(self, frame: dict[str, Any]) -> None:
-        self.requests.pop(frame.get("ref"), None)
-        room = self.rooms.get(frame.get("room"))
-        if room is None:
+    def on_history(self, room: Room, frame: Frame) -> None:
+        view = self.view(room.slug)
+        if view is None:
             return
-        room.history_busy = False
+        view.history_busy = False
         messages = [m for m in frame.get("messages") or [] if isinstance(m, dict) and isinstance(m.get("seq"), int)]
-        if room.oldest is not None:
-            messages = [m for m in messages if m["seq"] < room.oldest]
-        where = None if room.slug == self.current else room.slug
+        if view.oldest is not None:
+            messages = [m for m in messages if m["seq"] < view.oldest]
         if messages:
             self.info(f"older messages of #{clean_line(room.slug)}, #{messages[0]['seq']} to #{messages[-1]['seq']}:")
             for message in messages:
-                self.out(format_message(message, where))
-            room.oldest = messages[0]["seq"]
+                self.out(format_message(message, self.where(room)))
+            view.oldest = messages[0]["seq"]
         if not frame.get("has_more") or not messages:
-            room.oldest = 1 if not messages else room.oldest
+            view.oldest = 1 if not messages else view.oldest
             self.info(f"that is the beginning of #{clean_line(room.slug)}")
 
-    async def on_presence(self, frame: dict[str, Any]) -> None:
-        room = self.rooms.get(frame.get("room"))
-        if room is not None:
-            self.set_presence(room, frame.get("users"), announce=True)
-
-    def set_presence(self, room: Room, users: Any, *, announce: bool) -> None:
-        if not isinstance(users, list):
+    def on_presence(self, room: Room, before: list[str] | None) -> None:
+        if before is None or room.presence is None:  # the first list is shown as `online in`
             return
-        before = set(room.presence or [])
-        room.presence = sorted(str(user) for user in users)
-        if announce and room.presence is not None:
-            where = clean_line(room.slug)
-            for user in sorted(set(room.presence) - before):
-                self.info(f"{clean_line(user)} entered #{where}")
-            for user in sorted(before - set(room.presence)):
-                self.info(f"{clean_line(user)} left #{where}")
+        where = clean_line(room.slug)
+        for user in sorted(set(room.presence) - set(before)):
+            self.info(f"{clean_line(user)} entered #{where}")
+        for user in sorted(set(before) - set(room.presence)):
+            self.info(f"{clean_line(user)} left #{where}")
 
-    async def on_typing(self, frame: dict[str, Any]) -> None:
+    def on_typing(self, frame: Frame) -> None:
         if self.args.typing and frame.get("room") in self.rooms:
             self.info(f"{clean_line(frame.get('username'))} is typing in #{clean_line(frame.get('room'))}…")
 
-    async def on_left(self, frame: dict[str, Any]) -> None:
-        self.requests.pop(frame.get("ref"), None)
-
-    async def on_room_closed(self, frame: dict[str, Any]) -> None:
-        slug = frame.get("room")
-        if slug not in self.rooms:
-            return
+    def on_room_closed(self, room: str, frame: Frame) -> None:
         reasons = {
             "archived": "it was archived",
             "deleted": "it was deleted",
             "banned": "you were banned from it",
             "removed": "you were removed from it",
         }
-        reason = reasons.get(frame.get("reason"), f"reason: {clean_line(frame.get('reason'))}")
-        self.drop_room(slug)
+        reason = reasons.get(str(frame.get("reason")), f"reason: {clean_line(frame.get('reason'))}")
         if self.sending:
-            raise ClientError(f"The room {slug!r} was closed: {reason}.", EXIT_FIX)
-        self.warn(f"#{clean_line(slug)} was closed: {reason}")
+            raise ClientError(f"The room {room!r} was closed: {reason}.", fixable=True)
+        self.warn(f"#{clean_line(room)} was closed: {reason}")
 
-    async def on_pong(self, frame: dict[str, Any]) -> None:
-        self.requests.pop(frame.get("ref"), None)
-        self.pong.set()
-        seqs = frame.get("seqs")
-        if isinstance(seqs, dict):
-            for slug, seq in seqs.items():
-                room = self.rooms.get(slug)
-                if room and room.joined_here and room.last is not None and isinstance(seq, int):
-                    if seq > room.last and not room.catching_up:
-                        await self.join(room)  # the newest message never reached us
+    def join_refused_for_good(self, code: str) -> bool:
+        return code != ErrorCode.RATE_LIMITED
 
-    async def on_error(self, frame: dict[str, Any]) -> None:
-        kind, slug, extra = self.requests.pop(frame.get("ref"), (None, frame.get("room"), {}))
+    def on_join_failed(self, room: str, frame: Frame) -> None:
         code = frame.get("code")
         detail = clean_line(frame.get("detail") or code or "error")
-        if kind == "join" and slug is not None:
-            room = self.rooms.get(slug)
-            if code == "rate_limited" and room is not None:
-                asyncio.get_running_loop().call_later(1.0, lambda: asyncio.ensure_future(self._rejoin(slug)))
-                return
-            if room is not None:
-                self.drop_room(slug)
-            if code == "not_found":
-                sentence = f"There is no room {slug!r} (or it is archived)."
-            elif code == "forbidden":
-                sentence = f"You may not enter the room {slug!r}: {detail}"
-            else:
-                sentence = f"Cannot join the room {slug!r}: {detail}"
-            if not self.started.is_set() and slug in self.startup_rooms:
-                raise ClientError(sentence, EXIT_FIX)
-            self.warn(sentence)
-            if not self.started.is_set() and all(
-                self.rooms.get(s) is None or self.rooms[s].joined_here for s in self.startup_rooms
-            ):
-                self.started.set()
-            return
-        if kind == "send":
-            client_id = extra.get("client_id")
-            if code in ("rate_limited", "internal") and client_id in self.pending:
-                # Not processed: the same client_id again, a little later.
-                asyncio.get_running_loop().call_later(
-                    1.0 + random.random(), lambda: asyncio.ensure_future(self._resend(client_id))
-                )
-                return
-            body = self.pending.pop(client_id, (None, ""))[1]
-            sentence = f"Message not sent to {slug!r}: {detail}"
-            if self.sending:
-                raise ClientError(sentence, EXIT_FIX)
-            preview = clean_line(body)[:40]
-            self.warn(f"{sentence} ({preview!r})" if preview else sentence)
-            return
-        if kind == "history" and slug in self.rooms:
-            self.rooms[slug].history_busy = False
-        self.warn(f"{detail} [{code}]")
+        if code == ErrorCode.NOT_FOUND:
+            sentence = f"There is no room {room!r} (or it is archived)."
+        elif code == ErrorCode.FORBIDDEN:
+            sentence = f"You may not enter the room {room!r}: {detail}"
+        else:
+            sentence = f"Cannot join the room {room!r}: {detail}"
+        if not self.started.is_set() and room in self.startup_rooms:
+            raise ClientError(sentence, fixable=True)
+        self.warn(sentence)
+        self.check_started()
 
-    async def _rejoin(self, slug: str) -> None:
-        room = self.rooms.get(slug)
-        if room is not None and self.ws is not None:
-            await self.join(room)
+    def on_send_failed(self, client_id: str, room: str, body: str, frame: Frame) -> None:
+        self.discard(client_id)
+        detail = clean_line(frame.get("detail") or frame.get("code") or "error")
+        sentence = f"Message not sent to {room!r}: {detail}"
+        if self.sending:
+            raise ClientError(sentence, fixable=True)
+        preview = clean_line(body)[:40]
+        self.warn(f"{sentence} ({preview!r})" if preview else sentence)
 
-    async def _resend(self, client_id: str) -> None:
-        if client_id in self.pending and self.ws is not None:
-            await self.send_pending(client_id)
+    def on_error(self, frame: Frame, kind: str | None, room: str | None) -> None:
+        code = frame.get("code")
+        view = self.view(room)
+        if kind == "history" and view is not None:
+            view.history_busy = False
+        self.warn(f"{clean_line(frame.get('detail') or code or 'error')} [{code}]")
 
     def drop_room(self, slug: str) -> None:
-        self.rooms.pop(slug, None)
-        for client_id, (room, _body) in list(self.pending.items()):
-            if room == slug:
-                self.pending.pop(client_id)
+        super().drop_room(slug)
         if self.current == slug:
             joined = [other for other, room in self.rooms.items() if room.last is not None]
-            self.current = (joined or list(self.rooms) or [None])[0]
+            self.current = joined[0] if joined else next(iter(self.rooms), None)
             if joined and self.started.is_set():
                 self.info(f"now in #{clean_line(self.current)}")
 
     def switch(self, slug: str) -> None:
-        if self.current != slug:
-            self.current = slug
+        self.current = slug
         self.info(f"now in #{clean_line(slug)}")
 
     # Commands -------------------------------------------------------------------------------
@@ -834,7 +431,7 @@ class ChatClient:
         if text.startswith("/") and not text.startswith("//"):
             name, _, arg = text[1:].strip().partition(" ")
             name, arg = name.lower(), arg.strip()
-            handler = {
+            handlers: dict[str, Callable[[str], Awaitable[None]] | None] = {
                 "quit": None,
                 "exit": None,
                 "help": self.cmd_help,
@@ -845,22 +442,22 @@ class ChatClient:
                 "who": self.cmd_who,
                 "rooms": self.cmd_rooms,
             }
-            if name not in handler:
+            if name not in handlers:
                 self.warn(f"unknown command /{clean_line(name)}: /help lists the commands")
                 return True
-            if handler[name] is None:
+            handler = handlers[name]
+            if handler is None:
                 return False
-            await handler[name](arg)
+            await handler(arg)
             return True
         body = text[1:] if text.startswith("//") else text
         if self.current is None:
             self.warn("you are in no room: /join ROOM first")
             return True
-        client_id = self.queue_message(self.current, body)
         room = self.rooms[self.current]
-        if room.joined_here and self.ws is not None:
-            await self.send_pending(client_id)
-        else:
+        connected = room.joined_here and self.ws is not None
+        await self.send(self.current, body, wait=False)
+        if not connected:
             self.info("not connected: the message is queued and will be sent after reconnecting")
         return True
 
@@ -873,14 +470,13 @@ class ChatClient:
         if not slug:
             self.warn("usage: /join ROOM")
             return
-        room = self.rooms.get(slug)
+        room = self.view(slug)
         if room is not None and room.last is not None:
             self.switch(slug)
             return
-        if room is None:
-            room = self.rooms[slug] = Room(slug)
+        room = cast(TerminalRoom, self.add_room(slug))
         room.switch_on_join = True
-        if not await self.request("join", slug, extra={"switch": True}):
+        if not await self.join(slug):
             self.info(f"not connected: #{clean_line(slug)} will be joined after reconnecting")
 
     async def cmd_leave(self, arg: str) -> None:
@@ -888,14 +484,12 @@ class ChatClient:
         if slug is None or slug not in self.rooms:
             self.warn(f"you are not in #{clean_line(slug)}" if slug else "you are in no room")
             return
-        was_joined = self.rooms[slug].joined_here
-        self.drop_room(slug)
-        if was_joined:
-            await self.request("leave", slug)
+        await self.leave(slug)
         self.info(f"left #{clean_line(slug)}")
 
     async def cmd_history(self, arg: str) -> None:
-        if self.current is None:
+        room = self.view(self.current)
+        if room is None:
             self.warn("you are in no room: /join ROOM first")
             return
         try:
@@ -904,7 +498,6 @@ class ChatClient:
             self.warn("usage: /history [N], N from 1 to 100")
             return
         limit = max(1, min(100, limit))
-        room = self.rooms[self.current]
         if room.oldest is not None and room.oldest <= 1:
             self.info(f"that is the beginning of #{clean_line(room.slug)}")
             return
@@ -914,7 +507,7 @@ class ChatClient:
         if room.history_busy:
             return
         room.history_busy = True
-        fields = {"limit": limit} if room.oldest is None else {"before": room.oldest, "limit": limit}
+        fields: dict[str, Any] = {"limit": limit} if room.oldest is None else {"before": room.oldest, "limit": limit}
         await self.request("history", room.slug, **fields)
 
     async def cmd_who(self, _arg: str) -> None:
@@ -939,35 +532,15 @@ class ChatClient:
 
     # Modes ----------------------------------------------------------------------------------
 
-    async def wait_until(self, predicate, seconds: float) -> bool:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        while not predicate():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
-            self.changed.clear()
-            try:
-                await asyncio.wait_for(self.changed.wait(), min(remaining, 0.5))
-            except TimeoutError:
-                pass
-        return True
-
     async def close(self) -> None:
         # Our own last messages come back as broadcasts shortly after their acks: wait for them
         # (briefly) so the socket does not close while the server is sending to it.
         if self.ws is not None and self.unechoed:
             await self.wait_until(lambda: not self.unechoed or self.ws is None, 2.0)
-        self.closing = True
-        ws = self.ws
-        if ws is not None:
-            try:
-                await asyncio.wait_for(ws.close(1000, "bye"), 5)
-            except (TimeoutError, ConnectionClosed, OSError):
-                pass
+        await super().close()
 
     async def run_send(self, body: str) -> int:
-        ids = {self.queue_message(slug, body): slug for slug in self.startup_rooms}
+        ids = {self.queue(slug, body): slug for slug in self.startup_rooms}
         connection = asyncio.create_task(self.run_connection())
         done = asyncio.create_task(self.wait_until(lambda: all(i in self.acks for i in ids), self.args.timeout))
         try:
@@ -977,8 +550,7 @@ class ChatClient:
             if not done.result():
                 raise ClientError(
                     f"No acknowledgement from the server within {self.args.timeout:g} s: the message may not "
-                    f"have been stored.",
-                    EXIT_FAILED,
+                    f"have been stored."
                 )
         finally:
             done.cancel()
@@ -1031,7 +603,7 @@ class ChatClient:
         return EXIT_OK
 
 
-def start_stdin_reader(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue) -> None:
+def start_stdin_reader(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
     """Read standard input in a thread, line by line, into `lines` (None at end of input), so
     incoming messages are printed while the user types. os.read, not sys.stdin: no buffer lock
     is held by a thread that is still reading when the program exits."""
@@ -1206,11 +778,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _main(args: argparse.Namespace, endpoint: Endpoint, credentials: Credentials, body: str | None) -> int:
     if credentials.username is not None:
-        login = asyncio.to_thread(
-            http_login, endpoint, credentials.username, credentials.password or "", timeout=args.timeout
+        credentials.cookie = await asyncio.to_thread(
+            login, endpoint, credentials.username, credentials.password or "", timeout=args.timeout
         )
-        credentials.cookie = await login
-    client = ChatClient(args, endpoint, credentials)
+    client = TerminalClient(args, endpoint, credentials)
     if body is not None:
         return await client.run_send(body)
     return await client.run_interactive()
@@ -1224,18 +795,18 @@ def main(argv: list[str] | None = None) -> int:
         endpoint = Endpoint(args.url or env.get("CHAT_URL") or DEFAULT_URL)
         for slug in args.room or []:
             if not slug.strip():
-                raise ClientError("A room name is empty.", EXIT_FIX)
+                raise ClientError("A room name is empty.", fixable=True)
         args.room = [slug.strip().lstrip("#") for slug in args.room or [DEFAULT_ROOM]]
         credentials = resolve_credentials(args, env)
         body = None
         if args.send is not None:
             body = _read_stdin_all().rstrip("\n") if args.send == "-" else args.send
             if not body.strip():
-                raise ClientError("There is nothing to send: the message is empty.", EXIT_FIX)
+                raise ClientError("There is nothing to send: the message is empty.", fixable=True)
         return asyncio.run(_main(args, endpoint, credentials, body))
     except ClientError as error:
         _write(sys.stderr, f"clients.terminal: {error.message}")
-        return error.code
+        return exit_code(error)
     except KeyboardInterrupt:
         _write(sys.stderr, "")
         return EXIT_INTERRUPTED

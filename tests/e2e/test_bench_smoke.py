@@ -1,4 +1,4 @@
-"""A small W1 (fan-out) of `make bench`, through the same code (bench/bench.py, bench/loadgen.py):
+"""A small W1 (fan-out) of `make bench`, through the same code (tests/support/load.py, loadgen.py):
 the product on 2 workers + Redis (PostgreSQL when its binaries are installed, else SQLite), 100
 authenticated sockets in 4 rooms of 25, 2 senders a room (one on each worker), 40 messages/s for
 3 s. Every send must be acked and every acked message delivered to each member of its room once:
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.bench import LIFTED, SMOKE, ProductTarget, run_w1
+from tests.support.load import LIFTED, SMOKE, ProductTarget, run_w1
 
 
 @pytest.mark.timeout(90)

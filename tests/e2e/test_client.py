@@ -16,6 +16,7 @@ import sys
 import uuid
 from typing import Any
 
+import pexpect
 import pytest
 from websockets.sync.client import connect
 
@@ -331,3 +332,31 @@ def test_follow_only_prints_and_says_so(server):
         child.sendintr()
         finish(child)
     assert "type a message" not in output(child)
+
+
+# The library ------------------------------------------------------------------------------------
+
+
+def test_the_echo_bot_of_docs_client_md_answers(server):
+    """The bot in docs/client.md, exactly as written there, against a real worker."""
+    guide = (REPO_ROOT / "docs" / "client.md").read_text()
+    code = guide[guide.index("## The library") :].split("```python\n", 1)[1].split("```", 1)[0]
+    token = create_token(server, "alice")
+    with Party(server, "bob", "lobby") as bob:
+        bot = pexpect.spawn(
+            sys.executable,
+            ["-c", code],
+            cwd=str(REPO_ROOT),
+            env=client_env({"CHAT_URL": server.ws_url, "CHAT_TOKEN": token}),
+            encoding="utf-8",
+            timeout=WAIT,
+        )
+        try:
+            bot.expect_exact("echo bot ready")
+            bob.say("lobby", "!echo hello from bob")
+            assert bob.expect_message("lobby", "hello from bob")["author"] == "alice"
+            bob.say("lobby", "no command here")
+            bob.say("lobby", "!echo second")
+            assert bob.expect_message("lobby", "second")["author"] == "alice"
+        finally:
+            bot.terminate(force=True)

@@ -22,13 +22,14 @@ import signal
 import time
 import urllib.request
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import redis as redis_py
 from websockets.sync.client import connect as sync_connect
 
+from clients.connection import ChatClient
 from tests.support import postgres_server
-from tests.support.chat_client import ChatClient
 from tests.support.cluster_server import ClusterServer
 from tests.support.redis_server import RedisServer
 
@@ -109,11 +110,15 @@ def cookie_for(cluster: ClusterServer, username: str) -> str:
     return _cookies[key]
 
 
-def client(cluster: ClusterServer, username: str, *, worker: int | None = None, **options) -> ChatClient:
+# No application pings unless a test asks for them (ping_interval), and no pong deadline: a test
+# that freezes a worker expects its sockets to stay open.
+NO_PINGS: dict[str, Any] = {"ping_interval": None, "pong_timeout": None}
+
+
+def client(cluster: ClusterServer, username: str, *, worker: int | None = None, **options: Any) -> ChatClient:
     name = f"{username}@{'nginx' if worker is None else f'w{worker}'}"
-    return ChatClient(
-        cluster.ws_url(worker), cookie_for(cluster, username), cluster.base_url(worker), name=name, **options
-    )
+    cookie, origin = cookie_for(cluster, username), cluster.base_url(worker)
+    return ChatClient(cluster.ws_url(worker), cookie=cookie, origin=origin, name=name, **{**NO_PINGS, **options})
 
 
 async def stop_all(*clients: ChatClient) -> None:
@@ -176,7 +181,9 @@ async def test_logout_on_one_worker_closes_that_users_sockets_on_the_others(clus
     browser = cluster.login_session("bob", worker=1)
     cookie = browser.cookie_header()
     tabs = [
-        await ChatClient(cluster.ws_url(worker), cookie, cluster.base_url(worker), name=f"bob@w{worker}").start(room)
+        await ChatClient(
+            cluster.ws_url(worker), cookie=cookie, origin=cluster.base_url(worker), name=f"bob@w{worker}", **NO_PINGS
+        ).start(room)
         for worker in (2, 3)
     ]
     other = await client(cluster, "carol", worker=2).start(room)
@@ -281,7 +288,7 @@ async def test_messages_the_channel_layer_drops_are_caught_up(sqlite_cluster):
     cluster = sqlite_cluster
     room = new_room(cluster, "drops")
     alice = await client(cluster, "alice", worker=1).start(room)
-    bob = await client(cluster, "bob", worker=2, ping_every=1.0).start(room)
+    bob = await client(cluster, "bob", worker=2, ping_interval=1.0).start(room)
     try:
         cluster.kill_worker(2, signal.SIGSTOP)
         try:
@@ -307,7 +314,7 @@ async def test_a_redis_restart_mid_conversation_loses_nothing(cluster, redis):
     comes back from the heartbeats, and /readyz is green again."""
     room = new_room(cluster, "redis")
     people = [
-        await client(cluster, name, worker=w, ping_every=1.0).start(room)
+        await client(cluster, name, worker=w, ping_interval=1.0).start(room)
         for name, w in (("alice", 1), ("bob", 2), ("carol", 3))
     ]
     alice = people[0]
@@ -455,7 +462,12 @@ async def test_a_worker_killed_mid_conversation(cluster):
         "/accounts/signup/", {"username": "ghost", "password1": "pale-moon-7391", "password2": "pale-moon-7391"}
     )
     ghost = await ChatClient(
-        cluster.ws_url(1), ghost_session.cookie_header(), cluster.base_url(1), name="ghost@w1", reconnect=False
+        cluster.ws_url(1),
+        cookie=ghost_session.cookie_header(),
+        origin=cluster.base_url(1),
+        name="ghost@w1",
+        reconnect=False,
+        **NO_PINGS,
     ).start(room)
     people = [await client(cluster, name).start(room) for name in ("alice", "bob", "carol") * 2]
     everyone = ["alice", "bob", "carol", "ghost"]

@@ -1,4 +1,4 @@
-"""Faults injected into the real cluster, through the same code as `make faults` (bench/faults.py),
+"""Faults injected into the real cluster, through the same code as `make faults` (tests/support/faults.py),
 with smaller counts: a worker SIGKILLed, Redis and PostgreSQL restarted, a slow reader, a
 reconnect storm, a graceful SIGTERM. Every scenario must end with every acked message held by
 every member once (0 lost, 0 duplicated, nothing acked that is not stored), plus its own
@@ -16,8 +16,7 @@ import time
 import pytest
 import websockets
 
-from bench import faults
-from tests.support import postgres_server
+from tests.support import faults, postgres_server
 from tests.support.daphne_server import DaphneServer
 
 pytestmark = [

@@ -16,7 +16,6 @@ start-ups per server. A server given its own DATABASE_URL migrates (and seeds) i
 from __future__ import annotations
 
 import atexit
-import html.parser
 import http.cookiejar
 import os
 import secrets
@@ -32,6 +31,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from clients.login import parse_form
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_PASSWORD = "chatdemo"
@@ -111,20 +112,6 @@ def copy_database(template: Path, target: Path) -> None:
         shutil.copyfile(wal, target.with_name(target.name + "-wal"))
 
 
-class _FormTokenParser(html.parser.HTMLParser):
-    """Collects the value of every `<input name="csrfmiddlewaretoken">`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tokens: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "input":
-            values = dict(attrs)
-            if values.get("name") == "csrfmiddlewaretoken" and values.get("value"):
-                self.tokens.append(values["value"])
-
-
 class HttpResponse:
     def __init__(self, status: int, url: str, body: bytes, headers: Any) -> None:
         self.status = status
@@ -181,10 +168,9 @@ class HttpSession:
         return "; ".join(f"{cookie.name}={cookie.value}" for cookie in self.jar)
 
     def csrf_token_from(self, page: HttpResponse) -> str:
-        parser = _FormTokenParser()
-        parser.feed(page.text)
-        assert parser.tokens, f"no csrfmiddlewaretoken in the form at {page.url} (status {page.status})"
-        return parser.tokens[0]
+        tokens = parse_form(page.body).csrf
+        assert tokens, f"no csrfmiddlewaretoken in the form at {page.url} (status {page.status})"
+        return tokens[0]
 
     def submit(self, form_path: str, data: dict[str, str], *, action: str | None = None) -> HttpResponse:
         """GET the page with the form at `form_path`, then POST `data` with its CSRF token to

@@ -1,0 +1,1 @@
+"""The client library (clients/): its parts that need no server."""
