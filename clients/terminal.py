@@ -1,7 +1,7 @@
 """A terminal client for the chat server: `python -m clients.terminal --help`.
 
-A single file that needs only the standard library and `websockets` (no Django): copy it anywhere
-and run it with `python client.py`. It speaks the wire protocol of docs/protocol.md:
+It needs only the standard library, `websockets` and chat/realtime/codes.py (plain Python, no
+Django). It speaks the wire protocol of docs/protocol.md:
 
 - authenticates with an API token (`Authorization: Bearer`) or logs in over HTTP with a username
   and password exactly as a browser does (login form, CSRF token, session cookie, `Origin`);
@@ -41,10 +41,13 @@ from typing import Any
 
 try:
     import websockets
+    from websockets.asyncio.client import ClientConnection
     from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 except ImportError:  # pragma: no cover - a message rather than a traceback
     sys.stderr.write("clients.terminal needs the 'websockets' package: pip install websockets\n")
     raise SystemExit(2) from None
+
+from chat.realtime.codes import FINAL_CLOSES, CloseCode
 
 EXIT_OK, EXIT_FAILED, EXIT_FIX, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -54,9 +57,6 @@ INDENT = " " * 8  # continuation lines of a multi-line body line up after "[HH:M
 PONG_TIMEOUT = 10.0
 BACKOFF_BASE = 0.5
 SEEN_KEEP = 2000  # messages remembered per room (to show who wrote a deleted one)
-
-# Close codes after which reconnecting cannot help.
-FINAL_CLOSES = {4401, 4403, 4429}
 
 COMMANDS_HELP = """\
 commands (interactive mode):
@@ -470,7 +470,7 @@ class ChatClient:
         return f"The server refused the WebSocket handshake with HTTP {status}."
 
     def describe_final_close(self, code: int) -> ClientError:
-        if code == 4401:
+        if code == CloseCode.SESSION_ENDED:
             if self.credentials.token:
                 return ClientError(
                     "The server rejected the API token (close 4401): it is invalid or has been revoked.", EXIT_FIX
@@ -480,7 +480,7 @@ class ChatClient:
                 "or the account was deactivated; run the client again to log in.",
                 EXIT_FIX,
             )
-        if code == 4403:
+        if code == CloseCode.DEACTIVATED:
             return ClientError("The server refused the account: it is deactivated (close 4403).", EXIT_FIX)
         return ClientError(
             "The server closed the connection after too many refused or rate-limited frames (close 4429).",
@@ -510,7 +510,7 @@ class ChatClient:
             self.info(f"{failure.rstrip('.')}; reconnecting in {delay:.1f} s")
             await asyncio.sleep(delay)
 
-    async def serve(self, ws) -> tuple[int, str]:
+    async def serve(self, ws: ClientConnection) -> tuple[int, str]:
         """Run one socket until it closes; return its close code and reason."""
         self.connections += 1
         self.ws = ws
@@ -540,10 +540,10 @@ class ChatClient:
             pinger.cancel()
             self.ws = None
             self._notify()
-        code = ws.close_code if ws.close_code is not None else 1006
+        code = ws.close_code if ws.close_code is not None else CloseCode.ABNORMAL
         return code, ws.close_reason or ""
 
-    async def pinger(self, ws) -> None:
+    async def pinger(self, ws: ClientConnection) -> None:
         """An application ping every --ping-interval seconds: `pong.seqs` reveals a dropped
         last message; no pong within 10 s means a dead connection."""
         try:
@@ -555,7 +555,7 @@ class ChatClient:
                     await asyncio.wait_for(self.pong.wait(), PONG_TIMEOUT)
                 except TimeoutError:
                     self.info(f"no answer to a ping in {PONG_TIMEOUT:.0f} s")
-                    await ws.close(4000, "no pong")
+                    await ws.close(CloseCode.NO_PONG, "no pong")
                     return
         except ConnectionClosed:
             return
@@ -962,7 +962,7 @@ class ChatClient:
         ws = self.ws
         if ws is not None:
             try:
-                await asyncio.wait_for(ws.close(1000, "bye"), 5)
+                await asyncio.wait_for(ws.close(CloseCode.NORMAL, "bye"), 5)
             except (TimeoutError, ConnectionClosed, OSError):
                 pass
 

@@ -33,9 +33,9 @@ from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor
 
-logger = logging.getLogger(__name__)
+from chat.realtime.codes import CloseCode
 
-GOING_AWAY = 1001
+logger = logging.getLogger(__name__)
 
 
 def listen_backlog() -> int:
@@ -135,15 +135,21 @@ class GracefulServer(Server):
         sockets = self._open_sockets()
         timeout = shutdown_timeout()
         logger.warning(
-            "%s: closing %d WebSocket(s) with %d, waiting up to %.0f s", reason, len(sockets), GOING_AWAY, timeout
+            "%s: closing %d WebSocket(s) with %d, waiting up to %.0f s",
+            reason,
+            len(sockets),
+            CloseCode.GOING_AWAY,
+            timeout,
         )
         for protocol in sockets:
             # autobahn's sendClose() only lets applications send 1000 or 3000-4999; 1001 is the
             # protocol's own "going away", sent here as the server it is.
             try:
-                protocol.sendCloseFrame(code=GOING_AWAY, reasonUtf8=b"server shutting down", isReply=False)
+                protocol.sendCloseFrame(
+                    code=int(CloseCode.GOING_AWAY), reasonUtf8=b"server shutting down", isReply=False
+                )
             except Exception:
-                logger.exception("Could not close a WebSocket with %d", GOING_AWAY)
+                logger.exception("Could not close a WebSocket with %d", CloseCode.GOING_AWAY)
                 protocol.dropConnection(abort=True)
         deadline = time.monotonic() + timeout
 

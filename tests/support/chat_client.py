@@ -27,7 +27,8 @@ from typing import Any
 
 import websockets
 
-FINAL_CODES = {4401, 4403, 4429}
+from chat.realtime.codes import FINAL_CLOSES, CloseCode
+
 # chat.js's reconnect backoff: full jitter over BASE * FACTOR**attempt seconds, capped; the
 # attempt count restarts at a successful `joined`, not at the handshake.
 BACKOFF_BASE, BACKOFF_FACTOR, BACKOFF_CAP = 0.5, 2, 15.0
@@ -121,14 +122,14 @@ class ChatClient:
                             pinger.cancel()
                 code = ws.close_code
             except (OSError, websockets.exceptions.WebSocketException, TimeoutError) as error:
-                code = getattr(getattr(error, "rcvd", None), "code", None) or 1006
+                code = getattr(getattr(error, "rcvd", None), "code", None) or CloseCode.ABNORMAL
             self._ws = None
             self._connected.clear()
             self.closes.append(code)
             if self._down_at is None:
                 self._down_at = time.monotonic()
             self._notify()
-            if self._stopped or not self.reconnect or code in FINAL_CODES:
+            if self._stopped or not self.reconnect or code in FINAL_CLOSES:
                 return
             self.reconnects += 1
             # Full jitter, as chat.js: a random wait up to a cap that doubles per attempt.
