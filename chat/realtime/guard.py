@@ -18,6 +18,7 @@ from typing import Any
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
+from chat.ops import metrics
 from chat.realtime.codes import CloseCode
 
 logger = logging.getLogger(__name__)
@@ -61,3 +62,4 @@ class BackendsDownGuard:
             logger.warning("WebSocket handshake closed with %d: %s is not answering (%s)", code, backend, error)
             await send({"type": "websocket.accept"})
             await send({"type": "websocket.close", "code": int(code)})  # autobahn takes an int, not a subclass
+            metrics.ws_refused(code)

@@ -23,6 +23,7 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
 
 from chat import services
+from chat.ops import metrics
 from chat.realtime.codes import CloseCode
 from chat.realtime.guard import ASGIApp, Receive, Send
 from chat.realtime.origin import OriginValidator
@@ -36,6 +37,7 @@ async def refuse_socket(receive: Receive, send: Send, code: CloseCode) -> None:
     if message["type"] == "websocket.connect":
         await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": int(code)})  # autobahn takes an int, not a subclass
+        metrics.ws_refused(code)
 
 
 def bearer_token(scope: dict[str, Any]) -> str | None:
