@@ -14,8 +14,7 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from chat.errors import ChatError, ErrorCode
-from chat.models import PRIVATE_ACCESS, ApiToken, Ban, Membership, Message, Room
-from chat.realtime.protocol import MAX_SLUG_LENGTH
+from chat.models import MAX_SLUG_LENGTH, PRIVATE_ACCESS, ApiToken, Ban, Membership, Message, Room
 
 DELETED_AUTHOR = "[deleted]"
 _MESSAGE_COLUMNS = ("id", "seq", "body", "created_at", "edited_at", "client_id", "deleted", "author__username")

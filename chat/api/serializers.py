@@ -6,7 +6,8 @@ from rest_framework import serializers
 
 from chat.api.exceptions import HTTP_STATUS
 from chat.errors import ErrorCode
-from chat.realtime.protocol import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, MAX_CLIENT_ID_LENGTH, MAX_SEQ
+from chat.models import MAX_CLIENT_ID_LENGTH
+from chat.realtime.protocol import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, MAX_SEQ
 
 
 class ErrorSerializer(serializers.Serializer):

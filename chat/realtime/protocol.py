@@ -9,11 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chat.errors import ChatError
+from chat.models import MAX_CLIENT_ID_LENGTH, MAX_SLUG_LENGTH
 from chat.realtime.codes import ErrorCode
 
 MAX_REF_LENGTH = 64
-MAX_CLIENT_ID_LENGTH = 64
-MAX_SLUG_LENGTH = 50
 MAX_SEQ = 2**63 - 1
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 100
