@@ -3,18 +3,26 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
+# Field lengths that the wire protocol, the forms and the API check as well (chat.realtime.protocol).
+MAX_SLUG_LENGTH = 50
+MAX_ROOM_NAME_LENGTH = 100
+MAX_ROOM_TOPIC_LENGTH = 300
+MAX_CLIENT_ID_LENGTH = 64
+
 slug_validator = RegexValidator(
-    r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
-    "Use 1 to 50 lowercase letters, digits or hyphens, not starting or ending with a hyphen.",
+    rf"^[a-z0-9](?:[a-z0-9-]{{0,{MAX_SLUG_LENGTH - 2}}}[a-z0-9])?$",
+    f"Use 1 to {MAX_SLUG_LENGTH} lowercase letters, digits or hyphens, not starting or ending with a hyphen.",
 )
 # /rooms/new/ is the page that creates rooms.
 reserved_slug_validator = RegexValidator(r"^new$", "'new' is reserved: choose another address.", inverse_match=True)
 
 
 class Room(models.Model):
-    slug = models.CharField(max_length=50, unique=True, validators=[slug_validator, reserved_slug_validator])
-    name = models.CharField(max_length=100)
-    topic = models.CharField(max_length=300, blank=True)
+    slug = models.CharField(
+        max_length=MAX_SLUG_LENGTH, unique=True, validators=[slug_validator, reserved_slug_validator]
+    )
+    name = models.CharField(max_length=MAX_ROOM_NAME_LENGTH)
+    topic = models.CharField(max_length=MAX_ROOM_TOPIC_LENGTH, blank=True)
     private = models.BooleanField(default=False, help_text="Only members may see and join it.")
     archived = models.BooleanField(default=False, help_text="Read-only and hidden; sockets are closed.")
     created_by = models.ForeignKey(
@@ -83,7 +91,7 @@ class Message(models.Model):
     body = models.TextField()
     seq = models.PositiveBigIntegerField()
     # NULL, not "": the idempotency constraint below applies only to messages that carry one.
-    client_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
+    client_id = models.CharField(max_length=MAX_CLIENT_ID_LENGTH, null=True, blank=True)  # noqa: DJ001
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     edited_at = models.DateTimeField(null=True, blank=True, editable=False)
     deleted = models.BooleanField(default=False)

@@ -13,9 +13,8 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from chat.errors import ChatError
-from chat.models import PRIVATE_ACCESS, ApiToken, Ban, Membership, Message, Room
-from chat.realtime.protocol import MAX_SLUG_LENGTH
+from chat.errors import ChatError, ErrorCode
+from chat.models import MAX_SLUG_LENGTH, PRIVATE_ACCESS, ApiToken, Ban, Membership, Message, Room
 
 DELETED_AUTHOR = "[deleted]"
 _MESSAGE_COLUMNS = ("id", "seq", "body", "created_at", "edited_at", "client_id", "deleted", "author__username")
@@ -76,13 +75,13 @@ def room_info(*, room: Room) -> dict[str, Any]:
 def room_access_check(*, room: Room, user) -> None:
     """Raise the ChatError that keeps `user` out of `room`, if any."""
     if room.archived:
-        raise ChatError(ChatError.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
+        raise ChatError(ErrorCode.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
     if room.private and not Membership.objects.filter(PRIVATE_ACCESS, room=room, user=user).exists():
         raise ChatError(
-            ChatError.FORBIDDEN, f"'{room.slug}' is a private room you are not a member of.", room=room.slug
+            ErrorCode.FORBIDDEN, f"'{room.slug}' is a private room you are not a member of.", room=room.slug
         )
     if Ban.objects.filter(room=room, user=user).exists():
-        raise ChatError(ChatError.FORBIDDEN, f"You are banned from '{room.slug}'.", room=room.slug)
+        raise ChatError(ErrorCode.FORBIDDEN, f"You are banned from '{room.slug}'.", room=room.slug)
 
 
 class RoomClosed:
@@ -137,11 +136,11 @@ def room_get_for(*, slug: str, user) -> Room:
     may not see is reported as forbidden to members of nothing: the contract names that code."""
     if len(slug) > MAX_SLUG_LENGTH or "\x00" in slug:
         # Never stored (and PostgreSQL refuses NUL in a query): not found, without asking.
-        raise ChatError(ChatError.NOT_FOUND, "No such room.", room=None)
+        raise ChatError(ErrorCode.NOT_FOUND, "No such room.", room=None)
     try:
         room = Room.objects.get(slug=slug)
     except Room.DoesNotExist:
-        raise ChatError(ChatError.NOT_FOUND, f"No room '{slug}'.", room=slug) from None
+        raise ChatError(ErrorCode.NOT_FOUND, f"No room '{slug}'.", room=slug) from None
     room_access_check(room=room, user=user)
     return room
 

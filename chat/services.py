@@ -13,7 +13,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from chat import events
-from chat.errors import ChatError
+from chat.errors import ChatError, ErrorCode
 from chat.models import ApiToken, Ban, Membership, Message, Room
 from chat.selectors import RoomClosed, message_to_wire, room_access_check, room_get_for
 
@@ -139,7 +139,7 @@ def message_send(*, room: Room, author, body: str, client_id: str | None = None)
         with transaction.atomic():
             # The UPDATE takes the lock first; then the fresh row is checked (archived, bans).
             if not Room.objects.filter(pk=room.pk).update(last_seq=F("last_seq") + 1):
-                raise ChatError(ChatError.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
+                raise ChatError(ErrorCode.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
             room = Room.objects.get(pk=room.pk)
             room_access_check(room=room, user=author)
             seq = room.last_seq
@@ -165,23 +165,23 @@ def _message_by_client_id(*, room: Room, author, client_id: str) -> dict[str, An
 def _check_body(body: str, *, room: Room) -> None:
     if len(body) > settings.CHAT_MAX_BODY:
         raise ChatError(
-            ChatError.TOO_LARGE, f"The message is longer than {settings.CHAT_MAX_BODY} characters.", room=room.slug
+            ErrorCode.TOO_LARGE, f"The message is longer than {settings.CHAT_MAX_BODY} characters.", room=room.slug
         )
     if not body.strip():
-        raise ChatError(ChatError.BAD_REQUEST, "The message is empty.", room=room.slug)
+        raise ChatError(ErrorCode.BAD_REQUEST, "The message is empty.", room=room.slug)
 
 
 def _own_message(*, room: Room, author, message_id: int) -> Message:
     """The author's live message in a room they may still write in, locked for the change."""
     room = Room.objects.filter(pk=room.pk).first()
     if room is None:
-        raise ChatError(ChatError.NOT_FOUND, "That room no longer exists.")
+        raise ChatError(ErrorCode.NOT_FOUND, "That room no longer exists.")
     room_access_check(room=room, user=author)
     message = Message.objects.select_for_update().select_related("author").filter(room=room, pk=message_id).first()
     if message is None or message.deleted:
-        raise ChatError(ChatError.NOT_FOUND, f"No message {message_id} in '{room.slug}'.", room=room.slug)
+        raise ChatError(ErrorCode.NOT_FOUND, f"No message {message_id} in '{room.slug}'.", room=room.slug)
     if message.author_id != author.pk:
-        raise ChatError(ChatError.FORBIDDEN, "You can only change your own messages.", room=room.slug)
+        raise ChatError(ErrorCode.FORBIDDEN, "You can only change your own messages.", room=room.slug)
     message.room = room
     return message
 
@@ -224,7 +224,7 @@ def read_mark(*, room: Room, user, seq: int) -> int:
     """Move the user's read marker forward (never back, never past the newest message)."""
     last_seq = Room.objects.filter(pk=room.pk).values_list("last_seq", flat=True).first()
     if last_seq is None:
-        raise ChatError(ChatError.NOT_FOUND, "That room no longer exists.")
+        raise ChatError(ErrorCode.NOT_FOUND, "That room no longer exists.")
     seq = min(seq, last_seq)
     Membership.objects.filter(room=room, user=user, last_read_seq__lt=seq).update(last_read_seq=seq)
     return seq

@@ -50,7 +50,6 @@ BACKOFF_BASE, BACKOFF_FACTOR = 0.5, 2
 RESEND_DELAY = 1.0  # a send refused for now (rate_limited) goes again after 1 to 2 s
 REJOIN_DELAY = 2.0  # a join refused for now is tried again after this (the page's catch-up timer)
 RECENT = 1000  # frames and live bodies kept for inspection (`frames`, `live_bodies`)
-NO_PONG = 4000  # the close code this client uses for a connection that stopped answering pings
 
 
 def backoff_delay(attempt: int, cap: float, *, uniform: Callable[[float, float], float] = random.uniform) -> float:
@@ -253,7 +252,7 @@ class ChatClient:
         ws = self.ws
         if ws is not None:
             try:
-                await asyncio.wait_for(ws.close(1000, "bye"), 5)
+                await asyncio.wait_for(ws.close(CloseCode.NORMAL, "bye"), 5)
             except (TimeoutError, ConnectionClosed, OSError):
                 pass
 
@@ -371,7 +370,7 @@ class ChatClient:
                     await asyncio.wait_for(self._pong.wait(), self.pong_timeout)
                 except TimeoutError:
                     self.on_ping_unanswered()
-                    await ws.close(NO_PONG, "no pong")
+                    await ws.close(CloseCode.NO_PONG, "no pong")
                     return
         except ConnectionClosed:
             return

@@ -40,15 +40,14 @@ from daphne.ws_protocol import WebSocketProtocol
 from django.core.exceptions import ImproperlyConfigured
 from twisted.internet import reactor as _reactor
 
+from chat.realtime.codes import CloseCode
 from config.checkout import prepare_checkout
 from config.env import env_float, env_int
-
-logger = logging.getLogger(__name__)
 
 # Twisted's stubs type the global reactor as its interfaces, whose methods they declare without self.
 reactor: Any = _reactor
 
-GOING_AWAY = 1001
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -143,15 +142,21 @@ class GracefulServer(Server):
         sockets = self._open_sockets()
         timeout = self.config.shutdown_timeout
         logger.warning(
-            "%s: closing %d WebSocket(s) with %d, waiting up to %.0f s", reason, len(sockets), GOING_AWAY, timeout
+            "%s: closing %d WebSocket(s) with %d, waiting up to %.0f s",
+            reason,
+            len(sockets),
+            CloseCode.GOING_AWAY,
+            timeout,
         )
         for protocol in sockets:
             # autobahn's sendClose() only lets applications send 1000 or 3000-4999; 1001 is the
             # protocol's own "going away", sent here as the server it is.
             try:
-                protocol.sendCloseFrame(code=GOING_AWAY, reasonUtf8=b"server shutting down", isReply=False)
+                protocol.sendCloseFrame(
+                    code=int(CloseCode.GOING_AWAY), reasonUtf8=b"server shutting down", isReply=False
+                )
             except Exception:
-                logger.exception("Could not close a WebSocket with %d", GOING_AWAY)
+                logger.exception("Could not close a WebSocket with %d", CloseCode.GOING_AWAY)
                 protocol.dropConnection(abort=True)
         deadline = time.monotonic() + timeout
 

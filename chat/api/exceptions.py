@@ -10,20 +10,19 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from chat.errors import ChatError
+from chat.errors import ChatError, ErrorCode
 
 logger = logging.getLogger(__name__)
 
-UNAUTHORIZED = "unauthorized"
 HTTP_STATUS = {
-    ChatError.BAD_REQUEST: status.HTTP_400_BAD_REQUEST,
-    ChatError.UNKNOWN_TYPE: status.HTTP_400_BAD_REQUEST,
-    ChatError.NOT_JOINED: status.HTTP_400_BAD_REQUEST,
-    ChatError.NOT_FOUND: status.HTTP_404_NOT_FOUND,
-    ChatError.FORBIDDEN: status.HTTP_403_FORBIDDEN,
-    ChatError.TOO_LARGE: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-    ChatError.RATE_LIMITED: status.HTTP_429_TOO_MANY_REQUESTS,
-    ChatError.INTERNAL: status.HTTP_500_INTERNAL_SERVER_ERROR,
+    ErrorCode.BAD_REQUEST: status.HTTP_400_BAD_REQUEST,
+    ErrorCode.UNKNOWN_TYPE: status.HTTP_400_BAD_REQUEST,
+    ErrorCode.NOT_JOINED: status.HTTP_400_BAD_REQUEST,
+    ErrorCode.NOT_FOUND: status.HTTP_404_NOT_FOUND,
+    ErrorCode.FORBIDDEN: status.HTTP_403_FORBIDDEN,
+    ErrorCode.TOO_LARGE: status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    ErrorCode.RATE_LIMITED: status.HTTP_429_TOO_MANY_REQUESTS,
+    ErrorCode.INTERNAL: status.HTTP_500_INTERNAL_SERVER_ERROR,
 }
 
 
@@ -53,23 +52,23 @@ def exception_handler(exc, context):
     if response is None:  # an unexpected failure: logged with its traceback, answered in JSON
         logger.exception("API request failed", exc_info=exc)
         return Response(
-            {"code": ChatError.INTERNAL, "detail": "The server could not do that; try again."},
+            {"code": ErrorCode.INTERNAL, "detail": "The server could not do that; try again."},
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
     if isinstance(exc, exceptions.ValidationError) and "max_length" in _codes(exc).get("body", []):
         return exception_handler(
-            ChatError(ChatError.TOO_LARGE, f"The message is longer than {settings.CHAT_MAX_BODY} characters."), context
+            ChatError(ErrorCode.TOO_LARGE, f"The message is longer than {settings.CHAT_MAX_BODY} characters."), context
         )
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-        code = UNAUTHORIZED
+        code = ErrorCode.UNAUTHORIZED
     elif isinstance(exc, exceptions.Throttled):
-        code = ChatError.RATE_LIMITED
+        code = ErrorCode.RATE_LIMITED
     elif isinstance(exc, exceptions.PermissionDenied):
-        code = ChatError.FORBIDDEN
+        code = ErrorCode.FORBIDDEN
     elif isinstance(exc, exceptions.NotFound):
-        code = ChatError.NOT_FOUND
+        code = ErrorCode.NOT_FOUND
     else:  # ValidationError, ParseError, MethodNotAllowed, UnsupportedMediaType, ...
-        code = ChatError.BAD_REQUEST
+        code = ErrorCode.BAD_REQUEST
     detail = _sentence(response.data.get("detail", response.data) if isinstance(response.data, dict) else response.data)
     response.data = {"code": code, "detail": detail}
     return response

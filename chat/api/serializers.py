@@ -4,12 +4,14 @@ from them."""
 from django.conf import settings
 from rest_framework import serializers
 
-from chat.api.exceptions import HTTP_STATUS, UNAUTHORIZED
-from chat.realtime.protocol import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, MAX_CLIENT_ID_LENGTH, MAX_SEQ
+from chat.api.exceptions import HTTP_STATUS
+from chat.errors import ErrorCode
+from chat.models import MAX_CLIENT_ID_LENGTH
+from chat.realtime.protocol import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, MAX_SEQ
 
 
 class ErrorSerializer(serializers.Serializer):
-    code = serializers.ChoiceField(choices=[*HTTP_STATUS, UNAUTHORIZED])
+    code = serializers.ChoiceField(choices=[*HTTP_STATUS, ErrorCode.UNAUTHORIZED])
     detail = serializers.CharField()
 
 

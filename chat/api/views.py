@@ -27,7 +27,7 @@ from chat.api.serializers import (
     MessageSerializer,
     RoomListSerializer,
 )
-from chat.errors import ChatError
+from chat.errors import ErrorCode
 
 
 class RoomListView(APIView):
@@ -79,4 +79,4 @@ class RoomMessagesView(APIView):
 def api_not_found(request, path: str = "") -> JsonResponse:
     """Any other path under /api/ (a slug with a slash in it, say): a JSON 404, like the API's
     own refusals, instead of the HTML page."""
-    return JsonResponse({"code": ChatError.NOT_FOUND, "detail": "There is no such API path."}, status=404)
+    return JsonResponse({"code": ErrorCode.NOT_FOUND, "detail": "There is no such API path."}, status=404)

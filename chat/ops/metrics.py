@@ -31,8 +31,8 @@ from prometheus_client import REGISTRY, disable_created_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
-from chat.errors import ChatError
 from chat.ops.health import CHECK_TIMEOUT, channel_layer_ready
+from chat.realtime.codes import CloseCode, ErrorCode
 from chat.realtime.protocol import CLIENT_FRAMES, SERVER_FRAMES
 
 logger = logging.getLogger(__name__)
@@ -45,10 +45,11 @@ clock = time.perf_counter
 # Label values are bounded: anything a client could vary freely is folded into "other".
 RECEIVED_TYPES = (*CLIENT_FRAMES, "invalid", "binary", "oversized", "other")
 SENT_TYPES = (*SERVER_FRAMES, "other")
-ERROR_CODES = tuple(value for name, value in vars(ChatError).items() if name.isupper() and isinstance(value, str)) + (
-    "other",
-)
-CLOSE_CODES = (1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1011, 1012, 4009, 4401, 4403, 4429)
+# `unauthorized` is the HTTP API's alone: a socket closes with 4401 instead of sending it.
+ERROR_CODES = (*(str(code) for code in ErrorCode if code is not ErrorCode.UNAUTHORIZED), "other")
+# Every code the server sends, and those a close reports without the server sending them (1005,
+# 1006, a client's 4000).
+CLOSE_CODES = tuple(int(code) for code in CloseCode)
 
 # From a millisecond to ten seconds.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -79,7 +80,9 @@ class LatencyHistogram:
 
 # The numbers ----------------------------------------------------------------------------------
 
-open_sockets: weakref.WeakSet = weakref.WeakSet()  # a socket whose task died without a word drops out
+open_sockets: weakref.WeakSet[object] = weakref.WeakSet()  # a socket whose task died without a word drops out
+# The code the server closed each socket with, until the socket is counted (or collected).
+closing_codes: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
 opened = 0
 closed: dict[int | str, int] = dict.fromkeys((*CLOSE_CODES, "other"), 0)
 received: dict[str, int] = dict.fromkeys(RECEIVED_TYPES, 0)
@@ -102,17 +105,30 @@ def ws_opened(consumer: object) -> None:
 
 def ws_closing(consumer: object, code: int) -> None:
     """The server closes the socket with `code` (counted as that code, whatever the client echoes)."""
-    consumer._metrics_close_code = code  # type: ignore[attr-defined]
+    closing_codes[consumer] = int(code)
 
 
 def ws_closed(consumer: object, code: int) -> int:
     """The socket is gone (the consumer's disconnect). Returns the close code it is counted as:
     the server's own when the server closed it, else the one the transport reported."""
-    code = getattr(consumer, "_metrics_close_code", None) or code
+    code = closing_codes.get(consumer) or int(code)
     if consumer in open_sockets:
         open_sockets.discard(consumer)
-        closed[code if code in closed else "other"] += 1
+        _count_close(code)
     return code
+
+
+def ws_refused(code: int) -> None:
+    """A handshake answered before any consumer took the socket: accepted and closed at once with
+    `code` (chat.realtime.guard, chat.realtime.middleware). Counted as opened and closed, so the
+    open sockets stay opened minus closed."""
+    global opened
+    opened += 1
+    _count_close(int(code))
+
+
+def _count_close(code: int) -> None:
+    closed[code if code in closed else "other"] += 1
 
 
 def frame_received(frame_type: str) -> None:

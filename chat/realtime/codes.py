@@ -23,6 +23,7 @@ class CloseCode(IntEnum):
     MESSAGE_TOO_BIG = 1009  # Daphne's own, for a frame over --websocket-max-message-size
     INTERNAL_ERROR = 1011  # the consumer failed; Daphne closes with it
     SERVICE_RESTART = 1012
+    NO_PONG = 4000  # sent by a client (the page, clients.terminal) that got no pong in time; never by the server
     SLOW_READER = 4008  # its outgoing buffer passed CHAT_MAX_SEND_BUFFER_BYTES: it does not read
     FRAME_TOO_LARGE = 4009  # only where Daphne runs without --websocket-max-message-size
     SESSION_ENDED = 4401  # anonymous, unknown token, or a session that ended: log in again

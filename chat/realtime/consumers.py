@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Coroutine
 from typing import Any
 
+from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -22,9 +23,9 @@ from chat.errors import ChatError
 from chat.models import Room
 from chat.ops import logs, metrics
 from chat.realtime import protocol
+from chat.realtime.codes import CloseCode, ErrorCode
 from chat.realtime.daphne import daphne_protocol, protocol_backlog, transport_backlog
 from chat.realtime.fanout import PreparedFrame, get_fanout
-from chat.realtime.guard import UNAVAILABLE
 from chat.realtime.limits import StrikeWindow, TokenBucket, get_user_limits
 from chat.realtime.limits import UserLimits as EchoLimits  # the echo socket's, per client address
 from chat.realtime.presence import get_presence
@@ -38,15 +39,6 @@ logger = logging.getLogger(__name__)
 _leaving: set[asyncio.Task] = set()
 
 DATABASE_DOWN = "The database is not answering; try again in a moment."
-
-
-class CloseCode:
-    SESSION_ENDED = 4401  # anonymous, invalid, or ended session
-    DEACTIVATED = 4403
-    FRAME_TOO_LARGE = 4009  # only where Daphne runs without --websocket-max-message-size
-    SLOW_READER = 4008  # its outgoing buffer passed CHAT_MAX_SEND_BUFFER_BYTES: it does not read
-    TOO_MANY_SOCKETS = 4408  # the user holds CHAT_MAX_SOCKETS_PER_USER sockets on this worker
-    ABUSE = 4429
 
 
 # The ORM, bridged once per function ----------------------------------------------------------
@@ -99,7 +91,7 @@ def _delete(*, room_id: int, slug: str, user, message_id: int, skip: str) -> tup
 def _history(*, room_id: int, user, before: int | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
     room = Room.objects.filter(pk=room_id).first()
     if room is None:
-        raise ChatError(ChatError.NOT_FOUND, "That room no longer exists.")
+        raise ChatError(ErrorCode.NOT_FOUND, "That room no longer exists.")
     selectors.room_access_check(room=room, user=user)
     return selectors.messages_before(room=room, before=before, limit=limit)
 
@@ -183,14 +175,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             await self.fanout.add(self.user_group, self)
         except (RedisError, OSError) as error:  # as chat.guard does for a handshake not yet accepted
-            logger.warning("WebSocket closed with %d: Redis is not answering (%s)", UNAVAILABLE, error)
+            logger.warning("WebSocket closed with %d: Redis is not answering (%s)", CloseCode.UNAVAILABLE, error)
             self.user_group = None
-            await self._close(UNAVAILABLE)
+            await self._close(CloseCode.UNAVAILABLE)
             return
         get_session_watch().add(self)
         logger.info("WebSocket opened by user %s", self.user_id)
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Any, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -198,7 +190,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # sent) Daphne closes it with 1011 and never calls disconnect(); a cancelled task or a
             # worker's shutdown ends here too. Its presence, per-user slot, fan-out membership and
             # metrics are released all the same.
-            await self._release(1011)
+            await self._release(CloseCode.INTERNAL_ERROR)
 
     async def disconnect(self, code: int) -> None:
         await self._release(code)
@@ -261,7 +253,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         if text_data is None:
             metrics.frame_received("binary")
-            await self._refuse(ChatError(ChatError.BAD_REQUEST, "Binary frames are not supported: send JSON text."))
+            await self._refuse(ChatError(ErrorCode.BAD_REQUEST, "Binary frames are not supported: send JSON text."))
             return
         limit = settings.CHAT_MAX_FRAME_BYTES
         if len(text_data) * 4 > limit and len(text_data.encode("utf-8", "surrogatepass")) > limit:
@@ -277,12 +269,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         metrics.frame_received(frame.type if frame else "invalid")
         if not self.bucket.take():
             room = frame.fields.get("room") if frame else None
-            await self._refuse(ChatError(ChatError.RATE_LIMITED, "Too many frames: slow down.", room=room), ref)
+            await self._refuse(ChatError(ErrorCode.RATE_LIMITED, "Too many frames: slow down.", room=room), ref)
             return
         if not get_user_limits().take(self.user_id):
             room = frame.fields.get("room") if frame else None
             detail = "Too many frames from your account (all your open sockets together): slow down."
-            await self._refuse(ChatError(ChatError.RATE_LIMITED, detail, room=room), ref)
+            await self._refuse(ChatError(ErrorCode.RATE_LIMITED, detail, room=room), ref)
             return
         if refusal is not None:
             await self._refuse(refusal, ref)
@@ -298,13 +290,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             # socket. Nothing was acked; a send retried with the same client_id is stored once.
             logger.warning("Frame %s from user %s: database error: %s", frame.type, self.user.pk, error)
             room = frame.fields.get("room")
-            await self.send(protocol.error_frame(ChatError(ChatError.INTERNAL, DATABASE_DOWN, room=room), ref))
+            await self.send(protocol.error_frame(ChatError(ErrorCode.INTERNAL, DATABASE_DOWN, room=room), ref))
         except Exception:
             logger.exception("Frame %s from user %s failed", frame.type, self.user.pk)
             room = frame.fields.get("room")
             await self.send(
                 protocol.error_frame(
-                    ChatError(ChatError.INTERNAL, "The server could not do that; try again.", room=room), ref
+                    ChatError(ErrorCode.INTERNAL, "The server could not do that; try again.", room=room), ref
                 )
             )
 
@@ -314,7 +306,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         limit = settings.CHAT_MAX_ROOMS_PER_SOCKET
         if frame["room"] not in self.slugs and len(self.rooms) >= limit:
             raise ChatError(
-                ChatError.FORBIDDEN, f"This socket is in {limit} rooms, the most it may join: leave one first."
+                ErrorCode.FORBIDDEN, f"This socket is in {limit} rooms, the most it may join: leave one first."
             )
         room = await _enter(user=self.user, slug=frame["room"])
         came_online = False
@@ -503,7 +495,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def _joined(self, slug: str) -> int:
         room_id = self.slugs.get(slug)
         if room_id is None:
-            raise ChatError(ChatError.NOT_JOINED, f"Join '{slug}' first.", room=slug)
+            raise ChatError(ErrorCode.NOT_JOINED, f"Join '{slug}' first.", room=slug)
         return room_id
 
     async def _unsubscribe(self, room_id: int) -> None:
@@ -523,13 +515,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def _refuse(self, error: ChatError, ref: str | None = None) -> None:
         await self.send(protocol.error_frame(error, ref))
-        if error.code != ChatError.INTERNAL and self.strikes.add():
+        if error.code != ErrorCode.INTERNAL and self.strikes.add():
             await self._close(CloseCode.ABUSE)
 
-    async def _close(self, code: int) -> None:
+    async def _close(self, code: CloseCode) -> None:
         self.closing = True
         metrics.ws_closing(self, code)
-        await self.close(code=code)
+        await self.close(code=int(code))  # autobahn takes an int, not a subclass
 
     async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
         # What earlier frames left waiting (measured before this one is added, so one large
@@ -624,6 +616,6 @@ class EchoConsumer(AsyncWebsocketConsumer):
         else:
             await self.send(bytes_data=reply)
 
-    async def _close(self, code: int) -> None:
+    async def _close(self, code: CloseCode) -> None:
         self.closing = True
-        await self.close(code=code)
+        await self.close(code=int(code))  # autobahn takes an int, not a subclass

@@ -12,13 +12,23 @@ backoff. Errors after the handshake are the consumer's business, as before.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
+from chat.ops import metrics
+from chat.realtime.codes import CloseCode
+
 logger = logging.getLogger(__name__)
 
-UNAVAILABLE = 4503
+# ASGI as this package uses it: plain dicts, since asgiref's TypedDicts require keys nobody sends
+# (a close's `reason`); an application's arguments are Any, so Channels' typed ones fit as well.
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 class _WatchedSend:
@@ -26,28 +36,30 @@ class _WatchedSend:
     name channels' session middleware uses too), so chat.limits.transport_backlog can still
     reach Daphne's transport through it."""
 
-    def __init__(self, real_send) -> None:
+    def __init__(self, real_send: Send) -> None:
         self.real_send = real_send
         self.answered = False
 
-    async def send(self, message) -> None:
+    async def send(self, message: Message) -> None:
         if message["type"] in {"websocket.accept", "websocket.close", "websocket.http.response.start"}:
             self.answered = True
         await self.real_send(message)
 
 
 class BackendsDownGuard:
-    def __init__(self, inner) -> None:
+    def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         watched = _WatchedSend(send)
         try:
             return await self.inner(scope, receive, watched.send)
         except (RedisError, DatabaseError, OSError) as error:
             if watched.answered or scope.get("type") != "websocket":
                 raise
+            code = CloseCode.UNAVAILABLE
             backend = "the database" if isinstance(error, DatabaseError) else "Redis"
-            logger.warning("WebSocket handshake closed with %d: %s is not answering (%s)", UNAVAILABLE, backend, error)
+            logger.warning("WebSocket handshake closed with %d: %s is not answering (%s)", code, backend, error)
             await send({"type": "websocket.accept"})
-            await send({"type": "websocket.close", "code": UNAVAILABLE})
+            await send({"type": "websocket.close", "code": int(code)})  # autobahn takes an int, not a subclass
+            metrics.ws_refused(code)

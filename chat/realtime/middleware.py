@@ -15,6 +15,7 @@ preflight, and a token handshake no Origin) lock every bot behind that user's ne
 with a few wrong `?token=` handshakes.
 """
 
+from typing import Any
 from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
@@ -22,22 +23,24 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
 
 from chat import services
+from chat.ops import metrics
+from chat.realtime.codes import CloseCode
+from chat.realtime.guard import ASGIApp, Receive, Send
 from chat.realtime.origin import OriginValidator
 from chat.throttle import address_key, token_failures
 
-ABUSE = 4429  # the socket's abuse close code (chat.consumers.CloseCode.ABUSE)
 
-
-async def refuse_socket(receive, send, code: int) -> None:
+async def refuse_socket(receive: Receive, send: Send, code: CloseCode) -> None:
     """Accept the handshake and close at once with `code` (a refusal before accept is a bare 403,
     which clients cannot tell from other failures)."""
     message = await receive()
     if message["type"] == "websocket.connect":
         await send({"type": "websocket.accept"})
-        await send({"type": "websocket.close", "code": code})
+        await send({"type": "websocket.close", "code": int(code)})  # autobahn takes an int, not a subclass
+        metrics.ws_refused(code)
 
 
-def bearer_token(scope) -> str | None:
+def bearer_token(scope: dict[str, Any]) -> str | None:
     """The token the handshake carries, if any (the header wins over the query string)."""
     for name, value in scope.get("headers", []):
         if name == b"authorization":
@@ -53,10 +56,10 @@ class TokenAuthMiddleware:
     expired token leaves an anonymous user, whom the consumer closes with 4401 (4403 when the
     token is live but its user is deactivated: scope["token_inactive"])."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         address = address_key((scope.get("client") or ("",))[0])
         throttled = token_failures().charge(address)
         raw = bearer_token(scope) or ""
@@ -64,7 +67,7 @@ class TokenAuthMiddleware:
         if found is not None:
             token_failures().refund(address)
         elif throttled:
-            return await refuse_socket(receive, send, ABUSE)
+            return await refuse_socket(receive, send, CloseCode.ABUSE)
         user, token_id = found if found else (AnonymousUser(), None)
         inactive = found is None and await database_sync_to_async(services.token_of_inactive_user)(raw)
         return await self.inner(
@@ -73,10 +76,10 @@ class TokenAuthMiddleware:
 
 
 class ChatAuthMiddleware:
-    def __init__(self, inner) -> None:
+    def __init__(self, inner: ASGIApp) -> None:
         self.with_token = TokenAuthMiddleware(inner)
         self.with_session = OriginValidator(AuthMiddlewareStack(inner))
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         app = self.with_token if bearer_token(scope) is not None else self.with_session
-        return await app(scope, receive, send)
+        await app(scope, receive, send)

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chat.errors import ChatError
+from chat.models import MAX_CLIENT_ID_LENGTH, MAX_SLUG_LENGTH
+from chat.realtime.codes import ErrorCode
 
 MAX_REF_LENGTH = 64
-MAX_CLIENT_ID_LENGTH = 64
-MAX_SLUG_LENGTH = 50
 MAX_SEQ = 2**63 - 1
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 100
@@ -106,18 +106,18 @@ def _type_name(kind: type) -> str:
 def _check_field(name: str, spec: Field, value: Any) -> Any:
     # bool is an int subclass in Python, but `true` is not a seq.
     if not isinstance(value, spec.kind) or (spec.kind is int and isinstance(value, bool)):
-        raise ChatError(ChatError.BAD_REQUEST, f"'{name}' must be {_type_name(spec.kind)}.")
+        raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' must be {_type_name(spec.kind)}.")
     if spec.kind is str:
         if not is_text(value):
-            raise ChatError(ChatError.BAD_REQUEST, f"'{name}' is not valid Unicode text.")
+            raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' is not valid Unicode text.")
         if "\x00" in value:
-            raise ChatError(ChatError.BAD_REQUEST, f"'{name}' contains a NUL character.")
+            raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' contains a NUL character.")
     if spec.max_length is not None and len(value) > spec.max_length:
-        raise ChatError(ChatError.BAD_REQUEST, f"'{name}' is longer than {spec.max_length} characters.")
+        raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' is longer than {spec.max_length} characters.")
     if spec.minimum is not None and value < spec.minimum:
-        raise ChatError(ChatError.BAD_REQUEST, f"'{name}' must be at least {spec.minimum}.")
+        raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' must be at least {spec.minimum}.")
     if spec.maximum is not None and value > spec.maximum:
-        raise ChatError(ChatError.BAD_REQUEST, f"'{name}' must be at most {spec.maximum}.")
+        raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' must be at most {spec.maximum}.")
     return value
 
 
@@ -127,30 +127,30 @@ def parse_frame(text: str) -> Frame:
     try:
         data = json.loads(text)
     except (ValueError, RecursionError):
-        raise ChatError(ChatError.BAD_REQUEST, "The frame is not valid JSON.") from None
+        raise ChatError(ErrorCode.BAD_REQUEST, "The frame is not valid JSON.") from None
     if not isinstance(data, dict):
-        raise ChatError(ChatError.BAD_REQUEST, "A frame must be a JSON object.")
+        raise ChatError(ErrorCode.BAD_REQUEST, "A frame must be a JSON object.")
 
     # `ref` and `room` are copied into the reply: only text that can be sent back is echoed.
     ref = data.get("ref")
     if ref is not None and not (isinstance(ref, str) and len(ref) <= MAX_REF_LENGTH):
-        raise ChatError(ChatError.BAD_REQUEST, f"'ref' must be a string of at most {MAX_REF_LENGTH} characters.")
+        raise ChatError(ErrorCode.BAD_REQUEST, f"'ref' must be a string of at most {MAX_REF_LENGTH} characters.")
     if ref is not None and not is_text(ref):
-        raise ChatError(ChatError.BAD_REQUEST, "'ref' is not valid Unicode text.")
+        raise ChatError(ErrorCode.BAD_REQUEST, "'ref' is not valid Unicode text.")
 
     try:
         frame_type = data.get("type")
         if not isinstance(frame_type, str):
-            raise ChatError(ChatError.BAD_REQUEST, "A frame needs a string 'type'.")
+            raise ChatError(ErrorCode.BAD_REQUEST, "A frame needs a string 'type'.")
         schema = CLIENT_FRAMES.get(frame_type)
         if schema is None:
-            raise ChatError(ChatError.UNKNOWN_TYPE, f"Unknown frame type {frame_type[:40]!r}.")
+            raise ChatError(ErrorCode.UNKNOWN_TYPE, f"Unknown frame type {frame_type[:40]!r}.")
         fields: dict[str, Any] = {}
         for name, spec in schema.items():
             value = data.get(name)
             if value is None:
                 if spec.required:
-                    raise ChatError(ChatError.BAD_REQUEST, f"'{frame_type}' needs '{name}'.")
+                    raise ChatError(ErrorCode.BAD_REQUEST, f"'{frame_type}' needs '{name}'.")
                 fields[name] = spec.default
                 continue
             fields[name] = _check_field(name, spec, value)
@@ -195,4 +195,4 @@ def error_frame(error: ChatError, ref: str | None = None) -> str:
     fields: dict[str, Any] = {"code": error.code, "detail": error.detail}
     if error.room is not None:
         fields["room"] = error.room
-    return encode("error", ref if ref is not None else getattr(error, "ref", None), **fields)
+    return encode("error", ref if ref is not None else error.ref, **fields)

@@ -11,21 +11,21 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 
-from chat.models import Room
+from chat.models import MAX_ROOM_NAME_LENGTH, MAX_ROOM_TOPIC_LENGTH, MAX_SLUG_LENGTH, Room
 
 ROOMS_PER_HOUR = 10  # per user: enough for a team, not for a script filling the room list
 
 
 class RoomCreateForm(forms.Form):
-    name = forms.CharField(max_length=100)
+    name = forms.CharField(max_length=MAX_ROOM_NAME_LENGTH)
     slug = forms.CharField(
         label="Address",
-        max_length=50,
+        max_length=MAX_SLUG_LENGTH,
         required=False,
         help_text="The room's address, /rooms/&lt;address&gt;/: lowercase letters, digits and hyphens. "
         "Leave it empty to make one from the name.",
     )
-    topic = forms.CharField(max_length=300, required=False)
+    topic = forms.CharField(max_length=MAX_ROOM_TOPIC_LENGTH, required=False)
     private = forms.BooleanField(required=False, help_text="Only members can see and join a private room.")
     members = forms.CharField(
         label="Invite",
@@ -53,7 +53,7 @@ class RoomCreateForm(forms.Form):
         data = super().clean()
         if "name" not in data:
             return data
-        slug = data.get("slug") or slugify(data["name"])[:50].strip("-")
+        slug = data.get("slug") or slugify(data["name"])[:MAX_SLUG_LENGTH].strip("-")
         if not slug:
             self.add_error("slug", "Choose an address: the name has no letters or digits to make one from.")
             return data

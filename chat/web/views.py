@@ -12,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 
 from chat import selectors, services, throttle
-from chat.errors import ChatError
+from chat.errors import ChatError, ErrorCode
 from chat.web import devices
 from chat.web.forms import RoomCreateForm, SignupForm
 
@@ -29,7 +29,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
     try:
         room = selectors.room_get_for(slug=slug, user=request.user)
     except ChatError as error:
-        if error.code == ChatError.NOT_FOUND:
+        if error.code == ErrorCode.NOT_FOUND:
             raise Http404(error.detail) from None
         raise PermissionDenied(error.detail) from None
     config = {

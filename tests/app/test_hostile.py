@@ -31,17 +31,18 @@ from hypothesis import strategies as st
 from chat import services
 from chat.errors import ChatError
 from chat.models import Membership, Message, Room
+from chat.realtime.codes import ErrorCode
 from chat.realtime.protocol import CLIENT_FRAMES, SERVER_FRAMES, parse_frame
 from tests.support.sockets import TEST_PASSWORD, Socket, open_socket, session_cookie
 
 KNOWN_ERROR_CODES = {
-    ChatError.BAD_REQUEST,
-    ChatError.UNKNOWN_TYPE,
-    ChatError.NOT_FOUND,
-    ChatError.FORBIDDEN,
-    ChatError.NOT_JOINED,
-    ChatError.TOO_LARGE,
-    ChatError.RATE_LIMITED,
+    ErrorCode.BAD_REQUEST,
+    ErrorCode.UNKNOWN_TYPE,
+    ErrorCode.NOT_FOUND,
+    ErrorCode.FORBIDDEN,
+    ErrorCode.NOT_JOINED,
+    ErrorCode.TOO_LARGE,
+    ErrorCode.RATE_LIMITED,
 }  # `internal` is known too, but no input should ever cause it
 
 
@@ -121,7 +122,7 @@ frames = st.one_of(text_frames.map(lambda t: ("text", t)), st.binary(max_size=30
 def expected_error(kind: str, data) -> str | None:
     """The error code the protocol promises for this frame, or None for a well-formed frame."""
     if kind == "bytes":
-        return ChatError.BAD_REQUEST
+        return ErrorCode.BAD_REQUEST
     try:
         parse_frame(data)
     except ChatError as error:

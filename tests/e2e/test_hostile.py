@@ -13,6 +13,7 @@ import websockets
 from django.conf import settings
 
 from tests.support.daphne_server import DEMO_PASSWORD, DaphneServer
+from tests.support.metrics import parse, value
 
 # The smallest send-buffer bound, and frame rates that let one client ask for ~10 MB of replies
 # at once (more than the kernel's socket buffers hold: on loopback they grow to about 4 MB).
@@ -70,6 +71,12 @@ def sockets_opened(server: DaphneServer) -> int:
     return server.log().count("WebSocket opened by user")
 
 
+def closed_total(server: DaphneServer, code: int) -> float:
+    """The worker's /metrics count of sockets closed with `code`."""
+    samples = parse(server.session().get("/metrics").text)
+    return value(samples, "chat_websocket_connections_closed_total", code=str(code))
+
+
 # An allowed Origin hidden in another header's value, behind the characters some parsers take for
 # a line break (str.splitlines: VT, FF, FS, NEL; bare CR or LF; NUL), or on an obs-fold line.
 SMUGGLED = {
@@ -121,6 +128,7 @@ def test_a_client_that_stops_reading_is_closed_and_catches_up_later(daphne):
         "for i in range(100): services.message_send(room=room, author=bob, body=f'{i:04} ' + 'x' * 3990)",
     )
     closed_before = daphne.log().count("WebSocket closed with code 4008")
+    counted_before = closed_total(daphne, 4008)
 
     # A client that reads: a catch-up of these 100 messages (~400 KB, six times the bound; in
     # several `joined` frames of at most 64 KiB, the protocol's `complete: false`) arrives whole:
@@ -171,6 +179,7 @@ def test_a_client_that_stops_reading_is_closed_and_catches_up_later(daphne):
     while daphne.log().count("WebSocket closed with code 4008") == closed_before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert daphne.log().count("WebSocket closed with code 4008") == closed_before + 1
+    assert closed_total(daphne, 4008) == counted_before + 1  # /metrics has a label of its own for it
 
     # The worker is fine, and carol, connecting again, catches up from the database.
     async def comeback() -> None:

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import websockets
 
+from chat.realtime.codes import CloseCode
 from clients.connection import ChatClient, Message
 from tests.support.cluster_server import ClusterServer
 from tests.support.postgres_server import PostgresServer
@@ -446,7 +447,7 @@ async def handshake_probe(env: Environment, timeout: float = 15) -> dict:  # noq
     except websockets.exceptions.InvalidStatus as error:
         outcome = f"HTTP {error.response.status_code}"
     except websockets.exceptions.ConnectionClosed as error:
-        outcome = f"closed {error.rcvd.code if error.rcvd else 1006}"
+        outcome = f"closed {error.rcvd.code if error.rcvd else int(CloseCode.ABNORMAL)}"
     except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as error:
         outcome = f"{type(error).__name__}"
     return {"outcome": outcome, "seconds": round(time.monotonic() - started, 2)}
@@ -567,7 +568,7 @@ class SlowReader:
             except TimeoutError:
                 return
             except websockets.exceptions.ConnectionClosed as error:
-                self.closes.append(error.rcvd.code if error.rcvd else 1006)
+                self.closes.append(error.rcvd.code if error.rcvd else int(CloseCode.ABNORMAL))
                 return
             if frame["type"] == "message":
                 self.seqs[frame["message"]["seq"]] = frame["message"]["id"]

@@ -9,6 +9,8 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
+from chat.realtime.codes import CloseCode
+
 ORIGIN = "http://testserver"
 
 
@@ -89,7 +91,7 @@ class Socket:
         while True:
             output = await self.communicator.receive_output(max(deadline - asyncio.get_running_loop().time(), 0.01))
             if output["type"] == "websocket.close":
-                return output.get("code", 1000)
+                return output.get("code", CloseCode.NORMAL)  # ASGI's default
 
     async def nothing(self, frame_type: str, wait: float = 0.3) -> None:
         frames = await self.drain(wait)

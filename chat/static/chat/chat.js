@@ -1,4 +1,4 @@
-// Room page client: one WebSocket, one room, speaking the wire protocol of docs/PROTOCOL.
+// Room page client: one WebSocket, one room, speaking the wire protocol of docs/protocol.md.
 // User data is only ever rendered with textContent: never innerHTML.
 
 const cfg = JSON.parse(document.getElementById('chat-config').textContent);
@@ -11,6 +11,11 @@ const BACKOFF_BASE = 500, BACKOFF_FACTOR = 2, BACKOFF_CAP = 15000;
 const PING_EVERY = 25000, PONG_TIMEOUT = 10000;
 const TYPING_EVERY = 2000, TYPING_SHOWN = 3000, READ_DEBOUNCE = 1000;
 const HISTORY_LIMIT = 50, RATE_RETRIES = 5;
+
+// The wire protocol's close and error codes this page acts on: a copy of chat/realtime/codes.py's,
+// which tests/unit/test_codes.py compares with it.
+const CLOSE = Object.freeze({ NORMAL: 1000, NO_PONG: 4000, SESSION_ENDED: 4401, DEACTIVATED: 4403 });
+const ERROR = Object.freeze({ NOT_FOUND: 'not_found', FORBIDDEN: 'forbidden', RATE_LIMITED: 'rate_limited' });
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -462,7 +467,7 @@ function onDeleted(f) {
 function onEditOrDeleteError(f) {
   const node = S.edits.get(f.ref) || S.deletes.get(f.ref);
   if (!node) return false;
-  const problem = f.code === 'not_found' ? 'This message no longer exists.' : f.detail || `Error: ${f.code}`;
+  const problem = f.code === ERROR.NOT_FOUND ? 'This message no longer exists.' : f.detail || `Error: ${f.code}`;
   if (S.edits.delete(f.ref) && node.querySelector('.editor')) editorBusy(node, false, problem);
   else toast(problem);
   S.deletes.delete(f.ref);
@@ -716,8 +721,8 @@ function onRoomClosed(f) {
 
 function roomUnavailable(f) {
   const titles = {
-    not_found: 'This room does not exist or has been archived.',
-    forbidden: 'You do not have access to this room.',
+    [ERROR.NOT_FOUND]: 'This room does not exist or has been archived.',
+    [ERROR.FORBIDDEN]: 'You do not have access to this room.',
   };
   ui.roomError.replaceChildren(make('p', 'room-error-title', titles[f.code]), make('p', 'muted', f.detail || ''));
   const back = make('a', 'btn btn-primary', 'Back to rooms');
@@ -783,7 +788,7 @@ function onAck(f) {
 }
 
 function failEntry(entry, f) {
-  if (f.code === 'rate_limited' && entry.retries < RATE_RETRIES) {
+  if (f.code === ERROR.RATE_LIMITED && entry.retries < RATE_RETRIES) {
     entry.retries += 1;
     setNote(entry.node, 'sending… (slowed down)');
     const delay = 1000 * entry.retries + Math.random() * 500;
@@ -969,9 +974,9 @@ function onError(f) {
   if (onEditOrDeleteError(f)) return;
   if (ref.startsWith('join-') || (!S.baselined && f.room === ROOM)) {
     S.joining = false;
-    if (f.code === 'not_found' || f.code === 'forbidden') return roomUnavailable(f);
+    if (f.code === ERROR.NOT_FOUND || f.code === ERROR.FORBIDDEN) return roomUnavailable(f);
     S.timers.catchUp = setTimeout(catchUp, 2000);
-    if (f.code === 'rate_limited') return;
+    if (f.code === ERROR.RATE_LIMITED) return;
   }
   if (ref === 'history') {
     S.historyBusy = false;
@@ -1026,11 +1031,11 @@ function onClose(ws, code) {
   stopPing();
   updateMarker();
   if (S.stopped) return setStatus('offline', 'Offline');
-  if (code === 4403) {
+  if (code === CLOSE.DEACTIVATED) {
     showBanner(ui.banner, 'Your account has been deactivated.');
     return stop();
   }
-  if (code === 4401) {
+  if (code === CLOSE.SESSION_ENDED) {
     // A password change cycles the session cookie: one more try before giving up.
     if (S.authRetried) {
       showBanner(ui.signedOut);
@@ -1065,7 +1070,7 @@ function stop() {
   setComposerEnabled(false);
   const ws = S.ws;
   Object.assign(S, { ws: null, joined: false, joining: false });
-  ws?.close(1000);
+  ws?.close(CLOSE.NORMAL);
   setStatus('offline', 'Offline');
 }
 
@@ -1094,8 +1099,8 @@ function onDead() {
   S.timers.pong = null;
   const ws = S.ws;
   if (!ws) return;
-  onClose(ws, 4000);
-  try { ws.close(4000, 'no pong'); } catch { /* already closing */ }
+  onClose(ws, CLOSE.NO_PONG);
+  try { ws.close(CLOSE.NO_PONG, 'no pong'); } catch { /* already closing */ }
 }
 
 // ---------------------------------------------------------------- wiring

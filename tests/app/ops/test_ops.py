@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
 from django.test import AsyncClient, Client, override_settings
 from django.utils import timezone
@@ -20,11 +21,12 @@ from chat import services
 from chat.models import Message
 from chat.ops import metrics
 from chat.ops.logs import ContextFilter, JsonFormatter
+from chat.realtime.codes import CloseCode
 from chat.realtime.presence import RedisPresence
 from tests.support.daphne_server import free_port
 from tests.support.metrics import parse, value
 from tests.support.redis_server import RedisServer
-from tests.support.sockets import open_socket
+from tests.support.sockets import Socket, open_socket, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -154,6 +156,99 @@ async def test_metrics_include_the_process_metrics_and_every_family():
         "python_info",
     ):
         assert family in names, family
+
+
+def closed_total(samples: dict, code: int | str) -> float:
+    return value(samples, "chat_websocket_connections_closed_total", code=str(code))
+
+
+async def token_handshake(token: str) -> Socket:
+    from config.asgi import application
+
+    headers = [(b"authorization", f"Bearer {token}".encode())]
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    return Socket(communicator)
+
+
+async def test_metrics_count_every_close_code_under_its_own_label():
+    samples = await scrape()
+    for code in CloseCode:
+        assert ("chat_websocket_connections_closed_total", (("code", str(int(code))),)) in samples, code
+
+
+async def test_metrics_count_a_socket_over_the_per_user_cap_as_4408(alice, settings, connect):
+    settings.CHAT_MAX_SOCKETS_PER_USER = 1
+    await connect(alice)
+    before = await scrape()
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    extra, connected, _ = await open_socket(cookie)
+    assert connected and await extra.closed_with() == 4408
+    await extra.close()
+    after = await scrape()
+    assert closed_total(after, 4408) - closed_total(before, 4408) == 1
+    assert closed_total(after, "other") == closed_total(before, "other")
+    assert value(after, "chat_websocket_connections") == value(before, "chat_websocket_connections")
+
+
+@pytest.mark.parametrize("backend", ["redis", "database"])
+async def test_metrics_count_a_handshake_while_a_backend_is_down_as_4503(alice, monkeypatch, backend):
+    """Redis down: the consumer accepts, then cannot subscribe the user's group and closes. The
+    database down: the session cannot be read, and chat.realtime.guard answers before any
+    consumer runs. Both are counted under 4503, as opened and closed."""
+    import redis.exceptions
+    from channels.layers import InMemoryChannelLayer
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.db import OperationalError
+
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    before = await scrape()
+    if backend == "redis":
+
+        async def redis_down(self, prefix="specific."):
+            raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+        monkeypatch.setattr(InMemoryChannelLayer, "new_channel", redis_down)
+    else:
+
+        def database_down(self):
+            raise OperationalError("connection failed: Connection refused")
+
+        monkeypatch.setattr(SessionStore, "load", database_down)
+    socket, connected, _ = await open_socket(cookie)
+    assert connected and await socket.closed_with() == 4503
+    await socket.close()
+    monkeypatch.undo()
+    after = await scrape()
+    assert closed_total(after, 4503) - closed_total(before, 4503) == 1
+    assert closed_total(after, "other") == closed_total(before, "other")
+    assert (
+        value(after, "chat_websocket_connections_opened_total")
+        - value(before, "chat_websocket_connections_opened_total")
+        == 1
+    )
+    assert value(after, "chat_websocket_connections") == value(before, "chat_websocket_connections")
+
+
+async def test_metrics_count_a_handshake_refused_for_wrong_tokens_as_4429(settings):
+    settings.CHAT_TOKEN_FAILURES_PER_MINUTE = 1
+    before = await scrape()
+    first = await token_handshake("chat_wrong")
+    assert await first.closed_with() == 4401  # the consumer's: within the address's limit
+    await first.close()
+    throttled = await token_handshake("chat_wrong")
+    assert await throttled.closed_with() == 4429  # the middleware's, before any consumer
+    await throttled.close()
+    after = await scrape()
+    assert closed_total(after, 4401) - closed_total(before, 4401) == 1
+    assert closed_total(after, 4429) - closed_total(before, 4429) == 1
+    assert (
+        value(after, "chat_websocket_connections_opened_total")
+        - value(before, "chat_websocket_connections_opened_total")
+        == 2
+    )
+    assert value(after, "chat_websocket_connections") == value(before, "chat_websocket_connections")
 
 
 def test_metrics_refuse_a_public_address():
