@@ -111,7 +111,7 @@ async def test_worker_sigterm_closes_with_1001(env):
 
 @pytest.mark.timeout(60)
 async def test_one_worker_sigterm_closes_its_sockets_with_1001_and_cleans_up():
-    """chat/worker.py (what bin/daphne-worker runs): SIGTERM closes every WebSocket with 1001
+    """server/worker.py (what bin/daphne-worker runs): SIGTERM closes every WebSocket with 1001
     (plain Daphne drops them: 1006), the consumers' disconnect runs, and the process exits 0."""
     with DaphneServer() as server:
         cookie = await asyncio.to_thread(server.login, "alice")
