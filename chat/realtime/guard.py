@@ -16,6 +16,8 @@ import logging
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
+from chat.realtime import ASGIApp, Message, Receive, Scope, Send
+
 logger = logging.getLogger(__name__)
 
 UNAVAILABLE = 4503
@@ -26,24 +28,24 @@ class _WatchedSend:
     name channels' session middleware uses too), so chat.limits.transport_backlog can still
     reach Daphne's transport through it."""
 
-    def __init__(self, real_send) -> None:
+    def __init__(self, real_send: Send) -> None:
         self.real_send = real_send
         self.answered = False
 
-    async def send(self, message) -> None:
+    async def send(self, message: Message) -> None:
         if message["type"] in {"websocket.accept", "websocket.close", "websocket.http.response.start"}:
             self.answered = True
         await self.real_send(message)
 
 
 class BackendsDownGuard:
-    def __init__(self, inner) -> None:
+    def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watched = _WatchedSend(send)
         try:
-            return await self.inner(scope, receive, watched.send)
+            await self.inner(scope, receive, watched.send)
         except (RedisError, DatabaseError, OSError) as error:
             if watched.answered or scope.get("type") != "websocket":
                 raise

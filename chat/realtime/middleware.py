@@ -15,6 +15,7 @@ preflight, and a token handshake no Origin) lock every bot behind that user's ne
 with a few wrong `?token=` handshakes.
 """
 
+from typing import cast
 from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
@@ -22,13 +23,14 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
 
 from chat import services
+from chat.realtime import ASGIApp, Receive, Scope, Send
 from chat.realtime.origin import OriginValidator
 from chat.throttle import address_key, token_failures
 
 ABUSE = 4429  # the socket's abuse close code (chat.consumers.CloseCode.ABUSE)
 
 
-async def refuse_socket(receive, send, code: int) -> None:
+async def refuse_socket(receive: Receive, send: Send, code: int) -> None:
     """Accept the handshake and close at once with `code` (a refusal before accept is a bare 403,
     which clients cannot tell from other failures)."""
     message = await receive()
@@ -37,7 +39,7 @@ async def refuse_socket(receive, send, code: int) -> None:
         await send({"type": "websocket.close", "code": code})
 
 
-def bearer_token(scope) -> str | None:
+def bearer_token(scope: Scope) -> str | None:
     """The token the handshake carries, if any (the header wins over the query string)."""
     for name, value in scope.get("headers", []):
         if name == b"authorization":
@@ -53,10 +55,10 @@ class TokenAuthMiddleware:
     expired token leaves an anonymous user, whom the consumer closes with 4401 (4403 when the
     token is live but its user is deactivated: scope["token_inactive"])."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         address = address_key((scope.get("client") or ("",))[0])
         throttled = token_failures().charge(address)
         raw = bearer_token(scope) or ""
@@ -64,19 +66,19 @@ class TokenAuthMiddleware:
         if found is not None:
             token_failures().refund(address)
         elif throttled:
-            return await refuse_socket(receive, send, ABUSE)
+            await refuse_socket(receive, send, ABUSE)
+            return
         user, token_id = found if found else (AnonymousUser(), None)
         inactive = found is None and await database_sync_to_async(services.token_of_inactive_user)(raw)
-        return await self.inner(
-            {**scope, "user": user, "token_id": token_id, "token_inactive": inactive}, receive, send
-        )
+        await self.inner({**scope, "user": user, "token_id": token_id, "token_inactive": inactive}, receive, send)
 
 
 class ChatAuthMiddleware:
-    def __init__(self, inner) -> None:
+    def __init__(self, inner: ASGIApp) -> None:
         self.with_token = TokenAuthMiddleware(inner)
-        self.with_session = OriginValidator(AuthMiddlewareStack(inner))
+        # AuthMiddlewareStack's stub allows for an ASGI 2 application; it makes an ASGI 3 one.
+        self.with_session = OriginValidator(cast(ASGIApp, AuthMiddlewareStack(inner)))
 
-    async def __call__(self, scope, receive, send):
-        app = self.with_token if bearer_token(scope) is not None else self.with_session
-        return await app(scope, receive, send)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app: ASGIApp = self.with_token if bearer_token(scope) is not None else self.with_session
+        await app(scope, receive, send)
