@@ -27,13 +27,39 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, Protocol, cast
 
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
-from twisted.internet import reactor
+from twisted.internet import reactor as twisted_reactor
+from twisted.internet.interfaces import IDelayedCall
 
 logger = logging.getLogger(__name__)
+
+
+class Reactor(Protocol):
+    """What this module asks of Twisted's reactor. Twisted types the reactor with zope interfaces,
+    whose methods are declared without `self`: mypy misreads them (that takes the mypy-zope
+    plugin), so the reactor is seen through this instead."""
+
+    def callLater(self, delay: float, callable: Callable[..., object], /, *args: object) -> IDelayedCall: ...
+
+    def callWhenRunning(self, callable: Callable[..., object], /, *args: object) -> int | None: ...
+
+    def callFromThread(self, callable: Callable[..., object], /, *args: object) -> None: ...
+
+
+reactor = cast(Reactor, twisted_reactor)
+
+
+class ListeningPort(Protocol):
+    """A port Twisted listens on (its IListeningPort, seen as Reactor explains)."""
+
+    def stopListening(self) -> object: ...
+
 
 GOING_AWAY = 1001
 
@@ -67,7 +93,13 @@ def shutdown_timeout() -> float:
 
 
 class GracefulServer(Server):
-    def __init__(self, *args, **kwargs) -> None:
+    endpoints: list[str]
+    _app_ticks = 0
+    _timeout_ticks = 0
+    _ports: list[ListeningPort]
+    _draining: bool
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.endpoints = [with_backlog(e, listen_backlog()) for e in self.endpoints]
 
@@ -79,14 +111,14 @@ class GracefulServer(Server):
     # up to 6 s later, a ping goes out 20 to 26 s after the last (--ping-interval 20), a stuck
     # handshake is dropped up to 6 s after its limit. The graceful drain below has its own check.
     def application_checker(self) -> None:
-        self._app_ticks = getattr(self, "_app_ticks", 0) + 1
+        self._app_ticks += 1
         if self._app_ticks % max(1, round(check_seconds())):
             reactor.callLater(1, self.application_checker)
             return
         super().application_checker()
 
     def timeout_checker(self) -> None:
-        self._timeout_ticks = getattr(self, "_timeout_ticks", 0) + 1
+        self._timeout_ticks += 1
         if self._timeout_ticks % max(1, round(check_seconds() / 2)):
             reactor.callLater(2, self.timeout_checker)
             return
@@ -98,13 +130,13 @@ class GracefulServer(Server):
         reactor.callWhenRunning(self._install_signal_handlers)
         super().run()
 
-    def listen_success(self, port) -> None:
+    def listen_success(self, port: ListeningPort) -> None:
         self._ports.append(port)
         super().listen_success(port)
 
     def _install_signal_handlers(self) -> None:
         # Twisted installed its own (stop the reactor) as it started; these replace them.
-        def on_signal(signum, frame) -> None:
+        def on_signal(signum: int, frame: FrameType | None) -> None:
             reactor.callFromThread(self.drain, signal.Signals(signum).name)
 
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -113,7 +145,7 @@ class GracefulServer(Server):
     def _open_sockets(self) -> list[WebSocketProtocol]:
         return [p for p in list(self.connections) if isinstance(p, WebSocketProtocol) and p.state == p.STATE_OPEN]
 
-    def _busy(self) -> list:
+    def _busy(self) -> list[WebSocketProtocol]:
         """WebSockets not yet closed, or whose application has not finished its disconnect."""
         busy = []
         for protocol, details in list(self.connections.items()):
