@@ -73,7 +73,7 @@ test: $(VENV)/.dev-installed system-packages node_modules/.installed
 test-fast: $(VENV)/.dev-installed
 	$(PY) -m pytest tests/unit tests/app
 
-# ruff (style and common bugs, bin/cluster included) and mypy (types; pyproject.toml [tool.mypy]).
+# ruff (style and common bugs) and mypy (types; pyproject.toml [tool.mypy]), bin/cluster included in both.
 # mypy's Django plugin loads the settings, which read the local secret key: config.checkout makes it.
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .

@@ -1,10 +1,35 @@
 """Staff tools. Changes that users would notice go through services, so they act live."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, Q
+from django.contrib.auth.models import User
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest
 
 from chat import services
 from chat.models import ApiToken, Ban, Membership, Message, Room
+
+if TYPE_CHECKING:  # django-stubs' own helper, not installed in production
+    from django_stubs_ext import WithAnnotations
+
+
+class _RoomCounts(TypedDict):
+    _members: int
+    _messages: int
+
+
+def _staff(request: HttpRequest) -> User:
+    """Who is using the admin: AdminSite lets only logged-in staff this far."""
+    if not isinstance(request.user, User):
+        raise PermissionDenied
+    return request.user
 
 
 class MembershipInline(admin.TabularInline):
@@ -13,7 +38,9 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
     readonly_fields = ["joined_at", "last_read_seq"]
 
-    def get_formset(self, request, obj=None, **kwargs):
+    def get_formset(
+        self, request: HttpRequest, obj: Room | None = None, **kwargs: Any
+    ) -> type[BaseInlineFormSet[Membership, Room, forms.ModelForm[Membership]]]:
         formset = super().get_formset(request, obj, **kwargs)
         # Someone staff add here is invited (may enter the room while it is private); the people
         # who only opened the room while it was public are listed unticked.
@@ -30,7 +57,7 @@ class RoomAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
     actions = ["archive_rooms", "unarchive_rooms"]
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Room]:
         return (
             super()
             .get_queryset(request)
@@ -41,32 +68,32 @@ class RoomAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="members", ordering="_members")
-    def member_count(self, room: Room) -> int:
+    def member_count(self, room: WithAnnotations[Room, _RoomCounts]) -> int:
         return room._members
 
     @admin.display(description="messages", ordering="_messages")
-    def message_count(self, room: Room) -> int:
+    def message_count(self, room: WithAnnotations[Room, _RoomCounts]) -> int:
         return room._messages
 
     @admin.action(description="Archive selected rooms (closes them for everyone in them)")
-    def archive_rooms(self, request, queryset):
+    def archive_rooms(self, request: HttpRequest, queryset: QuerySet[Room]) -> None:
         rooms = list(queryset.filter(archived=False))
         for room in rooms:
             services.room_archive(room=room)
         self.message_user(request, f"Archived {len(rooms)} room(s).", messages.SUCCESS)
 
     @admin.action(description="Unarchive selected rooms")
-    def unarchive_rooms(self, request, queryset):
+    def unarchive_rooms(self, request: HttpRequest, queryset: QuerySet[Room]) -> None:
         rooms = list(queryset.filter(archived=True))
         for room in rooms:
             services.room_unarchive(room=room)
         self.message_user(request, f"Unarchived {len(rooms)} room(s).", messages.SUCCESS)
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: Room, form: forms.ModelForm[Room], change: bool) -> None:
         became_archived = change and "archived" in form.changed_data and obj.archived
         became_private = change and "private" in form.changed_data and obj.private
         if not change and obj.created_by_id is None:
-            obj.created_by = request.user
+            obj.created_by = _staff(request)
         super().save_model(request, obj, form, change)
         if became_archived:
             services.room_archive(room=obj)
@@ -74,7 +101,13 @@ class RoomAdmin(admin.ModelAdmin):
             # Moderators and invited members stay; everyone else's sockets leave the room.
             services.room_access_changed(room=obj)
 
-    def save_formset(self, request, form, formset, change):
+    def save_formset(
+        self,
+        request: HttpRequest,
+        form: forms.ModelForm[Room],
+        formset: BaseInlineFormSet[Any, Room, Any],
+        change: bool,
+    ) -> None:
         if formset.model is Membership:
             instances = formset.save(commit=False)
             for membership in formset.deleted_objects:
@@ -86,10 +119,10 @@ class RoomAdmin(admin.ModelAdmin):
         else:
             super().save_formset(request, form, formset, change)
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: Room) -> None:
         services.room_delete(room=obj)
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Room]) -> None:
         for room in queryset:
             services.room_delete(room=room)
 
@@ -103,22 +136,24 @@ class MembershipAdmin(admin.ModelAdmin):
     readonly_fields = ["joined_at", "last_read_seq"]
     actions = ["invite_members"]
 
-    def get_changeform_initial_data(self, request):
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         return {"invited": True, **super().get_changeform_initial_data(request)}
 
     @admin.action(description="Invite selected members (they may enter the room while it is private)")
-    def invite_members(self, request, queryset):
+    def invite_members(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
         count = queryset.filter(invited=False).update(invited=True)
         self.message_user(request, f"Invited {count} member(s).", messages.SUCCESS)
 
-    def save_model(self, request, obj, form, change):
+    def save_model(
+        self, request: HttpRequest, obj: Membership, form: forms.ModelForm[Membership], change: bool
+    ) -> None:
         super().save_model(request, obj, form, change)
         services.membership_changed(membership=obj)
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
         services.membership_remove(room=obj.room, user=obj.user)
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
         for membership in queryset.select_related("room", "user"):
             services.membership_remove(room=membership.room, user=membership.user)
 
@@ -131,10 +166,10 @@ class BanAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "room"]
     readonly_fields = ["by", "at"]
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: Ban, form: forms.ModelForm[Ban], change: bool) -> None:
         if change and {"user", "room"} & set(form.changed_data):
             services.ban_delete(ban=Ban.objects.get(pk=obj.pk))  # the ban moved to another user or room
-        ban = services.ban_create(room=obj.room, user=obj.user, reason=obj.reason, by=request.user)
+        ban = services.ban_create(room=obj.room, user=obj.user, reason=obj.reason, by=_staff(request))
         obj.pk = ban.pk
 
 
@@ -154,23 +189,23 @@ class MessageAdmin(admin.ModelAdmin):
     def short_body(self, message: Message) -> str:
         return message.body if len(message.body) <= 80 else message.body[:79] + "…"
 
-    def has_add_permission(self, request) -> bool:
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # messages are sent through the chat, numbered per room
 
-    def get_actions(self, request):
+    def get_actions(self, request: HttpRequest) -> dict[str, tuple[Callable[..., str], str, str] | None]:
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)  # a hard delete would leave a gap in the seqs
         return actions
 
     @admin.action(description="Delete selected messages (removes them live from every screen)")
-    def delete_messages(self, request, queryset):
+    def delete_messages(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
         count = 0
         for message in queryset.filter(deleted=False):
             services.message_delete(message=message)
             count += 1
         self.message_user(request, f"Deleted {count} message(s).", messages.SUCCESS)
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: HttpRequest, obj: Message) -> None:
         services.message_delete(message=obj)
 
 
@@ -187,15 +222,15 @@ class ApiTokenAdmin(admin.ModelAdmin):
     readonly_fields = ["prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke_tokens"]
 
-    def get_fields(self, request, obj=None):
+    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> tuple[str, ...]:
         if obj is None:
-            return ["user", "name", "expires_at"]
-        return ["user", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at"]
+            return ("user", "name", "expires_at")
+        return ("user", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> list[str]:
         return self.readonly_fields if obj is None else [*self.readonly_fields, "user"]
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: forms.ModelForm[ApiToken], change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
             return
@@ -205,16 +240,16 @@ class ApiTokenAdmin(admin.ModelAdmin):
             request, f"The new token for {obj.user} is {raw} — copy it now: it is not shown again.", messages.WARNING
         )
 
-    def get_actions(self, request):
+    def get_actions(self, request: HttpRequest) -> dict[str, tuple[Callable[..., str], str, str] | None]:
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)  # revoke instead: the record of who had access stays
         return actions
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
         return False
 
     @admin.action(description="Revoke selected tokens (closes their open sockets)")
-    def revoke_tokens(self, request, queryset):
+    def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         count = 0
         for token in queryset.filter(revoked_at__isnull=True):
             services.token_revoke(token=token)

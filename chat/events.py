@@ -25,12 +25,21 @@ import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 from chat.realtime import protocol
 
 logger = logging.getLogger(__name__)
+
+
+def channel_layer() -> BaseChannelLayer:
+    """The default channel layer: settings.CHANNEL_LAYERS always names one."""
+    layer = get_channel_layer()
+    if layer is None:
+        raise ImproperlyConfigured("CHANNEL_LAYERS has no default layer.")
+    return layer
 
 
 def room_group(room_id: int) -> str:
@@ -44,7 +53,7 @@ def user_group(user_id: int) -> str:
 def _send_now(group: str, event: dict[str, Any]) -> None:
     # Delivery is at most once: a failure here loses only the live copy; clients catch up by seq.
     try:
-        async_to_sync(get_channel_layer().group_send)(group, {**event, "group": group})
+        async_to_sync(channel_layer().group_send)(group, {**event, "group": group})
     except Exception:
         logger.exception("Could not send %s to %s", event.get("type"), group)
 
@@ -101,7 +110,7 @@ def session_ended(*, user_id: int, session_key: str) -> None:
 
 
 async def _send(group: str, event: dict[str, Any]) -> None:
-    await get_channel_layer().group_send(group, {**event, "group": group})
+    await channel_layer().group_send(group, {**event, "group": group})
 
 
 async def typing(*, room_id: int, room_slug: str, username: str, skip_channel: str) -> None:

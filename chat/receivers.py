@@ -5,12 +5,16 @@ Django's own views (logout, password change, admin user edits) announce these on
 signals, so this is where they are wired; the work itself is in `chat.events`.
 """
 
+from collections.abc import Iterable
+
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db.models.signals import post_delete, post_save
+from django.http import HttpRequest
 
 
-def on_logged_out(sender, request, user, **kwargs) -> None:
+def on_logged_out(sender: type, request: HttpRequest | None, user: User | None, **kwargs: object) -> None:
     session_key = getattr(getattr(request, "session", None), "session_key", None)
     if user is not None and session_key:
         from chat import events
@@ -18,7 +22,9 @@ def on_logged_out(sender, request, user, **kwargs) -> None:
         events.session_ended(user_id=user.pk, session_key=session_key)
 
 
-def on_user_saved(sender, instance, created, update_fields=None, **kwargs) -> None:
+def on_user_saved(
+    sender: type[User], instance: User, created: bool, update_fields: Iterable[str] | None = None, **kwargs: object
+) -> None:
     if created or (update_fields is not None and set(update_fields) <= {"last_login"}):
         return
     # `_password` is set between set_password() and save(): the password changed, and every
@@ -29,7 +35,7 @@ def on_user_saved(sender, instance, created, update_fields=None, **kwargs) -> No
         events.user_revalidate_on_commit(user_id=instance.pk)
 
 
-def on_user_deleted(sender, instance, **kwargs) -> None:
+def on_user_deleted(sender: type[User], instance: User, **kwargs: object) -> None:
     from chat import events
 
     events.user_revalidate_on_commit(user_id=instance.pk)

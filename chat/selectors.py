@@ -7,6 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.auth.models import User
 from django.contrib.sessions.backends import db as db_sessions
 from django.contrib.sessions.backends.base import SessionBase
 from django.db.models import Q, QuerySet
@@ -43,6 +44,7 @@ def message_wire(row: dict[str, Any], *, room_slug: str) -> dict[str, Any]:
 
 
 def message_to_wire(message: Message, *, room_slug: str) -> dict[str, Any]:
+    author = message.author if message.author_id else None
     return message_wire(
         {
             "id": message.id,
@@ -52,7 +54,7 @@ def message_to_wire(message: Message, *, room_slug: str) -> dict[str, Any]:
             "edited_at": message.edited_at,
             "client_id": message.client_id,
             "deleted": message.deleted,
-            "author__username": message.author.username if message.author_id else None,
+            "author__username": author.username if author is not None else None,
         },
         room_slug=room_slug,
     )
@@ -62,7 +64,7 @@ def _rows(queryset: QuerySet[Message], *, room_slug: str) -> list[dict[str, Any]
     return [message_wire(row, room_slug=room_slug) for row in queryset.values(*_MESSAGE_COLUMNS)]
 
 
-def last_read_seq(*, room: Room, user) -> int:
+def last_read_seq(*, room: Room, user: User) -> int:
     """The user's read marker in a room (0 before they ever joined it)."""
     seq = Membership.objects.filter(room=room, user=user).values_list("last_read_seq", flat=True).first()
     return seq or 0
@@ -72,7 +74,7 @@ def room_info(*, room: Room) -> dict[str, Any]:
     return {"slug": room.slug, "name": room.name, "topic": room.topic, "private": room.private}
 
 
-def room_access_check(*, room: Room, user) -> None:
+def room_access_check(*, room: Room, user: User) -> None:
     """Raise the ChatError that keeps `user` out of `room`, if any."""
     if room.archived:
         raise ChatError(ErrorCode.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
@@ -131,7 +133,7 @@ def rooms_access_lost(*, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], s
     return lost
 
 
-def room_get_for(*, slug: str, user) -> Room:
+def room_get_for(*, slug: str, user: User) -> Room:
     """The room `user` may enter, or ChatError(not_found | forbidden). A private room a user
     may not see is reported as forbidden to members of nothing: the contract names that code."""
     if len(slug) > MAX_SLUG_LENGTH or "\x00" in slug:
@@ -155,7 +157,7 @@ class RoomSummary:
     unread: int
 
 
-def room_list_for(*, user) -> list[RoomSummary]:
+def room_list_for(*, user: User) -> list[RoomSummary]:
     """Rooms `user` may enter (public ones, and private ones they belong to), not archived, not
     banned from, with the number of messages they have not read."""
     rooms = (
@@ -217,7 +219,10 @@ class SessionState:
 def session_state(*, session: SessionBase, user_id: int | None = None) -> str:
     """Whether a stored session still authenticates its user, checked the way Django's
     `get_user` checks it: the session exists, names the user, and carries the current hash."""
-    return session_states(session_keys={session.session_key: user_id})[session.session_key]
+    key = session.session_key
+    if not key:  # never saved: nothing can authenticate
+        return SessionState.ENDED
+    return session_states(session_keys={key: user_id})[key]
 
 
 def session_states(*, session_keys: dict[str, int | None]) -> dict[str, str]:
@@ -242,7 +247,7 @@ def session_states(*, session_keys: dict[str, int | None]) -> dict[str, str]:
     return states
 
 
-def _load_sessions(store_class, keys: list[str]) -> dict[str, dict]:
+def _load_sessions(store_class: type[SessionBase], keys: list[str]) -> dict[str, dict[str, Any]]:
     if issubclass(store_class, db_sessions.SessionStore):
         model = store_class.get_model_class()
         loaded = {}

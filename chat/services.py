@@ -4,10 +4,11 @@
 import hashlib
 import secrets
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -21,7 +22,13 @@ from chat.selectors import RoomClosed, message_to_wire, room_access_check, room_
 
 
 def room_create(
-    *, slug: str, name: str, topic: str = "", private: bool = False, created_by=None, members: Iterable = ()
+    *,
+    slug: str,
+    name: str,
+    topic: str = "",
+    private: bool = False,
+    created_by: User | None = None,
+    members: Iterable[User] = (),
 ) -> Room:
     """A new room. A private room's creator becomes its moderator; `members` are invited to it."""
     room = Room(slug=slug, name=name, topic=topic, private=private, created_by=created_by)
@@ -68,7 +75,7 @@ def room_delete(*, room: Room) -> None:
 # Membership and bans ------------------------------------------------------------------------
 
 
-def room_enter(*, slug: str, user) -> Room:
+def room_enter(*, slug: str, user: User) -> Room:
     """Check that `user` may enter the room and record them as a member (which keeps their
     read marker). Raises ChatError(not_found | forbidden)."""
     room = room_get_for(slug=slug, user=user)
@@ -78,7 +85,7 @@ def room_enter(*, slug: str, user) -> Room:
     return room
 
 
-def membership_add(*, room: Room, user, role: str = Membership.Role.MEMBER) -> Membership:
+def membership_add(*, room: Room, user: User, role: str = Membership.Role.MEMBER) -> Membership:
     """Invite `user` to the room (with `role`): they may enter it while it is private."""
     membership, created = Membership.objects.get_or_create(
         room=room, user=user, defaults={"role": role, "invited": True}
@@ -99,7 +106,7 @@ def membership_changed(*, membership: Membership) -> None:
         )
 
 
-def membership_remove(*, room: Room, user) -> None:
+def membership_remove(*, room: Room, user: User) -> None:
     """Remove a member (and their read marker). In a private room that shuts them out: their
     sockets leave it."""
     with transaction.atomic():
@@ -110,7 +117,7 @@ def membership_remove(*, room: Room, user) -> None:
             )
 
 
-def ban_create(*, room: Room, user, reason: str = "", by=None) -> Ban:
+def ban_create(*, room: Room, user: User, reason: str = "", by: User | None = None) -> Ban:
     with transaction.atomic():
         ban, _ = Ban.objects.update_or_create(room=room, user=user, defaults={"reason": reason, "by": by})
         events.room_closed_on_commit(room_id=room.pk, room_slug=room.slug, reason=RoomClosed.BANNED, user_id=user.pk)
@@ -124,7 +131,7 @@ def ban_delete(*, ban: Ban) -> None:
 # Messages -----------------------------------------------------------------------------------
 
 
-def message_send(*, room: Room, author, body: str, client_id: str | None = None) -> tuple[dict[str, Any], bool]:
+def message_send(*, room: Room, author: User, body: str, client_id: str | None = None) -> tuple[dict[str, Any], bool]:
     """Store a message and announce it on commit. Returns (message as on the wire, created).
 
     `seq` comes from the room's counter, incremented by an UPDATE in the same transaction:
@@ -157,7 +164,7 @@ def message_send(*, room: Room, author, body: str, client_id: str | None = None)
     return wire, True
 
 
-def _message_by_client_id(*, room: Room, author, client_id: str) -> dict[str, Any] | None:
+def _message_by_client_id(*, room: Room, author: User, client_id: str) -> dict[str, Any] | None:
     message = Message.objects.filter(room=room, author=author, client_id=client_id).select_related("author").first()
     return message_to_wire(message, room_slug=room.slug) if message else None
 
@@ -171,11 +178,12 @@ def _check_body(body: str, *, room: Room) -> None:
         raise ChatError(ErrorCode.BAD_REQUEST, "The message is empty.", room=room.slug)
 
 
-def _own_message(*, room: Room, author, message_id: int) -> Message:
+def _own_message(*, room: Room, author: User, message_id: int) -> Message:
     """The author's live message in a room they may still write in, locked for the change."""
-    room = Room.objects.filter(pk=room.pk).first()
-    if room is None:
+    fresh = Room.objects.filter(pk=room.pk).first()
+    if fresh is None:
         raise ChatError(ErrorCode.NOT_FOUND, "That room no longer exists.")
+    room = fresh
     room_access_check(room=room, user=author)
     message = Message.objects.select_for_update().select_related("author").filter(room=room, pk=message_id).first()
     if message is None or message.deleted:
@@ -186,7 +194,7 @@ def _own_message(*, room: Room, author, message_id: int) -> Message:
     return message
 
 
-def message_edit(*, room: Room, author, message_id: int, body: str, skip: str | None = None) -> dict[str, Any]:
+def message_edit(*, room: Room, author: User, message_id: int, body: str, skip: str | None = None) -> dict[str, Any]:
     """Change the text of the author's own message; announce it (except to `skip`, the socket
     that asked, which gets the reply itself). Returns the message as on the wire."""
     _check_body(body, room=room)
@@ -200,7 +208,7 @@ def message_edit(*, room: Room, author, message_id: int, body: str, skip: str | 
     return wire
 
 
-def message_delete_own(*, room: Room, author, message_id: int, skip: str | None = None) -> Message:
+def message_delete_own(*, room: Room, author: User, message_id: int, skip: str | None = None) -> Message:
     """The author deletes their own message (staff delete any message in the admin)."""
     with transaction.atomic():
         message = _own_message(room=room, author=author, message_id=message_id)
@@ -220,7 +228,7 @@ def message_delete(*, message: Message, skip: str | None = None) -> None:
             )
 
 
-def read_mark(*, room: Room, user, seq: int) -> int:
+def read_mark(*, room: Room, user: User, seq: int) -> int:
     """Move the user's read marker forward (never back, never past the newest message)."""
     last_seq = Room.objects.filter(pk=room.pk).values_list("last_seq", flat=True).first()
     if last_seq is None:
@@ -239,7 +247,7 @@ def token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def token_create(*, user, name: str, expires_at=None) -> tuple[ApiToken, str]:
+def token_create(*, user: User, name: str, expires_at: datetime | None = None) -> tuple[ApiToken, str]:
     """A new token for `user`; returns it with the secret, which is never stored or shown again."""
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(user=user, name=name, key_hash=token_hash(raw), prefix=raw[:12], expires_at=expires_at)
@@ -257,7 +265,7 @@ def token_revoke(*, token: ApiToken) -> None:
     token.refresh_from_db(fields=["revoked_at"])
 
 
-def token_authenticate(raw: str):
+def token_authenticate(raw: str) -> tuple[User, int] | None:
     """The token's (user, token id), or None when it is unknown, revoked, expired or its user is
     inactive. Records when it was last used (at most once a minute, to spare the database)."""
     if not raw or len(raw) > 200:

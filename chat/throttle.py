@@ -23,6 +23,7 @@ import time
 
 from django.conf import settings
 from django.core.cache import cache
+from django.http import HttpRequest
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def address_key(address: str | None) -> str:
     return str(ip)
 
 
-def request_address_key(request) -> str:
+def request_address_key(request: HttpRequest) -> str:
     """AXES_CLIENT_IP_CALLABLE: the login lockout counts by the same key."""
     return address_key(request.META.get("REMOTE_ADDR"))
 

@@ -30,24 +30,44 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol, cast
 
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from django.core.exceptions import ImproperlyConfigured
-from twisted.internet import reactor as _reactor
+from twisted.internet import reactor as twisted_reactor
+from twisted.internet.interfaces import IDelayedCall
 
 from chat.realtime.codes import CloseCode
 from config.checkout import prepare_checkout
 from config.env import env_float, env_int
 
-# Twisted's stubs type the global reactor as its interfaces, whose methods they declare without self.
-reactor: Any = _reactor
-
 logger = logging.getLogger(__name__)
+
+
+class Reactor(Protocol):
+    """What this module asks of Twisted's reactor. Twisted types the reactor with zope interfaces,
+    whose methods are declared without `self`: mypy misreads them (that takes the mypy-zope
+    plugin), so the reactor is seen through this instead."""
+
+    def callLater(self, delay: float, callable: Callable[..., object], /, *args: object) -> IDelayedCall: ...
+
+    def callWhenRunning(self, callable: Callable[..., object], /, *args: object) -> int | None: ...
+
+    def callFromThread(self, callable: Callable[..., object], /, *args: object) -> None: ...
+
+
+reactor = cast(Reactor, twisted_reactor)
+
+
+class ListeningPort(Protocol):
+    """A port Twisted listens on (its IListeningPort, seen as Reactor explains)."""
+
+    def stopListening(self) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -73,10 +93,16 @@ def with_backlog(endpoint: str, backlog: int) -> str:
 
 
 class GracefulServer(Server):
+    endpoints: list[str]
+    _app_ticks = 0
+    _timeout_ticks = 0
+    _ports: list[ListeningPort]
+    _draining: bool
+
     def __init__(self, *args: Any, config: WorkerConfig, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.config = config
-        self.endpoints: list[str] = [with_backlog(e, config.listen_backlog) for e in self.endpoints]
+        self.endpoints = [with_backlog(e, config.listen_backlog) for e in self.endpoints]
 
     # Daphne walks every connection each second (application_checker: reap finished consumers,
     # cancel slow closers) and every 2 s (timeout_checker: handshake timeouts, pings). With 5,000
@@ -86,26 +112,26 @@ class GracefulServer(Server):
     # up to 6 s later, a ping goes out 20 to 26 s after the last (--ping-interval 20), a stuck
     # handshake is dropped up to 6 s after its limit. The graceful drain below has its own check.
     def application_checker(self) -> None:
-        self._app_ticks = getattr(self, "_app_ticks", 0) + 1
+        self._app_ticks += 1
         if self._app_ticks % max(1, round(self.config.check_seconds)):
             reactor.callLater(1, self.application_checker)
             return
         super().application_checker()
 
     def timeout_checker(self) -> None:
-        self._timeout_ticks = getattr(self, "_timeout_ticks", 0) + 1
+        self._timeout_ticks += 1
         if self._timeout_ticks % max(1, round(self.config.check_seconds / 2)):
             reactor.callLater(2, self.timeout_checker)
             return
         super().timeout_checker()
 
     def run(self) -> None:
-        self._ports: list[Any] = []  # Twisted's listening ports
+        self._ports = []
         self._draining = False
         reactor.callWhenRunning(self._install_signal_handlers)
         super().run()
 
-    def listen_success(self, port: Any) -> None:
+    def listen_success(self, port: ListeningPort) -> None:
         self._ports.append(port)
         super().listen_success(port)
 

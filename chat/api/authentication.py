@@ -4,10 +4,19 @@ Failed token authentications count against the client address's limit, as on the
 (chat.throttle.token_failures): past it a wrong token gets 429, a right one is always let in.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth.models import User
 from django.utils.translation import gettext as _
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.request import Request
+
+if TYPE_CHECKING:  # it imports rest_framework.views, which imports this module (DEFAULT_AUTHENTICATION_CLASSES)
+    from drf_spectacular.openapi import AutoSchema
 
 from chat import services
 from chat.throttle import address_key, token_failures
@@ -16,7 +25,7 @@ from chat.throttle import address_key, token_failures
 class BearerTokenAuthentication(BaseAuthentication):
     """`Authorization: Bearer <token>` with an API token; no header leaves the request to the session."""
 
-    def authenticate(self, request):
+    def authenticate(self, request: Request) -> tuple[User, int] | None:
         scheme, _space, credentials = get_authorization_header(request).decode("latin-1").partition(" ")
         if scheme.lower() != "bearer":
             return None
@@ -32,7 +41,7 @@ class BearerTokenAuthentication(BaseAuthentication):
             )
         raise exceptions.AuthenticationFailed("The token is unknown, revoked or expired.")
 
-    def authenticate_header(self, request) -> str:
+    def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="chat"'  # makes unauthenticated requests 401, not 403
 
 
@@ -42,5 +51,5 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
     target_class = "chat.api.authentication.BearerTokenAuthentication"
     name = "bearerToken"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: AutoSchema) -> dict[str, Any]:
         return {"type": "http", "scheme": "bearer", "description": "An API token (manage.py create_token)."}

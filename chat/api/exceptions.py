@@ -2,6 +2,7 @@
 `unauthorized`, 401) and one readable sentence, whatever DRF or Django raised."""
 
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -26,7 +27,7 @@ HTTP_STATUS = {
 }
 
 
-def _sentence(detail) -> str:
+def _sentence(detail: object) -> str:
     """DRF's error details (strings, lists, dicts of lists) as one readable line."""
     if isinstance(detail, dict):
         return " ".join(f"'{field}': {_sentence(value)}" for field, value in detail.items())
@@ -35,12 +36,12 @@ def _sentence(detail) -> str:
     return str(detail)
 
 
-def _codes(exc: exceptions.ValidationError) -> dict:
+def _codes(exc: exceptions.ValidationError) -> dict[str, Any]:
     codes = exc.get_codes()
     return codes if isinstance(codes, dict) else {}
 
 
-def exception_handler(exc, context):
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     # Django's own (a 404 from content negotiation, say) become DRF's, so they get the right code.
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()

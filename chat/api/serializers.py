@@ -39,11 +39,11 @@ class HistoryQuerySerializer(serializers.Serializer):
     )
 
 
-class StringOnly:
+class StringOnly(serializers.CharField):
     """DRF's text fields turn numbers and booleans into text; the socket refuses them as the
     wrong type, and so does the API."""
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: object) -> str:
         if not isinstance(data, str):
             self.fail("not_a_string")
         return super().to_internal_value(data)

@@ -11,9 +11,11 @@ socket's codes plus `unauthorized` (401). A message posted here is stored, numbe
 exactly as one sent on the socket, and `client_id` makes a retry safe in the same way.
 """
 
-from django.http import JsonResponse
+from django.contrib.auth.models import User
+from django.http import HttpRequest, JsonResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -30,12 +32,18 @@ from chat.api.serializers import (
 from chat.errors import ErrorCode
 
 
+class AuthenticatedRequest(Request):
+    """What the API's views get: IsAuthenticated (settings.REST_FRAMEWORK) lets no other through."""
+
+    user: User
+
+
 class RoomListView(APIView):
     @extend_schema(
         summary="The rooms the caller may enter",
         responses={200: RoomListSerializer, 401: ErrorSerializer, 429: ErrorSerializer},
     )
-    def get(self, request):
+    def get(self, request: AuthenticatedRequest) -> Response:
         rooms = selectors.room_list_for(user=request.user)
         return Response(RoomListSerializer({"rooms": [vars(room) for room in rooms]}).data)
 
@@ -46,7 +54,7 @@ class RoomMessagesView(APIView):
         parameters=[HistoryQuerySerializer],
         responses={200: MessagePageSerializer, **ERRORS},
     )
-    def get(self, request, slug: str):
+    def get(self, request: AuthenticatedRequest, slug: str) -> Response:
         query = HistoryQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         room = selectors.room_get_for(slug=slug, user=request.user)
@@ -61,7 +69,7 @@ class RoomMessagesView(APIView):
         responses={201: MessageSerializer, **ERRORS},
         parameters=[OpenApiParameter("slug", str, OpenApiParameter.PATH, description="The room's slug.")],
     )
-    def post(self, request, slug: str):
+    def post(self, request: AuthenticatedRequest, slug: str) -> Response:
         data = MessageCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         room = selectors.room_get_for(slug=slug, user=request.user)
@@ -76,7 +84,7 @@ class RoomMessagesView(APIView):
         return Response(message, status=status.HTTP_201_CREATED)
 
 
-def api_not_found(request, path: str = "") -> JsonResponse:
+def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
     """Any other path under /api/ (a slug with a slash in it, say): a JSON 404, like the API's
     own refusals, instead of the HTML page."""
     return JsonResponse({"code": ErrorCode.NOT_FOUND, "detail": "There is no such API path."}, status=404)

@@ -8,11 +8,13 @@ import weakref
 from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
-from channels.layers import BaseChannelLayer, get_channel_layer
+from channels.layers import BaseChannelLayer
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+
+from chat.events import channel_layer
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ class _Probe:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-_probes: "weakref.WeakKeyDictionary[BaseChannelLayer, _Probe]" = weakref.WeakKeyDictionary()
+_probes: weakref.WeakKeyDictionary[BaseChannelLayer, _Probe] = weakref.WeakKeyDictionary()
 
 
 async def channel_layer_ready() -> None:
@@ -48,7 +50,7 @@ async def channel_layer_ready() -> None:
     keyed by that prefix, and a channel with another prefix is never read while a socket holds
     that loop. A nonce tells this check's message from one a timed-out check left behind.
     """
-    layer = get_channel_layer()
+    layer = channel_layer()
     probe = _probes.get(layer)
     if probe is None:
         probe = _probes[layer] = _Probe(channel=await layer.new_channel())
@@ -63,7 +65,7 @@ async def channel_layer_ready() -> None:
 @require_GET
 async def readyz(request: HttpRequest) -> HttpResponse:
     """200 when the database and a channel-layer round trip answer; 503 naming what failed."""
-    checks = {}
+    checks: dict[str, str] = {}
     for name, check in (("database", database_sync_to_async(database_ready)), ("channel_layer", channel_layer_ready)):
         try:
             await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT)

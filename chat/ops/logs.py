@@ -16,10 +16,17 @@ import json
 import logging
 import re
 import uuid
+import weakref
 from datetime import UTC, datetime
+
+from django.http import HttpRequest
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("chat_request_id", default=None)
 connection_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("chat_connection_id", default=None)
+
+# Each request's id while the request lives: for the records Django logs with the request attached
+# after the request's context is gone (see ContextFilter).
+_request_ids: weakref.WeakKeyDictionary[HttpRequest, str] = weakref.WeakKeyDictionary()
 
 # An incoming X-Request-ID is reused only if it is a short token that is safe in any log format.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -36,6 +43,13 @@ def clean_request_id(value: str | None) -> str | None:
     return None
 
 
+def bind_request(request: HttpRequest, value: str) -> contextvars.Token[str | None]:
+    """Give an HTTP request the id `value`, for every log line logged while handling it (reset the
+    returned token when it is done) and for those Django logs about it afterwards."""
+    _request_ids[request] = value
+    return request_id.set(value)
+
+
 def bind_connection() -> str:
     """Give the current WebSocket connection (the consumer's task) a new id, and return it."""
     value = new_id()
@@ -46,11 +60,14 @@ def bind_connection() -> str:
 class ContextFilter(logging.Filter):
     """Adds `request_id` and `connection_id` (None when unknown) to every record. A record that
     Django logs with the request attached (django.request, django.security) after the request's
-    context is gone takes the id that chat.middleware put on the request."""
+    context is gone takes the id that `bind_request` gave the request."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "request_id", None) is None:
-            record.request_id = request_id.get() or getattr(getattr(record, "request", None), "request_id", None)
+            request = getattr(record, "request", None)
+            record.request_id = request_id.get() or (
+                _request_ids.get(request) if isinstance(request, HttpRequest) else None
+            )
         if getattr(record, "connection_id", None) is None:
             record.connection_id = connection_id.get()
         return True

@@ -4,17 +4,21 @@ One socket multiplexes any number of rooms. Every reply to a request carries its
 Nothing a client sends closes the socket, except abuse (4429) or an oversized frame (4009).
 """
 
+from __future__ import annotations
+
 import asyncio
 import logging
 import secrets
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Coroutine, Mapping
+from typing import TYPE_CHECKING, Any
 
 from asgiref.typing import ASGIReceiveCallable, ASGISendCallable
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth.models import User
+from django.contrib.sessions.backends.base import SessionBase
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
@@ -25,18 +29,22 @@ from chat.ops import logs, metrics
 from chat.realtime import protocol
 from chat.realtime.codes import CloseCode, ErrorCode
 from chat.realtime.daphne import daphne_protocol, protocol_backlog, transport_backlog
-from chat.realtime.fanout import PreparedFrame, get_fanout
+from chat.realtime.fanout import Fanout, PreparedFrame, get_fanout
 from chat.realtime.limits import StrikeWindow, TokenBucket, get_user_limits
 from chat.realtime.limits import UserLimits as EchoLimits  # the echo socket's, per client address
-from chat.realtime.presence import get_presence
+from chat.realtime.presence import Presence, get_presence
 from chat.realtime.protocol import Frame
 from chat.realtime.session_watch import get_session_watch
 from chat.throttle import address_key
 
+if TYPE_CHECKING:
+    from autobahn.twisted.websocket import WebSocketServerProtocol
+    from channels.consumer import _ChannelScope  # the stub's name for a consumer's scope
+
 logger = logging.getLogger(__name__)
 
 # Clean-ups of ended sockets still under way (kept referenced until done: see ChatConsumer._release).
-_leaving: set[asyncio.Task] = set()
+_leaving: set[asyncio.Task[None]] = set()
 
 DATABASE_DOWN = "The database is not answering; try again in a moment."
 
@@ -45,14 +53,14 @@ DATABASE_DOWN = "The database is not answering; try again in a moment."
 
 
 @database_sync_to_async
-def _session_state(session, user_id: int | None = None) -> str:
+def _session_state(session: SessionBase, user_id: int | None = None) -> str:
     if not session.session_key:
         return selectors.SessionState.ENDED
     return selectors.session_state(session=session, user_id=user_id)
 
 
 @database_sync_to_async
-def _enter(*, user, slug: str) -> Room:
+def _enter(*, user: User, slug: str) -> Room:
     return services.room_enter(slug=slug, user=user)
 
 
@@ -64,7 +72,7 @@ def _catch_up(*, room: Room, since: int | None) -> tuple[list[dict[str, Any]], b
 
 
 @database_sync_to_async
-def _send(*, room_id: int, slug: str, user, body: str, client_id: str | None) -> dict[str, Any]:
+def _send(*, room_id: int, slug: str, user: User, body: str, client_id: str | None) -> dict[str, Any]:
     # The service re-reads the room row under its lock; a key is all it needs from us.
     wire, _created = services.message_send(
         room=Room(pk=room_id, slug=slug), author=user, body=body, client_id=client_id
@@ -73,14 +81,14 @@ def _send(*, room_id: int, slug: str, user, body: str, client_id: str | None) ->
 
 
 @database_sync_to_async
-def _edit(*, room_id: int, slug: str, user, message_id: int, body: str, skip: str) -> dict[str, Any]:
+def _edit(*, room_id: int, slug: str, user: User, message_id: int, body: str, skip: str) -> dict[str, Any]:
     return services.message_edit(
         room=Room(pk=room_id, slug=slug), author=user, message_id=message_id, body=body, skip=skip
     )
 
 
 @database_sync_to_async
-def _delete(*, room_id: int, slug: str, user, message_id: int, skip: str) -> tuple[int, int]:
+def _delete(*, room_id: int, slug: str, user: User, message_id: int, skip: str) -> tuple[int, int]:
     message = services.message_delete_own(
         room=Room(pk=room_id, slug=slug), author=user, message_id=message_id, skip=skip
     )
@@ -88,7 +96,7 @@ def _delete(*, room_id: int, slug: str, user, message_id: int, skip: str) -> tup
 
 
 @database_sync_to_async
-def _history(*, room_id: int, user, before: int | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+def _history(*, room_id: int, user: User, before: int | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
     room = Room.objects.filter(pk=room_id).first()
     if room is None:
         raise ChatError(ErrorCode.NOT_FOUND, "That room no longer exists.")
@@ -97,7 +105,7 @@ def _history(*, room_id: int, user, before: int | None, limit: int) -> tuple[lis
 
 
 @database_sync_to_async
-def _read(*, room_id: int, user, seq: int) -> None:
+def _read(*, room_id: int, user: User, seq: int) -> None:
     services.read_mark(room=Room(pk=room_id), user=user, seq=seq)
 
 
@@ -114,6 +122,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
     released = False
     user_id: int | None = None
     user_group: str | None = None
+    # Set by connect():
+    connection_id: str  # on every log line of this socket
+    user: User  # a logged-in account once connect() lets the socket stay open
+    session: SessionBase | None
+    rooms: dict[int, str]  # room id -> slug, the rooms this socket has joined
+    slugs: dict[str, int]
+    session_key: str | None
+    token_id: int | None  # set when a bearer token opened it
+    closing: bool
+    bucket: TokenBucket
+    strikes: StrikeWindow
+    presence: Presence
+    fanout: Fanout
+    tasks: set[asyncio.Task[None]] | None  # made by the first spawn
+    held: list[tuple[int, PreparedFrame]] | None  # room frames held for a reply
+    protocol: WebSocketServerProtocol | None  # Daphne's, for room frames (push_frame)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels (4.2+) runs close_old_connections() through sync_to_async before every
@@ -128,23 +152,26 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Transport hooks ---------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        self.connection_id = logs.bind_connection()  # on every log line of this socket
+        # The scope as chat.realtime.middleware left it: with its own keys (token_id, ...).
+        scope: Mapping[str, Any] = self.scope
+        self.connection_id = logs.bind_connection()
         self.channel_name = f"socket.{secrets.token_hex(8)}"  # this socket's id: presence, skip
-        self.user = self.scope.get("user")
-        self.session = self.scope.get("session")
-        self.rooms: dict[int, str] = {}  # room id -> slug, the rooms this socket has joined
-        self.slugs: dict[str, int] = {}
-        self.user_group: str | None = None
-        self.session_key: str | None = None
-        self.token_id: int | None = self.scope.get("token_id")  # set when a bearer token opened it
-        self.user_id: int | None = None
+        user: Any = scope.get("user")  # a lazy account, or anonymous (or None): see the checks below
+        self.user = user
+        self.session = scope.get("session")
+        self.rooms = {}
+        self.slugs = {}
+        self.user_group = None
+        self.session_key = None
+        self.token_id = scope.get("token_id")
+        self.user_id = None
         self.closing = False
         self.bucket = TokenBucket(rate=settings.CHAT_RATE_PER_SECOND, burst=settings.CHAT_RATE_BURST)
         self.strikes = StrikeWindow(limit=settings.CHAT_ABUSE_LIMIT)
         self.presence = get_presence()
         self.fanout = get_fanout()
-        self.tasks: set[asyncio.Task] | None = None  # made by the first spawn
-        self.held: list[tuple[int, PreparedFrame]] | None = None  # room frames held for a reply
+        self.tasks = None
+        self.held = None
 
         # Redis away: raised before the accept, chat.guard answers 4503 at once (one PING; sockets
         # have no channel of their own to subscribe, which used to find out).
@@ -152,9 +179,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.protocol = daphne_protocol(self.base_send)  # room frames go straight to it (push_frame)
         metrics.ws_opened(self)
-        if self.user is None or not self.user.is_authenticated:
+        if user is None or not user.is_authenticated:
             state = await _session_state(self.session) if self.session is not None else None
-            inactive = state == selectors.SessionState.INACTIVE or self.scope.get("token_inactive", False)
+            inactive = state == selectors.SessionState.INACTIVE or scope.get("token_inactive", False)
             code = CloseCode.DEACTIVATED if inactive else CloseCode.SESSION_ENDED
             await self._close(code)
             return
@@ -182,7 +209,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         get_session_watch().add(self)
         logger.info("WebSocket opened by user %s", self.user_id)
 
-    async def __call__(self, scope: Any, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    async def __call__(self, scope: _ChannelScope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
@@ -271,7 +298,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             room = frame.fields.get("room") if frame else None
             await self._refuse(ChatError(ErrorCode.RATE_LIMITED, "Too many frames: slow down.", room=room), ref)
             return
-        if not get_user_limits().take(self.user_id):
+        if self.user_id is not None and not get_user_limits().take(self.user_id):
             room = frame.fields.get("room") if frame else None
             detail = "Too many frames from your account (all your open sockets together): slow down."
             await self._refuse(ChatError(ErrorCode.RATE_LIMITED, detail, room=room), ref)
@@ -279,6 +306,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if refusal is not None:
             await self._refuse(refusal, ref)
             return
+        assert frame is not None  # parse_frame returns a frame or raises
         try:
             await getattr(self, f"on_{frame.type}")(frame)
         except ChatError as error:
@@ -523,7 +551,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         metrics.ws_closing(self, code)
         await self.close(code=int(code))  # autobahn takes an int, not a subclass
 
-    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+    # AsyncWebsocketConsumer.send's signature already differs from AsyncConsumer.send's.
+    async def send(  # type: ignore[override]
+        self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False
+    ) -> None:
         # What earlier frames left waiting (measured before this one is added, so one large
         # reply, such as a catch-up, does not count against a client that reads it).
         backlog = transport_backlog(self.base_send)
@@ -540,7 +571,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
 # Per client address, on this worker: the echo sockets it holds open and a frame bucket they share
 # (in-process, as the chat's per-user counts; each worker counts its own).
-_echo_addresses = EchoLimits()
+_echo_addresses: EchoLimits[str] = EchoLimits()
 
 
 class EchoConsumer(AsyncWebsocketConsumer):
@@ -558,6 +589,13 @@ class EchoConsumer(AsyncWebsocketConsumer):
       60 s close the socket with 4429;
     - a frame whose echo would pass CHAT_MAX_FRAME_BYTES closes it with 4009 (Daphne drops a
       frame over 64 KiB before this, as everywhere)."""
+
+    # Set by connect():
+    counted: bool  # holds one of its address's sockets (_echo_addresses)
+    closing: bool
+    address: str  # what it is counted by (chat.throttle.address_key)
+    bucket: TokenBucket
+    strikes: StrikeWindow
 
     async def connect(self) -> None:
         self.counted = False
@@ -585,7 +623,7 @@ class EchoConsumer(AsyncWebsocketConsumer):
             return
         self.counted = True
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: _ChannelScope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:  # also when the socket ends without a disconnect (an error after the accept)

@@ -25,14 +25,20 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
+if TYPE_CHECKING:
+    from autobahn.twisted.websocket import WebSocketServerProtocol
+
+# What Daphne's parse_x_forwarded_for returns: the client's [host, port] (or None) and its scheme.
+Forwarded = tuple[Sequence[Any] | None, str | None]
+
 
 @functools.lru_cache(maxsize=1)
-def trusted_networks(entries: tuple[str, ...]) -> tuple:
+def trusted_networks(entries: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
 
 
@@ -46,19 +52,27 @@ def is_trusted_proxy(address: str | None) -> bool:
     return any(ip in network for network in trusted_networks(tuple(settings.CHAT_TRUSTED_PROXIES)))
 
 
-def only_from_trusted_proxies(parse):
+class OnlyFromTrustedProxies:
     """Daphne's parse_x_forwarded_for(headers, address, port, proto header names, original_addr,
     original_scheme), applied only when original_addr (the direct peer) is a trusted proxy."""
 
-    def parse_if_trusted(headers, *names, original_addr=None, original_scheme=None, **kwargs):
+    def __init__(self, parse: Callable[..., Forwarded]) -> None:
+        self.parse = parse
+
+    def __call__(
+        self,
+        headers: object,
+        *names: Any,
+        original_addr: Sequence[Any] | None = None,
+        original_scheme: str | None = None,
+        **kwargs: Any,
+    ) -> Forwarded:
         if len(names) > 3:  # Daphne passes everything positionally
             names, (original_addr, *rest) = names[:3], names[3:]
             original_scheme = rest[0] if rest else original_scheme
         if not original_addr or not is_trusted_proxy(original_addr[0]):
             return original_addr, original_scheme
-        return parse(headers, *names, original_addr, original_scheme, **kwargs)
-
-    return parse_if_trusted
+        return self.parse(headers, *names, original_addr, original_scheme, **kwargs)
 
 
 def trust_only_our_proxies() -> None:
@@ -69,33 +83,33 @@ def trust_only_our_proxies() -> None:
     from daphne import http_protocol, ws_protocol
 
     for module in (http_protocol, ws_protocol):
-        if not getattr(module.parse_x_forwarded_for, "trusts_only_our_proxies", False):
-            wrapped = only_from_trusted_proxies(module.parse_x_forwarded_for)
-            wrapped.trusts_only_our_proxies = True
-            module.parse_x_forwarded_for = wrapped
+        if not isinstance(module.parse_x_forwarded_for, OnlyFromTrustedProxies):
+            module.parse_x_forwarded_for = OnlyFromTrustedProxies(module.parse_x_forwarded_for)
 
 
-def daphne_protocol(send: Callable[..., Any]) -> Any | None:
+def daphne_protocol(send: Callable[..., Any]) -> WebSocketServerProtocol | None:
     """The Daphne (autobahn) protocol object behind an ASGI `send`, or None elsewhere.
 
     Daphne hands each ASGI `send` straight to Twisted (`partial(server.handle_reply, protocol)`).
     It is reached through Daphne's and channels' internals; where they do not look as expected
     (another server, the test communicator), this answers None and callers take the ASGI path."""
+    found: object = send
     for _ in range(5):  # through send wrappers such as channels' session middleware's
-        if isinstance(send, functools.partial):
+        if isinstance(found, functools.partial):
             break
-        send = getattr(getattr(send, "__self__", None), "real_send", None)
-    if not isinstance(send, functools.partial) or not send.args:
+        found = getattr(getattr(found, "__self__", None), "real_send", None)
+    if not isinstance(found, functools.partial) or not found.args:
         return None
-    protocol = send.args[-1]
+    protocol = found.args[-1]
     return protocol if hasattr(protocol, "sendPreparedMessage") else None
 
 
-def protocol_backlog(protocol: Any) -> int | None:
+def protocol_backlog(protocol: object) -> int | None:
     """Bytes of outgoing frames Daphne has taken for this socket that the kernel has not:
     Twisted's write buffer, which grows without bound when the client stops reading (None where
     the transport is not Twisted's TCP one, e.g. a TLS wrapper: the bound does not apply)."""
-    transport = getattr(protocol, "transport", None)
+    # Twisted's private write buffer, read as found: anything unexpected is answered below.
+    transport: Any = getattr(protocol, "transport", None)
     try:
         return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
     except (AttributeError, TypeError):

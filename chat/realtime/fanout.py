@@ -25,9 +25,11 @@ import logging
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from channels.layers import get_channel_layer
+from chat.events import channel_layer
 
 if TYPE_CHECKING:
+    from autobahn.websocket.protocol import PreparedMessage
+
     from chat.realtime.consumers import ChatConsumer
 
 logger = logging.getLogger(__name__)
@@ -40,9 +42,9 @@ class PreparedFrame:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._prepared = None
+        self._prepared: PreparedMessage | None = None
 
-    def prepared(self):
+    def prepared(self) -> PreparedMessage:
         if self._prepared is None:
             from autobahn.websocket.protocol import PreparedMessage
 
@@ -53,7 +55,7 @@ class PreparedFrame:
 
 class Fanout:
     def __init__(self) -> None:
-        self.layer = get_channel_layer()
+        self.layer = channel_layer()
         self.channel: str | None = None
         self.members: dict[str, set[ChatConsumer]] = {}  # group -> this worker's sockets in it
         self._locks: dict[str, asyncio.Lock] = {}
@@ -108,6 +110,7 @@ class Fanout:
             self._subscribed.discard(group)
             self._locks.pop(group, None)
             try:
+                assert self.channel is not None  # a group is subscribed through the channel
                 await self.layer.group_discard(group, self.channel)
             except Exception:  # Redis away: the group expires, and stray events find no socket
                 logger.warning("Could not leave the group %s", group, exc_info=True)
@@ -131,7 +134,7 @@ class Fanout:
                 logger.exception("Could not fan out a %s event", event.get("type"))
 
     def deliver(self, event: dict[str, Any]) -> None:
-        members = self.members.get(event.get("group"))
+        members = self.members.get(event.get("group", ""))
         if not members:
             return
         if event["type"] == "chat.frame":

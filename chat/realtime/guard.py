@@ -12,23 +12,15 @@ backoff. Errors after the handshake are the consumer's business, as before.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from chat.ops import metrics
+from chat.realtime import ASGIApp, Message, Receive, Scope, Send
 from chat.realtime.codes import CloseCode
 
 logger = logging.getLogger(__name__)
-
-# ASGI as this package uses it: plain dicts, since asgiref's TypedDicts require keys nobody sends
-# (a close's `reason`); an application's arguments are Any, so Channels' typed ones fit as well.
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 class _WatchedSend:
@@ -50,10 +42,10 @@ class BackendsDownGuard:
     def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         watched = _WatchedSend(send)
         try:
-            return await self.inner(scope, receive, watched.send)
+            await self.inner(scope, receive, watched.send)
         except (RedisError, DatabaseError, OSError) as error:
             if watched.answered or scope.get("type") != "websocket":
                 raise

@@ -3,6 +3,10 @@ a worker."""
 
 import time
 from collections import deque
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+Key = TypeVar("Key", bound=Hashable)  # what the sockets are counted by: a user id, a client address
 
 
 class TokenBucket:
@@ -42,16 +46,16 @@ class StrikeWindow:
         return len(self.times) > self.limit
 
 
-class UserLimits:
+class UserLimits(Generic[Key]):
     """What one user may do across all their sockets on this worker: how many sockets they hold
     open, and a frame bucket they all share (on top of each socket's own). In-process: with
     several workers, each counts its own sockets, so a user may hold that many on every worker."""
 
     def __init__(self) -> None:
-        self.sockets: dict[int, set[object]] = {}
-        self.buckets: dict[int, TokenBucket] = {}
+        self.sockets: dict[Key, set[object]] = {}
+        self.buckets: dict[Key, TokenBucket] = {}
 
-    def open(self, user_id: int, socket: object, *, max_sockets: int, rate: float, burst: int) -> bool:
+    def open(self, user_id: Key, socket: object, *, max_sockets: int, rate: float, burst: int) -> bool:
         """Count `socket` as one of the user's; False (and nothing counted) if they hold
         `max_sockets` already."""
         held = self.sockets.setdefault(user_id, set())
@@ -63,7 +67,7 @@ class UserLimits:
         self.buckets.setdefault(user_id, TokenBucket(rate=rate, burst=burst))
         return True
 
-    def close(self, user_id: int, socket: object) -> None:
+    def close(self, user_id: Key, socket: object) -> None:
         held = self.sockets.get(user_id)
         if held is None:
             return
@@ -72,15 +76,15 @@ class UserLimits:
             del self.sockets[user_id]
             self.buckets.pop(user_id, None)
 
-    def take(self, user_id: int) -> bool:
+    def take(self, user_id: Key) -> bool:
         bucket = self.buckets.get(user_id)
         return bucket is None or bucket.take()
 
 
-_user_limits = UserLimits()
+_user_limits: UserLimits[int] = UserLimits()
 
 
-def get_user_limits() -> UserLimits:
+def get_user_limits() -> UserLimits[int]:
     return _user_limits
 
 

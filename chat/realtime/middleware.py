@@ -15,7 +15,7 @@ preflight, and a token handshake no Origin) lock every bot behind that user's ne
 with a few wrong `?token=` handshakes.
 """
 
-from typing import Any
+from typing import cast
 from urllib.parse import parse_qs
 
 from channels.auth import AuthMiddlewareStack
@@ -24,8 +24,8 @@ from django.contrib.auth.models import AnonymousUser
 
 from chat import services
 from chat.ops import metrics
+from chat.realtime import ASGIApp, Receive, Scope, Send
 from chat.realtime.codes import CloseCode
-from chat.realtime.guard import ASGIApp, Receive, Send
 from chat.realtime.origin import OriginValidator
 from chat.throttle import address_key, token_failures
 
@@ -40,7 +40,7 @@ async def refuse_socket(receive: Receive, send: Send, code: CloseCode) -> None:
         metrics.ws_refused(code)
 
 
-def bearer_token(scope: dict[str, Any]) -> str | None:
+def bearer_token(scope: Scope) -> str | None:
     """The token the handshake carries, if any (the header wins over the query string)."""
     for name, value in scope.get("headers", []):
         if name == b"authorization":
@@ -59,7 +59,7 @@ class TokenAuthMiddleware:
     def __init__(self, inner: ASGIApp) -> None:
         self.inner = inner
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         address = address_key((scope.get("client") or ("",))[0])
         throttled = token_failures().charge(address)
         raw = bearer_token(scope) or ""
@@ -67,19 +67,19 @@ class TokenAuthMiddleware:
         if found is not None:
             token_failures().refund(address)
         elif throttled:
-            return await refuse_socket(receive, send, CloseCode.ABUSE)
+            await refuse_socket(receive, send, CloseCode.ABUSE)
+            return
         user, token_id = found if found else (AnonymousUser(), None)
         inactive = found is None and await database_sync_to_async(services.token_of_inactive_user)(raw)
-        return await self.inner(
-            {**scope, "user": user, "token_id": token_id, "token_inactive": inactive}, receive, send
-        )
+        await self.inner({**scope, "user": user, "token_id": token_id, "token_inactive": inactive}, receive, send)
 
 
 class ChatAuthMiddleware:
     def __init__(self, inner: ASGIApp) -> None:
         self.with_token = TokenAuthMiddleware(inner)
-        self.with_session = OriginValidator(AuthMiddlewareStack(inner))
+        # AuthMiddlewareStack's stub allows for an ASGI 2 application; it makes an ASGI 3 one.
+        self.with_session = OriginValidator(cast(ASGIApp, AuthMiddlewareStack(inner)))
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        app = self.with_token if bearer_token(scope) is not None else self.with_session
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app: ASGIApp = self.with_token if bearer_token(scope) is not None else self.with_session
         await app(scope, receive, send)

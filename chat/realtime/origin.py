@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.http.request import host_validation_re, split_domain_port, validate_host
 
+from chat.realtime import ASGIApp, Receive, Scope, Send
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -62,7 +64,7 @@ def _host_port(netloc: str) -> tuple[str, int | None] | None:
     return host, number
 
 
-def _header(scope, name: bytes) -> str | None:
+def _header(scope: Scope, name: bytes) -> str | None:
     """The first value of a header, or None."""
     for key, value in scope.get("headers", []):
         if key == name:
@@ -70,7 +72,7 @@ def _header(scope, name: bytes) -> str | None:
     return None
 
 
-def handshake_scheme(scope) -> str:
+def handshake_scheme(scope: Scope) -> str:
     """`https` if the page reached this socket over TLS, else `http`: decided as Django's
     `request.is_secure()` does, by SECURE_PROXY_SSL_HEADER when it is set and the proxy sent it
     (DJANGO_BEHIND_PROXY), else by the connection itself (`wss`)."""
@@ -83,7 +85,7 @@ def handshake_scheme(scope) -> str:
     return "https" if scope.get("scheme") in {"wss", "https"} else "http"
 
 
-def allowed_host(scope) -> tuple[str, int | None] | None:
+def allowed_host(scope: Scope) -> tuple[str, int | None] | None:
     """The handshake's `Host` header, split, if ALLOWED_HOSTS allows it; else None."""
     host = _header(scope, b"host")
     if host is None:
@@ -97,7 +99,7 @@ def allowed_host(scope) -> tuple[str, int | None] | None:
     return host_port
 
 
-def origin_allowed(scope) -> bool:
+def origin_allowed(scope: Scope) -> bool:
     raw = _header(scope, b"origin")
     origin = parse_origin(raw) if raw is not None else None
     host_port = allowed_host(scope)
@@ -116,18 +118,19 @@ class OriginValidator:
     """Lets a handshake through to `inner` only with an allowed Origin; refuses it (HTTP 403)
     otherwise."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner: ASGIApp) -> None:
         from channels.security.websocket import WebsocketDenier
 
         self.inner = inner
-        self.denier = WebsocketDenier.as_asgi()
+        self.denier: ASGIApp = WebsocketDenier.as_asgi()
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if origin_allowed(scope):
-            return await self.inner(scope, receive, send)
+            await self.inner(scope, receive, send)
+            return
         logger.info(
             "WebSocket handshake refused: Origin %r is not allowed (Host %r)",
             _header(scope, b"origin"),
             _header(scope, b"host"),
         )
-        return await self.denier(scope, receive, send)
+        await self.denier(scope, receive, send)

@@ -20,7 +20,7 @@ HISTORY_MAX_LIMIT = 100
 
 @dataclass(frozen=True)
 class Field:
-    kind: type
+    kind: type[str] | type[int]
     required: bool = True
     max_length: int | None = None
     minimum: int | None = None
@@ -99,26 +99,27 @@ def is_text(value: str) -> bool:
     return True
 
 
-def _type_name(kind: type) -> str:
+def _type_name(kind: type[str] | type[int]) -> str:
     return {str: "a string", int: "an integer"}[kind]
 
 
-def _check_field(name: str, spec: Field, value: Any) -> Any:
-    # bool is an int subclass in Python, but `true` is not a seq.
-    if not isinstance(value, spec.kind) or (spec.kind is int and isinstance(value, bool)):
-        raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' must be {_type_name(spec.kind)}.")
-    if spec.kind is str:
+def _check_field(name: str, spec: Field, value: object) -> str | int:
+    if spec.kind is str and isinstance(value, str):
         if not is_text(value):
             raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' is not valid Unicode text.")
         if "\x00" in value:
             raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' contains a NUL character.")
-    if spec.max_length is not None and len(value) > spec.max_length:
-        raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' is longer than {spec.max_length} characters.")
-    if spec.minimum is not None and value < spec.minimum:
-        raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' must be at least {spec.minimum}.")
-    if spec.maximum is not None and value > spec.maximum:
-        raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' must be at most {spec.maximum}.")
-    return value
+        if spec.max_length is not None and len(value) > spec.max_length:
+            raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' is longer than {spec.max_length} characters.")
+        return value
+    # bool is an int subclass in Python, but `true` is not a seq.
+    if spec.kind is int and isinstance(value, int) and not isinstance(value, bool):
+        if spec.minimum is not None and value < spec.minimum:
+            raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' must be at least {spec.minimum}.")
+        if spec.maximum is not None and value > spec.maximum:
+            raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' must be at most {spec.maximum}.")
+        return value
+    raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' must be {_type_name(spec.kind)}.")
 
 
 def parse_frame(text: str) -> Frame:

@@ -39,7 +39,7 @@ class Watched(Protocol):
 class SessionWatch:
     def __init__(self) -> None:
         self.sockets: weakref.WeakSet[Watched] = weakref.WeakSet()
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self.access_asked: asyncio.Event | None = None  # set: re-check rooms now
 
     def add(self, socket: Watched) -> None:
@@ -88,14 +88,14 @@ class SessionWatch:
         private room, a room made private without inviting them, archived, deleted)."""
         # Each socket's rooms as they were when asked about: a room joined while the query ran
         # is left to the next sweep (the join itself checked access).
-        asked = {s: list(s.rooms) for s in list(self.sockets) if s.user_id is not None and s.rooms}
+        asked = {s: (s.user_id, list(s.rooms)) for s in list(self.sockets) if s.user_id is not None and s.rooms}
         if not asked:
             return
-        pairs = {(s.user_id, room_id) for s, room_ids in asked.items() for room_id in room_ids}
+        pairs = {(user_id, room_id) for user_id, room_ids in asked.values() for room_id in room_ids}
         lost = await database_sync_to_async(selectors.rooms_access_lost)(pairs=pairs)
-        for socket, room_ids in asked.items():
+        for socket, (user_id, room_ids) in asked.items():
             for room_id in room_ids:
-                reason = lost.get((socket.user_id, room_id))
+                reason = lost.get((user_id, room_id))
                 if reason is None:
                     continue
                 try:
@@ -105,22 +105,22 @@ class SessionWatch:
 
     async def sweep_tokens(self) -> None:
         """Close the sockets whose API token was revoked, expired or lost its user."""
-        sockets = [s for s in list(self.sockets) if s.token_id]
-        if not sockets:
+        tokens = {s: s.token_id for s in list(self.sockets) if s.token_id}
+        if not tokens:
             return
-        valid = await database_sync_to_async(selectors.tokens_valid)(token_ids={s.token_id for s in sockets})
-        for socket in sockets:
-            if socket.token_id not in valid:
+        valid = await database_sync_to_async(selectors.tokens_valid)(token_ids=set(tokens.values()))
+        for socket, token_id in tokens.items():
+            if token_id not in valid:
                 await socket.session_ended()
 
     async def sweep(self) -> None:
-        sockets = [s for s in list(self.sockets) if s.session_key]
-        if not sockets:
+        sessions = {s: s.session_key for s in list(self.sockets) if s.session_key}
+        if not sessions:
             return
-        keys = {s.session_key: s.user_id for s in sockets}
+        keys = {key: s.user_id for s, key in sessions.items()}
         states = await database_sync_to_async(selectors.session_states)(session_keys=keys)
-        for socket in sockets:
-            if states.get(socket.session_key) != selectors.SessionState.VALID:
+        for socket, key in sessions.items():
+            if states.get(key) != selectors.SessionState.VALID:
                 await socket.session_ended()
 
 

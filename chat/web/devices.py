@@ -29,9 +29,11 @@ CHAT_LOGIN_FAILURE_LIMIT guesses per cool-off period that do not lock the owner 
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -43,7 +45,7 @@ SALT = "chat.devices.known-login"
 MAX_ACCOUNTS = 5  # accounts one browser is remembered for (the most recent)
 
 
-def _password_digest(user) -> str:
+def _password_digest(user: User) -> str:
     """Changes when the user's password does (Django's session auth hash is derived from it)."""
     return salted_hmac(SALT, user.get_session_auth_hash()).hexdigest()[:20]
 
@@ -62,7 +64,7 @@ def _entries(request: HttpRequest) -> list[list[str]]:
     return [e for e in entries if isinstance(e, list) and len(e) == 3 and all(isinstance(v, str) for v in e)]
 
 
-def _entry_for(request: HttpRequest, username: str | None) -> list[str] | None:
+def _entry_for(request: HttpRequest | None, username: str | None) -> list[str] | None:
     if request is None or not username:
         return None
     return next((entry for entry in _entries(request) if entry[0] == username), None)
@@ -72,7 +74,7 @@ def _failures_key(browser_id: str) -> str:
     return f"chat:known-login-failures:{browser_id}"
 
 
-def remember(request: HttpRequest, response: HttpResponse, user) -> HttpResponse:
+def remember(request: HttpRequest, response: HttpResponse, user: User) -> HttpResponse:
     """Mark this browser as one `user` has logged in from."""
     username = user.get_username()
     old = _entry_for(request, username)
@@ -89,7 +91,7 @@ def remember(request: HttpRequest, response: HttpResponse, user) -> HttpResponse
     return response
 
 
-def is_known_device(request: HttpRequest, credentials: dict | None = None) -> bool:
+def is_known_device(request: HttpRequest, credentials: dict[str, Any] | None = None) -> bool:
     """AXES_WHITELIST_CALLABLE: the login is for an account this browser has logged in to, with
     the account's current password, and the browser has wrong passwords left in its budget."""
     username = (credentials or {}).get("username")
@@ -102,14 +104,16 @@ def is_known_device(request: HttpRequest, credentials: dict | None = None) -> bo
     return user is not None and constant_time_compare(entry[1], _password_digest(user))
 
 
-def count_failure(sender, credentials: dict, request: HttpRequest | None = None, **kwargs) -> None:
+def count_failure(
+    sender: str, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: object
+) -> None:
     """(user_login_failed) A wrong password from a known browser spends its budget."""
     entry = _entry_for(request, (credentials or {}).get("username"))
     if entry is not None:
         throttle.cache_hit(_failures_key(entry[2]), int(settings.AXES_COOLOFF_TIME.total_seconds()))
 
 
-def reset_on_login(sender, request: HttpRequest | None, user, **kwargs) -> None:
+def reset_on_login(sender: type[User], request: HttpRequest | None, user: User, **kwargs: object) -> None:
     """(user_logged_in) A successful login clears the failures recorded for its account and
     address, as axes' AXES_RESET_ON_SUCCESS would, unless it came from a known browser: that one
     was let past the lock, and clearing it would give a guesser on the same address fresh tries."""

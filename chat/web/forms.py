@@ -1,11 +1,13 @@
 """Forms of the pages people use (the admin has its own)."""
 
 from datetime import timedelta
+from typing import Any
 
 from confusable_homoglyphs import confusables
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.text import slugify
@@ -33,14 +35,14 @@ class RoomCreateForm(forms.Form):
         help_text="For a private room: the usernames of the people to add, separated by commas or spaces.",
     )
 
-    def __init__(self, *args, user, **kwargs) -> None:
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
 
     def clean_slug(self) -> str:
         return self.cleaned_data["slug"].strip().lower()
 
-    def clean_members(self) -> list:
+    def clean_members(self) -> list[User]:
         names = {name for name in self.cleaned_data["members"].replace(",", " ").split() if name}
         names.discard(self.user.get_username())
         users = list(get_user_model().objects.filter(username__in=names, is_active=True))
@@ -49,8 +51,9 @@ class RoomCreateForm(forms.Form):
             raise ValidationError(f"No such user: {', '.join(unknown)}.")
         return users
 
-    def clean(self) -> dict:
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         if "name" not in data:
             return data
         slug = data.get("slug") or slugify(data["name"])[:MAX_SLUG_LENGTH].strip("-")
@@ -90,8 +93,9 @@ class SignupForm(UserCreationForm):
         ),
     }
 
-    def clean_username(self):
-        username = super().clean_username()  # None when it is taken (the error is already added)
+    # Django's returns None for a name that is taken (its stub says str).
+    def clean_username(self) -> str | None:  # type: ignore[override]
+        username: str | None = super().clean_username()  # None when it is taken (the error is already added)
         if username and confusables.is_dangerous(username):
             raise ValidationError(self.error_messages["confusable"], code="confusable")
         return username

@@ -5,6 +5,8 @@ import logging
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
+from django.contrib.auth.models import User
 from django.contrib.auth.views import LoginView
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -19,13 +21,19 @@ from chat.web.forms import RoomCreateForm, SignupForm
 logger = logging.getLogger(__name__)
 
 
+class AuthenticatedRequest(HttpRequest):
+    """What a @login_required view gets: a request from a logged-in account."""
+
+    user: User
+
+
 @login_required
-def room_list(request: HttpRequest) -> HttpResponse:
+def room_list(request: AuthenticatedRequest) -> HttpResponse:
     return render(request, "chat/room_list.html", {"rooms": selectors.room_list_for(user=request.user)})
 
 
 @login_required
-def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
+def room_detail(request: AuthenticatedRequest, slug: str) -> HttpResponse:
     try:
         room = selectors.room_get_for(slug=slug, user=request.user)
     except ChatError as error:
@@ -45,7 +53,7 @@ def room_detail(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
-def room_create(request: HttpRequest) -> HttpResponse:
+def room_create(request: AuthenticatedRequest) -> HttpResponse:
     """Any user may open a public room, or a private one with the people they invite."""
     form = RoomCreateForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
@@ -90,5 +98,5 @@ class ChatLoginView(LoginView):
 
     redirect_authenticated_user = True
 
-    def form_valid(self, form):
+    def form_valid(self, form: AuthenticationForm) -> HttpResponse:
         return devices.remember(self.request, super().form_valid(form), form.get_user())

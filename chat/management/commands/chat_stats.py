@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import timedelta
+from argparse import ArgumentParser
+from datetime import datetime, timedelta
+from typing import Any, NotRequired, TypedDict, cast
 
 import redis
 from django.conf import settings
@@ -26,18 +28,45 @@ WINDOWS = {"last_minute": timedelta(minutes=1), "last_hour": timedelta(hours=1),
 PER_PROCESS = "presence is per-process without REDIS_URL (each worker's memory): run this with REDIS_URL set"
 
 
+class BusyRoom(TypedDict):
+    room: str
+    messages: int
+
+
+class OnlineRoom(TypedDict):
+    room: str
+    count: int
+    users: list[str]
+
+
+class Online(TypedDict):
+    source: str  # "redis" or "per-process"
+    users: NotRequired[int]
+    rooms: NotRequired[list[OnlineRoom]]
+    error: NotRequired[str]  # Redis did not answer
+    detail: NotRequired[str]  # why there is nothing to show
+
+
+class Stats(TypedDict):
+    time: str
+    rooms: dict[str, int]
+    messages: dict[str, int]
+    busiest_last_hour: list[BusyRoom]
+    online: NotRequired[Online]
+
+
 def room_stats() -> dict[str, int]:
     return Room.objects.aggregate(
         total=Count("pk"), archived=Count("pk", filter=Q(archived=True)), private=Count("pk", filter=Q(private=True))
     )
 
 
-def message_stats(now) -> dict[str, int]:
+def message_stats(now: datetime) -> dict[str, int]:
     windows = {name: Count("pk", filter=Q(created_at__gt=now - span)) for name, span in WINDOWS.items()}
     return Message.objects.aggregate(total=Count("pk"), deleted=Count("pk", filter=Q(deleted=True)), **windows)
 
 
-def busiest_rooms(now, top: int) -> list[dict[str, object]]:
+def busiest_rooms(now: datetime, top: int) -> list[BusyRoom]:
     rows = (
         Message.objects.filter(created_at__gt=now - WINDOWS["last_hour"])
         .values("room__slug")
@@ -47,25 +76,27 @@ def busiest_rooms(now, top: int) -> list[dict[str, object]]:
     return [{"room": row["room__slug"], "messages": row["messages"]} for row in rows]
 
 
-def online_users(url: str) -> list[dict[str, object]]:
+def online_users(url: str) -> list[OnlineRoom]:
     """Every room with someone online, busiest first, read from the presence keys in Redis."""
     pattern = re.compile(rf"^{re.escape(PREFIX)}(\d+):users$")
     client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
     try:
-        seconds, micros = client.time()
+        # redis-py types each command for its sync and asyncio clients at once (a result or an
+        # awaitable); this client is the sync one.
+        seconds, micros = cast(tuple[int, int], client.time())
         now_ms = seconds * 1000 + micros // 1000
         online: dict[int, list[str]] = {}
         for key in client.scan_iter(match=f"{PREFIX}*:users", count=500):
             match = pattern.match(key.decode())
             if match is None:
                 continue
-            users = client.zrangebyscore(key, f"({now_ms}", "+inf")
+            users = cast(list[bytes], client.zrangebyscore(key, f"({now_ms}", "+inf"))
             if users:
                 online[int(match.group(1))] = sorted(name.decode() for name in users)
     finally:
         client.close()
     slugs = dict(Room.objects.filter(pk__in=online).values_list("pk", "slug"))
-    rooms = [
+    rooms: list[OnlineRoom] = [
         {"room": slugs.get(room_id, f"#{room_id} (deleted)"), "count": len(users), "users": users}
         for room_id, users in online.items()
     ]
@@ -75,13 +106,13 @@ def online_users(url: str) -> list[dict[str, object]]:
 class Command(BaseCommand):
     help = "Rooms, message rates, the busiest rooms of the last hour and online users per room."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--json", action="store_true", dest="as_json", help="one JSON object, for scripts")
         parser.add_argument("--top", type=int, default=10, help="how many of the busiest rooms to list (default 10)")
 
-    def handle(self, *args, as_json: bool = False, top: int = 10, **options):
+    def handle(self, *args: Any, as_json: bool = False, top: int = 10, **options: Any) -> None:
         now = timezone.now()
-        stats: dict[str, object] = {
+        stats: Stats = {
             "time": now.isoformat(timespec="seconds"),
             "rooms": room_stats(),
             "messages": message_stats(now),
@@ -106,7 +137,7 @@ class Command(BaseCommand):
             self.stdout.write(self.render(stats))
 
     @staticmethod
-    def render(stats: dict) -> str:
+    def render(stats: Stats) -> str:
         rooms, messages = stats["rooms"], stats["messages"]
         lines = [
             f"Rooms: {rooms['total']} ({rooms['archived']} archived, {rooms['private']} private)",

@@ -4,7 +4,9 @@ The token is printed as the last line of the output, and this is the only time i
 only its hash is stored. Each run makes a new token; older ones stay valid until revoked
 (Django admin, "API tokens")."""
 
+from argparse import ArgumentParser
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -16,12 +18,12 @@ from chat import services
 class Command(BaseCommand):
     help = "Create an API token for a user; the token is the last line of the output."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("username")
         parser.add_argument("--name", default="", help="what the token is for (default: 'created <date>')")
         parser.add_argument("--expires-days", type=int, help="expire after this many days (default: never)")
 
-    def handle(self, *args, username: str, name: str, expires_days: int | None, **options):
+    def handle(self, *args: Any, username: str, name: str, expires_days: int | None, **options: Any) -> None:
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"There is no user '{username}'.")

@@ -1,6 +1,9 @@
 """Demo users and rooms. Idempotent: run it as often as you like."""
 
+from typing import Any, TypedDict
+
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
@@ -9,7 +12,16 @@ from chat.models import Membership, Room
 
 DEMO_PASSWORD = "chatdemo"  # demo credentials, documented as such in the README
 USERS = ["alice", "bob", "carol"]
-ROOMS = [
+
+
+class RoomSpec(TypedDict):
+    slug: str
+    name: str
+    topic: str
+    private: bool
+
+
+ROOMS: list[RoomSpec] = [
     {"slug": "lobby", "name": "Lobby", "topic": "Say hello.", "private": False},
     {"slug": "random", "name": "Random", "topic": "Anything goes.", "private": False},
     {"slug": "staff", "name": "Staff", "topic": "Members only.", "private": True},
@@ -21,12 +33,12 @@ class Command(BaseCommand):
     help = "Create the demo users (alice, bob, carol, admin; password 'chatdemo') and rooms (lobby, random, staff)."
 
     @transaction.atomic
-    def handle(self, *args, **options) -> None:
-        User = get_user_model()
-        users = {}
+    def handle(self, *args: Any, **options: Any) -> None:
+        model = get_user_model()
+        users: dict[str, User] = {}
         for username in USERS:
-            users[username] = self._user(User, username, superuser=False)
-        users["admin"] = self._user(User, "admin", superuser=True)
+            users[username] = self._user(model, username, superuser=False)
+        users["admin"] = self._user(model, "admin", superuser=True)
 
         for spec in ROOMS:
             room = Room.objects.filter(slug=spec["slug"]).first()
@@ -41,12 +53,12 @@ class Command(BaseCommand):
             self.style.SUCCESS("Demo data ready: log in as alice, bob, carol or admin, password 'chatdemo'.")
         )
 
-    def _user(self, User, username: str, *, superuser: bool):
-        user = User.objects.filter(username=username).first()
+    def _user(self, model: type[User], username: str, *, superuser: bool) -> User:
+        user = model.objects.filter(username=username).first()
         if user is None:
             if superuser:
-                user = User.objects.create_superuser(username, f"{username}@example.com", DEMO_PASSWORD)
+                user = model.objects.create_superuser(username, f"{username}@example.com", DEMO_PASSWORD)
             else:
-                user = User.objects.create_user(username, f"{username}@example.com", DEMO_PASSWORD)
+                user = model.objects.create_user(username, f"{username}@example.com", DEMO_PASSWORD)
             self.stdout.write(f"Created user {username}")
         return user

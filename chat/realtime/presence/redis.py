@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
+from typing import cast
 
 from redis import asyncio as aioredis
+from redis.commands.core import AsyncScript
 
 from chat import events
 
@@ -126,9 +129,15 @@ class RedisPresence:
         # This worker's sockets, for the heartbeat and the sweep: room id -> {channel: username}.
         self.local: dict[int, dict[str, str]] = {}
         self.slugs: dict[int, str] = {}
-        self.task: asyncio.Task | None = None
+        self.task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: aioredis.Redis | None = None
+        # The Lua scripts, registered with each new client (see _redis).
+        self._add: AsyncScript
+        self._remove: AsyncScript
+        self._users: AsyncScript
+        self._heartbeat: AsyncScript
+        self._sweep: AsyncScript
 
     # One client per event loop (Daphne has one; tests may have several in turn).
     def _redis(self) -> aioredis.Redis:
@@ -170,7 +179,7 @@ class RedisPresence:
 
     async def ready(self) -> None:
         """Raise RedisError or OSError if Redis does not answer a PING."""
-        await self._redis().ping()
+        await cast(Awaitable[bool], self._redis().ping())  # asyncio (see typing_allowed)
 
     async def users(self, *, room_id: int) -> list[str]:
         self._redis()
@@ -179,7 +188,9 @@ class RedisPresence:
 
     async def typing_allowed(self, *, room_id: int, user_id: int, interval: float) -> bool:
         key = f"chat:typing:{room_id}:{user_id}"
-        return bool(await self._redis().set(key, 1, px=max(1, int(interval * 1000)), nx=True))
+        # redis-py types each command for its sync and asyncio clients at once: this client is asyncio.
+        is_set = cast(Awaitable[bool | None], self._redis().set(key, 1, px=max(1, int(interval * 1000)), nx=True))
+        return bool(await is_set)
 
     # The heartbeat and the sweep -------------------------------------------------------------
 
@@ -199,7 +210,7 @@ class RedisPresence:
     async def beat(self) -> None:
         """Refresh this worker's entries, then sweep lapsed users out of its rooms."""
         self._redis()
-        args: list[object] = [PREFIX, self.ttl_ms]
+        args: list[str | int] = [PREFIX, self.ttl_ms]
         for room_id, sockets in list(self.local.items()):
             for channel, username in list(sockets.items()):
                 args += [room_id, username, channel]
