@@ -1,22 +1,25 @@
-"""The one door to the real-time tier: the only module that calls the channel layer.
+"""The domain's one door to the real-time tier: every event to a group is sent from here.
+
+The channel layer is also read by each worker's fan-out (chat.realtime.fanout), which receives
+these events, and probed by /readyz (chat.ops.health); nothing else sends to it.
 
 Writes announce themselves with the `*_on_commit` functions, so a rolled-back write is never
 announced and a write from any entry point (socket, admin, HTTP, command) is announced the same
 way. Ephemeral events (typing, presence) have async senders for the consumer.
 
-Every event carries `group`, the group it was sent to: each worker's fan-out (chat.fanout) reads
+Every event carries `group`, the group it was sent to: each worker's fan-out (chat.realtime.fanout) reads
 the group's sockets from it. Channel-layer event types, each handled by a method of
 `ChatConsumer` of the same name (dots become underscores; `chat.frame` goes to
 `ChatConsumer.push_frame`):
 
-- `chat.frame` {room_id, frame: str, skip: channel|None}: a pre-encoded frame for every socket in a room
+- `chat.frame` {room_id, frame: str, skip: socket id|None}: a pre-encoded frame for every socket in a room
   group, encoded once per event rather than once per socket.
 - `chat.room_closed` {room_id, room, reason}: to a room group (archived, deleted) or a user group
   (banned, removed); the socket unsubscribes and forwards a `room_closed` frame.
 - `chat.session_ended` {session_key}: to a user group, after a logout.
 - `chat.token_revoked` {token_id}: to a user group; sockets opened with that token close (4401).
 - `chat.access_changed` {room_id}: to a room group, after the room became private: each worker
-  re-checks at once which of its sockets may still be in the room (chat.session_watch).
+  re-checks at once which of its sockets may still be in the room (chat.realtime.session_watch).
 - `chat.revalidate` {}: to a user group, after the user changed (password, active flag, deleted):
   each socket checks that its session still authenticates it.
 """
@@ -109,15 +112,19 @@ def session_ended(*, user_id: int, session_key: str) -> None:
 # Ephemeral, from the consumer ---------------------------------------------------------------
 
 
-async def _send(group: str, event: dict[str, Any]) -> None:
+async def _group_send(group: str, event: dict[str, Any]) -> None:
     await channel_layer().group_send(group, {**event, "group": group})
 
 
-async def typing(*, room_id: int, room_slug: str, username: str, skip_channel: str) -> None:
+async def typing(*, room_id: int, room_slug: str, username: str, skip_socket: str) -> None:
     frame = protocol.encode("typing", room=room_slug, username=username)
-    await _send(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip_channel})
+    await _group_send(
+        room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip_socket}
+    )
 
 
-async def presence(*, room_id: int, room_slug: str, users: list[str], skip_channel: str | None = None) -> None:
+async def presence(*, room_id: int, room_slug: str, users: list[str], skip_socket: str | None = None) -> None:
     frame = protocol.encode("presence", room=room_slug, users=users)
-    await _send(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip_channel})
+    await _group_send(
+        room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip_socket}
+    )

@@ -2,7 +2,7 @@
 
 HTTP goes to Django. A chat WebSocket authenticates with a bearer token (scripts, bots), or else
 passes the Origin check (cross-site WebSocket hijacking) and the session authentication
-(chat.auth). Only /ws/echo/, which reads and stores nothing, is open to anyone (when
+(chat.realtime.middleware). Only /ws/echo/, which reads and stores nothing, is open to anyone (when
 CHAT_ECHO_ENABLED; limited per client address).
 """
 
@@ -27,14 +27,14 @@ from chat.realtime.daphne import trust_only_our_proxies  # noqa: E402
 from chat.realtime.guard import BackendsDownGuard  # noqa: E402
 from chat.realtime.routing import websocket_urlpatterns  # noqa: E402
 
-# --proxy-headers believes X-Forwarded-For only from CHAT_TRUSTED_PROXIES (chat/proxy.py), however
+# --proxy-headers believes X-Forwarded-For only from CHAT_TRUSTED_PROXIES (chat/realtime/daphne.py), however
 # Daphne was started.
 trust_only_our_proxies()
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        # Redis or the database down at the handshake: close 4503 instead of HTTP 500 (chat/guard.py).
+        # Redis or the database down at the handshake: close 4503 instead of HTTP 500 (chat/realtime/guard.py).
         # URLRouter's stub names a pattern type of its own; django.urls.path makes the patterns.
         "websocket": BackendsDownGuard(URLRouter(websocket_urlpatterns)),  # type: ignore[arg-type]
     }

@@ -50,7 +50,7 @@ def is_network(value: str) -> bool:
     return True
 
 
-# The pages whose Origin a browser's chat socket accepts (chat/origin.py, docs/security.md):
+# The pages whose Origin a browser's chat socket accepts (chat/realtime/origin.py, docs/security.md):
 # when empty, the handshake's own origin (its scheme and Host header) and the exact entries of
 # DJANGO_CSRF_TRUSTED_ORIGINS, as Django's CSRF check accepts for forms; when set, exactly these.
 CHAT_ALLOWED_ORIGINS = env_list(
@@ -85,7 +85,7 @@ if not SECURE_HSTS_PRELOAD:
     SILENCED_SYSTEM_CHECKS.append("security.W021")
 
 # With --proxy-headers, X-Forwarded-For is believed only from these direct peers
-# (addresses or networks, comma-separated): the proxy in front (chat/proxy.py). From any other peer
+# (addresses or networks, comma-separated): the proxy in front (chat/realtime/daphne.py). From any other peer
 # the header is ignored and the peer's own address counts, so a client that reaches a worker
 # directly cannot pick the address it is limited (or trusted) by. The default trusts loopback,
 # where `make cluster`'s nginx sits; empty trusts nobody.
@@ -133,10 +133,10 @@ MIDDLEWARE = [
 # 15): the login form then answers 429 with templates/registration/locked_out.html. Other users
 # from the same address, and the same user from elsewhere, can still log in; a successful login
 # clears the count. `manage.py axes_reset` (or the admin's "Access attempts") lifts a lockout.
-# A browser that has logged in to that account before is exempt (chat/devices.py), so someone
+# A browser that has logged in to that account before is exempt (chat/web/devices.py), so someone
 # sharing the address (NAT, proxy) cannot lock its owner out: only the other browsers there.
 # The address is REMOTE_ADDR: behind a proxy, run bin/daphne-worker --proxy-headers with the proxy
-# in CHAT_TRUSTED_PROXIES (chat/proxy.py) so it is the client's.
+# in CHAT_TRUSTED_PROXIES (chat/realtime/daphne.py) so it is the client's.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before the password check
     "django.contrib.auth.backends.ModelBackend",
@@ -144,22 +144,22 @@ AUTHENTICATION_BACKENDS = [
 AXES_FAILURE_LIMIT = env_int("CHAT_LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("CHAT_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_RESET_ON_SUCCESS = False  # chat.devices.reset_on_login does it, except for known browsers
+AXES_RESET_ON_SUCCESS = False  # chat.web.devices.reset_on_login does it, except for known browsers
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False  # one log line per failure is enough
 AXES_WHITELIST_CALLABLE = "chat.web.devices.is_known_device"
 AXES_CLIENT_IP_CALLABLE = "chat.throttle.request_address_key"  # an IPv6 client by its /64
-# How long a browser stays known for an account after its last login there (chat/devices.py).
+# How long a browser stays known for an account after its last login there (chat/web/devices.py).
 CHAT_LOGIN_DEVICE_DAYS = env_int("CHAT_LOGIN_DEVICE_DAYS", 30, minimum=1)
 
-# Sign-up: at most this many new accounts per client address an hour (chat/views.py signup). The
+# Sign-up: at most this many new accounts per client address an hour (chat/web/views.py signup). The
 # count lives in the default cache: with no CACHES setting that is each worker's own memory, so
 # with N workers a client can get up to N times this; a shared CACHES backend makes it one count.
 # A cache that fails does not stop sign-up (chat/throttle.py).
 CHAT_SIGNUP_PER_HOUR = env_int("CHAT_SIGNUP_PER_HOUR", 5, minimum=1)
 # Failed API-token authentications per client address a minute (HTTP API and WebSocket), counted
 # in each worker's memory; past it a wrong token from that address gets 429 (HTTP) / 4429 (socket)
-# until its minute ends; a right token is always let in (chat/auth.py).
+# until its minute ends; a right token is always let in (chat/api/authentication.py, chat/realtime/middleware.py).
 CHAT_TOKEN_FAILURES_PER_MINUTE = env_int("CHAT_TOKEN_FAILURES_PER_MINUTE", 20, minimum=1)
 
 # Content Security Policy: scripts only from our own static files, so even a rendering bug
@@ -315,7 +315,7 @@ CHAT_MAX_SEND_BUFFER_BYTES = env_int("CHAT_MAX_SEND_BUFFER_BYTES", 4 * 1024 * 10
 CHAT_MAX_ROOMS_PER_SOCKET = env_int("CHAT_MAX_ROOMS_PER_SOCKET", 50, minimum=1)
 # The echo socket (/ws/echo/, no login, any Origin): on with DJANGO_DEBUG=1 (and in `make run`),
 # off otherwise, so a production deployment serves it only when asked to. It has the limits above,
-# counted per client address (chat/consumers.py EchoConsumer).
+# counted per client address (chat/realtime/consumers.py EchoConsumer).
 CHAT_ECHO_ENABLED = env_bool("CHAT_ECHO_ENABLED", DEBUG)
 CHAT_TYPING_INTERVAL = 2.0
 CHAT_CATCHUP_LIMIT = 500
@@ -327,7 +327,7 @@ CHAT_TOKEN_SWEEP_SECONDS = env_int("CHAT_TOKEN_SWEEP_SECONDS", 5, minimum=1)
 # removal from a private room, an archived room), in case the event that says so was lost.
 CHAT_ACCESS_SWEEP_SECONDS = env_int("CHAT_ACCESS_SWEEP_SECONDS", 5, minimum=1)
 
-# The HTTP API (chat/api.py): bearer tokens or the session (with CSRF), JSON only, errors with the
+# The HTTP API (chat/api/): bearer tokens or the session (with CSRF), JSON only, errors with the
 # socket's codes, and per user the socket's rate averaged over a minute (CHAT_RATE_PER_SECOND x 60
 # requests a minute, counted per worker process in its local cache).
 REST_FRAMEWORK = {

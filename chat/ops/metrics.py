@@ -143,7 +143,7 @@ _CODE_PREFIX = '","code":"'
 
 
 def frame_sent(text: str | None) -> None:
-    """Count one frame sent to one socket. `text` comes from chat.protocol.encode, which always
+    """Count one frame sent to one socket. `text` comes from chat.realtime.protocol.encode, which always
     writes `{"type":"<type>",` first (and an error's `"code":"<code>"` next), so the type is
     sliced out of the text instead of parsing the JSON again."""
     if text is None or not text.startswith(_TYPE_PREFIX):

@@ -72,7 +72,7 @@ def _catch_up(*, room: Room, since: int | None) -> tuple[list[dict[str, Any]], b
 
 
 @database_sync_to_async
-def _send(*, room_id: int, slug: str, user: User, body: str, client_id: str | None) -> dict[str, Any]:
+def _store_message(*, room_id: int, slug: str, user: User, body: str, client_id: str | None) -> dict[str, Any]:
     # The service re-reads the room row under its lock; a key is all it needs from us.
     wire, _created = services.message_send(
         room=Room(pk=room_id, slug=slug), author=user, body=body, client_id=client_id
@@ -114,10 +114,14 @@ def _last_seqs(room_ids: list[int]) -> dict[int, int]:
     return selectors.room_last_seqs(room_ids=room_ids)
 
 
+# Channels gives a consumer a channel of its own (and a task reading it) on the layer that its
+# `channel_layer_alias` names in CHANNEL_LAYERS; an alias that names no layer gives it none. A chat
+# socket needs none: the worker's fan-out subscribes to its groups and hands it their events.
+NO_CHANNEL_LAYER = "none"
+
+
 class ChatConsumer(AsyncWebsocketConsumer):
-    # No channel per socket: the worker's fan-out (chat.fanout) subscribes to this socket's groups
-    # and hands it their events. An alias with no configuration gives a consumer no layer.
-    channel_layer_alias = "chat.fanout (no channel per socket)"
+    channel_layer_alias = NO_CHANNEL_LAYER  # see chat.realtime.fanout
     # Until connect() has run (and for a handshake refused before it), a socket holds nothing.
     released = False
     user_id: int | None = None
@@ -155,7 +159,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # The scope as chat.realtime.middleware left it: with its own keys (token_id, ...).
         scope: Mapping[str, Any] = self.scope
         self.connection_id = logs.bind_connection()
-        self.channel_name = f"socket.{secrets.token_hex(8)}"  # this socket's id: presence, skip
+        self.socket_id = f"socket.{secrets.token_hex(8)}"  # names this socket in presence and in `skip`
         user: Any = scope.get("user")  # a lazy account, or anonymous (or None): see the checks below
         self.user = user
         self.session = scope.get("session")
@@ -173,8 +177,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.tasks = None
         self.held = None
 
-        # Redis away: raised before the accept, chat.guard answers 4503 at once (one PING; sockets
-        # have no channel of their own to subscribe, which used to find out).
+        # Redis away: one PING raises before the accept, and chat.realtime.guard answers 4503.
         await self.presence.ready()
         await self.accept()
         self.protocol = daphne_protocol(self.base_send)  # room frames go straight to it (push_frame)
@@ -201,7 +204,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.user_group = events.user_group(self.user.pk)
         try:
             await self.fanout.add(self.user_group, self)
-        except (RedisError, OSError) as error:  # as chat.guard does for a handshake not yet accepted
+        except (RedisError, OSError) as error:  # as chat.realtime.guard does for a handshake not yet accepted
             logger.warning("WebSocket closed with %d: Redis is not answering (%s)", CloseCode.UNAVAILABLE, error)
             self.user_group = None
             await self._close(CloseCode.UNAVAILABLE)
@@ -345,7 +348,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.rooms[room.pk] = room.slug
             self.slugs[room.slug] = room.pk
             came_online = await self.presence.add(
-                room_id=room.pk, room_slug=room.slug, username=self.user.username, channel=self.channel_name
+                room_id=room.pk, room_slug=room.slug, username=self.user.username, socket_id=self.socket_id
             )
         messages, complete = await _catch_up(room=room, since=frame["since"])
         users = await self.presence.users(room_id=room.pk)
@@ -358,7 +361,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             complete = complete and fitted
         await self.send(protocol.encode("joined", frame.ref, messages=messages, complete=complete, **envelope))
         if came_online:  # the joiner has the list in `joined`
-            await events.presence(room_id=room.pk, room_slug=room.slug, users=users, skip_channel=self.channel_name)
+            await events.presence(room_id=room.pk, room_slug=room.slug, users=users, skip_socket=self.socket_id)
 
     async def on_leave(self, frame: Frame) -> None:
         room_id = self._joined(frame["room"])
@@ -369,7 +372,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         started = metrics.clock()
         slug = frame["room"]
         room_id = self._joined(slug)
-        wire = await _send(room_id=room_id, slug=slug, user=self.user, body=frame["body"], client_id=frame["client_id"])
+        wire = await _store_message(
+            room_id=room_id, slug=slug, user=self.user, body=frame["body"], client_id=frame["client_id"]
+        )
         await self.send(
             protocol.encode("ack", frame.ref, room=slug, client_id=wire["client_id"], id=wire["id"], seq=wire["seq"])
         )
@@ -384,7 +389,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             user=self.user,
             message_id=frame["id"],
             body=frame["body"],
-            skip=self.channel_name,
+            skip=self.socket_id,
         )
         await self.send(protocol.encode("message_edited", frame.ref, room=slug, message=wire))
 
@@ -392,7 +397,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         slug = frame["room"]
         room_id = self._joined(slug)
         message_id, seq = await _delete(
-            room_id=room_id, slug=slug, user=self.user, message_id=frame["id"], skip=self.channel_name
+            room_id=room_id, slug=slug, user=self.user, message_id=frame["id"], skip=self.socket_id
         )
         await self.send(protocol.encode("message_deleted", frame.ref, room=slug, id=message_id, seq=seq))
 
@@ -414,7 +419,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             room_id=room_id, user_id=self.user.pk, interval=settings.CHAT_TYPING_INTERVAL
         ):
             await events.typing(
-                room_id=room_id, room_slug=slug, username=self.user.username, skip_channel=self.channel_name
+                room_id=room_id, room_slug=slug, username=self.user.username, skip_socket=self.socket_id
             )
 
     async def on_read(self, frame: Frame) -> None:
@@ -432,7 +437,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # Channel-layer events (see chat.events) -----------------------------------------------------
 
     def push_frame(self, room_id: int, frame: PreparedFrame) -> None:
-        """A room's frame from this worker's fan-out (chat.fanout): the bytes framed once for
+        """A room's frame from this worker's fan-out (chat.realtime.fanout): the bytes framed once for
         all sockets are written straight to Daphne's protocol, in order with every other write."""
         if self.closing or room_id not in self.rooms:
             return
@@ -535,7 +540,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def _went_offline(self, room_id: int, slug: str) -> None:
         """This socket left the room: update presence, and tell the room if the user is gone."""
         went_offline = await self.presence.remove(
-            room_id=room_id, username=self.user.username, channel=self.channel_name
+            room_id=room_id, username=self.user.username, socket_id=self.socket_id
         )
         if went_offline:
             users = await self.presence.users(room_id=room_id)

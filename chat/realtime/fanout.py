@@ -13,7 +13,7 @@ the sockets register with it and have no channel of their own:
 - any other event (`chat.room_closed`, `chat.session_ended`, ...) is handed to each socket's
   handler for that group.
 
-`chat.events` sends to the same groups as before and names the group in each event; delivery
+`chat.events` names the group in each event it sends; delivery
 stays at most once (clients catch up by seq), and the same code runs on every layer (in-memory,
 Redis, Redis pub/sub). Measured in docs/performance.md.
 """
@@ -140,11 +140,11 @@ class Fanout:
         if event["type"] == "chat.frame":
             frame, skip = PreparedFrame(event["frame"]), event.get("skip")
             for consumer in list(members):
-                if consumer.channel_name != skip:
+                if consumer.socket_id != skip:
                     try:
                         consumer.push_frame(event["room_id"], frame)
                     except Exception:  # one broken socket must not cost the others their copy
-                        logger.exception("Could not write a frame to %s", consumer.channel_name)
+                        logger.exception("Could not write a frame to %s", consumer.socket_id)
         else:  # room_closed, session_ended, token_revoked, revalidate: each socket's handler
             for consumer in list(members):
                 consumer.spawn(consumer.dispatch(event))

@@ -1,12 +1,12 @@
 """A WebSocket handshake that fails because Redis or the database is not answering gets a close
 code, not HTTP 500.
 
-Channels subscribes a consumer's channel (Redis) and the session middleware reads the session
-(the database) before the consumer sees the handshake; when either backend is down, the error
-escapes to Daphne, which answers the handshake with HTTP 500, which a browser only reports as
-1006. Here the handshake is accepted and closed at once with 4503 ("the service is unavailable:
-try again"), which the page, like any close but 4401/4403/4429, answers by reconnecting with
-backoff. Errors after the handshake are the consumer's business, as before.
+The session middleware reads the session (the database) and the consumer checks Redis
+(`Presence.ready`) before the handshake is answered; an error from either would escape to Daphne,
+which answers the handshake with HTTP 500, which a browser only reports as 1006. Here the
+handshake is accepted and closed at once with 4503 ("the service is unavailable: try again"),
+which the page, like any close but 4401/4403/4429, answers by reconnecting with backoff. Errors
+after the handshake are the consumer's to handle.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 class _WatchedSend:
     """The server's `send`, noting whether the handshake was answered. Kept as `real_send` (the
-    name channels' session middleware uses too), so chat.limits.transport_backlog can still
+    name channels' session middleware uses too), so chat.realtime.daphne.transport_backlog can still
     reach Daphne's transport through it."""
 
     def __init__(self, real_send: Send) -> None:

@@ -3,7 +3,7 @@
 Scripts and bots authenticate with an API token, in an `Authorization: Bearer <token>` header or,
 where a client cannot set headers, a `?token=<token>` query parameter. Such handshakes skip the
 Origin check: they do not come from pages, and a page on another site cannot know the token.
-Every other handshake goes through the Origin check (chat.origin: scheme, host and port exactly;
+Every other handshake goes through the Origin check (chat.realtime.origin: scheme, host and port exactly;
 cross-site WebSocket hijacking) and Django's session authentication.
 
 Failed token authentications are limited per client address (CHAT_TOKEN_FAILURES_PER_MINUTE, in

@@ -37,21 +37,21 @@ async def workers(redis_url):
 
 async def test_one_entry_per_user_across_workers(workers):
     a, b, c = workers
-    assert await a.add(room_id=1, room_slug="r", username="alice", channel="ch-a1") is True
-    assert await b.add(room_id=1, room_slug="r", username="alice", channel="ch-b1") is False
-    assert await b.add(room_id=1, room_slug="r", username="bob", channel="ch-b2") is True
+    assert await a.add(room_id=1, room_slug="r", username="alice", socket_id="ch-a1") is True
+    assert await b.add(room_id=1, room_slug="r", username="alice", socket_id="ch-b1") is False
+    assert await b.add(room_id=1, room_slug="r", username="bob", socket_id="ch-b2") is True
     for worker in workers:
         assert await worker.users(room_id=1) == ["alice", "bob"]
-    assert await a.remove(room_id=1, username="alice", channel="ch-a1") is False  # the other tab stays
+    assert await a.remove(room_id=1, username="alice", socket_id="ch-a1") is False  # the other tab stays
     assert await c.users(room_id=1) == ["alice", "bob"]
-    assert await b.remove(room_id=1, username="alice", channel="ch-b1") is True
+    assert await b.remove(room_id=1, username="alice", socket_id="ch-b1") is True
     assert await c.users(room_id=1) == ["bob"]
-    assert await b.remove(room_id=1, username="alice", channel="ch-b1") is False  # twice: no second event
+    assert await b.remove(room_id=1, username="alice", socket_id="ch-b1") is False  # twice: no second event
 
 
 async def test_heartbeat_keeps_live_sockets_listed(workers):
     a, b, _ = workers
-    await a.add(room_id=2, room_slug="r", username="alice", channel="ch-a")
+    await a.add(room_id=2, room_slug="r", username="alice", socket_id="ch-a")
     await asyncio.sleep(TTL * 1.7)  # past the TTL: only the heartbeats keep the entry
     assert await b.users(room_id=2) == ["alice"]
 
@@ -64,8 +64,8 @@ async def test_a_dead_worker_leaves_no_ghost(workers):
     watcher = await layer.new_channel()
     await layer.group_add(events.room_group(3), watcher)
 
-    await a.add(room_id=3, room_slug="r3", username="ghost", channel="ch-a")
-    await b.add(room_id=3, room_slug="r3", username="bob", channel="ch-b")
+    await a.add(room_id=3, room_slug="r3", username="ghost", socket_id="ch-a")
+    await b.add(room_id=3, room_slug="r3", username="bob", socket_id="ch-b")
     a.task.cancel()  # SIGKILL: no more heartbeats, no remove()
     assert await b.users(room_id=3) == ["bob", "ghost"]
 
@@ -79,9 +79,9 @@ async def test_a_dead_worker_leaves_no_ghost(workers):
 
 async def test_only_one_worker_announces_a_ghost(workers):
     a, b, c = workers
-    await a.add(room_id=4, room_slug="r4", username="ghost", channel="ch-a")
-    await b.add(room_id=4, room_slug="r4", username="bob", channel="ch-b")
-    await c.add(room_id=4, room_slug="r4", username="carol", channel="ch-c")
+    await a.add(room_id=4, room_slug="r4", username="ghost", socket_id="ch-a")
+    await b.add(room_id=4, room_slug="r4", username="bob", socket_id="ch-b")
+    await c.add(room_id=4, room_slug="r4", username="carol", socket_id="ch-c")
     a.task.cancel()
     b.task.cancel()
     c.task.cancel()
@@ -95,11 +95,11 @@ async def test_only_one_worker_announces_a_ghost(workers):
 
 async def test_a_socket_that_left_is_not_brought_back_by_a_late_heartbeat(workers):
     a, b, _ = workers
-    await a.add(room_id=5, room_slug="r5", username="alice", channel="ch-a")
+    await a.add(room_id=5, room_slug="r5", username="alice", socket_id="ch-a")
     script = a._heartbeat
 
     async def leave_then_beat(**kwargs):  # the leave lands between reading the list and the script
-        await a.remove(room_id=5, username="alice", channel="ch-a")
+        await a.remove(room_id=5, username="alice", socket_id="ch-a")
         return await script(**kwargs)
 
     a._heartbeat = leave_then_beat
@@ -110,7 +110,7 @@ async def test_a_socket_that_left_is_not_brought_back_by_a_late_heartbeat(worker
 async def test_an_entry_lost_while_its_socket_lives_comes_back(workers):
     """Redis restarted empty (or swept this worker after a stall): the next heartbeat restores it."""
     a, b, _ = workers
-    await a.add(room_id=6, room_slug="r6", username="alice", channel="ch-a")
+    await a.add(room_id=6, room_slug="r6", username="alice", socket_id="ch-a")
     await a._redis().flushdb()
     assert await b.users(room_id=6) == []
     await a.beat()

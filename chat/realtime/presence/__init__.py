@@ -1,6 +1,6 @@
 """Who is online in each room, and the typing throttle.
 
-Presence is counted per socket (channel name) and shown per user: a user with two tabs is one
+Presence is counted per socket (its socket id) and shown per user: a user with two tabs is one
 entry, and stays listed until their last socket leaves.
 
 Two backends with the same interface, chosen by `get_presence()`:
@@ -29,11 +29,11 @@ __all__ = ["LocalPresence", "Presence", "RedisPresence", "get_presence", "reset_
 class Presence(Protocol):
     """What the consumer asks of a presence backend."""
 
-    async def add(self, *, room_id: int, room_slug: str, username: str, channel: str) -> bool:
+    async def add(self, *, room_id: int, room_slug: str, username: str, socket_id: str) -> bool:
         """Record a socket in a room; True if the user was not listed before."""
         ...
 
-    async def remove(self, *, room_id: int, username: str, channel: str) -> bool:
+    async def remove(self, *, room_id: int, username: str, socket_id: str) -> bool:
         """Forget a socket; True if that was the user's last one in the room."""
         ...
 

@@ -11,19 +11,19 @@ class LocalPresence:
         self._rooms: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self._typing: dict[tuple[int, int], float] = {}
 
-    async def add(self, *, room_id: int, room_slug: str, username: str, channel: str) -> bool:
+    async def add(self, *, room_id: int, room_slug: str, username: str, socket_id: str) -> bool:
         """Record a socket in a room; True if the user was not listed before."""
         sockets = self._rooms[room_id][username]
         was_online = bool(sockets)
-        sockets.add(channel)
+        sockets.add(socket_id)
         return not was_online
 
-    async def remove(self, *, room_id: int, username: str, channel: str) -> bool:
+    async def remove(self, *, room_id: int, username: str, socket_id: str) -> bool:
         """Forget a socket; True if that was the user's last one in the room."""
         users = self._rooms.get(room_id)
         if users is None or username not in users:
             return False
-        users[username].discard(channel)
+        users[username].discard(socket_id)
         if users[username]:
             return False
         del users[username]

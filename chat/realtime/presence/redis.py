@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 # Keys, for room R and user U (times are Redis' own clock, in ms, so workers' clocks never matter):
 #   chat:presence:R:users    sorted set, U -> the latest expiry among U's sockets in R
-#   chat:presence:R:user:U   sorted set, channel name -> that socket's expiry
+#   chat:presence:R:user:U   sorted set, socket id -> that socket's expiry
 # Both keys also get a key TTL of three presence TTLs, so a room whose workers all died leaves
 # nothing behind.
 PREFIX = "chat:presence:"
@@ -34,7 +34,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: users, user. ARGV: username, channel, ttl_ms. Returns 1 if the user came online.
+# KEYS: users, user. ARGV: username, socket id, ttl_ms. Returns 1 if the user came online.
 _ADD = (
     _NOW
     + """
@@ -51,7 +51,7 @@ return 0
 """
 )
 
-# KEYS: users, user. ARGV: username, channel. Returns 1 if that was the user's last live socket.
+# KEYS: users, user. ARGV: username, socket id. Returns 1 if that was the user's last live socket.
 _REMOVE = (
     _NOW
     + """
@@ -74,7 +74,7 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
 """
 )
 
-# ARGV: prefix, ttl_ms, then (room, username, channel) triples: push each socket's expiry forward.
+# ARGV: prefix, ttl_ms, then (room, username, socket id) triples: push each socket's expiry forward.
 # Only entries that still exist are refreshed (XX): a socket that left while the heartbeat was on
 # its way is not brought back. Returns the flat triples that were missing.
 _HEARTBEAT = (
@@ -126,7 +126,7 @@ class RedisPresence:
         self.url = url
         self.ttl_ms = int(ttl * 1000)
         self.interval = ttl / 3
-        # This worker's sockets, for the heartbeat and the sweep: room id -> {channel: username}.
+        # This worker's sockets, for the heartbeat and the sweep: room id -> {socket id: username}.
         self.local: dict[int, dict[str, str]] = {}
         self.slugs: dict[int, str] = {}
         self.task: asyncio.Task[None] | None = None
@@ -158,23 +158,23 @@ class RedisPresence:
     def _keys(room_id: int, username: str) -> list[str]:
         return [f"{PREFIX}{room_id}:users", f"{PREFIX}{room_id}:user:{username}"]
 
-    async def add(self, *, room_id: int, room_slug: str, username: str, channel: str) -> bool:
+    async def add(self, *, room_id: int, room_slug: str, username: str, socket_id: str) -> bool:
         self._redis()
-        self.local.setdefault(room_id, {})[channel] = username
+        self.local.setdefault(room_id, {})[socket_id] = username
         self.slugs[room_id] = room_slug
         self._ensure_task()
-        came = await self._add(keys=self._keys(room_id, username), args=[username, channel, self.ttl_ms])
+        came = await self._add(keys=self._keys(room_id, username), args=[username, socket_id, self.ttl_ms])
         return bool(came)
 
-    async def remove(self, *, room_id: int, username: str, channel: str) -> bool:
+    async def remove(self, *, room_id: int, username: str, socket_id: str) -> bool:
         self._redis()
         sockets = self.local.get(room_id)
         if sockets is not None:
-            sockets.pop(channel, None)
+            sockets.pop(socket_id, None)
             if not sockets:
                 del self.local[room_id]
                 self.slugs.pop(room_id, None)
-        went = await self._remove(keys=self._keys(room_id, username), args=[username, channel])
+        went = await self._remove(keys=self._keys(room_id, username), args=[username, socket_id])
         return bool(went)
 
     async def ready(self) -> None:
@@ -212,15 +212,17 @@ class RedisPresence:
         self._redis()
         args: list[str | int] = [PREFIX, self.ttl_ms]
         for room_id, sockets in list(self.local.items()):
-            for channel, username in list(sockets.items()):
-                args += [room_id, username, channel]
+            for socket_id, username in list(sockets.items()):
+                args += [room_id, username, socket_id]
         missing = await self._heartbeat(args=args) if len(args) > 2 else []
         # An entry that vanished while its socket is still here (Redis restarted, or this worker
         # stalled past the TTL and was swept): put it back and tell the room.
         for i in range(0, len(missing), 3):
-            room_id, username, channel = int(missing[i]), missing[i + 1].decode(), missing[i + 2].decode()
-            if self.local.get(room_id, {}).get(channel) == username:
-                if await self.add(room_id=room_id, room_slug=self.slugs[room_id], username=username, channel=channel):
+            room_id, username, socket_id = int(missing[i]), missing[i + 1].decode(), missing[i + 2].decode()
+            if self.local.get(room_id, {}).get(socket_id) == username:
+                if await self.add(
+                    room_id=room_id, room_slug=self.slugs[room_id], username=username, socket_id=socket_id
+                ):
                     await self._announce(room_id)
         rooms = list(self.local)
         changed = await self._sweep(args=[PREFIX, *rooms]) if rooms else []

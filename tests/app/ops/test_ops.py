@@ -396,12 +396,12 @@ def test_chat_stats_counts_online_users_from_redis_presence(seeded):
         async def populate() -> None:
             live = RedisPresence(redis.url, ttl=15)
             lapsed = RedisPresence(redis.url, ttl=0.2)
-            await live.add(room_id=lobby.pk, room_slug="lobby", username="alice", channel="c1")
-            await live.add(room_id=lobby.pk, room_slug="lobby", username="bob", channel="c2")
-            await live.add(room_id=lobby.pk, room_slug="lobby", username="bob", channel="c3")  # a second tab
-            await live.add(room_id=random_.pk, room_slug="random", username="carol", channel="c4")
-            await live.add(room_id=999999, room_slug="gone", username="dave", channel="c5")
-            await lapsed.add(room_id=random_.pk, room_slug="random", username="erin", channel="c6")
+            await live.add(room_id=lobby.pk, room_slug="lobby", username="alice", socket_id="c1")
+            await live.add(room_id=lobby.pk, room_slug="lobby", username="bob", socket_id="c2")
+            await live.add(room_id=lobby.pk, room_slug="lobby", username="bob", socket_id="c3")  # a second tab
+            await live.add(room_id=random_.pk, room_slug="random", username="carol", socket_id="c4")
+            await live.add(room_id=999999, room_slug="gone", username="dave", socket_id="c5")
+            await lapsed.add(room_id=random_.pk, room_slug="random", username="erin", socket_id="c6")
             for presence in (live, lapsed):
                 presence.task.cancel()
                 await presence._client.aclose()

@@ -19,7 +19,7 @@ class StandIn:
     """What RoomFanout needs of a ChatConsumer."""
 
     def __init__(self, name: str) -> None:
-        self.channel_name = name
+        self.socket_id = name
         self.pushed: list[tuple[int, str, bytes]] = []
         self.dispatched: list[dict] = []
 
@@ -46,6 +46,14 @@ async def fanout():
     yield made
     if made._reader is not None:
         made._reader.cancel()
+
+
+def test_a_chat_socket_gets_no_channel_of_its_own():
+    """Channels would give each consumer a channel (and a reader task); the fan-out replaces both."""
+    from chat.realtime.consumers import ChatConsumer
+
+    assert get_channel_layer() is not None
+    assert get_channel_layer(ChatConsumer.channel_layer_alias) is None
 
 
 async def test_one_subscription_per_room_however_many_sockets(fanout):
@@ -82,7 +90,7 @@ async def test_sockets_that_connect_at_once_share_one_channel_and_reader(fanout,
     sockets = [StandIn(f"s{i}") for i in range(10)]
     await asyncio.gather(*(fanout.add(events.room_group(150 + i % 2), s) for i, s in enumerate(sockets)))
     for room in (150, 151):
-        await events._send(
+        await events._group_send(
             events.room_group(room), {"type": "chat.frame", "room_id": room, "frame": "{}", "skip": None}
         )
     await eventually(lambda: all(s.pushed for s in sockets))
@@ -95,7 +103,9 @@ async def test_a_frame_is_framed_once_and_reaches_each_socket_but_the_skipped_on
     await fanout.add(events.room_group(202), elsewhere)
 
     frame = '{"type":"typing","room":"r","username":"a"}'
-    await events._send(events.room_group(201), {"type": "chat.frame", "room_id": 201, "frame": frame, "skip": "a"})
+    await events._group_send(
+        events.room_group(201), {"type": "chat.frame", "room_id": 201, "frame": frame, "skip": "a"}
+    )
     await eventually(lambda: b.pushed and c.pushed)
     assert a.pushed == [] and elsewhere.pushed == []
     (_, text_b, wire_b), (_, text_c, wire_c) = b.pushed[0], c.pushed[0]
@@ -105,13 +115,13 @@ async def test_a_frame_is_framed_once_and_reaches_each_socket_but_the_skipped_on
 
     # Other room events go to each socket's own handler.
     closed = {"type": "chat.room_closed", "room_id": 201, "room": "r", "reason": "archived"}
-    await events._send(events.room_group(201), closed)
+    await events._group_send(events.room_group(201), closed)
     await eventually(lambda: len(a.dispatched) == len(b.dispatched) == len(c.dispatched) == 1)
     assert a.dispatched[0]["reason"] == "archived" and elsewhere.dispatched == []
 
     # A socket's user group: its events reach that user's sockets only.
     await fanout.add(events.user_group(7), a)
-    await events._send(events.user_group(7), {"type": "chat.revalidate"})
+    await events._group_send(events.user_group(7), {"type": "chat.revalidate"})
     await eventually(lambda: len(a.dispatched) == 2)
     assert a.dispatched[1]["type"] == "chat.revalidate" and len(b.dispatched) == len(c.dispatched) == 1
 
@@ -125,8 +135,8 @@ async def test_a_failing_socket_does_not_stop_the_others(fanout):
     await fanout.add(events.room_group(301), broken)
     await fanout.add(events.room_group(301), fine)
     event = {"type": "chat.frame", "room_id": 301, "frame": '{"type":"x"}', "skip": None}
-    await events._send(events.room_group(301), event)
-    await events._send(events.room_group(301), event)
+    await events._group_send(events.room_group(301), event)
+    await events._group_send(events.room_group(301), event)
     await eventually(lambda: len(fine.pushed) >= 1)
     assert fanout._reader is not None and not fanout._reader.done(), "the reader lives on"
 
