@@ -2,8 +2,9 @@
 each room frame framed once and written to every local socket of the room, other events handed
 to each socket of the group.
 
-The first tests use the in-process layer and stand-in sockets; the last one a real Daphne worker
-(what the socket sees: the frames, their order, and nothing for sockets that left)."""
+These use the in-process layer and stand-in sockets; tests/e2e/test_fanout.py checks the same on
+a real Daphne worker (what the socket sees: the frames, their order, and nothing for sockets
+that left)."""
 
 import asyncio
 import time
