@@ -25,6 +25,7 @@ from chat.realtime.codes import CloseCode
 from chat.realtime.presence import RedisPresence
 from tests.support.daphne_server import free_port
 from tests.support.metrics import parse, value
+from tests.support.outages import take_down
 from tests.support.redis_server import RedisServer
 from tests.support.sockets import Socket, open_socket, session_cookie
 
@@ -197,25 +198,9 @@ async def test_metrics_count_a_handshake_while_a_backend_is_down_as_4503(alice, 
     """Redis down: the consumer accepts, then cannot subscribe the user's group and closes. The
     database down: the session cannot be read, and chat.realtime.guard answers before any
     consumer runs. Both are counted under 4503, as opened and closed."""
-    import redis.exceptions
-    from channels.layers import InMemoryChannelLayer
-    from django.contrib.sessions.backends.db import SessionStore
-    from django.db import OperationalError
-
     cookie = await database_sync_to_async(session_cookie)(alice)
     before = await scrape()
-    if backend == "redis":
-
-        async def redis_down(self, prefix="specific."):
-            raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-
-        monkeypatch.setattr(InMemoryChannelLayer, "new_channel", redis_down)
-    else:
-
-        def database_down(self):
-            raise OperationalError("connection failed: Connection refused")
-
-        monkeypatch.setattr(SessionStore, "load", database_down)
+    take_down(monkeypatch, backend)
     socket, connected, _ = await open_socket(cookie)
     assert connected and await socket.closed_with() == 4503
     await socket.close()

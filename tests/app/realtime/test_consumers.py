@@ -12,6 +12,7 @@ from django.test import Client
 from chat import services
 from chat.models import Membership, Message, Room
 from chat.realtime.protocol import MESSAGE_FIELDS, SERVER_FRAMES
+from tests.support.outages import take_down
 from tests.support.sockets import open_socket, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -803,27 +804,11 @@ async def test_a_database_outage_answers_internal_and_keeps_the_socket(alice, bo
 
 @pytest.mark.parametrize("backend", ["redis", "database"])
 async def test_a_handshake_while_a_backend_is_down_closes_with_4503(alice, lobby, monkeypatch, backend):
-    """Redis down (the consumer's channel cannot be subscribed) or the database down (the session
+    """Redis down (the fan-out cannot subscribe the user's group) or the database down (the session
     cannot be read): the handshake is accepted and closed with 4503 at once, not answered with
     HTTP 500 (which a browser sees as 1006); bench/faults.py measures it on a real cluster."""
-    import redis.exceptions
-    from channels.layers import InMemoryChannelLayer
-    from django.contrib.sessions.backends.db import SessionStore
-    from django.db import OperationalError
-
     cookie = await database_sync_to_async(session_cookie)(alice)
-    if backend == "redis":
-
-        async def down(self, prefix="specific."):
-            raise redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-
-        monkeypatch.setattr(InMemoryChannelLayer, "new_channel", down)
-    else:
-
-        def down(self):
-            raise OperationalError("connection failed: Connection refused")
-
-        monkeypatch.setattr(SessionStore, "load", down)
+    take_down(monkeypatch, backend)
     socket, connected, _ = await open_socket(cookie)
     assert connected
     assert await socket.closed_with() == 4503
