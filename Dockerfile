@@ -22,5 +22,5 @@ WORKDIR /app
 COPY . .
 USER chat
 EXPOSE 8000
-# bin/daphne-worker adds the flags every worker needs (64 KiB message limit, close timeout).
+# bin/daphne-worker adds the flags every worker needs (64 KiB message limit, close and handshake timeouts).
 CMD ["bin/daphne-worker", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers"]

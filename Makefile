@@ -69,8 +69,9 @@ test: $(VENV)/.dev-installed system-packages node_modules/.installed
 	$(PY) -m pytest
 
 # The quick loop while working: tests/unit and tests/app (in-process Django, no servers to start
-# but a throwaway redis-server for a few). Under a minute on two cores.
+# but a throwaway redis-server for a few). About 40 s on two cores.
 test-fast: $(VENV)/.dev-installed
+	@bin/ensure-system-packages redis-server
 	$(PY) -m pytest tests/unit tests/app
 
 # ruff (style and common bugs) and mypy (types; pyproject.toml [tool.mypy]), bin/cluster included in both.

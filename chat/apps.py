@@ -8,5 +8,7 @@ class ChatConfig(AppConfig):
 
     def ready(self) -> None:
         from chat import receivers
+        from chat.web import devices
 
         receivers.connect()
+        devices.connect()

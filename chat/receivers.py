@@ -1,5 +1,5 @@
-"""Hooks into Django auth: a session that ends closes the sockets opened with it; logins feed
-the lockout's known browsers (chat.web.devices).
+"""Hooks into Django auth: a session that ends closes the sockets opened with it (the login
+lockout's known browsers hook in from chat.web.devices).
 
 Django's own views (logout, password change, admin user edits) announce these only as
 signals, so this is where they are wired; the work itself is in `chat.events`.
@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
-from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest
 
@@ -43,11 +43,6 @@ def on_user_deleted(sender: type[User], instance: User, **kwargs: object) -> Non
 
 def connect() -> None:
     User = get_user_model()
-    from chat.web import devices
-
     user_logged_out.connect(on_logged_out, dispatch_uid="chat.logged_out")
-    # The login lockout's known browsers (chat/web/devices.py).
-    user_login_failed.connect(devices.count_failure, dispatch_uid="chat.known_login_failed")
-    user_logged_in.connect(devices.reset_on_login, dispatch_uid="chat.known_login_reset")
     post_save.connect(on_user_saved, sender=User, dispatch_uid="chat.user_saved")
     post_delete.connect(on_user_deleted, sender=User, dispatch_uid="chat.user_deleted")

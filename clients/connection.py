@@ -48,7 +48,7 @@ USER_AGENT = "chat-client/1 (python websockets)"
 # chat.js's reconnect backoff: full jitter over BASE * FACTOR**attempt seconds, capped.
 BACKOFF_BASE, BACKOFF_FACTOR = 0.5, 2
 RESEND_DELAY = 1.0  # a send refused for now (rate_limited) goes again after 1 to 2 s
-REJOIN_DELAY = 2.0  # a join refused for now is tried again after this (the page's catch-up timer)
+REJOIN_DELAY = 1.0  # seconds before a join refused with rate_limited is tried again
 RECENT = 1000  # frames and live bodies kept for inspection (`frames`, `live_bodies`)
 
 

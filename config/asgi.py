@@ -12,9 +12,13 @@ import sys
 from django.core.asgi import get_asgi_application
 from django.core.exceptions import ImproperlyConfigured
 
+from config.checkout import prepare_checkout
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-# Set up Django (apps, models) before importing anything that touches models.
+# Set up Django (apps, models) before importing anything that touches models. Plain `daphne
+# config.asgi:application` is an entry point too: it makes what the settings read, as manage.py does.
 try:
+    prepare_checkout()
     django_asgi_app = get_asgi_application()
 except ImproperlyConfigured as error:
     # A configuration mistake stops the worker with one sentence, not a stack trace.

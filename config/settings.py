@@ -361,7 +361,7 @@ CHAT_METRICS_TOKEN = env_str("CHAT_METRICS_TOKEN", min_length=16)
 LOG_LEVEL = env_choice("DJANGO_LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
 
 # `json`: one JSON object a line (time, level, logger, message, request_id / connection_id when
-# known, exception), for log shippers. The ids come from chat.log (contextvars) through its filter.
+# known, exception), for log shippers. The ids come from chat.ops.logs (contextvars) through its filter.
 LOG_FORMAT = env_choice("DJANGO_LOG_FORMAT", "plain", ["plain", "json"])
 
 LOGGING = {

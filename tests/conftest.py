@@ -79,7 +79,7 @@ def fresh_realtime_state():
     the test's own event loop)."""
     channel_layers.backends.clear()
     presence.reset_presence()
-    session_watch._watch = session_watch.SessionWatch()
+    session_watch.reset_session_watch()
     limits.reset_user_limits()
     # Per-address counts (sign-ups in the cache, failed tokens in memory): every in-process test
     # comes from 127.0.0.1, so one test's count must not limit the next.

@@ -6,7 +6,7 @@ carries them: in async code, and in the threads that sync_to_async / database_sy
 settings.LOGGING) copies them onto each record; `JsonFormatter` writes one JSON object a line
 when DJANGO_LOG_FORMAT=json.
 
-Not named `logging.py`: that would shadow the standard library module for scripts run from chat/.
+Not named `logging.py`: a script run from this folder would import it instead of the standard library's.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""HTTP middleware: a request id for every request (see chat.log)."""
+"""HTTP middleware: a request id for every request (see chat.ops.logs)."""
 
 from __future__ import annotations
 

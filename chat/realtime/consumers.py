@@ -28,7 +28,7 @@ from chat.models import Room
 from chat.ops import logs, metrics
 from chat.realtime import protocol
 from chat.realtime.codes import CloseCode, ErrorCode
-from chat.realtime.daphne import daphne_protocol, protocol_backlog, transport_backlog
+from chat.realtime.daphne import daphne_protocol, is_open, protocol_backlog, transport_backlog, write_prepared
 from chat.realtime.fanout import Fanout, PreparedFrame, get_fanout
 from chat.realtime.limits import StrikeWindow, TokenBucket, get_user_limits
 from chat.realtime.limits import UserLimits as EchoLimits  # the echo socket's, per client address
@@ -295,7 +295,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             refusal = None
         except ChatError as error:
             frame, refusal = None, error
-        ref = frame.ref if frame else getattr(refusal, "ref", None)
+        ref = frame.ref if frame else refusal.ref if refusal else None
         metrics.frame_received(frame.type if frame else "invalid")
         if not self.bucket.take():
             room = frame.fields.get("room") if frame else None
@@ -448,7 +448,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if protocol is None:  # not under Daphne (the tests' communicator): the ASGI way
             self.spawn(self.send(text_data=frame.text))
             return
-        if protocol.state != protocol.STATE_OPEN:
+        if not is_open(protocol):
             return
         backlog = protocol_backlog(protocol)
         if backlog is not None and backlog > settings.CHAT_MAX_SEND_BUFFER_BYTES:
@@ -457,7 +457,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.closing = True
             return
         metrics.frame_sent(frame.text)
-        protocol.sendPreparedMessage(frame.prepared())
+        write_prepared(protocol, frame.prepared())
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         """Run a handler beside this socket's dispatch loop, keeping the task referenced."""

@@ -1,10 +1,14 @@
 """Everything that reaches into Daphne's, Twisted's and autobahn's internals, in one place.
 
-Two needs that Daphne has no option for:
+Three needs that Daphne has no option for:
 
+- Writing one message, framed once, to many sockets (`prepare_frame`, `write_prepared`): the
+  fan-out hands a room's frame to each local socket's autobahn protocol directly.
 - The size of a socket's outgoing buffer (`transport_backlog`): Twisted's write buffer, which grows
   without bound when a client stops reading. The consumer closes such a socket (4008).
 - Trusting X-Forwarded-For only from our own proxies (`trust_only_our_proxies`).
+
+(server/worker.py, the worker process itself, subclasses Daphne's Server for its shutdown.)
 
 Each function checks what it finds and falls back (None, or the unwrapped behaviour) where the
 internals do not look as expected: another server, the test communicator, a newer Daphne.
@@ -32,6 +36,7 @@ from django.conf import settings
 
 if TYPE_CHECKING:
     from autobahn.twisted.websocket import WebSocketServerProtocol
+    from autobahn.websocket.protocol import PreparedMessage
 
 # What Daphne's parse_x_forwarded_for returns: the client's [host, port] (or None) and its scheme.
 Forwarded = tuple[Sequence[Any] | None, str | None]
@@ -102,6 +107,23 @@ def daphne_protocol(send: Callable[..., Any]) -> WebSocketServerProtocol | None:
         return None
     protocol = found.args[-1]
     return protocol if hasattr(protocol, "sendPreparedMessage") else None
+
+
+def prepare_frame(text: str) -> PreparedMessage:
+    """A text message framed once, for writing the same bytes to many sockets."""
+    from autobahn.websocket.protocol import PreparedMessage
+
+    # A server never masks; Daphne negotiates no compression.
+    return PreparedMessage(text.encode(), False, False, True)
+
+
+def is_open(protocol: WebSocketServerProtocol) -> bool:
+    return bool(protocol.state == protocol.STATE_OPEN)
+
+
+def write_prepared(protocol: WebSocketServerProtocol, prepared: PreparedMessage) -> None:
+    """Queue a prepared frame on the socket, as autobahn's own sendMessage would."""
+    protocol.sendPreparedMessage(prepared)
 
 
 def protocol_backlog(protocol: object) -> int | None:

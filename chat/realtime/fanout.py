@@ -26,6 +26,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from chat.events import channel_layer
+from chat.realtime.daphne import prepare_frame
 
 if TYPE_CHECKING:
     from autobahn.websocket.protocol import PreparedMessage
@@ -46,10 +47,7 @@ class PreparedFrame:
 
     def prepared(self) -> PreparedMessage:
         if self._prepared is None:
-            from autobahn.websocket.protocol import PreparedMessage
-
-            # A server never masks; Daphne negotiates no compression.
-            self._prepared = PreparedMessage(self.text.encode(), False, False, True)
+            self._prepared = prepare_frame(self.text)
         return self._prepared
 
 

@@ -1,4 +1,5 @@
-"""Who is on a WebSocket or an API request: a bearer token, or the browser's session.
+"""Who is on a WebSocket: a bearer token, or the browser's session (chat.api.authentication does
+the same for the HTTP API).
 
 Scripts and bots authenticate with an API token, in an `Authorization: Bearer <token>` header or,
 where a client cannot set headers, a `?token=<token>` query parameter. Such handshakes skip the

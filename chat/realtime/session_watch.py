@@ -129,3 +129,9 @@ _watch = SessionWatch()
 
 def get_session_watch() -> SessionWatch:
     return _watch
+
+
+def reset_session_watch() -> None:
+    """A new, empty watch (tests: its task belongs to one event loop)."""
+    global _watch
+    _watch = SessionWatch()

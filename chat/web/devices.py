@@ -34,6 +34,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
+from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -41,7 +42,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 from chat import throttle
 
 COOKIE = "chat_known_login"
-SALT = "chat.devices.known-login"
+SALT = "chat.devices.known-login"  # signs the cookies browsers hold: a new salt would forget them all
 MAX_ACCOUNTS = 5  # accounts one browser is remembered for (the most recent)
 
 
@@ -122,3 +123,9 @@ def reset_on_login(sender: type[User], request: HttpRequest | None, user: User, 
     from axes.utils import reset
 
     reset(ip=getattr(request, "axes_ip_address", None), username=user.get_username())
+
+
+def connect() -> None:
+    """Count failed logins and remember successful ones (called from ChatConfig.ready)."""
+    user_login_failed.connect(count_failure, dispatch_uid="chat.known_login_failed")
+    user_logged_in.connect(reset_on_login, dispatch_uid="chat.known_login_reset")

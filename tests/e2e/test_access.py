@@ -101,9 +101,9 @@ async def test_a_lone_surrogate_in_an_echoed_field_gets_an_error_and_the_socket_
 
 
 async def test_sockets_that_sent_lone_surrogates_leave_no_ghost_and_no_used_slot(worker):
-    """The per-user cap here is 3: before the fix, three such sockets (each crashed with 1011,
-    its disconnect never run) locked the account out with 4408 until the worker restarted, and
-    left alice listed online."""
+    """The per-user cap here is 3: if a crashed socket (1011, its disconnect never run) kept its
+    slot, three such sockets would lock the account out with 4408 until the worker restarted,
+    and leave alice listed online."""
     alice, bob = await asyncio.gather(asyncio.to_thread(worker.login, "alice"), asyncio.to_thread(worker.login, "bob"))
     async with cookie_socket(worker, bob) as watcher:
         await watcher.send(json.dumps({"type": "join", "room": "random", "ref": "j"}))
