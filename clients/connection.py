@@ -48,6 +48,7 @@ USER_AGENT = "chat-client/1 (python websockets)"
 # chat.js's reconnect backoff: full jitter over BASE * FACTOR**attempt seconds, capped.
 BACKOFF_BASE, BACKOFF_FACTOR = 0.5, 2
 RESEND_DELAY = 1.0  # a send refused for now (rate_limited) goes again after 1 to 2 s
+PONG_TIMEOUT = 10.0  # seconds a ping waits for its pong before the connection counts as dead
 REJOIN_DELAY = 1.0  # seconds before a join refused with rate_limited is tried again
 RECENT = 1000  # frames and live bodies kept for inspection (`frames`, `live_bodies`)
 
@@ -134,7 +135,7 @@ class ChatClient:
         reconnect: bool = True,
         reconnect_max: float = 15.0,
         ping_interval: float | None = 25.0,
-        pong_timeout: float | None = 10.0,
+        pong_timeout: float | None = PONG_TIMEOUT,
         open_timeout: float = 30.0,
     ) -> None:
         """`url`: the chat socket (ws:// or wss://). `token` or `cookie` (with `origin`, by

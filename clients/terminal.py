@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover
     raise SystemExit(2) from None
 
 from chat.realtime.codes import FINAL_CLOSES, ErrorCode
-from clients.connection import ChatClient, Frame, Message, Room
+from clients.connection import PONG_TIMEOUT, ChatClient, Frame, Message, Room
 from clients.endpoint import DEFAULT_URL, ClientError, Endpoint
 from clients.login import login
 
@@ -45,7 +45,6 @@ EXIT_OK, EXIT_FAILED, EXIT_FIX, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 DEFAULT_ROOM = "lobby"
 INDENT = " " * 8  # continuation lines of a multi-line body line up after "[HH:MM] "
-PONG_TIMEOUT = 10.0
 SEEN_KEEP = 2000  # messages remembered per room (to show who wrote a deleted one)
 
 COMMANDS_HELP = """\

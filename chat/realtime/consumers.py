@@ -30,8 +30,7 @@ from chat.realtime import protocol
 from chat.realtime.codes import CloseCode, ErrorCode
 from chat.realtime.daphne import daphne_protocol, is_open, protocol_backlog, transport_backlog, write_prepared
 from chat.realtime.fanout import Fanout, PreparedFrame, get_fanout
-from chat.realtime.limits import StrikeWindow, TokenBucket, get_user_limits
-from chat.realtime.limits import UserLimits as EchoLimits  # the echo socket's, per client address
+from chat.realtime.limits import SocketLimits, StrikeWindow, TokenBucket, get_user_limits
 from chat.realtime.presence import Presence, get_presence
 from chat.realtime.protocol import Frame
 from chat.realtime.session_watch import get_session_watch
@@ -576,7 +575,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
 # Per client address, on this worker: the echo sockets it holds open and a frame bucket they share
 # (in-process, as the chat's per-user counts; each worker counts its own).
-_echo_addresses: EchoLimits[str] = EchoLimits()
+_echo_addresses: SocketLimits[str] = SocketLimits()  # the echo socket's, per client address
 
 
 class EchoConsumer(AsyncWebsocketConsumer):

@@ -46,49 +46,50 @@ class StrikeWindow:
         return len(self.times) > self.limit
 
 
-class UserLimits(Generic[Key]):
-    """What one user may do across all their sockets on this worker: how many sockets they hold
-    open, and a frame bucket they all share (on top of each socket's own). In-process: with
+class SocketLimits(Generic[Key]):
+    """What one key (a user, for chat sockets; a client address, for the echo socket) may do
+    across all its sockets on this worker: how many it holds open, and a frame bucket they all
+    share (on top of each socket's own). In-process: with
     several workers, each counts its own sockets, so a user may hold that many on every worker."""
 
     def __init__(self) -> None:
         self.sockets: dict[Key, set[object]] = {}
         self.buckets: dict[Key, TokenBucket] = {}
 
-    def open(self, user_id: Key, socket: object, *, max_sockets: int, rate: float, burst: int) -> bool:
+    def open(self, key: Key, socket: object, *, max_sockets: int, rate: float, burst: int) -> bool:
         """Count `socket` as one of the user's; False (and nothing counted) if they hold
         `max_sockets` already."""
-        held = self.sockets.setdefault(user_id, set())
+        held = self.sockets.setdefault(key, set())
         if len(held) >= max_sockets:
             if not held:
-                del self.sockets[user_id]
+                del self.sockets[key]
             return False
         held.add(socket)
-        self.buckets.setdefault(user_id, TokenBucket(rate=rate, burst=burst))
+        self.buckets.setdefault(key, TokenBucket(rate=rate, burst=burst))
         return True
 
-    def close(self, user_id: Key, socket: object) -> None:
-        held = self.sockets.get(user_id)
+    def close(self, key: Key, socket: object) -> None:
+        held = self.sockets.get(key)
         if held is None:
             return
         held.discard(socket)
         if not held:  # the user's last socket here: forget them (and their bucket)
-            del self.sockets[user_id]
-            self.buckets.pop(user_id, None)
+            del self.sockets[key]
+            self.buckets.pop(key, None)
 
-    def take(self, user_id: Key) -> bool:
-        bucket = self.buckets.get(user_id)
+    def take(self, key: Key) -> bool:
+        bucket = self.buckets.get(key)
         return bucket is None or bucket.take()
 
 
-_user_limits: UserLimits[int] = UserLimits()
+_user_limits: SocketLimits[int] = SocketLimits()
 
 
-def get_user_limits() -> UserLimits[int]:
+def get_user_limits() -> SocketLimits[int]:
     return _user_limits
 
 
 def reset_user_limits() -> None:
     """(Tests) forget every user."""
     global _user_limits
-    _user_limits = UserLimits()
+    _user_limits = SocketLimits()
