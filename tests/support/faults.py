@@ -453,15 +453,22 @@ async def handshake_probe(env: Environment, timeout: float = 15) -> dict:  # noq
     return {"outcome": outcome, "seconds": round(time.monotonic() - started, 2)}
 
 
+async def outage(env: Environment, config: dict, stop: Callable[[], object], start: Callable[[], object]) -> dict:
+    """Stop a backend for config["outage"] seconds, probing a new handshake meanwhile; start it
+    again. Returns the probe's outcome."""
+    stop()
+    down = time.monotonic()
+    await asyncio.sleep(0.5)
+    probe = await handshake_probe(env, timeout=max(2, config["outage"] - 1))
+    await asyncio.sleep(max(0, config["outage"] - (time.monotonic() - down)))
+    start()
+    return probe
+
+
 async def scenario_redis(env: Environment, config: dict) -> dict:
     conv, result = await conversation(env, "redis", config)
-    env.redis.stop()
-    down = time.monotonic()
     result["fault"] = f"Redis stopped for {config['outage']} s, then started again empty"
-    await asyncio.sleep(0.5)
-    result["handshake_during_outage"] = await handshake_probe(env, timeout=max(2, config["outage"] - 1))
-    await asyncio.sleep(max(0, config["outage"] - (time.monotonic() - down)))
-    env.redis.start()
+    result["handshake_during_outage"] = await outage(env, config, env.redis.stop, env.redis.start)
     up = time.time()
     await asyncio.sleep(config["after"])
     result["handshake_after"] = await handshake_probe(env)
@@ -471,13 +478,8 @@ async def scenario_redis(env: Environment, config: dict) -> dict:
 
 async def scenario_postgres(env: Environment, config: dict) -> dict:
     conv, result = await conversation(env, "postgres", config)
-    env.pg.stop("fast")
-    down = time.monotonic()
     result["fault"] = f"PostgreSQL stopped (fast) for {config['outage']} s, then started again"
-    await asyncio.sleep(0.5)
-    result["handshake_during_outage"] = await handshake_probe(env, timeout=max(2, config["outage"] - 1))
-    await asyncio.sleep(max(0, config["outage"] - (time.monotonic() - down)))
-    env.pg.start()
+    result["handshake_during_outage"] = await outage(env, config, lambda: env.pg.stop("fast"), env.pg.start)
     acked_at_restart = conv.acked_count()
     await asyncio.sleep(config["after"])
     errors = [f for c in conv.clients for f in c.frames if f["type"] == "error"]
