@@ -14,6 +14,8 @@ the group's sockets from it. Channel-layer event types, each handled by a method
 
 - `chat.frame` {room_id, frame: str, skip: socket id|None}: a pre-encoded frame for every socket in a room
   group, encoded once per event rather than once per socket.
+- `chat.user_frame` {frame: str}: a pre-encoded frame for every socket of a user, whatever rooms
+  it joined (`direct_message`).
 - `chat.room_closed` {room_id, room, reason}: to a room group (archived, deleted) or a user group
   (banned, removed); the socket unsubscribes and forwards a `room_closed` frame.
 - `chat.session_ended` {session_key}: to a user group, after a logout.
@@ -68,21 +70,47 @@ def _on_commit(group: str, event: dict[str, Any]) -> None:
 # Announced after a write commits ------------------------------------------------------------
 
 
-def message_created_on_commit(*, room_id: int, room_slug: str, message: dict[str, Any]) -> None:
-    frame = protocol.encode("message", room=room_slug, message=message)
-    _on_commit(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": None})
-
-
-def message_edited_on_commit(*, room_id: int, room_slug: str, message: dict[str, Any], skip: str | None = None) -> None:
-    frame = protocol.encode("message_edited", room=room_slug, message=message)
+def _room_frame_on_commit(room_id: int, frame: str, skip: str | None = None) -> None:
     _on_commit(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip})
 
 
-def message_deleted_on_commit(
-    *, room_id: int, room_slug: str, message_id: int, seq: int, skip: str | None = None
-) -> None:
-    frame = protocol.encode("message_deleted", room=room_slug, id=message_id, seq=seq)
-    _on_commit(room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip})
+# Each frame about a message carries the rev its change took (the message's own `rev`): clients
+# notice a gap in them as they do in seqs.
+
+
+def message_created_on_commit(*, room_id: int, message: dict[str, Any]) -> None:
+    frame = protocol.encode("message", room=message["room"], message=message, rev=message["rev"])
+    _room_frame_on_commit(room_id, frame)
+
+
+def message_edited_on_commit(*, room_id: int, message: dict[str, Any], skip: str | None = None) -> None:
+    frame = protocol.encode("message_edited", room=message["room"], message=message, rev=message["rev"])
+    _room_frame_on_commit(room_id, frame, skip)
+
+
+def message_updated_on_commit(*, room_id: int, message: dict[str, Any], skip: str | None = None) -> None:
+    """Its reactions or its thread's summary changed."""
+    frame = protocol.encode("message_updated", room=message["room"], message=message, rev=message["rev"])
+    _room_frame_on_commit(room_id, frame, skip)
+
+
+def message_deleted_on_commit(*, room_id: int, message: dict[str, Any], skip: str | None = None) -> None:
+    """`message` is the tombstone."""
+    frame = protocol.encode(
+        "message_deleted",
+        room=message["room"],
+        id=message["id"],
+        seq=message["seq"],
+        rev=message["rev"],
+        message=message,
+    )
+    _room_frame_on_commit(room_id, frame, skip)
+
+
+def direct_message_on_commit(*, user_id: int, room_slug: str, info: dict[str, Any], message: dict[str, Any]) -> None:
+    """To one member of a direct conversation, on every socket they have open."""
+    frame = protocol.encode("direct_message", room=room_slug, info=info, message=message)
+    _on_commit(user_group(user_id), {"type": "chat.user_frame", "frame": frame})
 
 
 def token_revoked_on_commit(*, user_id: int, token_id: int) -> None:

@@ -8,6 +8,9 @@ MAX_SLUG_LENGTH = 50
 MAX_ROOM_NAME_LENGTH = 100
 MAX_ROOM_TOPIC_LENGTH = 300
 MAX_CLIENT_ID_LENGTH = 64
+MAX_EMOJI_LENGTH = 32  # one emoji, however many code points (a family, a flag with a skin tone)
+MAX_REACTIONS_PER_MESSAGE = 20  # distinct emoji on one message
+MAX_DIRECT_MEMBERS = 9  # people in one direct conversation, its starter included
 
 slug_validator = RegexValidator(
     rf"^[a-z0-9](?:[a-z0-9-]{{0,{MAX_SLUG_LENGTH - 2}}}[a-z0-9])?$",
@@ -18,6 +21,10 @@ reserved_slug_validator = RegexValidator(r"^new$", "'new' is reserved: choose an
 
 
 class Room(models.Model):
+    class Kind(models.TextChoices):
+        ROOM = "room", "Room"
+        DIRECT = "direct", "Direct conversation"
+
     slug = models.CharField(
         max_length=MAX_SLUG_LENGTH, unique=True, validators=[slug_validator, reserved_slug_validator]
     )
@@ -31,12 +38,23 @@ class Room(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # The seq of the newest message: incremented in the same transaction that stores a message.
     last_seq = models.PositiveBigIntegerField(default=0, editable=False)
+    # The rev of the latest change to any of its messages (a new one, an edit, a deletion, a
+    # reaction, a thread's summary), taken in the same transaction as the change.
+    last_rev = models.PositiveBigIntegerField(default=0, editable=False)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.ROOM, editable=False)
+    # A direct conversation's members, as their sorted ids ("3,7,12"): the same people always meet
+    # in the same conversation. NULL for ordinary rooms.
+    direct_key = models.CharField(max_length=200, unique=True, null=True, blank=True, editable=False)  # noqa: DJ001
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def is_direct(self) -> bool:
+        return self.kind == self.Kind.DIRECT
 
 
 class Membership(models.Model):
@@ -95,9 +113,25 @@ class Message(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     edited_at = models.DateTimeField(null=True, blank=True, editable=False)
     deleted = models.BooleanField(default=False)
+    # The room's rev at this message's latest change (chat.services takes it with the change).
+    rev = models.PositiveBigIntegerField(default=0, editable=False)
+    # The body as safe HTML (chat.formatting), made when it is stored or edited.
+    html = models.TextField(blank=True, editable=False)
+    # A reply names its thread's first message; replies of replies are not allowed.
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="replies", editable=False
+    )
+    # A thread's summary, on its first message, kept with each reply stored or deleted.
+    reply_count = models.PositiveIntegerField(default=0, editable=False)
+    repliers = models.JSONField(default=list, blank=True, editable=False)  # usernames, newest first
+    last_reply_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # {emoji: [username, ...]}, rebuilt from Reaction rows in the transaction that changes them, so
+    # a message goes on the wire without a query per message.
+    reactions = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         ordering = ["room", "seq"]
+        indexes = [models.Index(fields=["room", "rev"], name="message_room_rev")]
         constraints = [
             models.UniqueConstraint(fields=["room", "seq"], name="message_room_seq_unique"),
             models.UniqueConstraint(
@@ -109,6 +143,20 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} in {self.room_id}"
+
+
+class Reaction(models.Model):
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reaction_set")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reactions")
+    emoji = models.CharField(max_length=MAX_EMOJI_LENGTH)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [models.UniqueConstraint(fields=["message", "user", "emoji"], name="reaction_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.emoji} by {self.user} on {self.message}"
 
 
 class ApiToken(models.Model):

@@ -10,7 +10,8 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends import db as db_sessions
 from django.contrib.sessions.backends.base import SessionBase
-from django.db.models import Q, QuerySet
+from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -18,7 +19,23 @@ from chat.errors import ChatError, ErrorCode
 from chat.models import MAX_SLUG_LENGTH, PRIVATE_ACCESS, ApiToken, Ban, Membership, Message, Room
 
 DELETED_AUTHOR = "[deleted]"
-_MESSAGE_COLUMNS = ("id", "seq", "body", "created_at", "edited_at", "client_id", "deleted", "author__username")
+_MESSAGE_COLUMNS = (
+    "id",
+    "seq",
+    "rev",
+    "body",
+    "html",
+    "created_at",
+    "edited_at",
+    "client_id",
+    "deleted",
+    "author__username",
+    "reply_to_id",
+    "reply_count",
+    "repliers",
+    "last_reply_at",
+    "reactions",
+)
 
 
 def iso_utc(moment: datetime) -> str:
@@ -28,36 +45,34 @@ def iso_utc(moment: datetime) -> str:
 def message_wire(row: dict[str, Any], *, room_slug: str) -> dict[str, Any]:
     """A message as the protocol shows it. A deleted message keeps its seq (so clients see no
     gap) and loses its body: `deleted: true` is an addition to the contract."""
+    deleted = row["deleted"]
     wire = {
         "id": row["id"],
         "seq": row["seq"],
+        "rev": row["rev"],
         "room": room_slug,
         "author": row["author__username"] or DELETED_AUTHOR,
-        "body": "" if row["deleted"] else row["body"],
+        "body": "" if deleted else row["body"],
+        "html": "" if deleted else row["html"],
         "created_at": iso_utc(row["created_at"]),
         "edited_at": iso_utc(row["edited_at"]) if row["edited_at"] else None,
         "client_id": row["client_id"],
+        "reply_to": row["reply_to_id"],
+        "reply_count": row["reply_count"],
+        "repliers": row["repliers"],
+        "last_reply_at": iso_utc(row["last_reply_at"]) if row["last_reply_at"] else None,
+        "reactions": {} if deleted else row["reactions"],
     }
-    if row["deleted"]:
+    if deleted:
         wire["deleted"] = True
     return wire
 
 
 def message_to_wire(message: Message, *, room_slug: str) -> dict[str, Any]:
     author = message.author if message.author_id else None
-    return message_wire(
-        {
-            "id": message.id,
-            "seq": message.seq,
-            "body": message.body,
-            "created_at": message.created_at,
-            "edited_at": message.edited_at,
-            "client_id": message.client_id,
-            "deleted": message.deleted,
-            "author__username": author.username if author is not None else None,
-        },
-        room_slug=room_slug,
-    )
+    row = {column: getattr(message, column) for column in _MESSAGE_COLUMNS if "__" not in column}
+    row["author__username"] = author.username if author is not None else None
+    return message_wire(row, room_slug=room_slug)
 
 
 def _rows(queryset: QuerySet[Message], *, room_slug: str) -> list[dict[str, Any]]:
@@ -70,8 +85,31 @@ def last_read_seq(*, room: Room, user: User) -> int:
     return seq or 0
 
 
-def room_info(*, room: Room) -> dict[str, Any]:
-    return {"slug": room.slug, "name": room.name, "topic": room.topic, "private": room.private}
+def room_info(*, room: Room, viewer: str | None = None, members: list[str] | None = None) -> dict[str, Any]:
+    """The room as `joined.info` shows it. A direct conversation is named after its other members,
+    as `viewer` (a username) sees it, and lists them all (`members`, read here when not given)."""
+    info = {"slug": room.slug, "name": room.name, "topic": room.topic, "private": room.private, "kind": room.kind}
+    if room.is_direct:
+        if members is None:
+            members = direct_members(room_ids=[room.pk]).get(room.pk, [])
+        info["members"] = members
+        info["name"] = direct_name(members=members, viewer=viewer)
+    return info
+
+
+def direct_members(*, room_ids: list[int]) -> dict[int, list[str]]:
+    """The usernames of each direct conversation's members, sorted."""
+    members: dict[int, list[str]] = {room_id: [] for room_id in room_ids}
+    rows = Membership.objects.filter(room_id__in=room_ids).values_list("room_id", "user__username")
+    for room_id, username in rows.order_by("user__username"):
+        members[room_id].append(username)
+    return members
+
+
+def direct_name(*, members: list[str], viewer: str | None) -> str:
+    """ "bob, carol" for alice; a conversation with nobody else left is named after its members."""
+    others = [name for name in members if name != viewer]
+    return ", ".join(others or members)
 
 
 def room_access_check(*, room: Room, user: User) -> None:
@@ -155,29 +193,60 @@ class RoomSummary:
     private: bool
     last_seq: int
     unread: int
+    kind: str = Room.Kind.ROOM
+    members: tuple[str, ...] = ()
+    last_message_at: datetime | None = None
+
+
+def _unread(*, user: User) -> Count:
+    """A room's `unread` count: messages after the user's read marker that someone else wrote, that are
+    not deleted and not replies in a thread (a thread's replies show in its panel, as in Slack,
+    not in the room's flow)."""
+    marker = Membership.objects.filter(room=OuterRef("pk"), user=user).values("last_read_seq")[:1]
+    after_marker = Q(messages__seq__gt=Coalesce(Subquery(marker), Value(0)))
+    unread = after_marker & Q(messages__reply_to__isnull=True, messages__deleted=False) & ~Q(messages__author=user)
+    return Count("messages", filter=unread)
 
 
 def room_list_for(*, user: User) -> list[RoomSummary]:
     """Rooms `user` may enter (public ones, and private ones they belong to), not archived, not
     banned from, with the number of messages they have not read."""
     rooms = (
-        Room.objects.filter(archived=False)
+        Room.objects.filter(archived=False, kind=Room.Kind.ROOM)
         .filter(Q(private=False) | Q(pk__in=Membership.objects.filter(PRIVATE_ACCESS, user=user).values("room_id")))
-        .exclude(bans__user=user)
-        .distinct()
+        .exclude(pk__in=Ban.objects.filter(user=user).values("room_id"))
         .order_by("name")
     )
-    read = dict(Membership.objects.filter(user=user).values_list("room_id", "last_read_seq"))
+    rows = rooms.annotate(unread=_unread(user=user)).values("slug", "name", "topic", "private", "last_seq", "unread")
+    return [RoomSummary(**row) for row in rows]
+
+
+def direct_list_for(*, user: User) -> list[RoomSummary]:
+    """The user's direct conversations, the latest active first: those with a message, and those
+    they started themselves (a conversation nobody wrote in yet is not someone else's business)."""
+    rooms = (
+        Room.objects.filter(archived=False, kind=Room.Kind.DIRECT, memberships__user=user)
+        .filter(Q(last_seq__gt=0) | Q(created_by=user))
+        .annotate(last_message_at=Max("messages__created_at"))
+        .order_by(F("last_message_at").desc(nulls_first=True), "-pk")
+    )
+    listed = list(
+        rooms.annotate(unread=_unread(user=user)).values("pk", "slug", "last_seq", "unread", "last_message_at")
+    )
+    members = direct_members(room_ids=[row["pk"] for row in listed])
     return [
         RoomSummary(
-            slug=room.slug,
-            name=room.name,
-            topic=room.topic,
-            private=room.private,
-            last_seq=room.last_seq,
-            unread=max(room.last_seq - read.get(room.pk, 0), 0),
+            slug=row["slug"],
+            name=direct_name(members=members[row["pk"]], viewer=user.username),
+            topic="",
+            private=True,
+            last_seq=row["last_seq"],
+            unread=row["unread"],
+            kind=Room.Kind.DIRECT,
+            members=tuple(members[row["pk"]]),
+            last_message_at=row["last_message_at"],
         )
-        for room in rooms
+        for row in listed
     ]
 
 
@@ -185,6 +254,49 @@ def messages_latest(*, room: Room, limit: int = 50) -> list[dict[str, Any]]:
     rows = _rows(Message.objects.filter(room=room).order_by("-seq")[:limit], room_slug=room.slug)
     rows.reverse()
     return rows
+
+
+def messages_changed(
+    *, room: Room, rev: int | None, since: int | None, limit: int | None = None
+) -> tuple[list[dict[str, Any]], bool]:
+    """Every message changed after `rev` (and, given `since`, every message after seq `since`), in
+    its current state, ordered by rev, at most `limit`; and whether that was all."""
+    limit = limit or settings.CHAT_CATCHUP_LIMIT
+    changed = Q(rev__gt=rev) if rev is not None else Q()
+    if since is not None:
+        changed = changed | Q(seq__gt=since) if rev is not None else Q(seq__gt=since)
+    queryset = Message.objects.filter(changed, room=room).order_by("rev")[: limit + 1]
+    rows = _rows(queryset, room_slug=room.slug)
+    return rows[:limit], len(rows) <= limit
+
+
+def thread_page(
+    *, room: Room, root_id: int, before: int | None, limit: int
+) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+    """A thread: its first message, up to `limit` of its replies just before seq `before` (the
+    newest if None), oldest first, and whether older replies exist. ChatError(not_found) when
+    `root_id` is no message of the room, bad_request when it is itself a reply."""
+    root = _rows(Message.objects.filter(room=room, pk=root_id), room_slug=room.slug)
+    if not root:
+        raise ChatError(ErrorCode.NOT_FOUND, f"No message {root_id} in '{room.slug}'.", room=room.slug)
+    if root[0]["reply_to"] is not None:
+        raise ChatError(ErrorCode.BAD_REQUEST, f"Message {root_id} is a reply, not a thread.", room=room.slug)
+    replies = Message.objects.filter(room=room, reply_to_id=root_id)
+    if before is not None:
+        replies = replies.filter(seq__lt=before)
+    rows = _rows(replies.order_by("-seq")[: limit + 1], room_slug=room.slug)
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    rows.reverse()
+    return root[0], rows, has_more
+
+
+def message_get(*, room: Room, message_id: int) -> dict[str, Any]:
+    """One message of the room as on the wire, or ChatError(not_found)."""
+    rows = _rows(Message.objects.filter(room=room, pk=message_id), room_slug=room.slug)
+    if not rows:
+        raise ChatError(ErrorCode.NOT_FOUND, f"No message {message_id} in '{room.slug}'.", room=room.slug)
+    return rows[0]
 
 
 def messages_since(*, room: Room, since: int, limit: int | None = None) -> tuple[list[dict[str, Any]], bool]:
@@ -206,8 +318,10 @@ def messages_before(*, room: Room, before: int | None, limit: int) -> tuple[list
     return rows, has_more
 
 
-def room_last_seqs(*, room_ids: list[int]) -> dict[int, int]:
-    return dict(Room.objects.filter(pk__in=room_ids).values_list("pk", "last_seq"))
+def room_counters(*, room_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """Each room's newest (seq, rev)."""
+    rows = Room.objects.filter(pk__in=room_ids).values_list("pk", "last_seq", "last_rev")
+    return {pk: (seq, rev) for pk, seq, rev in rows}
 
 
 class SessionState:

@@ -7,16 +7,35 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+import emoji as emoji_library
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from chat import events
+from chat import events, formatting
 from chat.errors import ChatError, ErrorCode
-from chat.models import ApiToken, Ban, Membership, Message, Room
-from chat.selectors import RoomClosed, message_to_wire, room_access_check, room_get_for
+from chat.models import (
+    MAX_DIRECT_MEMBERS,
+    MAX_EMOJI_LENGTH,
+    MAX_REACTIONS_PER_MESSAGE,
+    MAX_ROOM_NAME_LENGTH,
+    ApiToken,
+    Ban,
+    Membership,
+    Message,
+    Reaction,
+    Room,
+)
+from chat.selectors import (
+    DELETED_AUTHOR,
+    RoomClosed,
+    message_to_wire,
+    room_access_check,
+    room_get_for,
+    room_info,
+)
 
 # Rooms --------------------------------------------------------------------------------------
 
@@ -129,32 +148,69 @@ def ban_delete(*, ban: Ban) -> None:
 
 
 # Messages -----------------------------------------------------------------------------------
+#
+# Every change to a room's messages takes the room's next rev(s) in its transaction: an UPDATE of
+# the room's counters, which is also the lock that serialises the room's writers (the row lock on
+# PostgreSQL, the write lock on SQLite, whose transactions are IMMEDIATE). Each change takes the
+# room's lock before any message's, so two writers never wait on each other in opposite orders. A
+# rollback takes the increment back, so revs, like seqs, have no gaps. Each changed message is
+# announced on commit with the rev it took, one frame per rev, in rev order.
 
 
-def message_send(*, room: Room, author: User, body: str, client_id: str | None = None) -> tuple[dict[str, Any], bool]:
-    """Store a message and announce it on commit. Returns (message as on the wire, created).
+def _advance(*, room: Room, user: User, revs: int, seq: bool = False) -> Room:
+    """Take `revs` revs (and, with `seq`, the next seq) of the room for a change by `user`, who
+    must still be allowed in it: the fresh row, locked until the transaction ends."""
+    counters: dict[str, Any] = {"last_rev": F("last_rev") + revs}
+    if seq:
+        counters["last_seq"] = F("last_seq") + 1
+    if not Room.objects.filter(pk=room.pk).update(**counters):
+        raise ChatError(ErrorCode.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
+    fresh = Room.objects.get(pk=room.pk)
+    room_access_check(room=fresh, user=user)
+    return fresh
 
-    `seq` comes from the room's counter, incremented by an UPDATE in the same transaction:
-    the row lock (PostgreSQL) or the write lock (SQLite, IMMEDIATE transactions) serialises
-    concurrent senders, and a rollback takes the increment back, so seqs have no gaps.
+
+def message_send(
+    *, room: Room, author: User, body: str, client_id: str | None = None, reply_to: int | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Store a message (a reply in the thread of `reply_to`, given one) and announce it on commit.
+    Returns (message as on the wire, created).
+
+    `seq` and `rev` come from the room's counters (see above). A reply takes the rev after its
+    own for its thread's first message, whose summary (reply count, latest repliers) changes.
     A `client_id` this author already used in the room returns the first message instead: the
-    unique constraint refuses the second insert (rolling the seq back), so a first send costs no
-    extra query to look for one.
+    unique constraint refuses the second insert (rolling the counters back), so a first send costs
+    no extra query to look for one.
     """
     _check_body(body, room=room)
     try:
         with transaction.atomic():
-            # The UPDATE takes the lock first; then the fresh row is checked (archived, bans).
-            if not Room.objects.filter(pk=room.pk).update(last_seq=F("last_seq") + 1):
-                raise ChatError(ErrorCode.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
-            room = Room.objects.get(pk=room.pk)
-            room_access_check(room=room, user=author)
-            seq = room.last_seq
-            message = Message.objects.create(room=room, author=author, body=body, seq=seq, client_id=client_id)
+            room = _advance(room=room, user=author, revs=1 if reply_to is None else 2, seq=True)
+            root = _thread_root(room=room, message_id=reply_to) if reply_to is not None else None
+            seq, rev = room.last_seq, room.last_rev - (1 if root is not None else 0)
+            message = Message.objects.create(
+                room=room,
+                author=author,
+                body=body,
+                html=formatting.render(body),
+                seq=seq,
+                rev=rev,
+                client_id=client_id,
+                reply_to=root,
+            )
             # Writing in a room means having read it: your own messages are never unread.
             Membership.objects.filter(room=room, user=author, last_read_seq__lt=seq).update(last_read_seq=seq)
             wire = message_to_wire(message, room_slug=room.slug)
-            events.message_created_on_commit(room_id=room.pk, room_slug=room.slug, message=wire)
+            events.message_created_on_commit(room_id=room.pk, message=wire)
+            if room.is_direct:
+                _announce_direct(room=room, message=wire, author=author)
+            if root is not None:
+                root.reply_count += 1
+                root.repliers = [author.username, *(name for name in root.repliers if name != author.username)][:3]
+                root.last_reply_at = message.created_at
+                root.rev = rev + 1
+                root.save(update_fields=["reply_count", "repliers", "last_reply_at", "rev"])
+                events.message_updated_on_commit(room_id=room.pk, message=message_to_wire(root, room_slug=room.slug))
     except IntegrityError:
         # The same client_id raced in from another socket: the first one won.
         existing = client_id is not None and _message_by_client_id(room=room, author=author, client_id=client_id)
@@ -162,6 +218,27 @@ def message_send(*, room: Room, author: User, body: str, client_id: str | None =
             return existing, False
         raise
     return wire, True
+
+
+def _announce_direct(*, room: Room, message: dict[str, Any], author: User) -> None:
+    """A direct conversation's other members hear of each message on any socket they have open,
+    whether or not it joined the conversation: how one appears live in their sidebar."""
+    members = list(Membership.objects.filter(room=room).values_list("user_id", "user__username"))
+    names = sorted(username for _, username in members)
+    for user_id, username in members:
+        if user_id != author.pk:
+            info = room_info(room=room, viewer=username, members=names)
+            events.direct_message_on_commit(user_id=user_id, room_slug=room.slug, info=info, message=message)
+
+
+def _thread_root(*, room: Room, message_id: int) -> Message:
+    """The message a reply answers, locked: a live message of the room that is not a reply."""
+    root = Message.objects.select_for_update().select_related("author").filter(room=room, pk=message_id).first()
+    if root is None or root.deleted:
+        raise ChatError(ErrorCode.NOT_FOUND, f"No message {message_id} in '{room.slug}' to reply to.", room=room.slug)
+    if root.reply_to_id is not None:
+        raise ChatError(ErrorCode.BAD_REQUEST, "That message is a reply: answer in its thread instead.", room=room.slug)
+    return root
 
 
 def _message_by_client_id(*, room: Room, author: User, client_id: str) -> dict[str, Any] | None:
@@ -178,19 +255,22 @@ def _check_body(body: str, *, room: Room) -> None:
         raise ChatError(ErrorCode.BAD_REQUEST, "The message is empty.", room=room.slug)
 
 
-def _own_message(*, room: Room, author: User, message_id: int) -> Message:
-    """The author's live message in a room they may still write in, locked for the change."""
-    fresh = Room.objects.filter(pk=room.pk).first()
-    if fresh is None:
-        raise ChatError(ErrorCode.NOT_FOUND, "That room no longer exists.")
-    room = fresh
-    room_access_check(room=room, user=author)
+def _live_message(*, room: Room, message_id: int) -> Message:
+    """A message of the room that is not deleted, locked for a change (the room's lock is held)."""
     message = Message.objects.select_for_update().select_related("author").filter(room=room, pk=message_id).first()
     if message is None or message.deleted:
         raise ChatError(ErrorCode.NOT_FOUND, f"No message {message_id} in '{room.slug}'.", room=room.slug)
+    message.room = room
+    return message
+
+
+def _own_message(*, room: Room, author: User, message_id: int) -> Message:
+    """The author's live message, in a room they may still write in, locked for a change that
+    takes one rev (room.last_rev)."""
+    room = _advance(room=room, user=author, revs=1)
+    message = _live_message(room=room, message_id=message_id)
     if message.author_id != author.pk:
         raise ChatError(ErrorCode.FORBIDDEN, "You can only change your own messages.", room=room.slug)
-    message.room = room
     return message
 
 
@@ -201,31 +281,161 @@ def message_edit(*, room: Room, author: User, message_id: int, body: str, skip: 
     with transaction.atomic():
         message = _own_message(room=room, author=author, message_id=message_id)
         message.body = body
+        message.html = formatting.render(body)
         message.edited_at = timezone.now()
-        message.save(update_fields=["body", "edited_at"])
+        message.rev = message.room.last_rev
+        message.save(update_fields=["body", "html", "edited_at", "rev"])
         wire = message_to_wire(message, room_slug=message.room.slug)
-        events.message_edited_on_commit(room_id=message.room_id, room_slug=message.room.slug, message=wire, skip=skip)
+        events.message_edited_on_commit(room_id=message.room_id, message=wire, skip=skip)
     return wire
 
 
-def message_delete_own(*, room: Room, author: User, message_id: int, skip: str | None = None) -> Message:
-    """The author deletes their own message (staff delete any message in the admin)."""
+def message_delete_own(*, room: Room, author: User, message_id: int, skip: str | None = None) -> dict[str, Any]:
+    """The author deletes their own message (staff delete any message in the admin). Returns the
+    tombstone as on the wire."""
     with transaction.atomic():
         message = _own_message(room=room, author=author, message_id=message_id)
-        message_delete(message=message, skip=skip)
-    return message
+        return _delete(message=message, room=message.room, rev=message.room.last_rev, skip=skip)
 
 
 def message_delete(*, message: Message, skip: str | None = None) -> None:
-    """Hide a message. It keeps its seq, so no client ever sees a gap."""
+    """Hide a message (staff, in the admin). It keeps its seq, so no client ever sees a gap."""
     with transaction.atomic():
-        updated = Message.objects.filter(pk=message.pk, deleted=False).update(deleted=True)
+        if not Room.objects.filter(pk=message.room_id).update(last_rev=F("last_rev") + 1):
+            return
+        room = Room.objects.get(pk=message.room_id)
+        locked = Message.objects.select_for_update().select_related("author").filter(pk=message.pk).first()
+        if locked is None or locked.deleted:
+            transaction.set_rollback(True)  # nothing changed: the rev is not taken
+            message.deleted = True
+            return
+        _delete(message=locked, room=room, rev=room.last_rev, skip=skip)
         message.deleted = True
-        if updated:
-            room = Room.objects.only("slug").get(pk=message.room_id)
-            events.message_deleted_on_commit(
-                room_id=message.room_id, room_slug=room.slug, message_id=message.pk, seq=message.seq, skip=skip
-            )
+
+
+def _delete(*, message: Message, room: Room, rev: int, skip: str | None) -> dict[str, Any]:
+    """Make `message` (locked, with room's lock held and `rev` taken for it) a tombstone; a reply
+    also changes its thread's summary, which takes the next rev."""
+    message.deleted = True
+    message.rev = rev
+    message.save(update_fields=["deleted", "rev"])
+    Reaction.objects.filter(message=message).delete()
+    message.reactions = {}
+    Message.objects.filter(pk=message.pk).update(reactions={})
+    wire = message_to_wire(message, room_slug=room.slug)
+    events.message_deleted_on_commit(room_id=room.pk, message=wire, skip=skip)
+    if message.reply_to_id is not None:
+        Room.objects.filter(pk=room.pk).update(last_rev=F("last_rev") + 1)
+        root = Message.objects.select_for_update().select_related("author").get(pk=message.reply_to_id)
+        _summarise_thread(root)
+        root.rev = rev + 1
+        root.save(update_fields=["reply_count", "repliers", "last_reply_at", "rev"])
+        events.message_updated_on_commit(room_id=room.pk, message=message_to_wire(root, room_slug=room.slug))
+    return wire
+
+
+def _summarise_thread(root: Message) -> None:
+    """Count a thread's live replies again, with its latest three repliers and last reply."""
+    replies = Message.objects.filter(reply_to=root, deleted=False)
+    root.reply_count = replies.count()
+    root.repliers = []
+    root.last_reply_at = None
+    for username, created_at in replies.order_by("-seq").values_list("author__username", "created_at")[:200]:
+        root.last_reply_at = root.last_reply_at or created_at
+        name = username or DELETED_AUTHOR
+        if name not in root.repliers:
+            root.repliers.append(name)
+        if len(root.repliers) == 3:
+            break
+
+
+# Reactions ----------------------------------------------------------------------------------
+
+
+def check_emoji(value: str) -> str:
+    """`value` if it is exactly one emoji (skin tones and joined sequences count as one)."""
+    value = value.strip()
+    if not value or len(value) > MAX_EMOJI_LENGTH or not emoji_library.is_emoji(value):
+        raise ChatError(ErrorCode.BAD_REQUEST, "'emoji' must be a single emoji.")
+    return value
+
+
+def reaction_set(
+    *, room: Room, user: User, message_id: int, emoji: str, on: bool = True, skip: str | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Add (`on`) or remove the user's `emoji` on a message of a room they may read. Returns the
+    message as on the wire and whether anything changed; a change takes a rev and is announced
+    (except to `skip`), an add or remove that changes nothing is not."""
+    try:
+        emoji = check_emoji(emoji)
+    except ChatError as error:
+        error.room = room.slug
+        raise
+    with transaction.atomic():
+        room = _advance(room=room, user=user, revs=1)
+        message = _live_message(room=room, message_id=message_id)
+        mine = Reaction.objects.filter(message=message, user=user, emoji=emoji)
+        if mine.exists() == on:
+            transaction.set_rollback(True)  # nothing changes: the rev is given back
+            return message_to_wire(message, room_slug=room.slug), False
+        if on:
+            if emoji not in message.reactions and len(message.reactions) >= MAX_REACTIONS_PER_MESSAGE:
+                raise ChatError(
+                    ErrorCode.BAD_REQUEST,
+                    f"A message has at most {MAX_REACTIONS_PER_MESSAGE} different reactions.",
+                    room=room.slug,
+                )
+            Reaction.objects.create(message=message, user=user, emoji=emoji)
+        else:
+            mine.delete()
+        reactions: dict[str, list[str]] = {}
+        for name, username in Reaction.objects.filter(message=message).values_list("emoji", "user__username"):
+            reactions.setdefault(name, []).append(username)
+        message.reactions = reactions
+        message.rev = room.last_rev
+        message.save(update_fields=["reactions", "rev"])
+        wire = message_to_wire(message, room_slug=room.slug)
+        events.message_updated_on_commit(room_id=room.pk, message=wire, skip=skip)
+    return wire, True
+
+
+# Direct conversations -----------------------------------------------------------------------
+
+
+def direct_open(*, user: User, usernames: Iterable[str]) -> tuple[Room, bool]:
+    """The direct conversation of `user` with the people named (active accounts), made the first
+    time: the same set of people always gets the same room. Returns (room, created)."""
+    names = {name for name in usernames if name != user.username}
+    if not names:
+        raise ChatError(ErrorCode.BAD_REQUEST, "Name at least one other person.")
+    if len(names) + 1 > MAX_DIRECT_MEMBERS:
+        raise ChatError(
+            ErrorCode.BAD_REQUEST, f"A direct conversation has at most {MAX_DIRECT_MEMBERS} people, you included."
+        )
+    others = list(User.objects.filter(username__in=names, is_active=True))
+    missing = names - {other.username for other in others}
+    if missing:
+        raise ChatError(ErrorCode.NOT_FOUND, f"No user '{sorted(missing)[0]}'.")
+    members = sorted([user, *others], key=lambda member: member.pk)
+    key = ",".join(str(member.pk) for member in members)
+    existing = Room.objects.filter(direct_key=key).first()
+    if existing is not None:
+        return existing, False
+    room = Room(
+        slug="dm-" + hashlib.sha256(key.encode()).hexdigest()[:16],
+        name=", ".join(sorted(member.username for member in members))[:MAX_ROOM_NAME_LENGTH],
+        private=True,
+        kind=Room.Kind.DIRECT,
+        direct_key=key,
+        created_by=user,
+    )
+    try:
+        with transaction.atomic():
+            room.save()
+            Membership.objects.bulk_create(Membership(room=room, user=member, invited=True) for member in members)
+    except IntegrityError:  # the same people, started at the same moment elsewhere
+        return Room.objects.get(direct_key=key), False
+    return room, True
 
 
 def read_mark(*, room: Room, user: User, seq: int) -> int:

@@ -59,22 +59,33 @@ def _session_state(session: SessionBase, user_id: int | None = None) -> str:
 
 
 @database_sync_to_async
-def _enter(*, user: User, slug: str) -> Room:
-    return services.room_enter(slug=slug, user=user)
+def _enter(*, user: User, slug: str) -> tuple[Room, dict[str, Any]]:
+    room = services.room_enter(slug=slug, user=user)
+    return room, selectors.room_info(room=room, viewer=user.username)
 
 
 @database_sync_to_async
-def _catch_up(*, room: Room, since: int | None) -> tuple[list[dict[str, Any]], bool]:
-    if since is None:
-        return selectors.messages_latest(room=room), True
-    return selectors.messages_since(room=room, since=since)
+def _catch_up(*, room: Room, since: int | None, rev: int | None) -> tuple[list[dict[str, Any]], bool, int]:
+    """The messages a join returns, whether that was all, and the room's rev, read before them:
+    every later change then either is among them or arrives live (the socket is subscribed)."""
+    current_rev = selectors.room_counters(room_ids=[room.pk]).get(room.pk, (0, 0))[1]
+    if since is None and rev is None:
+        return selectors.messages_latest(room=room), True, current_rev
+    messages, complete = selectors.messages_changed(room=room, rev=rev, since=since)
+    return messages, complete, current_rev
+
+
+def _room_key(room_id: int, slug: str) -> Room:
+    # The services re-read the room row under its lock; a key is all they need from us.
+    return Room(pk=room_id, slug=slug)
 
 
 @database_sync_to_async
-def _store_message(*, room_id: int, slug: str, user: User, body: str, client_id: str | None) -> dict[str, Any]:
-    # The service re-reads the room row under its lock; a key is all it needs from us.
+def _store_message(
+    *, room_id: int, slug: str, user: User, body: str, client_id: str | None, reply_to: int | None
+) -> dict[str, Any]:
     wire, _created = services.message_send(
-        room=Room(pk=room_id, slug=slug), author=user, body=body, client_id=client_id
+        room=_room_key(room_id, slug), author=user, body=body, client_id=client_id, reply_to=reply_to
     )
     return wire
 
@@ -82,25 +93,49 @@ def _store_message(*, room_id: int, slug: str, user: User, body: str, client_id:
 @database_sync_to_async
 def _edit(*, room_id: int, slug: str, user: User, message_id: int, body: str, skip: str) -> dict[str, Any]:
     return services.message_edit(
-        room=Room(pk=room_id, slug=slug), author=user, message_id=message_id, body=body, skip=skip
+        room=_room_key(room_id, slug), author=user, message_id=message_id, body=body, skip=skip
     )
 
 
 @database_sync_to_async
-def _delete(*, room_id: int, slug: str, user: User, message_id: int, skip: str) -> tuple[int, int]:
-    message = services.message_delete_own(
-        room=Room(pk=room_id, slug=slug), author=user, message_id=message_id, skip=skip
-    )
-    return message.pk, message.seq
+def _delete(*, room_id: int, slug: str, user: User, message_id: int, skip: str) -> dict[str, Any]:
+    return services.message_delete_own(room=_room_key(room_id, slug), author=user, message_id=message_id, skip=skip)
 
 
 @database_sync_to_async
-def _history(*, room_id: int, user: User, before: int | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+def _react(*, room_id: int, slug: str, user: User, message_id: int, emoji: str, on: bool, skip: str) -> dict[str, Any]:
+    wire, _changed = services.reaction_set(
+        room=_room_key(room_id, slug), user=user, message_id=message_id, emoji=emoji, on=on, skip=skip
+    )
+    return wire
+
+
+def _readable_room(*, room_id: int, user: User) -> Room:
     room = Room.objects.filter(pk=room_id).first()
     if room is None:
         raise ChatError(ErrorCode.NOT_FOUND, "That room no longer exists.")
     selectors.room_access_check(room=room, user=user)
+    return room
+
+
+@database_sync_to_async
+def _history(*, room_id: int, user: User, before: int | None, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    room = _readable_room(room_id=room_id, user=user)
     return selectors.messages_before(room=room, before=before, limit=limit)
+
+
+@database_sync_to_async
+def _thread(
+    *, room_id: int, user: User, root_id: int, before: int | None, limit: int
+) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+    room = _readable_room(room_id=room_id, user=user)
+    return selectors.thread_page(room=room, root_id=root_id, before=before, limit=limit)
+
+
+@database_sync_to_async
+def _direct(*, user: User, usernames: list[str]) -> tuple[str, dict[str, Any]]:
+    room, _created = services.direct_open(user=user, usernames=usernames)
+    return room.slug, selectors.room_info(room=room, viewer=user.username)
 
 
 @database_sync_to_async
@@ -109,8 +144,8 @@ def _read(*, room_id: int, user: User, seq: int) -> None:
 
 
 @database_sync_to_async
-def _last_seqs(room_ids: list[int]) -> dict[int, int]:
-    return selectors.room_last_seqs(room_ids=room_ids)
+def _counters(room_ids: list[int]) -> dict[int, tuple[int, int]]:
+    return selectors.room_counters(room_ids=room_ids)
 
 
 # Channels gives a consumer a channel of its own (and a task reading it) on the layer that its
@@ -338,7 +373,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             raise ChatError(
                 ErrorCode.FORBIDDEN, f"This socket is in {limit} rooms, the most it may join: leave one first."
             )
-        room = await _enter(user=self.user, slug=frame["room"])
+        room, info = await _enter(user=self.user, slug=frame["room"])
         came_online = False
         if room.pk not in self.rooms:
             # Subscribe before reading: a message committed in between then arrives live as well
@@ -349,13 +384,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             came_online = await self.presence.add(
                 room_id=room.pk, room_slug=room.slug, username=self.user.username, socket_id=self.socket_id
             )
-        messages, complete = await _catch_up(room=room, since=frame["since"])
+        messages, complete, rev = await _catch_up(room=room, since=frame["since"], rev=frame["rev"])
         users = await self.presence.users(room_id=room.pk)
-        envelope = {"room": room.slug, "info": selectors.room_info(room=room), "presence": users}
+        envelope = {"room": room.slug, "info": info, "presence": users, "rev": rev}
         budget = self._frame_budget("joined", frame.ref, complete=False, **envelope)
-        if frame["since"] is None:  # the latest ones; older ones are history's
+        if frame["since"] is None and frame["rev"] is None:  # the latest ones; older ones are history's
             messages, _ = protocol.fit_messages(messages, budget=budget, keep="newest")
-        else:  # oldest first: the client asks for the rest by joining again with since
+        else:  # oldest first: the client asks for the rest by joining again with since (or rev)
             messages, fitted = protocol.fit_messages(messages, budget=budget, keep="oldest")
             complete = complete and fitted
         await self.send(protocol.encode("joined", frame.ref, messages=messages, complete=complete, **envelope))
@@ -372,11 +407,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         slug = frame["room"]
         room_id = self._joined(slug)
         wire = await _store_message(
-            room_id=room_id, slug=slug, user=self.user, body=frame["body"], client_id=frame["client_id"]
+            room_id=room_id,
+            slug=slug,
+            user=self.user,
+            body=frame["body"],
+            client_id=frame["client_id"],
+            reply_to=frame["reply_to"],
         )
-        await self.send(
-            protocol.encode("ack", frame.ref, room=slug, client_id=wire["client_id"], id=wire["id"], seq=wire["seq"])
-        )
+        ack = {"client_id": wire["client_id"], "id": wire["id"], "seq": wire["seq"], "rev": wire["rev"]}
+        await self.send(protocol.encode("ack", frame.ref, room=slug, **ack))
         metrics.observe_send_ack(started)
 
     async def on_edit(self, frame: Frame) -> None:
@@ -390,15 +429,47 @@ class ChatConsumer(AsyncWebsocketConsumer):
             body=frame["body"],
             skip=self.socket_id,
         )
-        await self.send(protocol.encode("message_edited", frame.ref, room=slug, message=wire))
+        await self.send(protocol.encode("message_edited", frame.ref, room=slug, message=wire, rev=wire["rev"]))
 
     async def on_delete(self, frame: Frame) -> None:
         slug = frame["room"]
         room_id = self._joined(slug)
-        message_id, seq = await _delete(
-            room_id=room_id, slug=slug, user=self.user, message_id=frame["id"], skip=self.socket_id
+        wire = await _delete(room_id=room_id, slug=slug, user=self.user, message_id=frame["id"], skip=self.socket_id)
+        await self.send(
+            protocol.encode(
+                "message_deleted", frame.ref, room=slug, id=wire["id"], seq=wire["seq"], rev=wire["rev"], message=wire
+            )
         )
-        await self.send(protocol.encode("message_deleted", frame.ref, room=slug, id=message_id, seq=seq))
+
+    async def on_react(self, frame: Frame) -> None:
+        slug = frame["room"]
+        room_id = self._joined(slug)
+        wire = await _react(
+            room_id=room_id,
+            slug=slug,
+            user=self.user,
+            message_id=frame["id"],
+            emoji=frame["emoji"],
+            on=frame["on"],
+            skip=self.socket_id,
+        )
+        await self.send(protocol.encode("message_updated", frame.ref, room=slug, message=wire, rev=wire["rev"]))
+
+    async def on_thread(self, frame: Frame) -> None:
+        slug = frame["room"]
+        room_id = self._joined(slug)
+        root, messages, has_more = await _thread(
+            room_id=room_id, user=self.user, root_id=frame["id"], before=frame["before"], limit=frame["limit"]
+        )
+        envelope = {"room": slug, "id": frame["id"], "root": root}
+        budget = self._frame_budget("thread", frame.ref, has_more=False, **envelope)
+        messages, fitted = protocol.fit_messages(messages, budget=budget, keep="newest")
+        has_more = has_more or not fitted
+        await self.send(protocol.encode("thread", frame.ref, messages=messages, has_more=has_more, **envelope))
+
+    async def on_direct(self, frame: Frame) -> None:
+        slug, info = await _direct(user=self.user, usernames=frame["users"])
+        await self.send(protocol.encode("direct", frame.ref, room=slug, info=info))
 
     async def on_history(self, frame: Frame) -> None:
         slug = frame["room"]
@@ -426,12 +497,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await _read(room_id=room_id, user=self.user, seq=frame["seq"])
 
     async def on_ping(self, frame: Frame) -> None:
-        # `seqs` (an addition to the contract): the newest seq of each joined room, so a client
-        # notices a message it missed even when no later message arrives.
-        seqs = await _last_seqs(list(self.rooms)) if self.rooms else {}
-        await self.send(
-            protocol.encode("pong", frame.ref, seqs={self.rooms[k]: v for k, v in seqs.items() if k in self.rooms})
-        )
+        # `seqs` and `revs` (additions to the contract): each joined room's newest seq and rev, so a
+        # client notices a message or a change it missed even when nothing later arrives.
+        counters = await _counters(list(self.rooms)) if self.rooms else {}
+        joined = {self.rooms[pk]: pair for pk, pair in counters.items() if pk in self.rooms}
+        seqs = {slug: seq for slug, (seq, _) in joined.items()}
+        revs = {slug: rev for slug, (_, rev) in joined.items()}
+        await self.send(protocol.encode("pong", frame.ref, seqs=seqs, revs=revs))
 
     # Channel-layer events (see chat.events) -----------------------------------------------------
 
@@ -465,6 +537,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.tasks = set()
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def chat_user_frame(self, event: dict[str, Any]) -> None:
+        if not self.closing:
+            await self.send(event["frame"])
 
     async def chat_room_closed(self, event: dict[str, Any]) -> None:
         await self.room_lost(event["room_id"], event["reason"])

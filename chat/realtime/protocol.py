@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chat.errors import ChatError
-from chat.models import MAX_CLIENT_ID_LENGTH, MAX_SLUG_LENGTH
+from chat.models import MAX_CLIENT_ID_LENGTH, MAX_DIRECT_MEMBERS, MAX_EMOJI_LENGTH, MAX_SLUG_LENGTH
 from chat.realtime.codes import ErrorCode
 
 MAX_REF_LENGTH = 64
@@ -20,9 +20,9 @@ HISTORY_MAX_LIMIT = 100
 
 @dataclass(frozen=True)
 class Field:
-    kind: type[str] | type[int]
+    kind: type[str] | type[int] | type[bool] | type[list[str]]  # a list is a list of strings
     required: bool = True
-    max_length: int | None = None
+    max_length: int | None = None  # characters of a string, items of a list
     minimum: int | None = None
     maximum: int | None = None
     default: Any = None
@@ -36,23 +36,41 @@ def _seq(*, required: bool) -> Field:
     return Field(int, required=required, minimum=0, maximum=MAX_SEQ)
 
 
+def _message_id(*, required: bool = True) -> Field:
+    return Field(int, required=required, minimum=1, maximum=MAX_SEQ)
+
+
 # Client-to-server frames: type -> {field: schema}. Unknown fields are ignored (the contract
 # may grow); `type` and `ref` are common to all.
 CLIENT_FRAMES: dict[str, dict[str, Field]] = {
-    "join": {"room": _slug(), "since": _seq(required=False)},
+    "join": {"room": _slug(), "since": _seq(required=False), "rev": _seq(required=False)},
     "leave": {"room": _slug()},
     "send": {
         "room": _slug(),
         "body": Field(str),
         "client_id": Field(str, required=False, max_length=MAX_CLIENT_ID_LENGTH),
+        "reply_to": _message_id(required=False),
     },
     "history": {
         "room": _slug(),
         "before": _seq(required=False),
         "limit": Field(int, required=False, minimum=1, maximum=HISTORY_MAX_LIMIT, default=HISTORY_DEFAULT_LIMIT),
     },
-    "edit": {"room": _slug(), "id": Field(int, minimum=1, maximum=MAX_SEQ), "body": Field(str)},
-    "delete": {"room": _slug(), "id": Field(int, minimum=1, maximum=MAX_SEQ)},
+    "edit": {"room": _slug(), "id": _message_id(), "body": Field(str)},
+    "delete": {"room": _slug(), "id": _message_id()},
+    "react": {
+        "room": _slug(),
+        "id": _message_id(),
+        "emoji": Field(str, max_length=MAX_EMOJI_LENGTH),
+        "on": Field(bool, required=False, default=True),
+    },
+    "thread": {
+        "room": _slug(),
+        "id": _message_id(),
+        "before": _seq(required=False),
+        "limit": Field(int, required=False, minimum=1, maximum=HISTORY_MAX_LIMIT, default=HISTORY_DEFAULT_LIMIT),
+    },
+    "direct": {"users": Field(list, max_length=MAX_DIRECT_MEMBERS)},
     "typing": {"room": _slug()},
     "read": {"room": _slug(), "seq": _seq(required=True)},
     "ping": {},
@@ -61,20 +79,40 @@ CLIENT_FRAMES: dict[str, dict[str, Field]] = {
 # Server-to-client frames: type -> the fields each always carries (tests check every frame the
 # server sends against this; `ref` is added to replies).
 SERVER_FRAMES: dict[str, set[str]] = {
-    "joined": {"room", "info", "messages", "complete", "presence"},
+    "joined": {"room", "info", "messages", "complete", "presence", "rev"},
     "left": {"room"},
-    "message": {"room", "message"},
-    "ack": {"room", "client_id", "id", "seq"},
+    "message": {"room", "message", "rev"},
+    "ack": {"room", "client_id", "id", "seq", "rev"},
     "history": {"room", "messages", "has_more"},
     "typing": {"room", "username"},
     "presence": {"room", "users"},
-    "message_edited": {"room", "message"},
-    "message_deleted": {"room", "id", "seq"},
+    "message_edited": {"room", "message", "rev"},
+    "message_deleted": {"room", "id", "seq", "rev", "message"},
+    "message_updated": {"room", "message", "rev"},
+    "thread": {"room", "id", "root", "messages", "has_more"},
+    "direct": {"room", "info"},
+    "direct_message": {"room", "info", "message"},
     "room_closed": {"room", "reason"},
-    "pong": set(),
+    "pong": {"seqs", "revs"},
     "error": {"code", "detail"},
 }
-MESSAGE_FIELDS = {"id", "seq", "room", "author", "body", "created_at", "edited_at", "client_id"}
+MESSAGE_FIELDS = {
+    "id",
+    "seq",
+    "rev",
+    "room",
+    "author",
+    "body",
+    "html",
+    "created_at",
+    "edited_at",
+    "client_id",
+    "reply_to",
+    "reply_count",
+    "repliers",
+    "last_reply_at",
+    "reactions",
+}
 
 
 @dataclass(frozen=True)
@@ -99,19 +137,32 @@ def is_text(value: str) -> bool:
     return True
 
 
-def _type_name(kind: type[str] | type[int]) -> str:
-    return {str: "a string", int: "an integer"}[kind]
+MAX_LIST_ITEM_LENGTH = 150  # a username
 
 
-def _check_field(name: str, spec: Field, value: object) -> str | int:
+def _type_name(kind: type) -> str:
+    return {str: "a string", int: "an integer", bool: "true or false", list: "a list of strings"}[kind]
+
+
+def _check_text(name: str, value: str, max_length: int | None) -> str:
+    if not is_text(value):
+        raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' is not valid Unicode text.")
+    if "\x00" in value:
+        raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' contains a NUL character.")
+    if max_length is not None and len(value) > max_length:
+        raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' is longer than {max_length} characters.")
+    return value
+
+
+def _check_field(name: str, spec: Field, value: object) -> str | int | bool | list[str]:
     if spec.kind is str and isinstance(value, str):
-        if not is_text(value):
-            raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' is not valid Unicode text.")
-        if "\x00" in value:
-            raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' contains a NUL character.")
-        if spec.max_length is not None and len(value) > spec.max_length:
-            raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' is longer than {spec.max_length} characters.")
+        return _check_text(name, value, spec.max_length)
+    if spec.kind is bool and isinstance(value, bool):
         return value
+    if spec.kind is list and isinstance(value, list) and all(isinstance(item, str) for item in value):
+        if spec.max_length is not None and len(value) > spec.max_length:
+            raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' has more than {spec.max_length} items.")
+        return [_check_text(name, item, MAX_LIST_ITEM_LENGTH) for item in value]
     # bool is an int subclass in Python, but `true` is not a seq.
     if spec.kind is int and isinstance(value, int) and not isinstance(value, bool):
         if spec.minimum is not None and value < spec.minimum:

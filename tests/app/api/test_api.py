@@ -70,9 +70,16 @@ class TestWithTokens:
             "room": "lobby",
             "author": "bob",
             "body": "m1",
+            "html": "<p>m1</p>",
             "created_at": "t",
             "edited_at": None,
             "client_id": None,
+            "rev": 1,
+            "reply_to": None,
+            "reply_count": 0,
+            "repliers": [],
+            "last_reply_at": None,
+            "reactions": {},
         }
 
     def test_post_stores_numbers_and_is_idempotent_by_client_id(self, token, alice, lobby):

@@ -94,7 +94,7 @@ async def test_join_returns_room_info_latest_50_and_presence(alice, lobby, conne
     joined = await socket.join("lobby")
     assert_frame_shape(joined)
     assert joined["room"] == "lobby"
-    assert joined["info"] == {"slug": "lobby", "name": "Lobby", "topic": "Say hello", "private": False}
+    assert joined["info"] == {"slug": "lobby", "name": "Lobby", "topic": "Say hello", "private": False, "kind": "room"}
     assert [m["seq"] for m in joined["messages"]] == list(range(11, 61))
     assert joined["complete"] is True
     assert joined["presence"] == ["alice"]
@@ -300,7 +300,16 @@ async def test_delete_own_message_leaves_a_tombstone_for_everyone(alice, bob, lo
     first = await a.request("send", room="lobby", body="oops")
     await a.request("send", room="lobby", body="kept")
     reply = await a.request("delete", room="lobby", id=first["id"])
-    assert reply == {"type": "message_deleted", "room": "lobby", "id": first["id"], "seq": 1, "ref": reply["ref"]}
+    tombstone = reply.pop("message")
+    assert reply == {
+        "type": "message_deleted",
+        "room": "lobby",
+        "id": first["id"],
+        "seq": 1,
+        "rev": 3,
+        "ref": reply["ref"],
+    }
+    assert (tombstone["body"], tombstone["html"], tombstone["deleted"], tombstone["rev"]) == ("", "", True, 3)
     seen = await b.expect("message_deleted")
     assert (seen["id"], seen["seq"]) == (first["id"], 1)
     history = await b.request("history", room="lobby")
@@ -603,7 +612,14 @@ async def test_admin_delete_pushes_message_deleted(alice, bob, lobby, staff_clie
     assert response.status_code == 302
     deleted = await b.expect("message_deleted")
     assert_frame_shape(deleted)
-    assert deleted == {"type": "message_deleted", "room": "lobby", "id": ack["id"], "seq": ack["seq"]}
+    assert deleted.pop("message")["deleted"] is True
+    assert deleted == {
+        "type": "message_deleted",
+        "room": "lobby",
+        "id": ack["id"],
+        "seq": ack["seq"],
+        "rev": ack["rev"] + 1,
+    }
     # Catch-up keeps the seq (no gap) but not the body.
     joined = await b.join("lobby", since=0)
     assert joined["messages"][0]["seq"] == 1
