@@ -117,6 +117,8 @@ def room_access_check(*, room: Room, user: User) -> None:
     if room.archived:
         raise ChatError(ErrorCode.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
     if room.private and not Membership.objects.filter(PRIVATE_ACCESS, room=room, user=user).exists():
+        if room.is_direct:
+            raise ChatError(ErrorCode.FORBIDDEN, "You are not in this direct conversation.", room=room.slug)
         raise ChatError(
             ErrorCode.FORBIDDEN, f"'{room.slug}' is a private room you are not a member of.", room=room.slug
         )

@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from chat.api.exceptions import HTTP_STATUS
 from chat.errors import ErrorCode
-from chat.models import MAX_CLIENT_ID_LENGTH
+from chat.models import MAX_CLIENT_ID_LENGTH, MAX_DIRECT_MEMBERS, MAX_EMOJI_LENGTH
 from chat.realtime.protocol import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, MAX_SEQ
 
 
@@ -18,13 +18,29 @@ class ErrorSerializer(serializers.Serializer):
 class MessageSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     seq = serializers.IntegerField(help_text="The message's position in its room: 1, 2, 3... without gaps.")
+    rev = serializers.IntegerField(help_text="The room's change counter at this message's latest change.")
     room = serializers.CharField()
     author = serializers.CharField()
-    body = serializers.CharField(help_text="Empty for a deleted message.")
+    body = serializers.CharField(help_text="The text as written (Markdown); empty for a deleted message.")
+    html = serializers.CharField(help_text="The text formatted as safe HTML; empty for a deleted message.")
     created_at = serializers.DateTimeField()
     edited_at = serializers.DateTimeField(allow_null=True)
     client_id = serializers.CharField(allow_null=True)
+    reply_to = serializers.IntegerField(allow_null=True, help_text="A reply's thread: its first message's id.")
+    reply_count = serializers.IntegerField(help_text="Replies in the thread this message starts.")
+    repliers = serializers.ListField(child=serializers.CharField(), help_text="The latest repliers, newest first.")
+    last_reply_at = serializers.DateTimeField(allow_null=True)
+    reactions = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="{emoji: [username, ...]}, in the order people reacted.",
+    )
     deleted = serializers.BooleanField(required=False, help_text="Present (true) on a deleted message.")
+
+
+class ThreadPageSerializer(serializers.Serializer):
+    root = MessageSerializer(help_text="The thread's first message.")
+    messages = MessageSerializer(many=True, help_text="Replies, oldest first.")
+    has_more = serializers.BooleanField(help_text="Older replies exist: ask again with before=<first seq>.")
 
 
 class MessagePageSerializer(serializers.Serializer):
@@ -72,6 +88,56 @@ class MessageCreateSerializer(serializers.Serializer):
         error_messages={"invalid": "The client_id contains a NUL character."},
         help_text="Your id for this message: sending it again stores nothing new and returns the first one.",
     )
+    reply_to = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=MAX_SEQ,
+        help_text="Reply in the thread of this message (the id of a message in the room that is not a reply).",
+    )
+
+
+class ReactionSerializer(serializers.Serializer):
+    emoji = StrictRegexField(
+        r"^[^\x00]*$", max_length=MAX_EMOJI_LENGTH, trim_whitespace=False, help_text="One emoji, such as 👍."
+    )
+
+
+class DirectCreateSerializer(serializers.Serializer):
+    users = serializers.ListField(
+        child=StringOnly(max_length=150),
+        min_length=1,
+        max_length=MAX_DIRECT_MEMBERS - 1,
+        help_text=f"The other people's usernames (you are added): up to {MAX_DIRECT_MEMBERS - 1}.",
+    )
+
+
+class RoomInfoSerializer(serializers.Serializer):
+    slug = serializers.CharField()
+    name = serializers.CharField(help_text="A direct conversation's is its other members' names.")
+    topic = serializers.CharField()
+    private = serializers.BooleanField()
+    kind = serializers.ChoiceField(choices=["room", "direct"])
+    members = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="A direct conversation's members."
+    )
+
+
+class DirectSerializer(serializers.Serializer):
+    room = serializers.CharField(help_text="The conversation's slug: join it, read and post as in any room.")
+    info = RoomInfoSerializer()
+
+
+class DirectSummarySerializer(serializers.Serializer):
+    room = serializers.CharField()
+    info = RoomInfoSerializer()
+    last_seq = serializers.IntegerField()
+    unread = serializers.IntegerField()
+    last_message_at = serializers.DateTimeField(allow_null=True)
+
+
+class DirectListSerializer(serializers.Serializer):
+    conversations = DirectSummarySerializer(many=True, help_text="The latest active first.")
 
 
 class RoomSerializer(serializers.Serializer):
@@ -79,8 +145,11 @@ class RoomSerializer(serializers.Serializer):
     name = serializers.CharField()
     topic = serializers.CharField()
     private = serializers.BooleanField()
+    kind = serializers.ChoiceField(choices=["room", "direct"])
     last_seq = serializers.IntegerField(help_text="The seq of the newest message (0: none yet).")
-    unread = serializers.IntegerField(help_text="Messages after the caller's read marker.")
+    unread = serializers.IntegerField(
+        help_text="Messages after the caller's read marker, not counting their own, deleted ones or thread replies."
+    )
 
 
 class RoomListSerializer(serializers.Serializer):

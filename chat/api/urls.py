@@ -6,6 +6,13 @@ from chat.api import views
 urlpatterns = [
     path("api/rooms/", views.RoomListView.as_view(), name="api_rooms"),
     path("api/rooms/<str:slug>/messages/", views.RoomMessagesView.as_view(), name="api_messages"),
+    path("api/rooms/<str:slug>/messages/<int:message_id>/replies/", views.ThreadView.as_view(), name="api_thread"),
+    path(
+        "api/rooms/<str:slug>/messages/<int:message_id>/reactions/",
+        views.ReactionsView.as_view(),
+        name="api_reactions",
+    ),
+    path("api/direct/", views.DirectView.as_view(), name="api_direct"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api_schema"),
     re_path(r"^api/(?P<path>.*)$", views.api_not_found),
 ]

@@ -66,6 +66,13 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
+# A value of each field kind of the protocol's schemas (chat.realtime.protocol.Field), hostile or not.
+plausible = {
+    str: st.one_of(hostile_text, st.sampled_from(["👍", "👍🏽", "👨‍👩‍👧", "🇫🇷", ":)", "👍👍", "1"])),
+    int: hostile_int,
+    bool: st.booleans(),
+    list: st.lists(st.one_of(hostile_text, st.sampled_from(["alice", "bob", "carol"])), max_size=12),
+}
 field_names = sorted({name for schema in CLIENT_FRAMES.values() for name in schema} | {"ref", "type"})
 
 
@@ -81,7 +88,7 @@ def frame_objects(draw) -> dict:
             continue  # missing
         if choice == 1 and name != "ref":  # the right type, sometimes a plausible value
             spec = schema[name]
-            frame[name] = draw(hostile_text if spec.kind is str else hostile_int)
+            frame[name] = draw(plausible[spec.kind])
         else:
             frame[name] = draw(json_values)
     frame.update(draw(st.dictionaries(st.sampled_from(field_names) | st.text(max_size=10), json_values, max_size=3)))
@@ -109,6 +116,8 @@ text_frames = st.one_of(
             '{"type": "send", "room": "lobby", "body": "\\ud800"}',
             '{"type": "send", "room": "lobby", "body": "a\\u0000b"}',
             '{"type": "ping", "ref": "\\udfff"}',
+            '{"type": "react", "room": "lobby", "id": 1, "emoji": "\\ud83d"}',
+            '{"type": "direct", "users": ["alice", "\\udfff"]}',
             '{"type": "join", "room": "lobby\\u0000"}',
             '{"type": "join", "type": "ping"}',
             "\x00",
