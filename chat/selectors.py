@@ -252,6 +252,23 @@ def direct_list_for(*, user: User) -> list[RoomSummary]:
     ]
 
 
+DIRECT_CANDIDATES_LIMIT = 200  # people listed in the "New message" picker; others are typed by name
+
+
+def direct_candidates(*, user: User, limit: int | None = None) -> tuple[list[str], bool]:
+    """The usernames `user` may start a direct conversation with (every other active account),
+    alphabetical, at most `limit` (DIRECT_CANDIDATES_LIMIT); and whether there are more."""
+    limit = limit or DIRECT_CANDIDATES_LIMIT
+    names = list(
+        get_user_model()
+        .objects.filter(is_active=True)
+        .exclude(pk=user.pk)
+        .order_by("username")
+        .values_list("username", flat=True)[: limit + 1]
+    )
+    return names[:limit], len(names) > limit
+
+
 def messages_latest(*, room: Room, limit: int = 50) -> list[dict[str, Any]]:
     rows = _rows(Message.objects.filter(room=room).order_by("-seq")[:limit], room_slug=room.slug)
     rows.reverse()

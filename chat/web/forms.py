@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 
-from chat.models import MAX_ROOM_NAME_LENGTH, MAX_ROOM_TOPIC_LENGTH, MAX_SLUG_LENGTH, Room
+from chat.models import MAX_DIRECT_MEMBERS, MAX_ROOM_NAME_LENGTH, MAX_ROOM_TOPIC_LENGTH, MAX_SLUG_LENGTH, Room
 
 ROOMS_PER_HOUR = 10  # per user: enough for a team, not for a script filling the room list
 
@@ -75,6 +75,30 @@ class RoomCreateForm(forms.Form):
         if recent.count() >= ROOMS_PER_HOUR:
             raise ValidationError(f"You have created {ROOMS_PER_HOUR} rooms in the last hour: try again later.")
         return data
+
+
+class UsernamesField(forms.Field):
+    """Usernames from several inputs of the same name (the picker's checkboxes), each once."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value: Any) -> list[str]:
+        values = value if isinstance(value, list | tuple) else [value] if value else []
+        names = (str(name).strip() for name in values)
+        return list(dict.fromkeys(name for name in names if name))
+
+
+class DirectForm(forms.Form):
+    """Whom to start a direct conversation with. Who may be named is chat.services.direct_open's
+    rule; the form only refuses what it can tell by counting."""
+
+    users = UsernamesField(error_messages={"required": _("Choose at least one person.")})
+
+    def clean_users(self) -> list[str]:
+        names: list[str] = self.cleaned_data["users"]
+        if len(names) > MAX_DIRECT_MEMBERS - 1:
+            raise ValidationError(_("Choose at most %(count)d people.") % {"count": MAX_DIRECT_MEMBERS - 1})
+        return names
 
 
 class SignupForm(UserCreationForm):

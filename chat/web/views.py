@@ -1,6 +1,7 @@
 """The pages. Thin: they call selectors and services and render templates."""
 
 import logging
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import login
@@ -15,8 +16,9 @@ from django.utils.translation import gettext as _
 
 from chat import selectors, services, throttle
 from chat.errors import ChatError, ErrorCode
+from chat.models import MAX_DIRECT_MEMBERS
 from chat.web import devices
-from chat.web.forms import RoomCreateForm, SignupForm
+from chat.web.forms import DirectForm, RoomCreateForm, SignupForm
 
 logger = logging.getLogger(__name__)
 
@@ -27,9 +29,22 @@ class AuthenticatedRequest(HttpRequest):
     user: User
 
 
+def _direct_context(user: User) -> dict[str, Any]:
+    """What every page with a "Direct messages" section shows: the user's conversations, and the
+    people the "New message" picker lists."""
+    candidates, more = selectors.direct_candidates(user=user)
+    return {
+        "directs": selectors.direct_list_for(user=user),
+        "direct_users": candidates,
+        "direct_users_more": more,
+        "direct_max": MAX_DIRECT_MEMBERS - 1,
+    }
+
+
 @login_required
 def room_list(request: AuthenticatedRequest) -> HttpResponse:
-    return render(request, "chat/room_list.html", {"rooms": selectors.room_list_for(user=request.user)})
+    context = {"rooms": selectors.room_list_for(user=request.user), **_direct_context(request.user)}
+    return render(request, "chat/room_list.html", context)
 
 
 @login_required
@@ -40,16 +55,25 @@ def room_detail(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         if error.code == ErrorCode.NOT_FOUND:
             raise Http404(error.detail) from None
         raise PermissionDenied(error.detail) from None
+    username = request.user.get_username()
+    info = selectors.room_info(room=room, viewer=username)
     config = {
         "room": room.slug,
-        "username": request.user.get_username(),
+        "kind": info["kind"],
+        "username": username,
         "wsPath": "/ws/chat/",
         "maxBody": settings.CHAT_MAX_BODY,
         # Where the "new messages" divider goes when the page opens.
         "lastRead": selectors.last_read_seq(room=room, user=request.user),
     }
-    rooms = selectors.room_list_for(user=request.user)
-    return render(request, "chat/room.html", {"room": room, "rooms": rooms, "config": config})
+    context = {
+        "room": room,
+        "info": info,  # a direct conversation is named after the other people in it
+        "rooms": selectors.room_list_for(user=request.user),
+        "config": config,
+        **_direct_context(request.user),
+    }
+    return render(request, "chat/room.html", context)
 
 
 @login_required
@@ -68,6 +92,23 @@ def room_create(request: AuthenticatedRequest) -> HttpResponse:
         )
         return redirect("chat:room", room.slug)
     return render(request, "chat/room_form.html", {"form": form})
+
+
+@login_required
+def direct_new(request: AuthenticatedRequest) -> HttpResponse:
+    """Start a direct conversation, or reopen the one with the same people, and go to it. The
+    pages' "New message" dialog posts here; without JavaScript this is its page."""
+    form = DirectForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        try:
+            room, _created = services.direct_open(user=request.user, usernames=form.cleaned_data["users"])
+        except ChatError as error:
+            form.add_error("users", error.detail)
+        else:
+            return redirect("chat:room", room.slug)
+    chosen = [name for name in form["users"].value() or [] if name != request.user.get_username()]
+    context = {"form": form, "selected": chosen, **_direct_context(request.user)}
+    return render(request, "chat/direct_form.html", context, status=400 if form.errors else 200)
 
 
 SIGNUP_WINDOW = 3600  # seconds: CHAT_SIGNUP_PER_HOUR accounts per client address in it

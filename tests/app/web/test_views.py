@@ -9,7 +9,7 @@ from django.contrib.auth import SESSION_KEY
 from django.test import Client
 from django.utils.html import escape
 
-from chat import services
+from chat import selectors, services
 from chat.models import Membership, Room
 from tests.support.sockets import TEST_PASSWORD as PASSWORD  # every make_user user has it
 
@@ -410,6 +410,139 @@ def test_room_names_are_escaped(alice_client):
         assert name not in html, f"raw room name in {path}"
         assert "<img src=x" not in html, f"raw topic in {path}"
         assert escape(name) in html, f"escaped room name missing from {path}"
+
+
+# Direct conversations -----------------------------------------------------------------------------
+
+
+def client_of(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def picker_names(html: str) -> list[str]:
+    """The people the "New message" picker offers."""
+    picker = re.search(r'<ul id="direct-users".*?</ul>', html, re.S)
+    assert picker, "the page has no people picker"
+    return re.findall(r'<input type="checkbox" name="users" value="([^"]*)"', picker.group(0))
+
+
+def checked_names(html: str) -> list[str]:
+    return re.findall(r'<input type="checkbox" name="users" value="([^"]*)" checked>', html)
+
+
+def test_direct_conversations_are_listed_with_the_other_peoples_names_and_unread_counts(
+    alice_client, alice, bob, make_user
+):
+    carol, dora = make_user("carol"), make_user("dora")
+    pair, _ = services.direct_open(user=alice, usernames=["bob"])
+    group, _ = services.direct_open(user=bob, usernames=["alice", "carol"])
+    services.direct_open(user=dora, usernames=["alice"])  # nobody wrote: dora's business only
+    services.message_send(room=pair, author=alice, body="free today?")  # her own: not unread
+    first, _ = services.message_send(room=pair, author=bob, body="lunch?")
+    services.message_send(room=pair, author=bob, body="at noon")
+    services.message_send(room=pair, author=bob, body="in the thread", reply_to=first["id"])  # not unread
+    services.message_send(room=group, author=carol, body="hello both")
+    services.room_create(slug="lobby", name="Lobby")
+
+    for path in ("/", "/rooms/lobby/"):
+        html = page(alice_client.get(path))
+        assert unread_of(html, pair.slug) == 2, path
+        assert unread_of(html, group.slug) == 1, path
+        assert f'href="/rooms/{pair.slug}/"' in html and f'href="/rooms/{group.slug}/"' in html, path
+        names = re.findall(r'class="(?:direct-card|sidebar-room)-name">([^<]*)<', html)
+        assert "bob" in names and "bob, carol" in names, (path, names)
+        assert "dora" not in names, (path, names)
+    assert 'id="direct-list"' in page(alice_client.get("/"))
+
+    # The conversation's own page names the others, without a private room's chrome, and the
+    # client learns it is a direct conversation.
+    html = page(alice_client.get(f"/rooms/{group.slug}/"))
+    assert re.search(r'<span id="room-name-text">bob, carol</span>', html)
+    assert "<title>bob, carol · Channels Chat</title>" in html
+    assert "tag-private" not in html
+    assert 'aria-label="Messages with bob, carol"' in html
+    config = json.loads(re.search(r'id="chat-config" type="application/json">(.*?)</script>', html, re.S).group(1))
+    assert config["room"] == group.slug and config["kind"] == "direct"
+    assert re.search(rf'<li data-slug="{group.slug}" data-unread="1">\s*<a [^>]*aria-current="page"', html)
+
+    # Carol sees the group but not alice and bob's conversation, nor can she open it.
+    carols = client_of(carol)
+    html = page(carols.get("/"))
+    assert f"/rooms/{group.slug}/" in html and f"/rooms/{pair.slug}/" not in html
+    assert ">alice, bob<" in html
+    assert carols.get(f"/rooms/{pair.slug}/").status_code == 403
+
+
+def test_a_user_without_direct_conversations_is_offered_to_start_one(alice_client):
+    html = page(alice_client.get("/"))
+    assert 'id="direct-list-empty"' in html and 'id="direct-list"' not in html
+    assert 'id="new-direct" href="/direct/new/"' in html
+
+
+def test_the_people_picker_lists_active_users_but_not_yourself(alice_client, alice, bob, make_user):
+    make_user("carol")
+    make_user("dora", is_active=False)
+    services.room_create(slug="lobby", name="Lobby")
+    for path in ("/", "/rooms/lobby/", "/direct/new/"):
+        response = alice_client.get(path)
+        assert response.status_code == 200, path
+        assert picker_names(page(response)) == ["bob", "carol"], path
+
+
+def test_the_people_picker_lists_at_most_its_limit_and_says_there_are_more(alice_client, make_user, monkeypatch):
+    monkeypatch.setattr(selectors, "DIRECT_CANDIDATES_LIMIT", 3)
+    for name in ("bea", "cy", "di", "ed"):
+        make_user(name)
+    html = page(alice_client.get("/"))
+    assert picker_names(html) == ["bea", "cy", "di"]
+    assert '<ul id="direct-users" class="direct-users" data-more="true">' in html
+
+
+def test_starting_a_direct_conversation_leads_to_it_and_the_same_people_meet_in_the_same_one(
+    alice_client, alice, bob, make_user
+):
+    make_user("carol")
+    response = alice_client.post("/direct/new/", {"users": ["bob", "carol"]})
+    assert response.status_code == 302
+    room = Room.objects.get(kind=Room.Kind.DIRECT)
+    assert response["Location"] == f"/rooms/{room.slug}/"
+    assert set(room.memberships.values_list("user__username", flat=True)) == {"alice", "bob", "carol"}
+    again = client_of(bob).post("/direct/new/", {"users": ["carol", "alice", "alice"]})
+    assert again.status_code == 302 and again["Location"] == f"/rooms/{room.slug}/"
+    assert Room.objects.filter(kind=Room.Kind.DIRECT).count() == 1
+    assert alice_client.get(response["Location"]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("users", "message"),
+    [
+        ([], "Choose at least one person."),
+        (["alice"], "Name at least one other person."),
+        (["nobody"], "No user &#x27;nobody&#x27;."),
+        (["dora"], "No user &#x27;dora&#x27;."),  # deactivated
+        ([f"user{i}" for i in range(9)], "Choose at most 8 people."),
+    ],
+)
+def test_a_direct_conversation_that_cannot_be_started_says_why(alice_client, bob, make_user, users, message):
+    make_user("dora", is_active=False)
+    for i in range(9):
+        make_user(f"user{i}")
+    response = alice_client.post("/direct/new/", {"users": users})
+    assert response.status_code == 400
+    html = page(response)
+    assert message in html
+    assert checked_names(html) == [name for name in users if name != "alice"]  # the choice is kept
+    assert not Room.objects.filter(kind=Room.Kind.DIRECT).exists()
+
+
+def test_starting_a_direct_conversation_needs_a_login_and_csrf(alice, bob):
+    assert Client().post("/direct/new/", {"users": ["bob"]})["Location"].startswith("/accounts/login/")
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(alice)
+    assert strict.post("/direct/new/", {"users": ["bob"]}).status_code == 403
+    assert not Room.objects.filter(kind=Room.Kind.DIRECT).exists()
 
 
 # Admin --------------------------------------------------------------------------------------------
