@@ -1,10 +1,16 @@
-// Room page client: one WebSocket, one room, speaking the wire protocol of docs/protocol.md.
-// User data is only ever rendered with textContent: never innerHTML.
+// Room page client: one WebSocket, one room (or direct conversation), speaking the wire protocol
+// of docs/protocol.md. User data is rendered with textContent, with one exception: a message's
+// `html`, which the server made from its Markdown and cleaned with an allow-list of tags and link
+// schemes (chat/formatting.py), is inserted as HTML. Nothing else the users wrote ever is.
+
+import { openDirectPicker, paintAvatars, userHue } from './direct.js';
 
 const cfg = JSON.parse(document.getElementById('chat-config').textContent);
 const ROOM = cfg.room;
 const ME = cfg.username;
+const DIRECT = cfg.kind === 'direct';
 const MAX_BODY = Number(cfg.maxBody) || 4000;
+const DELETED_AUTHOR = '[deleted]'; // a message whose author's account is gone
 
 // Timings in ms. Reconnect backoff: full jitter over base * factor^attempt, capped.
 const BACKOFF_BASE = 500, BACKOFF_FACTOR = 2, BACKOFF_CAP = 15000;
@@ -17,6 +23,15 @@ const HISTORY_LIMIT = 50, RATE_RETRIES = 5;
 const CLOSE = Object.freeze({ NORMAL: 1000, NO_PONG: 4000, SESSION_ENDED: 4401, DEACTIVATED: 4403 });
 const ERROR = Object.freeze({ NOT_FOUND: 'not_found', FORBIDDEN: 'forbidden', RATE_LIMITED: 'rate_limited' });
 
+// The reaction picker's choices; any other emoji can be typed in.
+const EMOJI = [
+  ['👍', 'thumbs up'], ['👎', 'thumbs down'], ['😄', 'smiling face'], ['🎉', 'party popper'],
+  ['❤️', 'red heart'], ['🚀', 'rocket'], ['👀', 'eyes'], ['✅', 'check mark'],
+  ['😂', 'tears of joy'], ['🙏', 'folded hands'], ['🔥', 'fire'], ['💯', 'hundred points'],
+  ['😮', 'surprised face'], ['😢', 'crying face'], ['🤔', 'thinking face'], ['👏', 'clapping hands'],
+];
+const EMOJI_COLUMNS = 8;
+
 const $ = (id) => document.getElementById(id);
 const ui = {
   layout: $('room-layout'), list: $('messages'), wrap: $('messages-wrap'), newButton: $('new-messages'),
@@ -27,6 +42,15 @@ const ui = {
   closed: $('room-closed'), signedOut: $('signed-out'), banner: $('connection-banner'),
   roomError: $('room-error'), toasts: $('toasts'), notify: $('notify-toggle'),
   dialog: $('delete-dialog'), dialogPreview: $('delete-dialog-preview'),
+  threadPanel: $('thread-panel'), threadList: $('thread-messages'), threadForm: $('thread-composer'),
+  threadInput: $('thread-input'), threadSend: $('thread-send'), threadCounter: $('thread-counter'),
+  directs: $('sidebar-direct'), personCard: $('person-card'), picker: null,
+};
+
+// The two composers: the room's, and the open thread's.
+const composers = {
+  main: { form: ui.form, input: ui.input, send: ui.send, counter: ui.counter },
+  thread: { form: ui.threadForm, input: ui.threadInput, send: ui.threadSend, counter: ui.threadCounter },
 };
 
 // The single piece of mutable state.
@@ -36,13 +60,16 @@ const S = {
   joining: false, // a join (first or catch-up) is in flight
   baselined: false, // the first `joined` has set where the room starts for us
   stopped: false, // no more reconnects (signed out, deactivated, room closed or unavailable)
-  lastSeq: 0, // highest contiguous seq rendered
-  firstSeq: null, // lowest seq rendered (history pages below it)
+  lastSeq: 0, // highest contiguous seq received (replies included: they take seqs too)
+  firstSeq: null, // lowest seq received (history pages below it)
   maxSeen: 0, // highest seq heard of (gap detection)
+  lastRev: null, // highest rev applied in order (docs/protocol.md: every change converges)
+  maxRev: 0, // highest rev heard of
   hasMore: true,
   historyBusy: false,
-  bySeq: new Map(), // seq -> element
-  outbox: new Map(), // client_id -> {cid, body, createdAt, node, status, retries, seq}
+  messages: new Map(), // id -> the newest copy held of each message (by rev), replies included
+  bySeq: new Map(), // seq -> its element in the room's flow, or null for a reply (shown in its thread)
+  outbox: new Map(), // client_id -> {cid, body, replyTo, createdAt, node, status, retries, seq}
   typers: new Map(), // username -> timeout id
   attempt: 0, // reconnects since the last `joined`
   authRetried: false, // one reconnect after a 4401 already tried
@@ -51,10 +78,14 @@ const S = {
   lastReadSent: 0,
   lastRead: Number.isInteger(cfg.lastRead) ? cfg.lastRead : null, // read marker when the page loaded
   lastScrollTop: 0,
-  refs: 0, // counter for edit/delete refs
+  refs: 0, // counter for edit/delete/react refs
   edits: new Map(), // ref -> message element with an edit in flight
   deletes: new Map(), // ref -> message element with a delete in flight
   deleteTarget: null, // message element the delete dialog is about
+  thread: null, // the open thread: {id, loaded, hasMore, firstSeq, opener}
+  current: null, // the message whose buttons are in the Tab order (one at a time)
+  picker: null, // the reaction picker's message id and the button that opened it
+  personOpener: null, // the author name that opened the person card
   unseen: 0, // messages from others that arrived while the tab was hidden
   notifyOn: false, // the user asked for desktop notifications (and may have since revoked the permission)
   baseTitle: document.title,
@@ -77,6 +108,27 @@ function button(label, className, onClick) {
   node.addEventListener('click', onClick);
   return node;
 }
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+function icon(path) {
+  const svg = document.createElementNS(SVG, 'svg');
+  svg.setAttribute('viewBox', '0 0 16 16');
+  svg.setAttribute('width', '15');
+  svg.setAttribute('height', '15');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('class', 'icon');
+  const shape = document.createElementNS(SVG, 'path');
+  shape.setAttribute('fill', 'currentColor');
+  shape.setAttribute('d', path);
+  svg.append(shape);
+  return svg;
+}
+
+const ICONS = {
+  react: 'M8 1a7 7 0 1 0 7 7h-1.5A5.5 5.5 0 1 1 8 2.5zM5.5 6a1 1 0 1 0 0 2 1 1 0 0 0 0-2m5 0a1 1 0 1 0 0 2 1 1 0 0 0 0-2M4.8 9.5a3.6 3.6 0 0 0 6.4 0zM12.25 0v1.75H10.5v1.5h1.75V5h1.5V3.25h1.75v-1.5h-1.75V0z',
+  reply: 'M2 3.5A1.5 1.5 0 0 1 3.5 2h9A1.5 1.5 0 0 1 14 3.5v6a1.5 1.5 0 0 1-1.5 1.5H7l-3.2 2.7A.5.5 0 0 1 3 13.3V11h.5A1.5 1.5 0 0 1 2 9.5zm1.5 0v6H4.5v1.6L6.5 9.5h6v-6z',
+};
 
 function newClientId() {
   if (window.crypto && typeof crypto.randomUUID === 'function') return crypto.randomUUID();
@@ -113,20 +165,18 @@ function showBanner(node, text) {
   node.hidden = false;
 }
 
-function setComposerEnabled(enabled) { ui.input.disabled = ui.send.disabled = !enabled; }
-
-function userHue(name) {
-  let hash = 0;
-  for (const ch of name) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
-  return hash % 360;
+function setComposerEnabled(enabled) {
+  for (const c of Object.values(composers)) c.input.disabled = c.send.disabled = !enabled;
 }
 
-function avatar(name) {
-  const node = make('span', 'avatar', Array.from(name)[0]?.toUpperCase() || '?');
+function avatar(name, className = '') {
+  const node = make('span', `avatar ${className}`.trim(), Array.from(name)[0]?.toUpperCase() || '?');
   node.setAttribute('aria-hidden', 'true');
   node.style.setProperty('--hue', userHue(name));
   return node;
 }
+
+const snippet = (text, length) => Array.from(text).slice(0, length).join('');
 
 // ---------------------------------------------------------------- message text: links and mentions
 
@@ -181,7 +231,8 @@ function appendMentions(target, text) {
   return mentioned;
 }
 
-// Renders a body as text nodes, mention spans and http(s) links (never markup the user typed).
+// Renders a body as text nodes, mention spans and http(s) links (a message not yet stored, which
+// has no server-made HTML yet).
 function renderText(target, text) {
   target.replaceChildren();
   let mentioned = false;
@@ -197,31 +248,76 @@ function renderText(target, text) {
   return appendMentions(target, text.slice(last)) || mentioned;
 }
 
+// Highlights the @mentions in the text of server-made HTML (not in links or code).
+function markMentions(target) {
+  const walker = document.createTreeWalker(target, NodeFilter.SHOW_TEXT, {
+    acceptNode: (node) => (node.data.includes('@') && !node.parentElement.closest('a, code, pre')
+      ? NodeFilter.FILTER_ACCEPT : NodeFilter.FILTER_REJECT),
+  });
+  const texts = [];
+  while (walker.nextNode()) texts.push(walker.currentNode);
+  let mentioned = false;
+  for (const text of texts) {
+    const fragment = document.createDocumentFragment();
+    mentioned = appendMentions(fragment, text.data) || mentioned;
+    text.replaceWith(fragment);
+  }
+  return mentioned;
+}
+
 // ---------------------------------------------------------------- rendering messages
 
 const rawBodies = new WeakMap(); // message element -> its body as sent (for editing)
+const shownBodies = new WeakMap(); // message element -> the html or text its body shows
 
-function buildMessage(author) {
+// `context`: 'main' (the room's flow) or 'thread' (the thread panel).
+function buildMessage(author, context = 'main') {
   const node = make('div', 'message');
+  node.dataset.context = context;
+  node.tabIndex = -1; // the arrow keys move the focus from message to message
   const meta = make('div', 'meta');
-  meta.append(make('span', 'author', author), make('time', 'time'), make('span', 'note'));
+  meta.append(authorLabel(author), make('time', 'time'), make('span', 'note'));
   const main = make('div', 'message-main');
   main.append(meta, make('div', 'body'));
-  node.append(avatar(author), main);
+  const face = avatar(author);
+  if (canMessage(author)) {
+    face.classList.add('avatar-button');
+    face.addEventListener('click', () => openPersonCard(author, face.parentElement.querySelector('.author')));
+  }
+  node.append(face, main);
   return node;
+}
+
+const canMessage = (name) => name !== ME && name !== DELETED_AUTHOR;
+
+// Another person's name is a button: it offers to message them.
+function authorLabel(name) {
+  if (!canMessage(name)) return make('span', 'author', name);
+  const label = button(name, 'author author-button', (event) => openPersonCard(name, event.currentTarget));
+  label.setAttribute('aria-haspopup', 'dialog');
+  return label;
 }
 
 const pad = (n) => String(n).padStart(2, '0');
 const dayKey = (date) => `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+const clock = (date) => `${pad(date.getHours())}:${pad(date.getMinutes())}`;
 
 function setTime(node, iso) {
   const date = iso ? new Date(iso) : new Date();
   if (Number.isNaN(date.getTime())) return;
   const time = node.querySelector('.time');
   time.dateTime = date.toISOString();
-  time.textContent = `${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  time.textContent = clock(date);
   time.title = date.toLocaleString(undefined, { dateStyle: 'full', timeStyle: 'medium' });
   node.dataset.day = dayKey(date);
+}
+
+// "today at 14:05", "yesterday at 09:12", "Mon 3 Jun 2024 at 18:00".
+function when(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return '';
+  const day = dayLabel(dayKey(date));
+  return `${day === 'Today' || day === 'Yesterday' ? day.toLowerCase() : day} at ${clock(date)}`;
 }
 
 function setNote(node, text) { node.querySelector('.note').textContent = text; }
@@ -235,24 +331,44 @@ function setEdited(node, iso) {
   node.querySelector('.time').after(label);
 }
 
-function setBody(node, body, editedAt) {
-  rawBodies.set(node, body);
-  const mentionsMe = renderText(node.querySelector('.body'), body);
-  const mentioned = mentionsMe && node.dataset.author !== ME;
-  node.classList.toggle('mentioned', mentioned);
-  node.querySelector('.mention-flag')?.remove();
-  if (mentioned) node.querySelector('.author').after(make('span', 'visually-hidden mention-flag', 'mentions you'));
-  setEdited(node, editedAt);
+// The server's HTML once the message is stored; until then (our own, pending) the text as typed.
+function setBody(node, m) {
+  rawBodies.set(node, m.body);
+  const body = node.querySelector('.body');
+  const rich = typeof m.html === 'string' && m.html !== '';
+  const shown = rich ? `html:${m.html}` : `text:${m.body}`;
+  if (shownBodies.get(node) !== shown) {
+    shownBodies.set(node, shown);
+    body.classList.toggle('rich', rich);
+    let mentionsMe;
+    if (rich) {
+      body.innerHTML = m.html; // sanitised by the server (chat/formatting.py); see the header
+      mentionsMe = markMentions(body);
+    } else {
+      mentionsMe = renderText(body, m.body);
+    }
+    const mentioned = mentionsMe && m.author !== ME;
+    node.classList.toggle('mentioned', mentioned);
+    node.querySelector('.mention-flag')?.remove();
+    if (mentioned) node.querySelector('.author').after(make('span', 'visually-hidden mention-flag', 'mentions you'));
+  }
+  setEdited(node, m.edited_at);
 }
 
 function markDeleted(node) {
   closeEditor(node);
+  if (S.picker && String(S.picker.id) === node.dataset.id) closeEmojiPicker(false);
   node.classList.add('deleted');
   node.classList.remove('mentioned', 'deleting');
   node.querySelector('.mention-flag')?.remove();
   node.querySelector('.edited')?.remove();
-  node.querySelector('.body').textContent = 'message deleted';
-  renderTools(node);
+  const body = node.querySelector('.body');
+  body.classList.remove('rich');
+  body.textContent = 'message deleted';
+  shownBodies.delete(node);
+  const name = node.querySelector('.author');
+  if (name.tagName === 'BUTTON') name.replaceWith(make('span', 'author', name.textContent)); // nothing to act on
+  node.querySelector('.avatar-button')?.classList.remove('avatar-button');
 }
 
 function fillMessage(node, m) {
@@ -260,16 +376,453 @@ function fillMessage(node, m) {
   node.dataset.id = m.id;
   node.dataset.author = m.author;
   if (m.client_id) node.dataset.clientId = m.client_id;
+  if (m.reply_to != null) node.dataset.replyTo = m.reply_to;
   node.classList.toggle('own', m.author === ME);
-  node.querySelector('.author').textContent = m.author;
   setTime(node, m.created_at);
   if (m.deleted) markDeleted(node);
-  else setBody(node, m.body, m.edited_at);
+  else setBody(node, m);
+  renderReactions(node, m);
+  renderThreadSummary(node, m);
   renderTools(node); // after the id: a just-acked message of ours gets its controls here
+  applyRoving(node);
   return node;
 }
 
-const messageById = (id) => ui.list.querySelector(`.message[data-id="${Number(id)}"]:not(.outbox)`);
+// The focus leaves a control that is about to go for its message, not for the page's top.
+function keepFocusIn(node, going) {
+  if (going?.contains(document.activeElement)) node.focus({ preventScroll: true });
+}
+
+// ---------------------------------------------------------------- reactions
+
+function reactionLabel(emoji, users) {
+  const names = users.length > 12 ? `${users.slice(0, 12).join(', ')} and ${users.length - 12} others` : users.join(', ');
+  return `${names} reacted with ${emoji}`;
+}
+
+function renderReactions(node, m) {
+  const entries = m.deleted ? [] : Object.entries(m.reactions || {}).filter(([, users]) => Array.isArray(users) && users.length);
+  let row = node.querySelector('.reactions');
+  if (!entries.length) {
+    keepFocusIn(node, row);
+    row?.remove();
+    return;
+  }
+  if (!row) {
+    row = make('div', 'reactions');
+    row.setAttribute('role', 'group');
+    row.setAttribute('aria-label', 'Reactions');
+    const more = button('', 'reaction reaction-add', (event) => openEmojiPicker(node, event.currentTarget));
+    more.append(icon(ICONS.react));
+    more.setAttribute('aria-label', 'Add reaction');
+    more.title = 'Add reaction';
+    row.append(more);
+    node.querySelector('.body').after(row);
+  }
+  const chips = new Map([...row.querySelectorAll('.reaction[data-emoji]')].map((chip) => [chip.dataset.emoji, chip]));
+  let cursor = row.firstElementChild;
+  // In the order people reacted; chips already in place stay put (and keep the focus).
+  for (const [emoji, users] of entries) {
+    let chip = chips.get(emoji);
+    chips.delete(emoji);
+    if (!chip) {
+      chip = button('', 'reaction', () => toggleReaction(node, emoji));
+      chip.dataset.emoji = emoji;
+      chip.append(make('span', 'reaction-emoji', emoji), make('span', 'reaction-count'));
+    }
+    chip.setAttribute('aria-pressed', String(users.includes(ME)));
+    chip.querySelector('.reaction-count').textContent = String(users.length);
+    const label = reactionLabel(emoji, users);
+    chip.title = label;
+    chip.setAttribute('aria-label', label);
+    if (chip === cursor) cursor = cursor.nextElementSibling;
+    else row.insertBefore(chip, cursor);
+  }
+  for (const chip of chips.values()) {
+    keepFocusIn(node, chip);
+    chip.remove();
+  }
+}
+
+function toggleReaction(node, emoji) {
+  const m = S.messages.get(Number(node.dataset.id));
+  const mine = Boolean(m?.reactions?.[emoji]?.includes(ME));
+  sendReaction(Number(node.dataset.id), emoji, !mine);
+}
+
+function sendReaction(id, emoji, on) {
+  if (!S.joined || !send({ type: 'react', room: ROOM, id, emoji, on, ref: `react-${++S.refs}` })) {
+    toast('Not connected: the reaction was not sent. Try again in a moment.');
+  }
+}
+
+function emojiPicker() {
+  if (ui.picker) return ui.picker;
+  const picker = make('div', 'popover emoji-picker');
+  picker.id = 'emoji-picker';
+  picker.hidden = true;
+  picker.setAttribute('role', 'dialog');
+  picker.setAttribute('aria-label', 'Add a reaction');
+  const grid = make('div', 'emoji-grid');
+  grid.setAttribute('role', 'group');
+  grid.setAttribute('aria-label', 'Common reactions');
+  for (const [emoji, name] of EMOJI) {
+    const choice = button(emoji, 'emoji-choice', () => pickEmoji(emoji));
+    choice.setAttribute('aria-label', name);
+    choice.title = name;
+    grid.append(choice);
+  }
+  const other = make('form', 'emoji-other');
+  other.noValidate = true;
+  const label = make('label', 'visually-hidden', 'Any emoji');
+  label.htmlFor = 'emoji-other-input';
+  const input = make('input', 'emoji-other-input');
+  Object.assign(input, { id: 'emoji-other-input', type: 'text', placeholder: 'Any emoji', maxLength: 32, autocomplete: 'off' });
+  const add = make('button', 'btn btn-small', 'Add');
+  add.type = 'submit';
+  other.append(label, input, add);
+  other.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const emoji = input.value.trim();
+    if (emoji) pickEmoji(emoji);
+  });
+  picker.append(grid, other);
+  picker.addEventListener('keydown', onPickerKey);
+  document.body.append(picker);
+  ui.picker = picker;
+  return picker;
+}
+
+function openEmojiPicker(node, opener) {
+  const id = Number(node.dataset.id);
+  if (S.picker?.id === id && S.picker.opener === opener && !ui.picker.hidden) return closeEmojiPicker(true);
+  closePersonCard(false);
+  const picker = emojiPicker();
+  S.picker = { id, opener };
+  picker.querySelector('input').value = '';
+  picker.hidden = false;
+  placePopover(picker, opener);
+  opener.setAttribute('aria-expanded', 'true');
+  picker.querySelector('.emoji-choice').focus();
+}
+
+function closeEmojiPicker(restoreFocus) {
+  if (!S.picker) return;
+  const { id, opener } = S.picker;
+  S.picker = null;
+  ui.picker.hidden = true;
+  opener.setAttribute('aria-expanded', 'false');
+  if (!restoreFocus) return;
+  if (opener.isConnected) opener.focus();
+  else nodesOf(id)[0]?.focus();
+}
+
+function pickEmoji(emoji) {
+  const { id } = S.picker;
+  closeEmojiPicker(true);
+  const mine = Boolean(S.messages.get(id)?.reactions?.[emoji]?.includes(ME));
+  sendReaction(id, emoji, !mine); // choosing one's own reaction again takes it back
+}
+
+function onPickerKey(event) {
+  if (event.key === 'Escape') {
+    event.preventDefault();
+    event.stopPropagation();
+    return closeEmojiPicker(true);
+  }
+  const choices = [...ui.picker.querySelectorAll('.emoji-choice')];
+  const at = choices.indexOf(document.activeElement);
+  if (at < 0) return;
+  const step = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: EMOJI_COLUMNS, ArrowUp: -EMOJI_COLUMNS }[event.key];
+  if (!step) return;
+  event.preventDefault();
+  choices[Math.min(choices.length - 1, Math.max(0, at + step))].focus();
+}
+
+// A small panel next to the button that opened it, inside the window.
+function placePopover(popover, anchor) {
+  const box = anchor.getBoundingClientRect();
+  const width = popover.offsetWidth, height = popover.offsetHeight;
+  const margin = 8;
+  const left = Math.min(Math.max(margin, box.left), window.innerWidth - width - margin);
+  const below = box.bottom + 4;
+  const top = below + height <= window.innerHeight - margin ? below : Math.max(margin, box.top - height - 4);
+  popover.style.left = `${Math.max(margin, left)}px`;
+  popover.style.top = `${top}px`;
+}
+
+// ---------------------------------------------------------------- the person card: message someone
+
+function openPersonCard(name, opener) {
+  const card = ui.personCard;
+  if (!card) return;
+  if (!card.hidden && S.personOpener === opener) return closePersonCard(true);
+  closeEmojiPicker(false);
+  S.personOpener = opener;
+  card.querySelector('#person-card-name').textContent = name;
+  card.querySelector('.person-card-who').textContent = name;
+  card.querySelector('input[name="users"]').value = name;
+  card.querySelector('.avatar').replaceWith(avatar(name));
+  card.hidden = false;
+  placePopover(card, opener);
+  opener?.setAttribute('aria-expanded', 'true');
+  card.querySelector('button[type="submit"]').focus();
+}
+
+function closePersonCard(restoreFocus) {
+  const card = ui.personCard;
+  if (!card || card.hidden) return;
+  card.hidden = true;
+  const opener = S.personOpener;
+  S.personOpener = null;
+  opener?.setAttribute('aria-expanded', 'false');
+  if (restoreFocus && opener?.isConnected) opener.focus();
+}
+
+// Escape, or a click anywhere else, closes the reaction picker and the person card.
+function wirePopovers() {
+  document.addEventListener('pointerdown', (event) => {
+    if (S.picker && !ui.picker.contains(event.target) && !S.picker.opener.contains(event.target)) closeEmojiPicker(false);
+    const card = ui.personCard;
+    if (card && !card.hidden && !card.contains(event.target) && !S.personOpener?.contains(event.target)) closePersonCard(false);
+  });
+  ui.personCard?.addEventListener('keydown', (event) => {
+    if (event.key !== 'Escape') return;
+    event.preventDefault();
+    event.stopPropagation();
+    closePersonCard(true);
+  });
+  window.addEventListener('resize', () => {
+    closeEmojiPicker(false);
+    closePersonCard(false);
+  });
+}
+
+// ---------------------------------------------------------------- threads
+
+function replyCount(n) { return n === 1 ? '1 reply' : `${n} replies`; }
+
+// Under a thread's first message in the room's flow: who replied, how many, and when last.
+function renderThreadSummary(node, m) {
+  let summary = node.querySelector('.thread-summary');
+  const shown = node.dataset.context === 'main' && m.reply_to == null && m.reply_count > 0;
+  if (!shown) {
+    keepFocusIn(node, summary);
+    summary?.remove();
+    return;
+  }
+  if (!summary) {
+    summary = button('', 'thread-summary', () => openThread(Number(node.dataset.id), summary));
+    summary.title = 'Open the thread';
+    const actions = node.querySelector('.message-main > .actions');
+    node.querySelector('.message-main').insertBefore(summary, actions);
+  }
+  const faces = make('span', 'thread-faces');
+  for (const name of (m.repliers || []).slice(0, 3)) faces.append(avatar(name, 'avatar-tiny'));
+  const parts = [faces, make('span', 'thread-count', replyCount(m.reply_count))];
+  if (m.last_reply_at) parts.push(make('span', 'thread-last', `Last reply ${when(m.last_reply_at)}`));
+  summary.replaceChildren(...parts);
+}
+
+const mainNode = (id) => ui.list.querySelector(`.message[data-id="${Number(id)}"]:not(.outbox)`);
+const threadNode = (id) => ui.threadList.querySelector(`.message[data-id="${Number(id)}"]:not(.outbox)`);
+const nodesOf = (id) => [mainNode(id), threadNode(id)].filter(Boolean);
+
+// Whether a reply belongs in the open thread's panel as loaded so far (older pages come on request).
+function shownInThread(m) {
+  const t = S.thread;
+  return Boolean(t) && m.reply_to === t.id && (!t.hasMore || t.firstSeq === null || m.seq >= t.firstSeq);
+}
+
+const threadAtBottom = () => ui.threadList.scrollHeight - ui.threadList.scrollTop - ui.threadList.clientHeight < 48;
+
+function openThread(id, opener) {
+  if (!id || S.stopped) return;
+  closeEmojiPicker(false);
+  if (S.thread?.id !== id) {
+    S.thread = { id, loaded: false, hasMore: false, firstSeq: null, opener };
+    ui.threadPanel.hidden = false;
+    ui.layout.classList.add('show-thread');
+    renderThread('bottom');
+    requestThread();
+  } else if (opener) {
+    S.thread.opener = opener;
+  }
+  if (location.hash !== `#thread-${id}`) history.replaceState(null, '', `#thread-${id}`);
+  ui.threadInput.focus();
+}
+
+function closeThread() {
+  if (!S.thread) return;
+  const { id, opener } = S.thread;
+  S.thread = null;
+  ui.threadPanel.hidden = true;
+  ui.layout.classList.remove('show-thread');
+  ui.threadList.replaceChildren();
+  if (location.hash.startsWith('#thread-')) history.replaceState(null, '', location.pathname + location.search);
+  const back = opener?.isConnected ? opener : mainNode(id)?.querySelector('.thread-summary, .reply-button');
+  (back || ui.input).focus();
+}
+
+function requestThread(before) {
+  const t = S.thread;
+  if (!t || !S.joined) return;
+  const frame = { type: 'thread', room: ROOM, id: t.id, limit: HISTORY_LIMIT, ref: before ? 'thread-older' : 'thread' };
+  if (before) frame.before = before;
+  t.loading = send(frame);
+}
+
+function onThread(f) {
+  const t = S.thread;
+  if (!t || f.id !== t.id) return;
+  const older = f.ref === 'thread-older';
+  t.loading = false;
+  t.loaded = true;
+  if (f.root) storeFetched(f.root);
+  const replies = (f.messages || []).filter((m) => m.reply_to === t.id);
+  for (const m of replies) storeFetched(m);
+  if (!older || replies.length) {
+    t.hasMore = Boolean(f.has_more) && replies.length > 0;
+    const seqs = replies.map((m) => m.seq);
+    if (seqs.length) t.firstSeq = Math.min(...seqs, ...(older && t.firstSeq !== null ? [t.firstSeq] : []));
+  } else {
+    t.hasMore = false;
+  }
+  renderThread(older ? 'anchor' : 'bottom');
+}
+
+// A message from a thread page: kept like any other, and shown where the room's flow has it.
+function storeFetched(m) {
+  if (!isNewer(m, S.messages.get(m.id))) return;
+  S.messages.set(m.id, m);
+  const node = mainNode(m.id);
+  if (node) keepingPlace(() => fillMessage(node, m));
+}
+
+function threadDividerLabel(root) {
+  return root ? replyCount(root.reply_count || 0) : 'Replies';
+}
+
+// The whole panel, from what is held: the first message, then its replies in seq order, then
+// replies of ours still being sent.
+function renderThread(mode) {
+  const t = S.thread;
+  if (!t) return;
+  const fromBottom = ui.threadList.scrollHeight - ui.threadList.scrollTop;
+  const root = S.messages.get(t.id);
+  const nodes = [];
+  if (root) {
+    const node = fillMessage(buildMessage(root.author, 'thread'), root);
+    node.classList.add('thread-root');
+    nodes.push(node);
+  } else {
+    nodes.push(make('p', 'thread-loading muted', t.loaded ? 'This message is not available.' : 'Loading…'));
+  }
+  const divider = separator('thread-divider', threadDividerLabel(root));
+  nodes.push(divider);
+  if (t.hasMore) {
+    const older = button('Load earlier replies', 'btn btn-quiet btn-small thread-older', () => {
+      older.disabled = true;
+      requestThread(t.firstSeq);
+    });
+    nodes.push(older);
+  }
+  const replies = [...S.messages.values()].filter(shownInThread).sort((a, b) => a.seq - b.seq);
+  for (const m of replies) {
+    const node = fillMessage(buildMessage(m.author, 'thread'), m);
+    node.classList.add('reply');
+    nodes.push(node);
+  }
+  for (const entry of S.outbox.values()) if (entry.replyTo === t.id && entry.node.classList.contains('outbox')) nodes.push(entry.node);
+  const focusWasIn = ui.threadList.contains(document.activeElement);
+  ui.threadList.replaceChildren(...nodes);
+  if (focusWasIn) ui.threadList.focus({ preventScroll: true });
+  ui.threadList.scrollTop = mode === 'anchor' ? ui.threadList.scrollHeight - fromBottom : ui.threadList.scrollHeight;
+}
+
+function updateThreadDivider(root) {
+  const divider = ui.threadList.querySelector('.thread-divider');
+  if (divider) setSeparatorLabel(divider, threadDividerLabel(root));
+}
+
+// A reply received in seq order: into the open thread's panel if it is that thread's.
+function fileReply(m, node) {
+  if (!shownInThread(m)) {
+    node?.remove();
+    return;
+  }
+  const existing = threadNode(m.id);
+  if (existing && existing !== node) {
+    fillMessage(existing, S.messages.get(m.id) || m);
+    node?.remove();
+    return;
+  }
+  const placed = node || fillMessage(buildMessage(m.author, 'thread'), m);
+  placed.classList.add('reply');
+  const follow = threadAtBottom() || placed.dataset.author === ME;
+  const later = [...ui.threadList.querySelectorAll('.message.reply:not(.outbox)')].find((n) => n !== placed && Number(n.dataset.seq) > m.seq);
+  ui.threadList.insertBefore(placed, later || ui.threadList.querySelector('.message.outbox') || null);
+  if (follow) ui.threadList.scrollTop = ui.threadList.scrollHeight;
+}
+
+// ---------------------------------------------------------------- keeping every copy current (rev)
+
+// The upsert rule: of two copies of a message, the one with the higher rev wins. A copy made
+// from an ack (without the server's HTML) gives way to the stored one of the same rev.
+function isNewer(m, held) {
+  if (!held || held.partial) return true;
+  if (!Number.isInteger(m.rev) || !Number.isInteger(held.rev)) return true;
+  return m.rev > held.rev;
+}
+
+// A message object from anywhere (a live frame, a catch-up, a thread page): replaces the copy
+// held if newer, and every element showing it. Returns true when something changed.
+function applyChange(m) {
+  if (!m || m.id == null) return false;
+  const held = S.messages.get(m.id);
+  const ofThread = Boolean(S.thread) && (m.id === S.thread.id || m.reply_to === S.thread.id);
+  if ((!held && !ofThread) || !isNewer(m, held)) return false;
+  S.messages.set(m.id, m);
+  const main = mainNode(m.id);
+  if (main) keepingPlace(() => fillMessage(main, m));
+  const inPanel = threadNode(m.id);
+  if (inPanel) {
+    const follow = threadAtBottom();
+    fillMessage(inPanel, m);
+    if (follow) ui.threadList.scrollTop = ui.threadList.scrollHeight;
+  } else if (ofThread && m.reply_to != null) {
+    fileReply(m, null);
+  } else if (ofThread && !ui.threadList.querySelector('.thread-root')) {
+    renderThread('bottom');
+  }
+  if (S.thread?.id === m.id) updateThreadDivider(m);
+  return true;
+}
+
+// The client rule for frames that carry a rev: apply, then either move lastRev on by one or,
+// past a gap, ask for what was missed (join with rev).
+function onRevFrame(f, apply) {
+  const rev = Number(f.rev);
+  if (!Number.isInteger(rev)) return apply();
+  if (S.lastRev === null) {
+    S.maxRev = Math.max(S.maxRev, rev);
+    return apply();
+  }
+  apply();
+  if (rev === S.lastRev + 1) S.lastRev = rev;
+  else if (rev > S.lastRev + 1) noteRev(rev);
+}
+
+function noteRev(rev) {
+  S.maxRev = Math.max(S.maxRev, rev);
+  if (S.lastRev !== null && rev > S.lastRev) catchUp();
+}
+
+function onUpdated(f) {
+  if (f.message) onRevFrame(f, () => applyChange(f.message));
+}
+
+// ---------------------------------------------------------------- the room's flow
 
 // Real messages sit above the outbox (our own messages not yet placed in seq order).
 function insertLive(node) {
@@ -294,42 +847,136 @@ function adopt(entry, m) {
   return fillMessage(node, { ...m, client_id: m.client_id || entry.cid });
 }
 
-// Render a message only in seq order; report gaps. Returns true when it was appended.
+// Takes a message in seq order (a change to one already held is applied as such); reports gaps.
+// Returns true when it was new: a root joins the room's flow, a reply its thread.
 function acceptLive(m) {
-  if (m.seq <= S.lastSeq) return false;
+  if (m.seq <= S.lastSeq) {
+    applyChange(m);
+    return false;
+  }
   if (m.seq > S.lastSeq + 1) return noteSeq(m.seq), false; // gap: catch up, never render out of order
   const entry = findOutboxEntry(m);
-  const node = entry ? adopt(entry, m) : fillMessage(buildMessage(m.author), m);
-  insertLive(node);
-  S.bySeq.set(m.seq, node);
+  const held = S.messages.get(m.id);
+  const current = isNewer(m, held) ? m : held;
+  S.messages.set(m.id, current);
+  if (current.reply_to != null) {
+    S.bySeq.set(m.seq, null);
+    fileReply(current, entry ? adopt(entry, current) : null);
+  } else {
+    const node = entry ? adopt(entry, current) : fillMessage(buildMessage(current.author), current);
+    insertLive(node);
+    S.bySeq.set(m.seq, node);
+  }
   S.lastSeq = m.seq;
   if (S.firstSeq === null) S.firstSeq = m.seq;
   if (S.typers.has(m.author)) stopTyping(m.author);
   return true;
 }
 
-// ---------------------------------------------------------------- editing and deleting your own messages
+// ---------------------------------------------------------------- a message's buttons, and the keyboard
 
-const canModify = (node) => node.dataset.author === ME && Boolean(node.dataset.id)
-  && !node.classList.contains('deleted') && !node.classList.contains('outbox');
-
-function renderTools(node) {
-  const tools = node.querySelector('.message-tools');
-  if (!canModify(node)) return tools?.remove();
-  if (tools) return;
-  const edit = button('Edit', 'tool edit-button', () => openEditor(node));
-  const remove = button('Delete', 'tool delete-button', () => confirmDelete(node));
-  edit.setAttribute('aria-label', 'Edit message');
-  remove.setAttribute('aria-label', 'Delete message');
-  const group = make('span', 'message-tools');
-  group.append(edit, remove);
-  node.querySelector('.meta').append(group);
+function iconTool(className, label, path, onClick) {
+  const tool = button('', `tool tool-icon ${className}`, onClick);
+  tool.append(icon(path));
+  tool.setAttribute('aria-label', label);
+  tool.title = label;
+  return tool;
 }
+
+function textTool(text, className, label, onClick) {
+  const tool = button(text, `tool ${className}`, onClick);
+  tool.setAttribute('aria-label', label);
+  return tool;
+}
+
+// React and Reply on every stored message (Reply in the room's flow only), Edit and Delete on one's own.
+function renderTools(node) {
+  let tools = node.querySelector('.message-tools');
+  const usable = Boolean(node.dataset.id) && !node.classList.contains('deleted') && !node.classList.contains('outbox');
+  if (!usable) {
+    keepFocusIn(node, tools);
+    tools?.remove();
+    return;
+  }
+  if (!tools) {
+    tools = make('span', 'message-tools');
+    tools.append(
+      iconTool('react-button', 'Add reaction', ICONS.react, (event) => openEmojiPicker(node, event.currentTarget)),
+      iconTool('reply-button', 'Reply in thread', ICONS.reply, (event) => openThread(Number(node.dataset.id), event.currentTarget)),
+      textTool('Edit', 'edit-button', 'Edit message', () => openEditor(node)),
+      textTool('Delete', 'delete-button', 'Delete message', () => confirmDelete(node)),
+    );
+    tools.querySelector('.react-button').setAttribute('aria-haspopup', 'dialog');
+    node.querySelector('.meta').append(tools);
+  }
+  const own = node.dataset.author === ME;
+  tools.querySelector('.reply-button').hidden = node.dataset.context !== 'main' || Boolean(node.dataset.replyTo);
+  tools.querySelector('.edit-button').hidden = !own;
+  tools.querySelector('.delete-button').hidden = !own;
+}
+
+// One message at a time has its buttons and links in the Tab order (the one last focused): the
+// arrow keys go from message to message, Tab into the message. A list of 50 messages is then not
+// 200 Tab stops between the sidebar and the composer.
+function applyRoving(node) {
+  const on = node === S.current;
+  for (const control of node.querySelectorAll('a[href], button')) {
+    if (!control.closest('.editor')) control.tabIndex = on ? 0 : -1;
+  }
+}
+
+function setCurrent(node) {
+  if (S.current === node) return;
+  const previous = S.current;
+  S.current = node;
+  if (previous?.isConnected) applyRoving(previous);
+  if (node) applyRoving(node);
+}
+
+function onListFocus(event) {
+  const node = event.target.closest('.message');
+  if (node && !node.classList.contains('outbox')) setCurrent(node);
+}
+
+function onListKey(event) {
+  const list = event.currentTarget;
+  if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+  const target = event.target;
+  if (target !== list && target.matches('textarea, input')) return; // the editor keeps its arrows
+  const from = target === list ? null : target.closest('.message');
+  const messages = [...list.querySelectorAll('.message')];
+  if (!messages.length) return;
+  const at = messages.indexOf(from);
+  let next;
+  if (event.key === 'ArrowDown') next = at < 0 ? firstVisibleIn(list) : messages[at + 1];
+  else if (event.key === 'ArrowUp') next = at < 0 ? lastVisibleIn(list) : messages[at - 1];
+  else if ((event.key === 'Home' || event.key === 'End') && from === target && at >= 0) next = event.key === 'Home' ? messages[0] : messages.at(-1);
+  else return;
+  event.preventDefault();
+  if (!next) {
+    if (event.key === 'ArrowUp' && list === ui.list) loadOlder();
+    return;
+  }
+  next.focus({ preventScroll: true });
+  next.scrollIntoView({ block: 'nearest' });
+}
+
+function firstVisibleIn(list) {
+  const top = list.getBoundingClientRect().top;
+  return [...list.querySelectorAll('.message')].find((node) => node.getBoundingClientRect().bottom > top) || null;
+}
+
+function lastVisibleIn(list) {
+  const bottom = list.getBoundingClientRect().bottom;
+  return [...list.querySelectorAll('.message')].reverse().find((node) => node.getBoundingClientRect().top < bottom) || null;
+}
+
+// ---------------------------------------------------------------- editing and deleting your own messages
 
 function openEditor(node) {
   const open = node.querySelector('.editor');
   if (open) return open.querySelector('textarea').focus();
-  const id = `editor-${node.dataset.id}`;
+  const id = `editor-${node.dataset.context}-${node.dataset.id}`;
   const editor = make('form', 'editor');
   editor.noValidate = true;
   const label = make('label', 'visually-hidden', 'Edit message');
@@ -349,10 +996,11 @@ function openEditor(node) {
   editor.append(label, area, error, actions);
   editor.addEventListener('submit', (event) => { event.preventDefault(); saveEdit(node); });
   area.addEventListener('keydown', (event) => onEditorKey(event, node));
+  const list = node.closest('.messages') || ui.list;
   area.addEventListener('input', () => {
-    const follow = isAtBottom();
+    const follow = list.scrollHeight - list.scrollTop - list.clientHeight < 48;
     sizeToContent(area);
-    if (follow) scrollListTo(ui.list.scrollHeight);
+    if (follow) list.scrollTop = list.scrollHeight;
   });
   node.classList.add('editing');
   node.querySelector('.body').hidden = true;
@@ -416,15 +1064,11 @@ function saveEdit(node) {
 }
 
 function onEdited(f) {
-  const m = f.message;
   const mine = S.edits.get(f.ref);
   S.edits.delete(f.ref);
-  const node = m && (S.bySeq.get(m.seq) || messageById(m.id));
-  if (!node || node.classList.contains('deleted')) return;
-  keepingPlace(() => {
-    setBody(node, m.body, m.edited_at || new Date().toISOString());
-    if (mine === node) cancelEdit(node);
-  });
+  if (!f.message) return;
+  onRevFrame(f, () => applyChange(f.message));
+  if (mine?.isConnected) cancelEdit(mine);
 }
 
 function confirmDelete(node) {
@@ -440,7 +1084,7 @@ function onDeleteDialogClosed() {
   S.deleteTarget = null;
   if (!node) return;
   if (ui.dialog.returnValue !== 'delete') return node.querySelector('.delete-button')?.focus();
-  ui.list.focus({ preventScroll: true }); // the message and its buttons are about to go
+  (node.closest('.messages') || ui.list).focus({ preventScroll: true }); // the message's buttons are about to go
   const ref = `delete-${++S.refs}`;
   if (!S.joined || !send({ type: 'delete', room: ROOM, id: Number(node.dataset.id), ref })) {
     return toast('Not connected: the message was not deleted. Try again in a moment.');
@@ -451,16 +1095,19 @@ function onDeleteDialogClosed() {
 
 function onDeleted(f) {
   S.deletes.delete(f.ref);
-  const node = S.bySeq.get(f.seq) || messageById(f.id);
-  if (!node) return;
+  const nodes = nodesOf(f.id);
   // Deleted elsewhere (another tab, a moderator) while this page was editing or asking about it.
-  const hadFocus = node.contains(document.activeElement) || S.deleteTarget === node;
-  if (S.deleteTarget === node) {
+  const focused = nodes.find((node) => node.contains(document.activeElement) || S.deleteTarget === node);
+  if (nodes.includes(S.deleteTarget)) {
     S.deleteTarget = null;
     ui.dialog.close();
   }
-  keepingPlace(() => markDeleted(node));
-  if (hadFocus) ui.list.focus({ preventScroll: true });
+  const held = S.messages.get(f.id);
+  const tombstone = f.message && typeof f.message === 'object'
+    ? f.message
+    : { ...(held || { id: f.id, seq: f.seq, author: '' }), rev: f.rev, deleted: true, body: '', html: '', reactions: {} };
+  onRevFrame(f, () => applyChange(tombstone));
+  if (focused) (focused.closest('.messages') || ui.list).focus({ preventScroll: true });
 }
 
 // An error answering an edit or a delete; false when the ref was not one of those.
@@ -528,7 +1175,7 @@ function refreshDaySeparators() {
 // Before the first message someone else wrote after the read marker the page loaded with.
 function placeUnreadDivider(messages) {
   if (S.lastRead === null) return null;
-  const first = messages.find((m) => m.seq > S.lastRead && m.author !== ME && !m.deleted);
+  const first = messages.find((m) => m.seq > S.lastRead && m.author !== ME && !m.deleted && m.reply_to == null);
   const node = first && S.bySeq.get(first.seq);
   if (!node) return null;
   const divider = separator('unread-divider', 'New messages');
@@ -623,7 +1270,14 @@ function onHistory(f) {
   keepingPlace(() => {
     const fragment = document.createDocumentFragment();
     for (const m of older) {
-      const node = fillMessage(buildMessage(m.author), m);
+      const held = S.messages.get(m.id);
+      const current = isNewer(m, held) ? m : held;
+      S.messages.set(m.id, current);
+      if (current.reply_to != null) { // its thread's, not the flow's
+        S.bySeq.set(m.seq, null);
+        continue;
+      }
+      const node = fillMessage(buildMessage(current.author), current);
       S.bySeq.set(m.seq, node);
       fragment.append(node);
     }
@@ -638,9 +1292,15 @@ function onHistory(f) {
 
 // ---------------------------------------------------------------- joining and catching up
 
+// After the first join: `since` (the messages after the last seq held) and `rev` (every change
+// after the last rev applied), so a catch-up brings edits, deletions, reactions and thread
+// summaries along with the new messages.
 function sendJoin() {
   const frame = { type: 'join', room: ROOM, ref: `join-${++S.joinCount}` };
-  if (S.baselined) frame.since = S.lastSeq;
+  if (S.baselined) {
+    frame.since = S.lastSeq;
+    if (S.lastRev !== null) frame.rev = S.lastRev;
+  }
   S.joining = send(frame);
 }
 
@@ -657,6 +1317,7 @@ function noteSeq(seq) {
 
 function onJoined(f) {
   const before = S.lastSeq;
+  const revBefore = S.lastRev;
   const first = !S.baselined;
   const follow = first || isAtBottom();
   const fresh = !S.joined; // first `joined` on this socket: resend what is still pending
@@ -672,22 +1333,36 @@ function onJoined(f) {
   let added = 0;
   for (const m of messages) {
     if (!acceptLive(m)) continue;
-    added += 1;
+    if (m.reply_to == null) added += 1;
     if (!first) noticeWhileHidden(m, false);
+  }
+  if (Number.isInteger(f.rev)) {
+    // All of it: the room's rev. Part of it (ordered by rev): the last rev received, to go on from.
+    const received = messages.map((m) => m.rev).filter(Number.isInteger);
+    const reached = f.complete ? f.rev : Math.max(revBefore ?? 0, ...received);
+    S.lastRev = Math.max(reached, S.lastRev ?? 0);
   }
   const divider = first ? placeUnreadDivider(messages) : null;
   setStatus('live', 'Live');
   updateMarker();
   if (fresh) flushOutbox();
+  if (fresh && S.thread && !S.thread.loaded) requestThread();
+  if (first) openThreadFromHash();
+  const behind = S.maxSeen > S.lastSeq || (S.lastRev !== null && S.maxRev > S.lastRev);
   if (!f.complete) catchUp();
-  else if (S.maxSeen > S.lastSeq) {
+  else if (behind) {
     // Progress: ask again now. None: the server may still be committing; ask again shortly.
-    if (S.lastSeq > before) catchUp();
+    if (S.lastSeq > before || S.lastRev !== revBefore) catchUp();
     else S.timers.catchUp = setTimeout(catchUp, 2000);
   }
   if (divider) revealUnread(divider);
   else if (added || first) afterAppend(follow);
   if (first) fillViewport();
+}
+
+function openThreadFromHash() {
+  const match = /^#thread-(\d+)$/.exec(location.hash);
+  if (match) openThread(Number(match[1]));
 }
 
 function showInfo(info) {
@@ -697,15 +1372,19 @@ function showInfo(info) {
     S.baseTitle = `${info.name} · Channels Chat`;
     updateTitle();
   }
-  ui.topic.textContent = info.topic || '';
+  ui.topic.textContent = info.kind === 'direct' ? '' : info.topic || '';
 }
 
 function onMessage(f) {
-  if (!f.message) return;
-  const follow = isAtBottom();
-  if (!acceptLive(f.message)) return;
-  afterAppend(follow);
-  noticeWhileHidden(f.message, true);
+  const m = f.message;
+  if (!m) return;
+  onRevFrame(f, () => {
+    const follow = isAtBottom();
+    if (!acceptLive(m)) return;
+    if (m.reply_to == null) afterAppend(follow);
+    else scheduleRead(READ_DEBOUNCE);
+    noticeWhileHidden(m, true);
+  });
 }
 
 function onRoomClosed(f) {
@@ -716,13 +1395,14 @@ function onRoomClosed(f) {
     banned: 'You were banned from this room.',
   };
   showBanner(ui.closed, reasons[f.reason] || 'This room was closed.');
+  closeThread();
   stop();
 }
 
 function roomUnavailable(f) {
   const titles = {
     [ERROR.NOT_FOUND]: 'This room does not exist or has been archived.',
-    [ERROR.FORBIDDEN]: 'You do not have access to this room.',
+    [ERROR.FORBIDDEN]: DIRECT ? 'You are not in this conversation.' : 'You do not have access to this room.',
   };
   ui.roomError.replaceChildren(make('p', 'room-error-title', titles[f.code]), make('p', 'muted', f.detail || ''));
   const back = make('a', 'btn btn-primary', 'Back to rooms');
@@ -730,7 +1410,56 @@ function roomUnavailable(f) {
   ui.roomError.append(back);
   ui.roomError.hidden = false;
   for (const node of [ui.wrap, ui.form, ui.typing]) node.hidden = true;
+  closeThread();
   stop();
+}
+
+// ---------------------------------------------------------------- direct messages in the sidebar
+
+function directItem(slug) {
+  return ui.directs?.querySelector(`li[data-slug="${CSS.escape(slug)}"]`) || null;
+}
+
+function addDirectItem(slug, info) {
+  const name = info?.name || slug;
+  const item = make('li');
+  item.dataset.slug = slug;
+  item.dataset.unread = '0';
+  const anchor = make('a', 'sidebar-room');
+  anchor.href = `/rooms/${encodeURIComponent(slug)}/`;
+  anchor.append(avatar(name, 'avatar-small'), make('span', 'sidebar-room-name', name));
+  item.append(anchor);
+  ui.directs.prepend(item);
+  return item;
+}
+
+function setDirectUnread(item, count) {
+  item.dataset.unread = String(count);
+  const anchor = item.querySelector('a');
+  let badge = anchor.querySelector('.badge');
+  if (!count) return badge?.remove();
+  if (!badge) {
+    badge = make('span', 'badge');
+    anchor.append(badge);
+  }
+  badge.replaceChildren(String(count), make('span', 'visually-hidden', ' unread'));
+}
+
+// A new message in one of the user's direct conversations, whichever room this page shows: the
+// conversation goes to the top of the list (added if new) with one more unread.
+function onDirectMessage(f) {
+  const m = f.message;
+  if (!m || typeof f.room !== 'string' || f.room === ROOM || !ui.directs) return;
+  let item = directItem(f.room);
+  if (!item) item = addDirectItem(f.room, f.info);
+  else if (ui.directs.firstElementChild !== item && !item.contains(document.activeElement)) ui.directs.prepend(item);
+  if (m.author === ME || m.deleted || m.reply_to != null) return;
+  setDirectUnread(item, Number(item.dataset.unread || 0) + 1);
+  if (document.hidden) {
+    S.unseen += 1;
+    updateTitle();
+  }
+  if (notifyEnabled()) showNotification(m, f.room);
 }
 
 // ---------------------------------------------------------------- sending
@@ -741,7 +1470,9 @@ function transmit(entry) {
   entry.node.classList.add('pending');
   entry.node.querySelector('.actions')?.remove();
   setNote(entry.node, 'sending…');
-  if (S.joined) send({ type: 'send', room: ROOM, body: entry.body, client_id: entry.cid, ref: entry.cid });
+  const frame = { type: 'send', room: ROOM, body: entry.body, client_id: entry.cid, ref: entry.cid };
+  if (entry.replyTo != null) frame.reply_to = entry.replyTo;
+  if (S.joined) send(frame);
 }
 
 const outboxIds = (status) => [...S.outbox.values()].filter((e) => e.status === status).map((e) => e.cid);
@@ -750,9 +1481,10 @@ function flushOutbox() {
   for (const entry of S.outbox.values()) if (entry.status === 'pending') transmit(entry);
 }
 
-function queueMessage(body) {
-  const entry = { cid: newClientId(), body, createdAt: new Date().toISOString(), status: 'pending', retries: 0, seq: null };
-  const node = buildMessage(ME);
+// Shown at once as typed (pending), in the room's flow or, for a reply, in its thread's panel.
+function queueMessage(body, replyTo = null) {
+  const entry = { cid: newClientId(), body, replyTo, createdAt: new Date().toISOString(), status: 'pending', retries: 0, seq: null };
+  const node = buildMessage(ME, replyTo == null ? 'main' : 'thread');
   node.classList.add('own', 'outbox', 'pending');
   node.dataset.clientId = entry.cid;
   node.dataset.author = ME;
@@ -760,9 +1492,14 @@ function queueMessage(body) {
   setTime(node, entry.createdAt);
   entry.node = node;
   S.outbox.set(entry.cid, entry);
-  ui.list.append(node);
-  refreshDaySeparators();
-  scrollToBottom();
+  if (replyTo == null) {
+    ui.list.append(node);
+    refreshDaySeparators();
+    scrollToBottom();
+  } else {
+    ui.threadList.append(node);
+    ui.threadList.scrollTop = ui.threadList.scrollHeight;
+  }
   transmit(entry);
 }
 
@@ -779,9 +1516,14 @@ function onAck(f) {
     S.outbox.delete(entry.cid);
     node.remove();
   } else if (f.seq === S.lastSeq + 1) {
+    // Placed now, as typed; the stored copy (with its HTML) replaces it when its `message` comes.
     const follow = isAtBottom();
-    acceptLive({ id: f.id, seq: f.seq, room: ROOM, author: ME, body: entry.body, created_at: entry.createdAt, client_id: entry.cid });
-    afterAppend(follow);
+    acceptLive({
+      id: f.id, seq: f.seq, rev: f.rev, room: ROOM, author: ME, body: entry.body, html: '', created_at: entry.createdAt,
+      edited_at: null, client_id: entry.cid, reply_to: entry.replyTo, reply_count: 0, repliers: [], last_reply_at: null,
+      reactions: {}, partial: true,
+    });
+    if (entry.replyTo == null) afterAppend(follow);
   } else {
     noteSeq(f.seq);
   }
@@ -811,38 +1553,40 @@ function failEntry(entry, f) {
 // Drop leading blank lines and trailing whitespace; keep indentation inside the text.
 const cleanBody = (text) => text.replace(/^\s*\n/, '').replace(/\s+$/, '');
 
-function submitComposer() {
-  if (ui.input.disabled) return;
-  const body = cleanBody(ui.input.value);
+function submitComposer(c = composers.main) {
+  if (c.input.disabled) return;
+  const body = cleanBody(c.input.value);
   if (!body.trim()) return;
   if (charCount(body) > MAX_BODY) {
-    updateCounter();
-    ui.counter.classList.add('shake');
+    updateCounter(c);
+    c.counter.classList.add('shake');
     return;
   }
-  ui.input.value = '';
-  autosize();
-  updateCounter();
-  queueMessage(body);
+  const replyTo = c === composers.thread ? S.thread?.id : null;
+  if (c === composers.thread && !replyTo) return;
+  c.input.value = '';
+  autosize(c);
+  updateCounter(c);
+  queueMessage(body, replyTo);
 }
 
-function updateCounter() {
-  const count = charCount(ui.input.value);
+function updateCounter(c = composers.main) {
+  const count = charCount(c.input.value);
   const near = count > MAX_BODY * 0.9;
-  ui.counter.textContent = near ? `${count} / ${MAX_BODY}` : '';
-  ui.counter.classList.toggle('over', count > MAX_BODY);
-  ui.counter.classList.remove('shake');
-  ui.send.disabled = ui.input.disabled || count > MAX_BODY;
+  c.counter.textContent = near ? `${count} / ${MAX_BODY}` : '';
+  c.counter.classList.toggle('over', count > MAX_BODY);
+  c.counter.classList.remove('shake');
+  c.send.disabled = c.input.disabled || count > MAX_BODY;
 }
 
-function autosize() {
-  ui.input.style.height = 'auto';
-  ui.input.style.height = `${Math.min(ui.input.scrollHeight, 200)}px`;
+function autosize(c = composers.main) {
+  c.input.style.height = 'auto';
+  c.input.style.height = `${Math.min(c.input.scrollHeight, 200)}px`;
 }
 
-function maybeSendTyping() {
+function maybeSendTyping(c = composers.main) {
   const now = Date.now();
-  if (!S.joined || !ui.input.value.trim() || now - S.lastTypingSent < TYPING_EVERY) return;
+  if (!S.joined || !c.input.value.trim() || now - S.lastTypingSent < TYPING_EVERY) return;
   if (send({ type: 'typing', room: ROOM, ref: 'typing' })) S.lastTypingSent = now;
 }
 
@@ -914,8 +1658,8 @@ function renderNotifyButton() {
   ui.notify.hidden = !notificationsSupported();
   ui.notify.setAttribute('aria-pressed', String(notifyEnabled()));
   ui.notify.title = notifyEnabled()
-    ? 'Desktop notifications are on while this tab is in the background. Click to turn them off.'
-    : 'Get a desktop notification for new messages while this tab is in the background.';
+    ? 'Desktop notifications are on: new messages here while this tab is in the background, and direct messages. Click to turn them off.'
+    : 'Get a desktop notification for new messages here while this tab is in the background, and for direct messages.';
 }
 
 // The permission prompt only ever follows this click, never a page load.
@@ -930,10 +1674,20 @@ async function toggleNotify() {
   renderNotifyButton();
 }
 
-function showNotification(m) {
+// A room's message: "<author> in <room>" over its text. A direct one: "<author>: <text>"; from
+// another conversation than this page's, a click on it opens that one.
+function showNotification(m, slug = ROOM) {
+  const direct = slug !== ROOM || DIRECT;
+  const text = snippet(m.body || '', 240);
   try {
-    const notification = new Notification(`${m.author} in ${S.roomName}`, { body: Array.from(m.body).slice(0, 240).join('') });
-    notification.onclick = () => { window.focus(); notification.close(); };
+    const notification = direct
+      ? new Notification(`${m.author}: ${snippet(text, 120)}`, { tag: slug })
+      : new Notification(`${m.author} in ${S.roomName}`, { body: text });
+    notification.onclick = () => {
+      window.focus();
+      notification.close();
+      if (slug !== ROOM) location.assign(`/rooms/${encodeURIComponent(slug)}/`);
+    };
   } catch {
     // Android Chrome only notifies through a service worker: the title badge still counts.
   }
@@ -944,8 +1698,15 @@ function updateTitle() {
   if (document.title !== title) document.title = title;
 }
 
+// A reply counts when it is in the open thread or answers one of ours (the room's unread count
+// leaves replies out, as the thread's summary shows them).
+function threadConcernsMe(m) {
+  return S.thread?.id === m.reply_to || S.messages.get(m.reply_to)?.author === ME;
+}
+
 function noticeWhileHidden(m, live) {
   if (!document.hidden || m.author === ME || m.deleted) return;
+  if (m.reply_to != null && !threadConcernsMe(m)) return;
   S.unseen += 1;
   updateTitle();
   if (live && notifyEnabled()) showNotification(m);
@@ -982,6 +1743,15 @@ function onError(f) {
     S.historyBusy = false;
     updateMarker();
   }
+  if ((ref === 'thread' || ref === 'thread-older') && S.thread) {
+    S.thread.loading = false;
+    if (ref === 'thread') {
+      S.thread.loaded = true;
+      if (!S.messages.has(S.thread.id)) renderThread('bottom'); // "not available"
+    } else {
+      ui.threadList.querySelector('.thread-older')?.removeAttribute('disabled');
+    }
+  }
   if (ref === 'typing' || ref === 'read' || ref === 'ping') return; // best effort, not worth a toast
   toast(f.detail || `Error: ${f.code}`);
 }
@@ -1014,13 +1784,14 @@ function onOpen() { sendJoin(); startPing(); }
 const handlers = {
   joined: onJoined, message: onMessage, ack: onAck, history: onHistory, typing: onTyping,
   presence: (f) => renderPresence(f.users || []), message_deleted: onDeleted, message_edited: onEdited,
-  room_closed: onRoomClosed, pong: onPong, error: onError,
+  message_updated: onUpdated, thread: onThread, room_closed: onRoomClosed, pong: onPong, error: onError,
 };
 
 function onFrame(data) {
   let frame = null;
   try { frame = JSON.parse(data); } catch { /* not ours to fix */ }
   if (!frame || typeof frame !== 'object') return;
+  if (frame.type === 'direct_message') return onDirectMessage(frame); // any conversation's, on any socket
   if (frame.room != null && frame.room !== ROOM) return; // only one room on this page
   handlers[frame.type]?.(frame);
 }
@@ -1092,6 +1863,8 @@ function onPong(f) {
   S.timers.pong = null;
   const seq = Number(f.seqs?.[ROOM]);
   if (seq > S.lastSeq) noteSeq(seq);
+  const rev = Number(f.revs?.[ROOM]);
+  if (S.lastRev !== null && rev > S.lastRev) noteRev(rev);
 }
 
 // No pong in time: the connection is dead even if the browser has not noticed.
@@ -1105,21 +1878,48 @@ function onDead() {
 
 // ---------------------------------------------------------------- wiring
 
+function wireComposer(c) {
+  c.form.addEventListener('submit', (event) => { event.preventDefault(); submitComposer(c); });
+  c.input.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      submitComposer(c);
+    }
+  });
+  c.input.addEventListener('input', () => { autosize(c); updateCounter(c); maybeSendTyping(c); });
+  updateCounter(c);
+}
+
+function wireThreadPanel() {
+  $('thread-close').addEventListener('click', closeThread);
+  $('thread-back').addEventListener('click', closeThread);
+  ui.threadPanel.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape' && !event.defaultPrevented) {
+      event.preventDefault();
+      closeThread();
+    }
+  });
+  window.addEventListener('hashchange', () => {
+    if (location.hash.startsWith('#thread-')) openThreadFromHash();
+    else if (S.thread) closeThread();
+  });
+}
+
 function wire() {
   ui.list.prepend(marker);
   updateMarker();
   ui.list.addEventListener('scroll', onScroll, { passive: true });
+  for (const list of [ui.list, ui.threadList]) {
+    list.addEventListener('focusin', onListFocus);
+    list.addEventListener('keydown', onListKey);
+  }
   ui.dialog.addEventListener('close', onDeleteDialogClosed);
   wireNotifications();
+  wirePopovers();
+  wireThreadPanel();
   ui.newButton.addEventListener('click', () => { scrollToBottom(); scheduleRead(0); });
-  ui.form.addEventListener('submit', (event) => { event.preventDefault(); submitComposer(); });
-  ui.input.addEventListener('keydown', (event) => {
-    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      submitComposer();
-    }
-  });
-  ui.input.addEventListener('input', () => { autosize(); updateCounter(); maybeSendTyping(); });
+  wireComposer(composers.main);
+  wireComposer(composers.thread);
   ui.presenceToggle?.addEventListener('click', () => {
     const open = ui.layout.classList.toggle('show-presence');
     ui.presenceToggle.setAttribute('aria-expanded', String(open));
@@ -1133,10 +1933,13 @@ function wire() {
       pending: outboxIds('pending'),
       failed: outboxIds('failed'),
       connected: S.joined && S.ws !== null && S.ws.readyState === WebSocket.OPEN,
+      lastRev: S.lastRev,
+      thread: S.thread?.id ?? null,
     }),
     socket: () => S.ws,
+    openDirectPicker,
   });
-  updateCounter();
+  paintAvatars();
   connect();
 }
 
