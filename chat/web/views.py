@@ -30,15 +30,9 @@ class AuthenticatedRequest(HttpRequest):
 
 
 def _direct_context(user: User) -> dict[str, Any]:
-    """What every page with a "Direct messages" section shows: the user's conversations, and the
-    people the "New message" picker lists."""
-    candidates, more = selectors.direct_candidates(user=user)
-    return {
-        "directs": selectors.direct_list_for(user=user),
-        "direct_users": candidates,
-        "direct_users_more": more,
-        "direct_max": MAX_DIRECT_MEMBERS - 1,
-    }
+    """What every page with a "Direct messages" section shows: the user's conversations (its "New
+    message" dialog loads the people to choose from /direct/new/ when opened)."""
+    return {"directs": selectors.direct_list_for(user=user), "direct_max": MAX_DIRECT_MEMBERS - 1}
 
 
 @login_required
@@ -107,7 +101,14 @@ def direct_new(request: AuthenticatedRequest) -> HttpResponse:
         else:
             return redirect("chat:room", room.slug)
     chosen = [name for name in form["users"].value() or [] if name != request.user.get_username()]
-    context = {"form": form, "selected": chosen, **_direct_context(request.user)}
+    candidates, more = selectors.direct_candidates(user=request.user)
+    context = {
+        "form": form,
+        "selected": chosen,
+        "direct_users": candidates,
+        "direct_users_more": more,
+        "direct_max": MAX_DIRECT_MEMBERS - 1,
+    }
     return render(request, "chat/direct_form.html", context, status=400 if form.errors else 200)
 
 

@@ -75,23 +75,36 @@ def test_own_messages_are_edited_inline_and_others_see_the_edit_live(browser, se
     send(alice, "Helo everyone")
     mine = own_message(alice, "Helo everyone")
 
-    # Others' messages carry no controls; on a touch phone one's own controls are always shown.
+    # Others' messages offer a reaction, a thread and their author's name, never Edit or Delete.
     theirs = bob.locator(f'#messages .message[data-id="{mine.get_attribute("data-id")}"]')
     expect(theirs.locator(".body")).to_have_text("Helo everyone")
-    expect(theirs.get_by_role("button")).to_have_count(0)
-    bobs_own = own_message(bob, "bob was here")
-    expect(bobs_own.get_by_role("button", name="Edit message")).to_be_visible()
-    assert opacity(bobs_own.locator(".message-tools")) == "1"
-    expect(alice.locator("#messages .message[data-author=bob]").get_by_role("button")).to_have_count(0)
+    expect(theirs.get_by_role("button", name="Reply in thread")).to_have_count(1)
+    expect(theirs.get_by_role("button", name=re.compile("^(Edit|Delete) message$"))).to_have_count(0)
+    expect(
+        alice.locator("#messages .message[data-author=bob]").get_by_role("button", name="Edit message")
+    ).to_have_count(0)
 
-    # On the desktop the controls stay out of the way until the message has the keyboard focus.
+    # On a touch phone a message's controls appear when it is tapped (it takes the focus), and
+    # are not there to be tapped by mistake before.
+    bobs_own = own_message(bob, "bob was here")
+    tools = bobs_own.locator(".message-tools")
+    assert opacity(tools) == "0" and tools.evaluate("el => getComputedStyle(el).pointerEvents") == "none"
+    bobs_own.locator(".body").tap()
+    expect(bobs_own).to_be_focused()
+    assert opacity(tools) == "1" and tools.evaluate("el => getComputedStyle(el).pointerEvents") == "auto"
+
+    # On the desktop the controls stay out of the way until the message has the keyboard focus:
+    # the arrow keys go from message to message, Tab into the message reached.
     tools = mine.locator(".message-tools")
     assert opacity(tools) == "0"
     alice.locator("#messages").focus()
-    alice.keyboard.press("Tab")
-    edit = mine.get_by_role("button", name="Edit message")
-    expect(edit).to_be_focused()
+    alice.keyboard.press("ArrowUp")
+    expect(mine).to_be_focused()
     assert opacity(tools) == "1"
+    edit = mine.get_by_role("button", name="Edit message")
+    for _ in range(3):  # Add reaction, Reply in thread, Edit
+        alice.keyboard.press("Tab")
+    expect(edit).to_be_focused()
 
     # Escape cancels and gives the focus back to Edit.
     alice.keyboard.press("Enter")
@@ -170,7 +183,7 @@ def test_deleting_an_own_message_asks_first_and_removes_it_for_everyone(browser,
 # ---------------------------------------------------------------- mentions and links
 
 
-def test_mentions_are_highlighted_and_only_http_links_become_links(browser, server):
+def test_mentions_are_highlighted_and_only_web_and_mail_addresses_become_links(browser, server):
     make_room(server, "mentions")
     alice = logged_in_page(browser, server, "alice", **DESKTOP)
     bob = logged_in_page(browser, server, "bob", **PHONE)
@@ -195,18 +208,20 @@ def test_mentions_are_highlighted_and_only_http_links_become_links(browser, serv
     expect(message.locator(".mention-me")).to_have_text("@alice")
     expect(message.locator(".mention")).to_have_text(["@alice", "@carol", "@alice2"])
 
+    # The server's Markdown makes the http(s) address and the e-mail address links, nothing else.
     links = message.locator(".body a")
-    expect(links).to_have_count(1)
-    expect(links).to_have_text("https://example.com/docs?q=1&x=(y)")
-    assert links.get_attribute("href") == "https://example.com/docs?q=1&x=(y)"
-    assert links.get_attribute("target") == "_blank"
-    assert links.get_attribute("rel") == "noopener noreferrer nofollow"
+    expect(links).to_have_text(["https://example.com/docs?q=1&x=(y)", "carol@example.com"])
+    assert links.first.get_attribute("href") == "https://example.com/docs?q=1&x=(y)"
+    assert links.nth(1).get_attribute("href") == "mailto:carol@example.com"
+    for index in range(2):
+        assert links.nth(index).get_attribute("target") == "_blank"
+        assert set(links.nth(index).get_attribute("rel").split()) == {"noopener", "noreferrer", "nofollow"}
     unsafe = "#messages script, #messages img, #messages iframe, #messages [onerror], a[href^='javascript' i], a[href^='data' i]"
     assert alice.locator(unsafe).count() == 0
 
     # The sender's own copy has the link too, and is not marked as mentioning anyone.
     own = bob.locator("#messages .message[data-author=bob]").last
-    expect(own.locator(".body a")).to_have_attribute("href", "https://example.com/docs?q=1&x=(y)")
+    expect(own.locator(".body a").first).to_have_attribute("href", "https://example.com/docs?q=1&x=(y)")
     expect(own).not_to_have_class(re.compile(r"\bmentioned\b"))
     assert bob.locator(unsafe).count() == 0
     assert alice.csp_violations == [] and bob.csp_violations == []

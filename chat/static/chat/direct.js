@@ -16,6 +16,7 @@ export function paintAvatars(root = document) {
 
 const form = document.getElementById('direct-form');
 const dialog = document.getElementById('direct-dialog');
+let loadPeople = null; // set by wirePicker when the list is to be fetched
 
 function wirePicker() {
   const search = form.querySelector('#direct-search');
@@ -42,7 +43,7 @@ function wirePicker() {
       item.hidden = !match;
       if (match) shown += 1;
     }
-    none.hidden = shown > 0 || !boxes().length;
+    none.hidden = shown > 0 || (!boxes().length && !list.dataset.src && !list.dataset.more);
     // A list cut short may lack the person: their name can be typed in (the server checks it).
     const exact = boxes().some((box) => box.value.toLowerCase() === query);
     add.hidden = !(list.dataset.more && query && !exact);
@@ -81,6 +82,40 @@ function wirePicker() {
     search.focus();
   }
 
+  // The dialogs' list comes from /direct/new/ (the same template) on first opening.
+  let loading = null;
+  loadPeople = () => {
+    if (!list.dataset.src || loading) return loading;
+    none.textContent = 'Loading…';
+    none.hidden = false;
+    loading = fetch(list.dataset.src, { credentials: 'same-origin', headers: { Accept: 'text/html' } })
+      .then((response) => {
+        if (!response.ok) throw new Error(`HTTP ${response.status}`);
+        return response.text();
+      })
+      .then((html) => {
+        const page = new DOMParser().parseFromString(html, 'text/html');
+        const people = page.getElementById('direct-users');
+        const chosen = new Set(boxes().filter((box) => box.checked).map((box) => box.value));
+        list.replaceChildren(...people.children);
+        for (const box of boxes()) box.checked ||= chosen.has(box.value);
+        if (people.dataset.more) list.dataset.more = people.dataset.more;
+        none.textContent = boxes().length ? 'No one matches.' : 'Nobody else has an account yet.';
+        delete list.dataset.src;
+      })
+      .catch(() => {
+        none.textContent = 'The list of people could not be loaded: type a name to add it.';
+        list.dataset.more = 'true';
+        loading = null;
+      })
+      .finally(() => {
+        paintAvatars(list);
+        filter();
+        update();
+      });
+    return loading;
+  };
+
   search.addEventListener('input', filter);
   search.addEventListener('keydown', (event) => {
     if (event.key === 'ArrowDown') {
@@ -107,6 +142,7 @@ export function openDirectPicker() {
   if (!dialog) return false;
   dialog.showModal();
   dialog.querySelector('#direct-search').focus();
+  loadPeople?.();
   return true;
 }
 
