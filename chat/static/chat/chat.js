@@ -640,6 +640,8 @@ function openThread(id, opener) {
   if (!id || S.stopped) return;
   closeEmojiPicker(false);
   if (S.thread?.id !== id) {
+    if (S.thread) mainNode(S.thread.id)?.classList.remove('thread-open');
+    mainNode(id)?.classList.add('thread-open');
     S.thread = { id, loaded: false, hasMore: false, firstSeq: null, opener };
     ui.threadPanel.hidden = false;
     ui.layout.classList.add('show-thread');
@@ -656,6 +658,7 @@ function closeThread() {
   if (!S.thread) return;
   const { id, opener } = S.thread;
   S.thread = null;
+  mainNode(id)?.classList.remove('thread-open');
   ui.threadPanel.hidden = true;
   ui.layout.classList.remove('show-thread');
   ui.threadList.replaceChildren();
@@ -1248,7 +1251,7 @@ const marker = make('div', 'history-marker');
 
 function updateMarker() {
   if (!S.baselined || S.historyBusy) marker.replaceChildren('Loading…');
-  else if (!S.hasMore) marker.replaceChildren('Beginning of the room');
+  else if (!S.hasMore) marker.replaceChildren(DIRECT ? 'Beginning of the conversation' : 'Beginning of the room');
   else marker.replaceChildren(button('Load earlier messages', 'btn btn-quiet btn-small', loadOlder));
 }
 
