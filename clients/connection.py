@@ -302,9 +302,12 @@ class ChatClient:
     # Life cycle ----------------------------------------------------------------------------
 
     async def start(self, *rooms: str, timeout: float = 10.0) -> Self:  # noqa: ASYNC109
-        """Connect in the background and return once every room is joined. Raises ClientError
-        when the connection ends for good first, TimeoutError when it takes longer."""
+        """Connect in the background and return once every room is joined (rooms given while
+        already connected are joined now). Raises ClientError when the connection ends for good
+        first, TimeoutError when it takes longer."""
         for slug in rooms:
+            if slug not in self.rooms and self._task is not None:
+                await self.join(slug)
             self.add_room(slug)
         task = self._task
         if task is None:

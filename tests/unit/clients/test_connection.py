@@ -450,3 +450,22 @@ async def test_a_direct_message_reaches_its_hook(recorder):
     )
     await recorder.wait_for(lambda: recorder.direct_messages, 2, "the direct message")
     assert recorder.direct_messages == [("bob", "psst")] and "dm-0123456789abcdef" not in recorder.rooms
+
+
+async def test_start_with_another_room_while_connected_joins_it():
+    client = StandInClient(rooms=["lobby"])
+    starting = asyncio.create_task(client.start())
+    socket = await connected(client)
+    socket.feed(joined("lobby"))
+    await starting
+
+    async def answer() -> None:
+        await client.wait_for(lambda: len(socket.of("join")) == 2, 2, "the second join")
+        socket.feed(joined("random"))
+
+    try:
+        asyncio.get_running_loop().create_task(answer())
+        await client.start("random", timeout=2)
+        assert socket.of("join")[1]["room"] == "random" and client.rooms["random"].joined_here
+    finally:
+        await client.stop()
