@@ -684,7 +684,8 @@ class TerminalClient(ChatClient):
             await asyncio.gather(connection, return_exceptions=True)
         if not self.args.quiet:
             for client_id, slug in ids.items():
-                _write(sys.stdout, f"Sent message #{self.acks[client_id].get('seq')} to {slug}.")
+                # The id, as the interactive client shows messages: what /reply and /react take.
+                _write(sys.stdout, f"Sent message #{self.acks[client_id].get('id')} to {slug}.")
         return EXIT_OK
 
     async def run_interactive(self) -> int:

@@ -305,11 +305,14 @@ def test_catches_up_on_what_changed_while_away_and_speaks_threads_reactions_and_
 
 
 def test_send_posts_one_message_and_exits(server):
+    post(server, "random", ["so that ids and lobby's seqs differ"], author="bob")
     with Party(server, "bob", "lobby") as bob:
         child = spawn(server, "--user", "alice", "--room", "lobby", "--send", "deploy done", env=PASSWORD)
         assert finish(child) == 0
-        assert re.fullmatch(r"Sent message #\d+ to lobby\.\n", output(child)), output(child)
-        assert bob.expect_message("lobby", "deploy done")["author"] == "alice"
+        sent = bob.expect_message("lobby", "deploy done")
+        assert sent["author"] == "alice"
+        # Named by its id, as the interactive client shows it (what /reply and /react take).
+        assert output(child) == f"Sent message #{sent['id']} to lobby.\n"
 
         # The message from standard input; the password as its first line.
         result = run_client(
