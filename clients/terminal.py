@@ -6,11 +6,14 @@ and clients.login (the login form). Like them it needs only the standard library
 
 - authenticates with an API token (`Authorization: Bearer`) or logs in over HTTP with a username
   and password exactly as a browser does (login form, CSRF token, session cookie, `Origin`);
-- interactive mode prints the rooms' messages and sends the lines typed on standard input;
-  `--send` posts one message, waits for the server's acknowledgement and exits (bots, cron);
-- reconnects with exponential backoff and full jitter, rejoins every room with `since`, prints
-  each message once (by seq), catches up on gaps (a seq jump or `pong.seqs` ahead), and resends
-  unacknowledged messages with their original `client_id` (the server stores each one once).
+- interactive mode prints the rooms' messages (clients.display: ids, threads, reactions,
+  Markdown set off) and sends the lines typed on standard input; commands reply in threads,
+  react, edit, delete and open direct conversations; `--send` posts one message, waits for the
+  server's acknowledgement and exits (bots, cron);
+- reconnects with exponential backoff and full jitter, rejoins every room with `since` and
+  `rev`, prints each message once (by seq) and each change once in its latest state, catches up
+  on gaps (a seq or rev jump, or `pong.seqs` / `pong.revs` ahead), and resends unacknowledged
+  messages with their original `client_id` (the server stores each one once).
 
 Exit codes: 0 done; 1 a failure that may pass (server unreachable, connection lost for good, no
 acknowledgement in time); 2 something to fix first (arguments, URL, credentials, room); 130
@@ -552,6 +555,12 @@ class TerminalClient(ChatClient):
             return None
         return message_id, rest.strip(), slug
 
+    def thread_of(self, slug: str, message_id: int) -> int:
+        """The thread a message is in: its first message's id (a reply's `reply_to`)."""
+        held = self.rooms[slug].find(message_id)
+        root = held.get("reply_to") if held is not None else None
+        return root if isinstance(root, int) else message_id
+
     async def ask(self, action: Awaitable[Any]) -> Any:
         """Wait for a request's answer; a refusal or a lost connection is a warning (None)."""
         try:
@@ -567,7 +576,7 @@ class TerminalClient(ChatClient):
         if parsed is not None:
             message_id, body, slug = parsed
             connected = self.rooms[slug].joined_here and self.ws is not None
-            await self.send(slug, body, reply_to=message_id, wait=False)
+            await self.send(slug, body, reply_to=self.thread_of(slug, message_id), wait=False)
             if not connected:
                 self.info("not connected: the reply is queued and will be sent after reconnecting")
 
@@ -576,6 +585,7 @@ class TerminalClient(ChatClient):
         if parsed is None:
             return
         message_id, _rest, slug = parsed
+        message_id = self.thread_of(slug, message_id)
         answer = await self.ask(self.thread(slug, message_id, limit=100, timeout=self.args.timeout))
         if answer is None or not isinstance(answer.get("root"), dict):
             return
@@ -766,7 +776,7 @@ def start_stdin_reader(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str
 
 DESCRIPTION = """\
 A terminal client for the chat server. Interactive by default: prints the messages of the rooms
-as `[HH:MM] author: body` and sends the lines you type to the current room. With --send it posts
+as `#ID [HH:MM] author: body` and sends the lines you type to the current room. With --send it posts
 one message, waits for the server's acknowledgement and exits (for bots and cron jobs)."""
 
 EPILOG = f"""\
@@ -786,8 +796,9 @@ environment:
 
 reliability:
   After any disconnect except 4401/4403/4429 the client reconnects with exponential backoff and
-  full jitter (at most --reconnect-max seconds), rejoins every room with `since`, prints only the
-  messages it had not printed, and sends the lines typed meanwhile (each once, by client_id).
+  full jitter (at most --reconnect-max seconds), rejoins every room with `since` and `rev`,
+  prints only the messages it had not printed and each message changed meanwhile (edited,
+  deleted, reacted to) as it is now, and sends the lines typed meanwhile (each once, by client_id).
 
 exit codes:
   0    done (/quit, Ctrl+D, end of input; --send: the message was acknowledged)

@@ -270,7 +270,7 @@ def test_catches_up_on_what_changed_while_away_and_speaks_threads_reactions_and_
     child.expect_exact("👍 1 (bob)  🎉 1 (alice)")
     child.expect(rf"\[thread #{first}\] #\d+ " + TIME + "alice: from afar")
 
-    child.sendline(f"/thread {first}")
+    child.sendline(f"/thread {reply['id']}")  # a reply's id: its thread
     child.expect_exact(f"* thread #{first} in #random: 2 replies")
     child.expect(f"  ↳ #{reply['id']} " + TIME + "bob: on it")
     child.expect(r"  ↳ #\d+ " + TIME + "alice: from afar")
