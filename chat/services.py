@@ -233,7 +233,12 @@ def _announce_direct(*, room: Room, message: dict[str, Any], author: User) -> No
 
 def _thread_root(*, room: Room, message_id: int) -> Message:
     """The message a reply answers, locked: a live message of the room that is not a reply."""
-    root = Message.objects.select_for_update().select_related("author").filter(room=room, pk=message_id).first()
+    root = (
+        Message.objects.select_for_update(of=("self",))
+        .select_related("author")
+        .filter(room=room, pk=message_id)
+        .first()
+    )
     if root is None or root.deleted:
         raise ChatError(ErrorCode.NOT_FOUND, f"No message {message_id} in '{room.slug}' to reply to.", room=room.slug)
     if root.reply_to_id is not None:
@@ -257,7 +262,12 @@ def _check_body(body: str, *, room: Room) -> None:
 
 def _live_message(*, room: Room, message_id: int) -> Message:
     """A message of the room that is not deleted, locked for a change (the room's lock is held)."""
-    message = Message.objects.select_for_update().select_related("author").filter(room=room, pk=message_id).first()
+    message = (
+        Message.objects.select_for_update(of=("self",))
+        .select_related("author")
+        .filter(room=room, pk=message_id)
+        .first()
+    )
     if message is None or message.deleted:
         raise ChatError(ErrorCode.NOT_FOUND, f"No message {message_id} in '{room.slug}'.", room=room.slug)
     message.room = room
@@ -304,7 +314,7 @@ def message_delete(*, message: Message, skip: str | None = None) -> None:
         if not Room.objects.filter(pk=message.room_id).update(last_rev=F("last_rev") + 1):
             return
         room = Room.objects.get(pk=message.room_id)
-        locked = Message.objects.select_for_update().select_related("author").filter(pk=message.pk).first()
+        locked = Message.objects.select_for_update(of=("self",)).select_related("author").filter(pk=message.pk).first()
         if locked is None or locked.deleted:
             transaction.set_rollback(True)  # nothing changed: the rev is not taken
             message.deleted = True
@@ -318,15 +328,14 @@ def _delete(*, message: Message, room: Room, rev: int, skip: str | None) -> dict
     also changes its thread's summary, which takes the next rev."""
     message.deleted = True
     message.rev = rev
-    message.save(update_fields=["deleted", "rev"])
-    Reaction.objects.filter(message=message).delete()
     message.reactions = {}
-    Message.objects.filter(pk=message.pk).update(reactions={})
+    message.save(update_fields=["deleted", "rev", "reactions"])
+    Reaction.objects.filter(message=message).delete()
     wire = message_to_wire(message, room_slug=room.slug)
     events.message_deleted_on_commit(room_id=room.pk, message=wire, skip=skip)
     if message.reply_to_id is not None:
         Room.objects.filter(pk=room.pk).update(last_rev=F("last_rev") + 1)
-        root = Message.objects.select_for_update().select_related("author").get(pk=message.reply_to_id)
+        root = Message.objects.select_for_update(of=("self",)).select_related("author").get(pk=message.reply_to_id)
         _summarise_thread(root)
         root.rev = rev + 1
         root.save(update_fields=["reply_count", "repliers", "last_reply_at", "rev"])

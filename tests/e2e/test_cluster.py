@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import redis as redis_py
+from websockets.asyncio.client import connect as ws_connect
 from websockets.sync.client import connect as sync_connect
 
 from clients.connection import ChatClient
@@ -267,6 +268,79 @@ async def assert_gapless_under_concurrent_senders(cluster: ClusterServer, worker
         assert json.loads(stored) == list(range(1, total + 1))
     finally:
         await stop_all(*senders)
+
+
+async def test_a_direct_message_and_a_reaction_cross_workers(cluster):
+    """alice on worker 1 starts a direct conversation with bob, whose only socket is on worker 2
+    and has not joined it: the first message reaches him there (`direct_message`), he joins and
+    reacts, and alice sees the reaction live; carol, on worker 3, can neither enter nor read it."""
+    opened = []
+
+    async def socket(name: str, worker: int) -> Any:
+        ws = await ws_connect(
+            cluster.ws_url(worker),
+            additional_headers={"Cookie": cookie_for(cluster, name), "Origin": cluster.base_url(worker)},
+            open_timeout=10,
+            ping_interval=None,
+        )
+        opened.append(ws)
+        return ws
+
+    try:
+        alice, bob, carol = await socket("alice", 1), await socket("bob", 2), await socket("carol", 3)
+        direct = await request(alice, "direct", users=["bob"])
+        assert direct["type"] == "direct" and direct["info"]["kind"] == "direct", direct
+        room = direct["room"]
+        assert (await request(bob, "direct", users=["alice"]))["room"] == room  # the same two, the same room
+        assert (await request(alice, "join", room=room))["type"] == "joined"
+        ack = await request(alice, "send", room=room, body="just between us")
+        notice = await expect(bob, "direct_message")
+        assert notice["room"] == room and notice["message"]["body"] == "just between us"
+        assert notice["info"]["name"] == "alice"  # named after the other person, as bob sees it
+        joined = await request(bob, "join", room=room)
+        assert [m["body"] for m in joined["messages"]] == ["just between us"]
+        reacted = await request(bob, "react", room=room, id=ack["id"], emoji="👍")
+        assert reacted["type"] == "message_updated" and reacted["rev"] == ack["rev"] + 1, reacted
+        seen = await expect(alice, "message_updated")
+        assert seen["message"]["reactions"] == {"👍": ["bob"]} and seen["rev"] == reacted["rev"]
+        # Every other kind of change, on the cluster's database (PostgreSQL under `make test`).
+        reply = await request(alice, "send", room=room, body="in a thread", reply_to=ack["id"])
+        edited = await request(alice, "edit", room=room, id=ack["id"], body="just between *us*")
+        deleted = await request(alice, "delete", room=room, id=reply["id"])
+        assert [reply["rev"], edited["rev"], deleted["rev"]] == [
+            reacted["rev"] + 1,
+            reacted["rev"] + 3,
+            reacted["rev"] + 4,
+        ]
+        summary = await expect(bob, "message_updated")
+        assert summary["message"]["reply_count"] == 1 and summary["rev"] == reply["rev"] + 1
+        caught_up = await request(bob, "join", room=room, rev=reacted["rev"])
+        root = next(m for m in caught_up["messages"] if m["id"] == ack["id"])
+        assert (root["html"], root["reply_count"], root["reactions"]) == (
+            "<p>just between <em>us</em></p>",
+            0,
+            {"👍": ["bob"]},
+        )
+        assert caught_up["rev"] == deleted["rev"] + 1  # the reply's deletion changed the thread's summary too
+        refused = await request(carol, "join", room=room)
+        assert (refused["type"], refused["code"]) == ("error", "forbidden")
+    finally:
+        await asyncio.gather(*(ws.close() for ws in opened), return_exceptions=True)
+
+
+async def request(ws: Any, frame_type: str, **fields: Any) -> dict[str, Any]:
+    ref = f"r{next(_room_numbers)}"
+    await ws.send(json.dumps({"type": frame_type, "ref": ref, **fields}))
+    return await expect(ws, None, ref=ref)
+
+
+async def expect(ws: Any, frame_type: str | None, *, ref: str | None = None, timeout: float = 5) -> dict[str, Any]:
+    """The next frame of `frame_type` (or the reply carrying `ref`), skipping others."""
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = json.loads(await ws.recv())
+            if (ref is not None and frame.get("ref") == ref) or (ref is None and frame["type"] == frame_type):
+                return frame
 
 
 async def test_seqs_stay_gapless_with_concurrent_senders_on_three_workers(cluster):
