@@ -409,13 +409,15 @@ def test_messages_changed_returns_each_changed_message_once_in_rev_order(alice: 
         return [(m["body"] or "deleted", m["rev"]) for m in messages], complete
 
     assert changed(rev=5, since=None) == ([("m2 edited", 6), ("m1", 7), ("m5 edited", 8), ("deleted", 9)], True)
-    assert changed(rev=None, since=3) == ([("m4", 4), ("m5 edited", 8)], True)
     assert changed(rev=7, since=3) == ([("m4", 4), ("m5 edited", 8), ("deleted", 9)], True)  # m5 once
     assert changed(rev=9, since=5) == ([], True)
     assert changed(rev=0, since=None)[0] == [("m4", 4), ("m2 edited", 6), ("m1", 7), ("m5 edited", 8), ("deleted", 9)]
-    # In parts: the client asks again from the last rev it received.
+    # In parts: the client asks again from the last rev (and the highest seq) it received.
     assert changed(rev=5, since=None, limit=2) == ([("m2 edited", 6), ("m1", 7)], False)
     assert changed(rev=7, since=None, limit=2) == ([("m5 edited", 8), ("deleted", 9)], True)
+    assert changed(rev=3, since=3, limit=2) == ([("m4", 4), ("m2 edited", 6)], False)
+    assert changed(rev=6, since=4, limit=2) == ([("m1", 7), ("m5 edited", 8)], False)
+    assert changed(rev=8, since=5, limit=2) == ([("deleted", 9)], True)
     first = selectors.messages_changed(room=lobby, rev=5, since=None)[0][0]
     assert first == current(lobby, posted[1]) and first["reactions"] == {}
     tombstone = selectors.messages_changed(room=lobby, rev=8, since=None)[0][0]

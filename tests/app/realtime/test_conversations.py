@@ -133,6 +133,21 @@ async def test_a_catch_up_by_rev_comes_in_parts_when_long(
     assert seen == [(acks[2]["id"], 4), (acks[1]["id"], 5), (acks[0]["id"], 6)]
 
 
+async def test_a_join_with_since_alone_keeps_the_order_of_seqs(alice: User, lobby: Room, connect: Connect) -> None:
+    a = await connect(alice)
+    await a.join("lobby")
+    acks = [await ask(a, "send", room="lobby", body=f"m{n}") for n in range(1, 4)]
+    await ask(a, "edit", room="lobby", id=acks[0]["id"], body="m1, edited")  # rev 4
+    joined = await a.join("lobby", since=0)
+    assert [(m["seq"], m["rev"], m["body"]) for m in joined["messages"]] == [
+        (1, 4, "m1, edited"),
+        (2, 2, "m2"),
+        (3, 3, "m3"),
+    ]
+    joined = await a.join("lobby", since=0, rev=0)  # with rev: in the order of the changes
+    assert [m["seq"] for m in joined["messages"]] == [2, 3, 1]
+
+
 async def test_ack_and_joined_carry_the_rev(alice: User, bob: User, lobby: Room, connect: Connect) -> None:
     a = await connect(alice)
     await a.join("lobby")
