@@ -198,8 +198,10 @@ def message_send(
                 client_id=client_id,
                 reply_to=root,
             )
-            # Writing in a room means having read it: your own messages are never unread.
-            Membership.objects.filter(room=room, user=author, last_read_seq__lt=seq).update(last_read_seq=seq)
+            # Writing in a room means having read it (your own messages are never unread); answering
+            # in a thread does not: the room's flow may hold newer messages you have not seen.
+            if root is None:
+                Membership.objects.filter(room=room, user=author, last_read_seq__lt=seq).update(last_read_seq=seq)
             wire = message_to_wire(message, room_slug=room.slug)
             events.message_created_on_commit(room_id=room.pk, message=wire)
             if room.is_direct:

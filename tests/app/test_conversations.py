@@ -374,6 +374,10 @@ def test_room_list_leaves_out_direct_conversations_and_counts_what_others_wrote(
     assert [(r.slug, r.kind, r.unread) for r in rooms] == [("lobby", "room", 3)]
     services.read_mark(room=lobby, user=alice, seq=first["seq"])
     assert selectors.room_list_for(user=alice)[0].unread == 2
+    send(lobby, alice, "my reply", reply_to=first["id"])  # answering in a thread does not read the room
+    assert selectors.room_list_for(user=alice)[0].unread == 2
+    send(lobby, alice, "in the room")  # writing in the room's flow does
+    assert selectors.room_list_for(user=alice)[0].unread == 0
     assert [r.slug for r in selectors.room_list_for(user=bob)] == ["lobby"]
 
 
