@@ -28,10 +28,14 @@ def _image_as_link(
     renderer: RendererHTML, tokens: Sequence[Token], index: int, options: OptionsDict, env: EnvType
 ) -> str:
     """`![alt](url)`: a link to the picture, not the picture (no request leaves a reader's browser
-    for an address a writer chose)."""
+    for an address a writer chose). Inside a link (a badge linking to a page), only its text: a
+    link in a link would take the outer one's place."""
     token = tokens[index]
     src = str(token.attrGet("src") or "")
     alt = renderer.renderInlineAsText(token.children or [], options, env) or src
+    depth = sum(1 if t.type == "link_open" else -1 if t.type == "link_close" else 0 for t in tokens[:index])
+    if depth > 0:
+        return escapeHtml(alt)
     return f'<a href="{escapeHtml(src)}">{escapeHtml(alt)}</a>'
 
 
