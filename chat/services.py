@@ -328,10 +328,9 @@ def _delete(*, message: Message, room: Room, rev: int, skip: str | None) -> dict
     also changes its thread's summary, which takes the next rev."""
     message.deleted = True
     message.rev = rev
-    message.save(update_fields=["deleted", "rev"])
-    Reaction.objects.filter(message=message).delete()
     message.reactions = {}
-    Message.objects.filter(pk=message.pk).update(reactions={})
+    message.save(update_fields=["deleted", "rev", "reactions"])
+    Reaction.objects.filter(message=message).delete()
     wire = message_to_wire(message, room_slug=room.slug)
     events.message_deleted_on_commit(room_id=room.pk, message=wire, skip=skip)
     if message.reply_to_id is not None:
