@@ -19,7 +19,8 @@ from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 
 ALLOWED_TAGS = {"p", "br", "strong", "em", "s", "del", "code", "pre", "blockquote", "ul", "ol", "li", "a"}
-ALLOWED_ATTRIBUTES = {"a": {"href", "target"}, "ol": {"start"}}
+# "*": ammonia otherwise keeps `lang` and `title` on every tag (a link's title would pass).
+ALLOWED_ATTRIBUTES: dict[str, set[str]] = {"*": set(), "a": {"href", "target"}, "ol": {"start"}}
 URL_SCHEMES = {"http", "https", "mailto"}
 
 

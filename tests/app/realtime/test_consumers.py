@@ -11,9 +11,8 @@ from django.test import Client
 
 from chat import services
 from chat.models import Membership, Message, Room
-from chat.realtime.protocol import MESSAGE_FIELDS, SERVER_FRAMES
 from tests.support.outages import take_down
-from tests.support.sockets import open_socket, session_cookie
+from tests.support.sockets import assert_frame_shape, open_socket, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,15 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def lobby(make_room):
     return make_room("lobby", name="Lobby", topic="Say hello")
-
-
-def assert_frame_shape(frame: dict) -> None:
-    """Every frame the server sends carries the fields the contract names."""
-    assert frame["type"] in SERVER_FRAMES, frame
-    missing = SERVER_FRAMES[frame["type"]] - frame.keys()
-    assert not missing, f"{frame['type']} lacks {missing}"
-    for message in frame.get("messages", []) + ([frame["message"]] if "message" in frame else []):
-        assert MESSAGE_FIELDS <= message.keys(), message
 
 
 def post_messages(room: Room, author, count: int) -> None:
