@@ -616,6 +616,33 @@ async def test_admin_delete_pushes_message_deleted(alice, bob, lobby, staff_clie
     assert joined["messages"][0]["deleted"] is True and joined["messages"][0]["body"] == ""
 
 
+async def test_admin_delete_of_a_direct_message_pushes_message_deleted(alice, bob, staff_client, connect):
+    """Staff cannot read a direct message, but can delete it by id, and its members see that live."""
+    room, _ = await database_sync_to_async(services.direct_open)(user=alice, usernames=["bob"])
+    a, b = await connect(alice), await connect(bob)
+    await a.join(room.slug)
+    await b.join(room.slug)
+    ack = await a.request("send", room=room.slug, body="buy this now: http://spam.example")
+    await b.expect("message", room=room.slug)
+    response = await database_sync_to_async(staff_client.post)(
+        "/admin/chat/message/", {"action": "delete_messages", "_selected_action": [ack["id"]]}
+    )
+    assert response.status_code == 302
+    deleted = await b.expect("message_deleted")
+    assert_frame_shape(deleted)
+    tombstone = deleted.pop("message")
+    assert deleted == {
+        "type": "message_deleted",
+        "room": room.slug,
+        "id": ack["id"],
+        "seq": ack["seq"],
+        "rev": ack["rev"] + 1,
+    }
+    assert tombstone["deleted"] is True and tombstone["body"] == "" and tombstone["html"] == ""
+    joined = await b.join(room.slug, rev=ack["rev"])
+    assert [(m["id"], m["rev"], m.get("deleted")) for m in joined["messages"]] == [(ack["id"], ack["rev"] + 1, True)]
+
+
 async def test_admin_archive_closes_room_for_everyone(alice, bob, lobby, staff_client, connect):
     a, b = await connect(alice), await connect(bob)
     await a.join("lobby")
