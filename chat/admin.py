@@ -251,7 +251,7 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.display(description="reactions")
     def reaction_list(self, message: Message) -> str:
-        return "; ".join(f"{emoji} {', '.join(names)}" for emoji, names in message.reactions.items()) or "-"
+        return "; ".join(f"{emoji} {', '.join(names)}" for emoji, names in message.reactions) or "-"
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Message], search_term: str

@@ -9,6 +9,7 @@ script, no event handler, no style, no `javascript:` link can reach a page, and 
 Content-Security-Policy stays as strict as it is.
 """
 
+import re
 from collections.abc import Sequence
 
 import nh3
@@ -39,15 +40,28 @@ def _image_as_link(
     return f'<a href="{escapeHtml(src)}">{escapeHtml(alt)}</a>'
 
 
-_markdown = MarkdownIt("commonmark", {"breaks": True, "html": False, "linkify": True}).enable(
-    ["linkify", "strikethrough"]
+# Headings and rules are not chat: "# 1" or "---" alone, or a line of dashes under text, stay text.
+_markdown = (
+    MarkdownIt("commonmark", {"breaks": True, "html": False, "linkify": True})
+    .enable(["linkify", "strikethrough"])
+    .disable(["heading", "lheading", "hr"])
 )
 _markdown.add_render_rule("image", _image_as_link)
 
 
+_TAG = re.compile(r"<[^>]*>")
+
+
 def render(body: str) -> str:
-    """The safe HTML of a message body."""
-    html = _markdown.render(body)
+    """The safe HTML of a message body. Markup that leaves no text to read ("* * *", an empty
+    list item) is shown as the text it was written as."""
+    html = _clean(_markdown.render(body))
+    if body.strip() and not _TAG.sub("", html).strip():
+        return f"<p>{escapeHtml(body)}</p>"
+    return html
+
+
+def _clean(html: str) -> str:
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,

@@ -330,7 +330,7 @@ def _delete(*, message: Message, room: Room, rev: int, skip: str | None) -> dict
     also changes its thread's summary, which takes the next rev."""
     message.deleted = True
     message.rev = rev
-    message.reactions = {}
+    message.reactions = []
     message.save(update_fields=["deleted", "rev", "reactions"])
     Reaction.objects.filter(message=message).delete()
     wire = message_to_wire(message, room_slug=room.slug)
@@ -390,7 +390,8 @@ def reaction_set(
             transaction.set_rollback(True)  # nothing changes: the rev is given back
             return message_to_wire(message, room_slug=room.slug), False
         if on:
-            if emoji not in message.reactions and len(message.reactions) >= MAX_REACTIONS_PER_MESSAGE:
+            used = [name for name, _ in message.reactions]
+            if emoji not in used and len(used) >= MAX_REACTIONS_PER_MESSAGE:
                 raise ChatError(
                     ErrorCode.BAD_REQUEST,
                     f"A message has at most {MAX_REACTIONS_PER_MESSAGE} different reactions.",
@@ -402,7 +403,7 @@ def reaction_set(
         reactions: dict[str, list[str]] = {}
         for name, username in Reaction.objects.filter(message=message).values_list("emoji", "user__username"):
             reactions.setdefault(name, []).append(username)
-        message.reactions = reactions
+        message.reactions = [[name, usernames] for name, usernames in reactions.items()]
         message.rev = room.last_rev
         message.save(update_fields=["reactions", "rev"])
         wire = message_to_wire(message, room_slug=room.slug)
