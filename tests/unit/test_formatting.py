@@ -117,6 +117,10 @@ def _tags(html: str) -> list[str]:
         ("~~gone~~ kept", "<p><s>gone</s> kept</p>"),
         # A picture is a link to it: the reader's browser fetches nothing the writer chose.
         ("![a cat](https://example.com/cat.png)", f'<p><a href="https://example.com/cat.png" {LINK}>a cat</a></p>'),
+        ("# not a heading", "<p># not a heading</p>"),  # headings and rules are not chat
+        ("---", "<p>---</p>"),
+        ("done\n---", "<p>done<br>\n---</p>"),
+        ("* * *", "<p>* * *</p>"),  # markup that leaves nothing to read stays as written
         (  # a linked badge: the link to the page, with the picture's text (no link inside a link)
             "[![build](https://example.com/b.svg)](https://ci.example.com)",
             f'<p><a href="https://ci.example.com" {LINK}>build</a></p>',
