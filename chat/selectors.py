@@ -61,7 +61,7 @@ def message_wire(row: dict[str, Any], *, room_slug: str) -> dict[str, Any]:
         "reply_count": row["reply_count"],
         "repliers": row["repliers"],
         "last_reply_at": iso_utc(row["last_reply_at"]) if row["last_reply_at"] else None,
-        "reactions": {} if deleted else row["reactions"],
+        "reactions": {} if deleted else dict(row["reactions"]),
     }
     if deleted:
         wire["deleted"] = True
@@ -259,14 +259,13 @@ def messages_latest(*, room: Room, limit: int = 50) -> list[dict[str, Any]]:
 
 
 def messages_changed(
-    *, room: Room, rev: int | None, since: int | None, limit: int | None = None
+    *, room: Room, rev: int, since: int | None = None, limit: int | None = None
 ) -> tuple[list[dict[str, Any]], bool]:
     """Every message changed after `rev` (and, given `since`, every message after seq `since`), in
-    its current state, ordered by rev, at most `limit`; and whether that was all."""
+    its current state, ordered by rev, at most `limit`; and whether that was all. A client that
+    got only part joins again with the last rev and the highest seq it received."""
     limit = limit or settings.CHAT_CATCHUP_LIMIT
-    changed = Q(rev__gt=rev) if rev is not None else Q()
-    if since is not None:
-        changed = changed | Q(seq__gt=since) if rev is not None else Q(seq__gt=since)
+    changed = Q(rev__gt=rev) if since is None else Q(rev__gt=rev) | Q(seq__gt=since)
     queryset = Message.objects.filter(changed, room=room).order_by("rev")[: limit + 1]
     rows = _rows(queryset, room_slug=room.slug)
     return rows[:limit], len(rows) <= limit

@@ -71,7 +71,10 @@ def _catch_up(*, room: Room, since: int | None, rev: int | None) -> tuple[list[d
     current_rev = selectors.room_counters(room_ids=[room.pk]).get(room.pk, (0, 0))[1]
     if since is None and rev is None:
         return selectors.messages_latest(room=room), True, current_rev
-    messages, complete = selectors.messages_changed(room=room, rev=rev, since=since)
+    if rev is None:  # by seq, oldest first, as the contract has it for `since` alone
+        messages, complete = selectors.messages_since(room=room, since=since or 0)
+    else:
+        messages, complete = selectors.messages_changed(room=room, rev=rev, since=since)
     return messages, complete, current_rev
 
 
