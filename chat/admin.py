@@ -9,9 +9,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet
-from django.forms.models import BaseInlineFormSet
+from django.db.models import Count, ForeignKey, Q, QuerySet
+from django.forms.models import BaseInlineFormSet, ModelChoiceField
 from django.http import HttpRequest
+from django.utils.text import smart_split, unescape_string_literal
 
 from chat import services
 from chat.models import ApiToken, Ban, Membership, Message, Room
@@ -32,11 +33,26 @@ def _staff(request: HttpRequest) -> User:
     return request.user
 
 
+# Staff moderate direct conversations without reading them: their text is not shown here, and
+# nobody can be added to one (whoever is a member can read it), nor can one be made public.
+DIRECT_BODY_HIDDEN = "— direct message, not shown —"
+DIRECT_ROOM_FIXED = ["slug", "name", "topic", "private"]
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
     autocomplete_fields = ["user"]
     readonly_fields = ["joined_at", "last_read_seq"]
+
+    def has_add_permission(self, request: HttpRequest, obj: Room | None = None) -> bool:
+        return super().has_add_permission(request, obj) and not (obj is not None and obj.is_direct)
+
+    def has_change_permission(self, request: HttpRequest, obj: Room | None = None) -> bool:
+        return super().has_change_permission(request, obj) and not (obj is not None and obj.is_direct)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Room | None = None) -> bool:
+        return super().has_delete_permission(request, obj) and not (obj is not None and obj.is_direct)
 
     def get_formset(
         self, request: HttpRequest, obj: Room | None = None, **kwargs: Any
@@ -50,12 +66,23 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Room)
 class RoomAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "private", "archived", "member_count", "message_count", "created_at"]
-    list_filter = ["private", "archived", "created_at"]
+    list_display = ["slug", "name", "kind", "private", "archived", "member_count", "message_count", "created_at"]
+    list_filter = ["kind", "private", "archived", "created_at"]
     search_fields = ["slug", "name", "topic"]
-    readonly_fields = ["created_at", "last_seq"]
+    readonly_fields = ["kind", "created_at", "last_seq"]
     inlines = [MembershipInline]
     actions = ["archive_rooms", "unarchive_rooms"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Room | None = None) -> list[str]:
+        readonly = list(self.readonly_fields)
+        if obj is not None and obj.is_direct:
+            # Its members and slug say who may read it; archiving or deleting it stays possible.
+            readonly += [*DIRECT_ROOM_FIXED, "member_names"]
+        return readonly
+
+    @admin.display(description="members")
+    def member_names(self, room: Room) -> str:
+        return ", ".join(sorted(room.memberships.values_list("user__username", flat=True)))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Room]:
         return (
@@ -130,18 +157,31 @@ class RoomAdmin(admin.ModelAdmin):
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "room", "role", "invited", "joined_at", "last_read_seq"]
-    list_filter = ["role", "invited", "room__private", "room"]
+    list_filter = ["role", "invited", "room__private", "room__kind", "room"]
     search_fields = ["user__username", "room__slug", "room__name"]
     autocomplete_fields = ["user", "room"]
     readonly_fields = ["joined_at", "last_read_seq"]
     actions = ["invite_members"]
+
+    def formfield_for_foreignkey(
+        self, db_field: ForeignKey[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> ModelChoiceField[Any] | None:
+        if db_field.name == "room":
+            kwargs["queryset"] = Room.objects.filter(kind=Room.Kind.ROOM)  # a conversation keeps its members
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_change_permission(self, request: HttpRequest, obj: Membership | None = None) -> bool:
+        return super().has_change_permission(request, obj) and not (obj is not None and obj.room.is_direct)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Membership | None = None) -> bool:
+        return super().has_delete_permission(request, obj) and not (obj is not None and obj.room.is_direct)
 
     def get_changeform_initial_data(self, request: HttpRequest) -> dict[str, Any]:
         return {"invited": True, **super().get_changeform_initial_data(request)}
 
     @admin.action(description="Invite selected members (they may enter the room while it is private)")
     def invite_members(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
-        count = queryset.filter(invited=False).update(invited=True)
+        count = queryset.filter(invited=False, room__kind=Room.Kind.ROOM).update(invited=True)
         self.message_user(request, f"Invited {count} member(s).", messages.SUCCESS)
 
     def save_model(
@@ -175,19 +215,62 @@ class BanAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    list_display = ["seq", "room", "author", "short_body", "created_at", "deleted"]
-    list_filter = ["deleted", "room", "created_at"]
-    search_fields = ["body", "author__username", "room__slug", "client_id"]
-    list_select_related = ["room", "author"]
+    list_display = ["seq", "room", "author", "short_body", "reply_to", "created_at", "deleted"]
+    list_filter = ["deleted", "room__kind", "room", "created_at"]
+    # The body is searched in ordinary rooms only (get_search_results); a number finds a message by id.
+    search_fields = ["author__username", "room__slug", "client_id"]
+    list_select_related = ["room", "author", "reply_to"]
     # Moderation is by deletion: an edited body would never reach the screens that show it.
-    readonly_fields = ["room", "author", "seq", "body", "client_id", "created_at", "edited_at", "deleted"]
-    fields = ["room", "author", "seq", "body", "client_id", "created_at", "edited_at", "deleted"]
+    readonly_fields = [
+        "room",
+        "author",
+        "seq",
+        "rev",
+        "text",
+        "client_id",
+        "created_at",
+        "edited_at",
+        "deleted",
+        "reply_to",
+        "reply_count",
+        "reaction_list",
+    ]
+    fields = tuple(readonly_fields)
     actions = ["delete_messages"]
     date_hierarchy = "created_at"
 
     @admin.display(description="body")
     def short_body(self, message: Message) -> str:
+        if message.room.is_direct:
+            return DIRECT_BODY_HIDDEN
         return message.body if len(message.body) <= 80 else message.body[:79] + "…"
+
+    @admin.display(description="body")
+    def text(self, message: Message) -> str:
+        return DIRECT_BODY_HIDDEN if message.room.is_direct else message.body
+
+    @admin.display(description="reactions")
+    def reaction_list(self, message: Message) -> str:
+        return "; ".join(f"{emoji} {', '.join(names)}" for emoji, names in message.reactions) or "-"
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Message], search_term: str
+    ) -> tuple[QuerySet[Message], bool]:
+        """Each word must match an author, a room's slug, a client_id, the body of a message in an
+        ordinary room (never a direct message's), or be a message's id."""
+        terms = []
+        for bit in smart_split(search_term):
+            if bit.startswith(('"', "'")) and bit[0] == bit[-1]:
+                bit = unescape_string_literal(bit)
+            term = Q(body__icontains=bit, room__kind=Room.Kind.ROOM)
+            for field in self.search_fields:
+                term |= Q(**{f"{field}__icontains": bit})
+            if bit.isdigit() and len(bit) <= 18:
+                term |= Q(pk=int(bit))
+            terms.append(term)
+        if not terms:
+            return queryset, False
+        return queryset.filter(*terms), False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # messages are sent through the chat, numbered per room

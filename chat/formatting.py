@@ -9,6 +9,7 @@ script, no event handler, no style, no `javascript:` link can reach a page, and 
 Content-Security-Policy stays as strict as it is.
 """
 
+import re
 from collections.abc import Sequence
 
 import nh3
@@ -19,7 +20,8 @@ from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 
 ALLOWED_TAGS = {"p", "br", "strong", "em", "s", "del", "code", "pre", "blockquote", "ul", "ol", "li", "a"}
-ALLOWED_ATTRIBUTES = {"a": {"href", "target"}, "ol": {"start"}}
+# "*": ammonia otherwise keeps `lang` and `title` on every tag (a link's title would pass).
+ALLOWED_ATTRIBUTES: dict[str, set[str]] = {"*": set(), "a": {"href", "target"}, "ol": {"start"}}
 URL_SCHEMES = {"http", "https", "mailto"}
 
 
@@ -27,22 +29,39 @@ def _image_as_link(
     renderer: RendererHTML, tokens: Sequence[Token], index: int, options: OptionsDict, env: EnvType
 ) -> str:
     """`![alt](url)`: a link to the picture, not the picture (no request leaves a reader's browser
-    for an address a writer chose)."""
+    for an address a writer chose). Inside a link (a badge linking to a page), only its text: a
+    link in a link would take the outer one's place."""
     token = tokens[index]
     src = str(token.attrGet("src") or "")
     alt = renderer.renderInlineAsText(token.children or [], options, env) or src
+    depth = sum(1 if t.type == "link_open" else -1 if t.type == "link_close" else 0 for t in tokens[:index])
+    if depth > 0:
+        return escapeHtml(alt)
     return f'<a href="{escapeHtml(src)}">{escapeHtml(alt)}</a>'
 
 
-_markdown = MarkdownIt("commonmark", {"breaks": True, "html": False, "linkify": True}).enable(
-    ["linkify", "strikethrough"]
+# Headings and rules are not chat: "# 1" or "---" alone, or a line of dashes under text, stay text.
+_markdown = (
+    MarkdownIt("commonmark", {"breaks": True, "html": False, "linkify": True})
+    .enable(["linkify", "strikethrough"])
+    .disable(["heading", "lheading", "hr"])
 )
 _markdown.add_render_rule("image", _image_as_link)
 
 
+_TAG = re.compile(r"<[^>]*>")
+
+
 def render(body: str) -> str:
-    """The safe HTML of a message body."""
-    html = _markdown.render(body)
+    """The safe HTML of a message body. Markup that leaves no text to read ("* * *", an empty
+    list item) is shown as the text it was written as."""
+    html = _clean(_markdown.render(body))
+    if body.strip() and not _TAG.sub("", html).strip():
+        return f"<p>{escapeHtml(body)}</p>"
+    return html
+
+
+def _clean(html: str) -> str:
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,

@@ -125,9 +125,10 @@ class Message(models.Model):
     reply_count = models.PositiveIntegerField(default=0, editable=False)
     repliers = models.JSONField(default=list, blank=True, editable=False)  # usernames, newest first
     last_reply_at = models.DateTimeField(null=True, blank=True, editable=False)
-    # {emoji: [username, ...]}, rebuilt from Reaction rows in the transaction that changes them, so
-    # a message goes on the wire without a query per message.
-    reactions = models.JSONField(default=dict, blank=True, editable=False)
+    # [[emoji, [username, ...]], ...] in the order of each emoji's first use, rebuilt from Reaction
+    # rows in the transaction that changes them, so a message goes on the wire without a query per
+    # message. A list, not an object: PostgreSQL's jsonb does not keep the order of an object's keys.
+    reactions = models.JSONField(default=list, blank=True, editable=False)
 
     class Meta:
         ordering = ["room", "seq"]

@@ -61,7 +61,7 @@ def message_wire(row: dict[str, Any], *, room_slug: str) -> dict[str, Any]:
         "reply_count": row["reply_count"],
         "repliers": row["repliers"],
         "last_reply_at": iso_utc(row["last_reply_at"]) if row["last_reply_at"] else None,
-        "reactions": {} if deleted else row["reactions"],
+        "reactions": {} if deleted else dict(row["reactions"]),
     }
     if deleted:
         wire["deleted"] = True

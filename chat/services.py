@@ -198,8 +198,10 @@ def message_send(
                 client_id=client_id,
                 reply_to=root,
             )
-            # Writing in a room means having read it: your own messages are never unread.
-            Membership.objects.filter(room=room, user=author, last_read_seq__lt=seq).update(last_read_seq=seq)
+            # Writing in a room means having read it (your own messages are never unread); answering
+            # in a thread does not: the room's flow may hold newer messages you have not seen.
+            if root is None:
+                Membership.objects.filter(room=room, user=author, last_read_seq__lt=seq).update(last_read_seq=seq)
             wire = message_to_wire(message, room_slug=room.slug)
             events.message_created_on_commit(room_id=room.pk, message=wire)
             if room.is_direct:
@@ -328,7 +330,7 @@ def _delete(*, message: Message, room: Room, rev: int, skip: str | None) -> dict
     also changes its thread's summary, which takes the next rev."""
     message.deleted = True
     message.rev = rev
-    message.reactions = {}
+    message.reactions = []
     message.save(update_fields=["deleted", "rev", "reactions"])
     Reaction.objects.filter(message=message).delete()
     wire = message_to_wire(message, room_slug=room.slug)
@@ -388,7 +390,8 @@ def reaction_set(
             transaction.set_rollback(True)  # nothing changes: the rev is given back
             return message_to_wire(message, room_slug=room.slug), False
         if on:
-            if emoji not in message.reactions and len(message.reactions) >= MAX_REACTIONS_PER_MESSAGE:
+            used = [name for name, _ in message.reactions]
+            if emoji not in used and len(used) >= MAX_REACTIONS_PER_MESSAGE:
                 raise ChatError(
                     ErrorCode.BAD_REQUEST,
                     f"A message has at most {MAX_REACTIONS_PER_MESSAGE} different reactions.",
@@ -400,7 +403,7 @@ def reaction_set(
         reactions: dict[str, list[str]] = {}
         for name, username in Reaction.objects.filter(message=message).values_list("emoji", "user__username"):
             reactions.setdefault(name, []).append(username)
-        message.reactions = reactions
+        message.reactions = [[name, usernames] for name, usernames in reactions.items()]
         message.rev = room.last_rev
         message.save(update_fields=["reactions", "rev"])
         wire = message_to_wire(message, room_slug=room.slug)

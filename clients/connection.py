@@ -9,6 +9,10 @@ It speaks the wire protocol of docs/protocol.md the way the browser page (chat.j
 - rejoins every room with `since` = the last seq it holds, and takes each message once, in seq
   order: a seq it holds is a duplicate, one beyond the next is held until the catch-up (a
   `join` with `since`) fills the gap; a `pong.seqs` ahead of what it holds also starts one;
+- follows each room's `rev` (every change to a message takes the next one) so that edits,
+  deletions, reactions and thread summaries converge: a live change whose rev skips one, or a
+  `pong.revs` ahead, starts a `join` with `rev` (every message changed since, in its current
+  state); a copy of a message replaces the one held only when its `rev` is higher;
 - sends each message with a `client_id` and sends it again, with the same `client_id`, on the
   next socket until it is acked (the server stores it once); a send refused with
   `rate_limited` is sent again 1 to 2 s later, one refused otherwise is `failed` until
@@ -18,7 +22,9 @@ It speaks the wire protocol of docs/protocol.md the way the browser page (chat.j
 
 Two ways to use it. Await `start()` (or `async with`) and read `incoming()`, `messages`,
 `presence`; or subclass and override the `on_*` hooks, which run as frames arrive (they must not
-wait for the server: `send(..., wait=False)` there). docs/client.md has an echo bot.
+wait for the server: `send(..., wait=False)` there). The requests that answer (`react`, `edit`,
+`delete`, `thread`, `direct`) wait for their answer, so they are for code outside the hooks.
+docs/client.md has an echo bot.
 
 Needs the standard library, `websockets` and chat/realtime/codes.py (plain Python, no Django).
 """
@@ -32,7 +38,7 @@ import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -60,17 +66,56 @@ def backoff_delay(attempt: int, cap: float, *, uniform: Callable[[float, float],
     return uniform(0, min(cap, BACKOFF_BASE * BACKOFF_FACTOR ** min(attempt, 20)))
 
 
+def rev_of(message: Message) -> int | None:
+    revision = message.get("rev")
+    return revision if isinstance(revision, int) and not isinstance(revision, bool) else None
+
+
+def is_newer(message: Message, held: Message | None) -> bool:
+    """Whether `message` should replace the copy `held`: the higher `rev` wins (a copy without a
+    rev, from a server that sends none, is taken as the later one)."""
+    if held is None:
+        return True
+    new, old = rev_of(message), rev_of(held)
+    return new is None or old is None or new > old
+
+
+class RequestError(ClientError):
+    """The server refused a request: the `error` frame, its `code` (chat/realtime/codes.py) and
+    its `detail` as the message."""
+
+    def __init__(self, frame: Frame) -> None:
+        self.frame = frame
+        self.code = str(frame.get("code"))
+        super().__init__(
+            str(frame.get("detail") or self.code),
+            fixable=self.code not in (ErrorCode.RATE_LIMITED, ErrorCode.INTERNAL),
+        )
+
+
+class Outgoing(NamedTuple):
+    """A message of the outbox, until the server acks it."""
+
+    room: str
+    body: str
+    reply_to: int | None = None
+
+
 class Room:
     """What the client holds of one room: messages taken in seq order (`last` the highest with
-    nothing missing below it), those held beyond a gap, presence, and the state of its join."""
+    nothing missing below it), those held beyond a gap, the last change applied (`rev`),
+    presence, and the state of its join."""
 
     def __init__(self, slug: str, *, last: int | None = None, keep: int | None = None) -> None:
         self.slug = slug
         # None until the first `joined` when the client joins without `since` (recent messages
         # only); 0 from the start when it wants every message.
         self.last = last
+        # The highest rev with every change up to it applied; None until a `joined` gives one.
+        self.rev: int | None = None
         self.held: dict[int, Message] = {}  # beyond a gap, until the catch-up fills it
         self.messages: OrderedDict[int, Message] = OrderedDict()  # taken, by seq; at most `keep`
+        self.ids: dict[int, int] = {}  # id -> seq of the messages taken
         self.keep = keep
         self.presence: list[str] | None = None
         self.info: dict[str, Any] = {}
@@ -79,18 +124,25 @@ class Room:
         self.catching_up = False  # a join with `since` is in flight
 
     def since(self) -> dict[str, Any]:
-        """The `since` field of the next join: none before the first one without history."""
-        return {} if self.last is None else {"since": self.last}
+        """The `since` and `rev` fields of the next join: none before the first one without
+        history. With a rev, `since` is the highest seq received: the messages in a gap below it
+        changed after that rev, so the join brings them."""
+        if self.last is None:
+            return {}
+        if self.rev is None:
+            return {"since": self.last}
+        return {"since": max([self.last, *self.held]), "rev": self.rev}
 
     def take(self, messages: Iterable[Message]) -> tuple[list[Message], bool]:
         """Messages that arrived (live or in a catch-up): which are now new and in order, and
-        whether a gap is left (messages held beyond a missing seq). A later copy of a held seq
-        replaces the earlier one (a catch-up brings the edited or deleted state)."""
+        whether a gap is left (messages held beyond a missing seq). A copy of a held seq with a
+        higher rev replaces the one held (a catch-up brings the edited or deleted state)."""
         if self.last is None:
             return [], False
         for message in messages:
-            if message["seq"] > self.last:
-                self.held[message["seq"]] = message
+            seq = message["seq"]
+            if seq > self.last and is_newer(message, self.held.get(seq)):
+                self.held[seq] = message
         ready = []
         while self.last + 1 in self.held:
             self.last += 1
@@ -99,8 +151,45 @@ class Room:
 
     def remember(self, message: Message) -> None:
         self.messages[message["seq"]] = message
+        if isinstance(message.get("id"), int):
+            self.ids[message["id"]] = message["seq"]
         while self.keep is not None and len(self.messages) > self.keep:
-            self.messages.popitem(last=False)
+            _seq, evicted = self.messages.popitem(last=False)
+            if isinstance(evicted.get("id"), int):
+                self.ids.pop(evicted["id"], None)
+
+    def find(self, message_id: int) -> Message | None:
+        """The message with that id, taken or held beyond a gap; None when not held."""
+        seq = self.ids.get(message_id)
+        if seq is not None and seq in self.messages:
+            return self.messages[seq]
+        return next((m for m in self.held.values() if m.get("id") == message_id), None)
+
+    def step(self, rev: object) -> bool:
+        """A live change's rev (the client rule): the next one is applied; an older one changes
+        nothing; one beyond the next means changes were missed: True, join again with `rev`."""
+        if self.rev is None or not isinstance(rev, int) or isinstance(rev, bool):
+            return False
+        if rev == self.rev + 1:
+            self.rev = rev
+            return False
+        return rev > self.rev + 1
+
+    def caught_up_to(self, rev: object, messages: list[Message], complete: bool) -> None:
+        """After a `joined`: its `rev` when it brought everything; else the highest rev of what it
+        brought (the batches come in rev order: the next join asks for the rest)."""
+        revs = [r for r in map(rev_of, messages) if r is not None]
+        if complete and isinstance(rev, int) and not isinstance(rev, bool):
+            self.rev = max(rev, self.rev or 0)
+        elif revs:
+            self.rev = max([*revs, self.rev or 0])
+
+    def behind(self, seq: object, rev: object) -> bool:
+        """Whether a pong's newest seq or rev for this room is ahead of what is held."""
+        if self.last is None:
+            return False
+        ahead = isinstance(seq, int) and seq > self.last
+        return ahead or (self.rev is not None and isinstance(rev, int) and rev > self.rev)
 
     def first_join(self, messages: list[Message], backlog: int) -> list[Message]:
         """The first `joined` of a join without `since` (the latest messages): the newest
@@ -111,7 +200,7 @@ class Room:
         return shown
 
     def __repr__(self) -> str:
-        return f"<Room {self.slug} last={self.last} held={sorted(self.held)}>"
+        return f"<Room {self.slug} last={self.last} rev={self.rev} held={sorted(self.held)}>"
 
 
 class ChatClient:
@@ -154,10 +243,11 @@ class ChatClient:
         for slug in rooms:
             self.add_room(slug)
         self.ws: ClientConnection | None = None
-        self.pending: OrderedDict[str, tuple[str, str]] = OrderedDict()  # client_id -> (room, body), until acked
+        self.pending: OrderedDict[str, Outgoing] = OrderedDict()  # client_id -> message, until acked
         self.acks: dict[str, Frame] = {}  # client_id -> its ack
         self.failed: dict[str, Frame] = {}  # client_id -> the error that refused it (still pending)
         self.requests: dict[str, tuple[str, str | None, dict[str, Any]]] = {}  # ref -> (type, room, extra)
+        self._awaited: dict[str, asyncio.Future[Frame]] = {}  # ref -> the answer a caller waits for
         self.frames: deque[Frame] = deque(maxlen=RECENT)  # recent frames but joined, message, ack, presence, typing
         self.live = 0  # `message` frames received (duplicates included)
         self.live_bodies: deque[str] = deque(maxlen=RECENT)
@@ -190,8 +280,8 @@ class ChatClient:
     def drop_room(self, slug: str) -> None:
         """Forget a room and the messages waiting to be sent there."""
         self.rooms.pop(slug, None)
-        for client_id, (room, _body) in list(self.pending.items()):
-            if room == slug:
+        for client_id, outgoing in list(self.pending.items()):
+            if outgoing.room == slug:
                 self.discard(client_id)
 
     async def join(self, slug: str) -> bool:
@@ -212,9 +302,12 @@ class ChatClient:
     # Life cycle ----------------------------------------------------------------------------
 
     async def start(self, *rooms: str, timeout: float = 10.0) -> Self:  # noqa: ASYNC109
-        """Connect in the background and return once every room is joined. Raises ClientError
-        when the connection ends for good first, TimeoutError when it takes longer."""
+        """Connect in the background and return once every room is joined (rooms given while
+        already connected are joined now). Raises ClientError when the connection ends for good
+        first, TimeoutError when it takes longer."""
         for slug in rooms:
+            if slug not in self.rooms and self._task is not None:
+                await self.join(slug)
             self.add_room(slug)
         task = self._task
         if task is None:
@@ -352,6 +445,10 @@ class ChatClient:
             if pinger is not None:
                 pinger.cancel()
             self.ws = None
+            for future in self._awaited.values():
+                if not future.done():
+                    future.set_exception(ClientError("The connection was lost before the server answered."))
+            self._awaited.clear()
             self._notify()
         return (ws.close_code if ws.close_code is not None else CloseCode.ABNORMAL), ws.close_reason or ""
 
@@ -463,10 +560,11 @@ class ChatClient:
             room.catching_up = True
         return await self.request("join", room.slug, **room.since())
 
-    def queue(self, room: str, body: str) -> str:
-        """Put a message in the outbox (sent once `room` is joined); its client_id."""
+    def queue(self, room: str, body: str, *, reply_to: int | None = None) -> str:
+        """Put a message in the outbox (sent once `room` is joined); its client_id. `reply_to`:
+        the id of the thread's first message, for a reply."""
         client_id = uuid.uuid4().hex
-        self.pending[client_id] = (room, body)
+        self.pending[client_id] = Outgoing(room, body, reply_to)
         return client_id
 
     def discard(self, client_id: str) -> None:
@@ -476,15 +574,25 @@ class ChatClient:
 
     async def _transmit(self, client_id: str) -> None:
         # Only on a socket where the room is joined: the next `joined` sends the rest.
-        slug, body = self.pending[client_id]
+        slug, body, reply_to = self.pending[client_id]
         room = self.rooms.get(slug)
         if room is not None and room.joined_here and self.ws is not None:
-            await self.request("send", slug, extra={"client_id": client_id}, body=body, client_id=client_id)
+            thread = {} if reply_to is None else {"reply_to": reply_to}
+            await self.request("send", slug, extra={"client_id": client_id}, body=body, client_id=client_id, **thread)
 
-    async def send(self, room: str, body: str, *, wait: bool = True, timeout: float = 10.0) -> str:  # noqa: ASYNC109
-        """Send a message; its client_id. With `wait`, return once the server has stored it
-        (its ack is in `acks`): ClientError if it was refused, TimeoutError after `timeout`."""
-        client_id = self.queue(room, body)
+    async def send(
+        self,
+        room: str,
+        body: str,
+        *,
+        reply_to: int | None = None,
+        wait: bool = True,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> str:
+        """Send a message (`reply_to`: in the thread of that message); its client_id. With
+        `wait`, return once the server has stored it (its ack is in `acks`): ClientError if it
+        was refused, TimeoutError after `timeout`."""
+        client_id = self.queue(room, body, reply_to=reply_to)
         await self._transmit(client_id)
         if wait:
             await self.wait_for(
@@ -502,6 +610,67 @@ class ChatClient:
         if client_id in self.failed:
             del self.failed[client_id]
             await self._transmit(client_id)
+
+    async def call(self, kind: str, room: str | None = None, *, timeout: float = 10.0, **fields: Any) -> Frame:  # noqa: ASYNC109
+        """Send a request and wait for its answer, which is taken first as any frame is (a
+        changed message is held in its new state when this returns). RequestError when the
+        server refuses it; ClientError when there is no connection or it is lost first;
+        TimeoutError after `timeout`."""
+        if self.ws is None:
+            raise ClientError("Not connected: try again once the connection is back.")
+        ref = self._ref(kind)
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        self._awaited[ref] = future
+        self.requests[ref] = (kind, room, {})
+        try:
+            sent = await self.raw({"type": kind, **({"room": room} if room is not None else {}), **fields, "ref": ref})
+            if not sent:
+                raise ClientError("Not connected: try again once the connection is back.")
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except TimeoutError:
+                raise TimeoutError(f"{self.name or 'client'}: no answer to {kind!r} within {timeout} s") from None
+        finally:
+            self._awaited.pop(ref, None)
+            self.requests.pop(ref, None)
+
+    async def react(self, room: str, message_id: int, emoji: str, on: bool = True, *, timeout: float = 10.0) -> Message:  # noqa: ASYNC109
+        """Add (`on`) or take back your `emoji` on a message; the message as it is now (the same
+        as before when you had, or had not, reacted so already)."""
+        answer = await self.call("react", room, id=message_id, emoji=emoji, on=on, timeout=timeout)
+        return dict(answer.get("message") or {})
+
+    async def edit(self, room: str, message_id: int, body: str, *, timeout: float = 10.0) -> Message:  # noqa: ASYNC109
+        """Change the text of one of your messages; the message as it is now."""
+        answer = await self.call("edit", room, id=message_id, body=body, timeout=timeout)
+        return dict(answer.get("message") or {})
+
+    async def delete(self, room: str, message_id: int, *, timeout: float = 10.0) -> Message:  # noqa: ASYNC109
+        """Delete one of your messages; its tombstone."""
+        answer = await self.call("delete", room, id=message_id, timeout=timeout)
+        return dict(answer.get("message") or {"id": message_id, "seq": answer.get("seq"), "deleted": True})
+
+    async def thread(
+        self,
+        room: str,
+        message_id: int,
+        before: int | None = None,
+        limit: int = 50,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> Frame:
+        """A thread: the `thread` frame, with its first message (`root`), up to `limit` replies
+        (`messages`, oldest first; those before seq `before`, given one) and `has_more`."""
+        fields: dict[str, Any] = {"id": message_id, "limit": limit}
+        if before is not None:
+            fields["before"] = before
+        return await self.call("thread", room, timeout=timeout, **fields)
+
+    async def direct(self, users: Iterable[str], *, timeout: float = 10.0) -> tuple[str, dict[str, Any]]:  # noqa: ASYNC109
+        """The direct conversation with these people (made the first time): its slug, to join
+        as any room, and its `info` (`name`: the others' usernames; `members`)."""
+        answer = await self.call("direct", users=list(users), timeout=timeout)
+        return str(answer.get("room")), dict(answer.get("info") or {})
 
     def _later(self, delay: float, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
         async def run() -> None:
@@ -522,6 +691,13 @@ class ChatClient:
         handler = self._handlers.get(kind) if isinstance(kind, str) else None
         if handler is not None:
             await handler(self, frame)
+        ref = frame.get("ref")
+        future = self._awaited.pop(ref, None) if isinstance(ref, str) else None
+        if future is not None and not future.done():
+            if kind == "error":
+                future.set_exception(RequestError(frame))
+            else:
+                future.set_result(frame)
         self._notify()
 
     async def _on_joined_frame(self, frame: Frame) -> None:
@@ -531,13 +707,21 @@ class ChatClient:
             return
         first = not room.joined_once
         room.info = frame.get("info") or {}
-        messages = [m for m in frame.get("messages") or [] if isinstance(m, dict) and isinstance(m.get("seq"), int)]
+        messages = self._message_list(frame.get("messages"))
+        complete = frame.get("complete") is not False
         if room.last is None:
             messages = room.first_join(messages, self.backlog or 0)
+            known: list[Message] = []
+        else:  # in rev order: changes to messages taken before, and messages new to this client
+            known = [m for m in messages if m["seq"] <= room.last]
+            messages = [m for m in messages if m["seq"] > room.last]
+        room.caught_up_to(frame.get("rev"), [*known, *messages], complete)
         self.on_joining(room, first)
         room.catching_up = False
+        for message in known:
+            self._apply(room, message, "updated")
         await self._take(room, messages)
-        if frame.get("complete") is False and not room.catching_up:  # more than a batch behind: the next one
+        if not complete and not room.catching_up:  # more than a batch behind: the next one
             await self._join(room)
         users = frame.get("presence")
         if isinstance(users, list):
@@ -547,13 +731,19 @@ class ChatClient:
         if not room.joined_here:
             room.joined_here = True
             self._attempt = 0
-            for client_id, (slug, _body) in list(self.pending.items()):
-                if slug == room.slug and client_id not in self.failed:
+            for client_id, outgoing in list(self.pending.items()):
+                if outgoing.room == room.slug and client_id not in self.failed:
                     await self._transmit(client_id)
         if self._down_at is not None and all(r.joined_here for r in self.rooms.values()):
             self.recoveries.append(time.monotonic() - self._down_at)
             self._down_at = None
         self.on_joined(room, first)
+
+    @staticmethod
+    def _message_list(value: object) -> list[Message]:
+        if not isinstance(value, list):
+            return []
+        return [m for m in value if isinstance(m, dict) and isinstance(m.get("seq"), int)]
 
     async def _take(self, room: Room, messages: list[Message]) -> None:
         ready, gap = room.take(messages)
@@ -563,6 +753,41 @@ class ChatClient:
                 inbox.put_nowait((room.slug, message))
             self.on_message(room, message)
         if gap and not room.catching_up:  # something was lost on the way: ask for it
+            await self._join(room)
+
+    def _apply(self, room: Room, message: Message, kind: str) -> bool:
+        """A message taken before, in a state that may be newer than the copy held: kept if it is
+        (the higher rev wins), then announced by the hook that fits. Whether it was kept."""
+        seq = message["seq"]
+        held = room.messages.get(seq)
+        if not is_newer(message, held):
+            return False
+        merged = {**(held or {}), **message}
+        room.remember(merged)
+        if merged.get("deleted") and not (held or {}).get("deleted"):
+            self.on_message_deleted(room, seq, merged)
+        elif held is not None and (held.get("body"), held.get("edited_at")) != (
+            merged.get("body"),
+            merged.get("edited_at"),
+        ):
+            self.on_message_edited(room, merged)
+        elif held is None and kind == "edited":
+            self.on_message_edited(room, merged)
+        else:
+            self.on_message_updated(room, merged, held)
+        return True
+
+    def _refresh(self, room: Room, messages: Iterable[Message]) -> None:
+        """Messages read again (history, a thread): a newer state of one held replaces it."""
+        for message in messages:
+            if message["seq"] in room.messages:
+                self._apply(room, message, "updated")
+            elif is_newer(message, room.held.get(message["seq"], message)):
+                room.held[message["seq"]] = message
+
+    async def _step(self, room: Room, frame: Frame) -> None:
+        """The rev of a live change, after the change is applied: a skipped one is fetched."""
+        if room.step(frame.get("rev")) and not room.catching_up and room.joined_here:
             await self._join(room)
 
     async def _on_message_frame(self, frame: Frame) -> None:
@@ -576,40 +801,53 @@ class ChatClient:
         room = self.rooms.get(slug)
         if room is not None:
             await self._take(room, [message])
+            await self._step(room, frame)
 
-    async def _on_message_edited_frame(self, frame: Frame) -> None:
-        self._answered(frame)
-        room = self._room(frame)
-        message = frame.get("message")
-        if room is None or not isinstance(message, dict):
-            return
-        seq = message.get("seq")
-        if isinstance(seq, int) and room.last is not None and seq > room.last:
-            return  # not taken yet: the catch-up brings the edited text
-        merged = {**room.messages.get(seq, {}), **message} if isinstance(seq, int) else dict(message)
-        if isinstance(seq, int):
-            room.remember(merged)
-        self.on_message_edited(room, merged)
-
-    async def _on_message_deleted_frame(self, frame: Frame) -> None:
+    async def _on_change_frame(self, frame: Frame, kind: str) -> None:
+        """`message_edited`, `message_deleted`, `message_updated`: the message's new state."""
         self._answered(frame)
         room = self._room(frame)
         if room is None:
             return
+        message = frame.get("message")
+        if not isinstance(message, dict) or not isinstance(message.get("seq"), int):
+            message = self._tombstone(room, frame) if kind == "deleted" else None
+        if message is not None and room.last is not None:
+            if message["seq"] > room.last:  # not taken yet: held in this state until its turn
+                await self._take(room, [message])
+            else:
+                self._apply(room, message, kind)
+        await self._step(room, frame)
+
+    def _tombstone(self, room: Room, frame: Frame) -> Message | None:
+        """A deletion announced without the tombstone: made from the copy held, if any."""
         seq = frame.get("seq")
-        if isinstance(seq, int) and room.last is not None and seq > room.last:
-            return  # not taken yet: the catch-up brings the tombstone
-        known = room.messages.get(seq) if isinstance(seq, int) else None
-        if known is not None:
-            known = {**known, "deleted": True, "body": ""}
-            room.messages[known["seq"]] = known
-        self.on_message_deleted(room, seq if isinstance(seq, int) else None, known)
+        if not isinstance(seq, int):
+            return None
+        held = room.messages.get(seq)
+        if held is None:
+            if room.last is None or seq <= room.last:
+                self.on_message_deleted(room, seq, None)
+            return None
+        tombstone = {**held, "deleted": True, "body": "", "html": "", "reactions": {}}
+        if "rev" in frame:
+            tombstone["rev"] = frame["rev"]
+        return tombstone
+
+    async def _on_message_edited_frame(self, frame: Frame) -> None:
+        await self._on_change_frame(frame, "edited")
+
+    async def _on_message_deleted_frame(self, frame: Frame) -> None:
+        await self._on_change_frame(frame, "deleted")
+
+    async def _on_message_updated_frame(self, frame: Frame) -> None:
+        await self._on_change_frame(frame, "updated")
 
     async def _on_ack_frame(self, frame: Frame) -> None:
         self._answered(frame)
         client_id = frame.get("client_id")
         if isinstance(client_id, str) and client_id in self.pending:
-            slug, _body = self.pending.pop(client_id)
+            slug = self.pending.pop(client_id).room
             self.failed.pop(client_id, None)
             self.acks[client_id] = frame
             self.on_ack(client_id, slug, frame)
@@ -624,19 +862,35 @@ class ChatClient:
     async def _on_pong_frame(self, frame: Frame) -> None:
         self._answered(frame)
         self._pong.set()
-        seqs = frame.get("seqs")
-        if isinstance(seqs, dict):
-            for slug, seq in seqs.items():
-                room = self.rooms.get(slug)
-                if room and room.joined_here and room.last is not None and isinstance(seq, int):
-                    if seq > room.last and not room.catching_up:
-                        await self._join(room)  # the newest message never reached us
+        seqs, revs = frame.get("seqs"), frame.get("revs")
+        seqs = seqs if isinstance(seqs, dict) else {}
+        revs = revs if isinstance(revs, dict) else {}
+        for slug in {*seqs, *revs}:
+            room = self.rooms.get(slug)
+            if room and room.joined_here and not room.catching_up and room.behind(seqs.get(slug), revs.get(slug)):
+                await self._join(room)  # the newest message or change never reached us
 
     async def _on_history_frame(self, frame: Frame) -> None:
         self._answered(frame)
         room = self._room(frame)
         if room is not None:
+            self._refresh(room, self._message_list(frame.get("messages")))
             self.on_history(room, frame)
+
+    async def _on_thread_frame(self, frame: Frame) -> None:
+        self._answered(frame)
+        room = self._room(frame)
+        if room is not None:
+            root = frame.get("root")
+            self._refresh(room, self._message_list([root, *(frame.get("messages") or [])]))
+
+    async def _on_direct_frame(self, frame: Frame) -> None:
+        self._answered(frame)
+
+    async def _on_direct_message_frame(self, frame: Frame) -> None:
+        slug, info, message = frame.get("room"), frame.get("info"), frame.get("message")
+        if isinstance(slug, str) and isinstance(message, dict):
+            self.on_direct_message(slug, info if isinstance(info, dict) else {}, message)
 
     async def _on_typing_frame(self, frame: Frame) -> None:
         self.on_typing(frame)
@@ -654,6 +908,8 @@ class ChatClient:
         room_field = frame.get("room")
         kind, slug, extra = self._answered(frame) or (None, room_field if isinstance(room_field, str) else None, {})
         code = str(frame.get("code"))
+        if frame.get("ref") in self._awaited:  # its caller gets a RequestError
+            return
         if kind == "join" and slug is not None:
             room = self.rooms.get(slug)
             if room is not None and not self.join_refused_for_good(code):
@@ -683,8 +939,8 @@ class ChatClient:
                 self._later(RESEND_DELAY + random.random(), resend)
                 return
             self.failed[client_id] = frame
-            room_slug, body = self.pending[client_id]
-            self.on_send_failed(client_id, room_slug, body, frame)
+            outgoing = self.pending[client_id]
+            self.on_send_failed(client_id, outgoing.room, outgoing.body, frame)
             return
         self.on_error(frame, kind, slug)
 
@@ -693,10 +949,14 @@ class ChatClient:
         "message": _on_message_frame,
         "message_edited": _on_message_edited_frame,
         "message_deleted": _on_message_deleted_frame,
+        "message_updated": _on_message_updated_frame,
         "ack": _on_ack_frame,
         "presence": _on_presence_frame,
         "pong": _on_pong_frame,
         "history": _on_history_frame,
+        "thread": _on_thread_frame,
+        "direct": _on_direct_frame,
+        "direct_message": _on_direct_message_frame,
         "typing": _on_typing_frame,
         "left": _on_left_frame,
         "room_closed": _on_room_closed_frame,
@@ -743,6 +1003,14 @@ class ChatClient:
 
     def on_message_deleted(self, room: Room, seq: int | None, message: Message | None) -> None:
         """A message was deleted; `message` is the tombstone when this client holds it."""
+
+    def on_message_updated(self, room: Room, message: Message, before: Message | None) -> None:
+        """A message taken before changed otherwise (its reactions, its thread's reply count or
+        repliers), or a catch-up brought the current state of one not held (`before` None)."""
+
+    def on_direct_message(self, room: str, info: dict[str, Any], message: Message) -> None:
+        """A new message in one of your direct conversations, joined or not (`info["name"]`:
+        the other members); join `room` to follow it."""
 
     def on_presence(self, room: Room, before: list[str] | None) -> None:
         """`room.presence` changed (`before`: None on the first list)."""
@@ -854,8 +1122,9 @@ class ChatClient:
             raise TimeoutError(f"{self.name or 'client'}: no {what} within {timeout} s (closes {self.closes})")
 
     async def catch_up(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
-        """Until this client holds, without gaps, every room's newest seq as the server reports
-        it (`pong.seqs`); rejoins with `since` on the way. TimeoutError after `timeout`."""
+        """Until this client holds, without gaps, every room's newest seq and its newest change as
+        the server reports them (`pong.seqs`, `pong.revs`); rejoins on the way. TimeoutError
+        after `timeout`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -875,8 +1144,11 @@ class ChatClient:
                     raise TimeoutError(f"{self.name or 'client'}: no answer to a ping within {timeout} s")
                 continue
             pong = next(f for f in reversed(self.frames) if f.get("ref") == ref)
-            seqs = pong.get("seqs", {})
-            if pong.get("type") == "pong" and all(self.newest(room) >= seqs.get(room, 0) for room in self.rooms):
+            seqs, revs = pong.get("seqs", {}), pong.get("revs", {})
+            if pong.get("type") == "pong" and not any(
+                room.catching_up or room.behind(seqs.get(slug, 0), revs.get(slug)) or room.last is None
+                for slug, room in self.rooms.items()
+            ):
                 return
             if loop.time() > deadline:
                 raise TimeoutError(f"{self.name or 'client'}: not caught up within {timeout} s")

@@ -6,11 +6,14 @@ and clients.login (the login form). Like them it needs only the standard library
 
 - authenticates with an API token (`Authorization: Bearer`) or logs in over HTTP with a username
   and password exactly as a browser does (login form, CSRF token, session cookie, `Origin`);
-- interactive mode prints the rooms' messages and sends the lines typed on standard input;
-  `--send` posts one message, waits for the server's acknowledgement and exits (bots, cron);
-- reconnects with exponential backoff and full jitter, rejoins every room with `since`, prints
-  each message once (by seq), catches up on gaps (a seq jump or `pong.seqs` ahead), and resends
-  unacknowledged messages with their original `client_id` (the server stores each one once).
+- interactive mode prints the rooms' messages (clients.display: ids, threads, reactions,
+  Markdown set off) and sends the lines typed on standard input; commands reply in threads,
+  react, edit, delete and open direct conversations; `--send` posts one message, waits for the
+  server's acknowledgement and exits (bots, cron);
+- reconnects with exponential backoff and full jitter, rejoins every room with `since` and
+  `rev`, prints each message once (by seq) and each change once in its latest state, catches up
+  on gaps (a seq or rev jump, or `pong.seqs` / `pong.revs` ahead), and resends unacknowledged
+  messages with their original `client_id` (the server stores each one once).
 
 Exit codes: 0 done; 1 a failure that may pass (server unreachable, connection lost for good, no
 acknowledgement in time); 2 something to fix first (arguments, URL, credentials, room); 130
@@ -27,7 +30,6 @@ import signal
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any, TextIO, cast
 
 try:
@@ -38,25 +40,43 @@ except ImportError:  # pragma: no cover
 
 from chat.realtime.codes import FINAL_CLOSES, ErrorCode
 from clients.connection import PONG_TIMEOUT, ChatClient, Frame, Message, Room
+from clients.display import (
+    clean_line,
+    format_direct_notice,
+    format_message,
+    format_reactions_change,
+    format_thread,
+    format_thread_line,
+    room_label,
+    terminal_style,
+    where_label,
+)
 from clients.endpoint import DEFAULT_URL, ClientError, Endpoint
 from clients.login import login
 
 EXIT_OK, EXIT_FAILED, EXIT_FIX, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 DEFAULT_ROOM = "lobby"
-INDENT = " " * 8  # continuation lines of a multi-line body line up after "[HH:MM] "
 SEEN_KEEP = 2000  # messages remembered per room (to show who wrote a deleted one)
 
 COMMANDS_HELP = """\
-commands (interactive mode):
-  TEXT            send TEXT to the current room (start it with // to send a line beginning with /)
-  /join ROOM      join ROOM (if needed) and make it the current room
-  /leave [ROOM]   leave ROOM (default: the current room)
-  /history [N]    show N older messages of the current room (default 20; repeat to go further back)
-  /who            who is online in the current room
-  /rooms          the rooms joined, the current one marked with *
-  /help           this list
-  /quit           exit (so does Ctrl+D)"""
+commands (interactive mode; ID is the number after # at the start of a message):
+  TEXT                send TEXT to the current room (start it with // to send a line beginning with /)
+  /join ROOM          join ROOM (if needed) and make it the current room
+  /dm USER[,USER...]  open your direct conversation with USER (and the others named) and make it
+                      the current room; the first message makes it appear to them
+  /leave [ROOM]       leave ROOM (default: the current room)
+  /history [N]        show N older messages of the current room (default 20; repeat to go further back)
+  /reply ID TEXT      answer message ID in its thread
+  /thread ID          show message ID and the replies in its thread
+  /react ID EMOJI     react to message ID with EMOJI
+  /unreact ID EMOJI   take back your EMOJI on message ID
+  /edit ID TEXT       replace the text of your message ID
+  /delete ID          delete your message ID
+  /who                who is online in the current room
+  /rooms              the rooms joined, the current one marked with *
+  /help               this list
+  /quit               exit (so does Ctrl+D)"""
 
 
 def exit_code(error: ClientError) -> int:
@@ -64,18 +84,6 @@ def exit_code(error: ClientError) -> int:
 
 
 # Output -------------------------------------------------------------------------------------
-
-# Control characters from the network never reach the terminal: a message body could otherwise
-# carry escape sequences that rewrite the screen or the window title.
-_CONTROL = {c: "\ufffd" for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)] if chr(c) not in "\t\n"}
-
-
-def clean(text: Any) -> str:
-    return str(text).replace("\r\n", "\n").translate(_CONTROL)
-
-
-def clean_line(text: Any) -> str:
-    return clean(text).replace("\n", " ")
 
 
 def _write(stream: TextIO, text: str) -> None:
@@ -87,29 +95,6 @@ def _write(stream: TextIO, text: str) -> None:
     except UnicodeEncodeError:
         stream.write(text.encode(stream.encoding or "ascii", "replace").decode(stream.encoding or "ascii") + "\n")
         stream.flush()
-
-
-def hhmm(stamp: Any) -> str:
-    """An ISO-8601 UTC timestamp as local HH:MM."""
-    try:
-        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).astimezone().strftime("%H:%M")
-    except ValueError:
-        return "--:--"
-
-
-def format_message(message: dict[str, Any], room: str | None = None, *, edited: bool = False) -> str:
-    """`[HH:MM] author: body`, with `#room ` before the author for a room that is not the
-    current one, continuation lines indented, `(deleted)` for a tombstone and `(edited)` after
-    an edited body."""
-    where = f"#{clean_line(room)} " if room else ""
-    head = f"[{hhmm(message.get('created_at'))}] {where}{clean_line(message.get('author') or '?')}: "
-    if message.get("deleted"):
-        return head + "(deleted)"
-    lines = clean(message.get("body", "")).split("\n")
-    text = head + lines[0] + "".join("\n" + INDENT + line for line in lines[1:])
-    if edited or message.get("edited_at"):
-        text += " (edited)"
-    return text
 
 
 # Credentials --------------------------------------------------------------------------------
@@ -188,6 +173,7 @@ class TerminalRoom(Room):
         self.oldest: int | None = None  # smallest seq shown: /history pages below it
         self.history_busy = False
         self.switch_on_join = False  # joined by /join: becomes the current room when joined
+        self.backlog = False  # the first join's recent messages are arriving (replies stay in their threads)
 
 
 class TerminalClient(ChatClient):
@@ -216,6 +202,7 @@ class TerminalClient(ChatClient):
         self.unechoed: set[tuple[str, int]] = set()  # acked messages whose broadcast has not come yet
         self.ever_connected = False
         self.started = asyncio.Event()  # every startup room joined once
+        self.style = terminal_style(sys.stdout, os.environ)
 
     def new_room(self, slug: str) -> TerminalRoom:
         return TerminalRoom(slug, last=None, keep=SEEN_KEEP)
@@ -240,7 +227,19 @@ class TerminalClient(ChatClient):
 
     def where(self, room: Room) -> str | None:
         """The room to name before a message: none for the current one."""
-        return None if room.slug == self.current else room.slug
+        return None if room.slug == self.current else where_label(room.slug, room.info)
+
+    def label(self, slug: str | None) -> str:
+        """`#lobby`, or `dm with bob` for a direct conversation."""
+        room = self.rooms.get(slug) if slug is not None else None
+        return room_label(slug or "", room.info if room is not None else None)
+
+    def show(self, room: Room, message: Message, *, edited: bool = False) -> None:
+        """A message in the flow: a thread's reply on one line, any other in full."""
+        if isinstance(message.get("reply_to"), int):
+            self.out(format_thread_line(message, self.where(room), edited=edited))
+        else:
+            self.out(format_message(message, self.where(room), style=self.style, edited=edited))
 
     # Connection -----------------------------------------------------------------------------
 
@@ -291,7 +290,11 @@ class TerminalClient(ChatClient):
         view = self.view(room.slug)
         if view is not None and view.switch_on_join:  # before the backlog, so it shows as the current room's
             self.current = room.slug
-        if first:
+        if view is not None:
+            view.backlog = first
+        if first and room.info.get("kind") == "direct":
+            self.info(f"joined {self.label(room.slug)}")
+        elif first:
             name, topic = room.info.get("name") or room.slug, room.info.get("topic")
             self.info(
                 f"joined #{clean_line(room.slug)}: {clean_line(name)}" + (f" — {clean_line(topic)}" if topic else "")
@@ -299,10 +302,12 @@ class TerminalClient(ChatClient):
 
     def on_joined(self, room: Room, first: bool) -> None:
         view = self.view(room.slug)
+        if view is not None:
+            view.backlog = False
         if first:
             if view is not None:
                 view.oldest = min(room.messages) if room.messages else (room.last or 0) + 1
-            self.info(f"online in #{clean_line(room.slug)}: {', '.join(map(clean_line, room.presence or [])) or '-'}")
+            self.info(f"online in {self.label(room.slug)}: {', '.join(map(clean_line, room.presence or [])) or '-'}")
         if view is not None and view.switch_on_join:
             view.switch_on_join = False
             self.switch(room.slug)
@@ -316,16 +321,30 @@ class TerminalClient(ChatClient):
 
     def on_message(self, room: Room, message: Message) -> None:
         self.unechoed.discard((room.slug, message["seq"]))
-        self.out(format_message(message, self.where(room)))
+        view = self.view(room.slug)
+        if view is not None and view.backlog and isinstance(message.get("reply_to"), int):
+            return  # its thread's first message shows the count; /thread shows it
+        self.show(room, message)
 
     def on_message_edited(self, room: Room, message: Message) -> None:
-        self.out(format_message(message, self.where(room), edited=True))
+        self.show(room, message, edited=True)
 
     def on_message_deleted(self, room: Room, seq: int | None, message: Message | None) -> None:
         if message is None:
-            self.info(f"message #{seq} in #{clean_line(room.slug)} was deleted")
+            self.info(f"a message of {self.label(room.slug)} was deleted")
             return
-        self.out(format_message(message, self.where(room)))
+        self.show(room, message)
+
+    def on_message_updated(self, room: Room, message: Message, before: Message | None) -> None:
+        if before is None:  # one this client had not kept: shown as it is now
+            self.show(room, message)
+        elif (before.get("reactions") or {}) != (message.get("reactions") or {}):
+            self.info(format_reactions_change(message) + (f" in {self.label(room.slug)}" if self.where(room) else ""))
+        # A thread's reply count changed: the reply itself is shown as it comes.
+
+    def on_direct_message(self, room: str, info: dict[str, Any], message: Message) -> None:
+        if room not in self.rooms:  # an open one shows the message itself
+            self.out(format_direct_notice(info, message))
 
     def on_ack(self, client_id: str, room: str, frame: Frame) -> None:
         held = self.rooms.get(room)
@@ -342,26 +361,27 @@ class TerminalClient(ChatClient):
         if view.oldest is not None:
             messages = [m for m in messages if m["seq"] < view.oldest]
         if messages:
-            self.info(f"older messages of #{clean_line(room.slug)}, #{messages[0]['seq']} to #{messages[-1]['seq']}:")
+            self.info(f"older messages of {self.label(room.slug)}:")
             for message in messages:
-                self.out(format_message(message, self.where(room)))
+                if not isinstance(message.get("reply_to"), int):  # in their threads: /thread ID
+                    self.out(format_message(message, self.where(room), style=self.style))
             view.oldest = messages[0]["seq"]
         if not frame.get("has_more") or not messages:
             view.oldest = 1 if not messages else view.oldest
-            self.info(f"that is the beginning of #{clean_line(room.slug)}")
+            self.info(f"that is the beginning of {self.label(room.slug)}")
 
     def on_presence(self, room: Room, before: list[str] | None) -> None:
         if before is None or room.presence is None:  # the first list is shown as `online in`
             return
-        where = clean_line(room.slug)
+        where = self.label(room.slug)
         for user in sorted(set(room.presence) - set(before)):
-            self.info(f"{clean_line(user)} entered #{where}")
+            self.info(f"{clean_line(user)} entered {where}")
         for user in sorted(set(before) - set(room.presence)):
-            self.info(f"{clean_line(user)} left #{where}")
+            self.info(f"{clean_line(user)} left {where}")
 
     def on_typing(self, frame: Frame) -> None:
         if self.args.typing and frame.get("room") in self.rooms:
-            self.info(f"{clean_line(frame.get('username'))} is typing in #{clean_line(frame.get('room'))}…")
+            self.info(f"{clean_line(frame.get('username'))} is typing in {self.label(str(frame.get('room')))}…")
 
     def on_room_closed(self, room: str, frame: Frame) -> None:
         reasons = {
@@ -414,11 +434,11 @@ class TerminalClient(ChatClient):
             joined = [other for other, room in self.rooms.items() if room.last is not None]
             self.current = joined[0] if joined else next(iter(self.rooms), None)
             if joined and self.started.is_set():
-                self.info(f"now in #{clean_line(self.current)}")
+                self.info(f"now in {self.label(self.current)}")
 
     def switch(self, slug: str) -> None:
         self.current = slug
-        self.info(f"now in #{clean_line(slug)}")
+        self.info(f"now in {self.label(slug)}")
 
     # Commands -------------------------------------------------------------------------------
 
@@ -438,6 +458,13 @@ class TerminalClient(ChatClient):
                 "leave": self.cmd_leave,
                 "part": self.cmd_leave,
                 "history": self.cmd_history,
+                "dm": self.cmd_dm,
+                "reply": self.cmd_reply,
+                "thread": self.cmd_thread,
+                "react": self.cmd_react,
+                "unreact": self.cmd_unreact,
+                "edit": self.cmd_edit,
+                "delete": self.cmd_delete,
                 "who": self.cmd_who,
                 "rooms": self.cmd_rooms,
             }
@@ -469,22 +496,134 @@ class TerminalClient(ChatClient):
         if not slug:
             self.warn("usage: /join ROOM")
             return
+        await self.open_room(slug)
+
+    async def open_room(self, slug: str, info: dict[str, Any] | None = None) -> None:
+        """Make `slug` the current room, joining it first if needed."""
         room = self.view(slug)
         if room is not None and room.last is not None:
             self.switch(slug)
             return
         room = cast(TerminalRoom, self.add_room(slug))
+        room.info = info or room.info
         room.switch_on_join = True
         if not await self.join(slug):
-            self.info(f"not connected: #{clean_line(slug)} will be joined after reconnecting")
+            self.info(f"not connected: {self.label(slug)} will be joined after reconnecting")
+
+    async def cmd_dm(self, arg: str) -> None:
+        users = [name.lstrip("@") for name in arg.replace(",", " ").split() if name.lstrip("@")]
+        if not users:
+            self.warn("usage: /dm USER[,USER...]")
+            return
+        answer = await self.ask(self.direct(users, timeout=self.args.timeout))
+        if answer is not None:
+            slug, info = answer
+            await self.open_room(slug, info)
 
     async def cmd_leave(self, arg: str) -> None:
         slug = (arg.split()[0].lstrip("#") if arg else None) or self.current
         if slug is None or slug not in self.rooms:
             self.warn(f"you are not in #{clean_line(slug)}" if slug else "you are in no room")
             return
+        label = self.label(slug)
         await self.leave(slug)
-        self.info(f"left #{clean_line(slug)}")
+        self.info(f"left {label}")
+
+    def message_room(self, message_id: int) -> str | None:
+        """The room of a message this client holds (the current room's first), else the
+        current room: the server says so when it is not there."""
+        for slug in dict.fromkeys([self.current, *self.rooms]):
+            room = self.rooms.get(slug) if slug is not None else None
+            if room is not None and room.find(message_id) is not None:
+                return slug
+        return self.current
+
+    def parse_id(self, arg: str, usage: str, *, needs_rest: bool = False) -> tuple[int, str, str] | None:
+        """`ID REST` (`#ID` too): the id, the rest, and the room it is in; None (said why) when
+        the arguments or the current room do not allow it."""
+        first, _, rest = arg.partition(" ")
+        try:
+            message_id = int(first.lstrip("#"))
+        except ValueError:
+            message_id = 0
+        if message_id <= 0 or (needs_rest and not rest.strip()):
+            self.warn(f"usage: {usage}")
+            return None
+        slug = self.message_room(message_id)
+        if slug is None:
+            self.warn("you are in no room: /join ROOM first")
+            return None
+        return message_id, rest.strip(), slug
+
+    def thread_of(self, slug: str, message_id: int) -> int:
+        """The thread a message is in: its first message's id (a reply's `reply_to`)."""
+        held = self.rooms[slug].find(message_id)
+        root = held.get("reply_to") if held is not None else None
+        return root if isinstance(root, int) else message_id
+
+    async def ask(self, action: Awaitable[Any]) -> Any:
+        """Wait for a request's answer; a refusal or a lost connection is a warning (None)."""
+        try:
+            return await action
+        except ClientError as error:
+            self.warn(clean_line(error.message))
+        except TimeoutError:
+            self.warn(f"no answer from the server within {self.args.timeout:g} s")
+        return None
+
+    async def cmd_reply(self, arg: str) -> None:
+        parsed = self.parse_id(arg, "/reply ID TEXT", needs_rest=True)
+        if parsed is not None:
+            message_id, body, slug = parsed
+            connected = self.rooms[slug].joined_here and self.ws is not None
+            await self.send(slug, body, reply_to=self.thread_of(slug, message_id), wait=False)
+            if not connected:
+                self.info("not connected: the reply is queued and will be sent after reconnecting")
+
+    async def cmd_thread(self, arg: str) -> None:
+        parsed = self.parse_id(arg, "/thread ID")
+        if parsed is None:
+            return
+        message_id, _rest, slug = parsed
+        message_id = self.thread_of(slug, message_id)
+        answer = await self.ask(self.thread(slug, message_id, limit=100, timeout=self.args.timeout))
+        if answer is None or not isinstance(answer.get("root"), dict):
+            return
+        replies = [m for m in answer.get("messages") or [] if isinstance(m, dict)]
+        count = answer["root"].get("reply_count", len(replies))
+        more = ", the latest 100 shown" if answer.get("has_more") else ""
+        self.info(f"thread #{message_id} in {self.label(slug)}: {count} {'reply' if count == 1 else 'replies'}{more}")
+        for line in format_thread(answer["root"], replies, style=self.style):
+            self.out(line)
+
+    async def react_to(self, arg: str, *, on: bool) -> None:
+        parsed = self.parse_id(arg, f"/{'react' if on else 'unreact'} ID EMOJI", needs_rest=True)
+        if parsed is None:
+            return
+        message_id, emoji, slug = parsed
+        held = self.rooms[slug].find(message_id)
+        before = held.get("rev") if held is not None else None
+        message = await self.ask(self.react(slug, message_id, emoji, on, timeout=self.args.timeout))
+        if message and message.get("rev") == before:  # nothing changed: say how it stands
+            self.info(format_reactions_change(message))
+
+    async def cmd_react(self, arg: str) -> None:
+        await self.react_to(arg, on=True)
+
+    async def cmd_unreact(self, arg: str) -> None:
+        await self.react_to(arg, on=False)
+
+    async def cmd_edit(self, arg: str) -> None:
+        parsed = self.parse_id(arg, "/edit ID TEXT", needs_rest=True)
+        if parsed is not None:
+            message_id, body, slug = parsed
+            await self.ask(self.edit(slug, message_id, body, timeout=self.args.timeout))
+
+    async def cmd_delete(self, arg: str) -> None:
+        parsed = self.parse_id(arg, "/delete ID")
+        if parsed is not None:
+            message_id, _rest, slug = parsed
+            await self.ask(self.delete(slug, message_id, timeout=self.args.timeout))
 
     async def cmd_history(self, arg: str) -> None:
         room = self.view(self.current)
@@ -498,7 +637,7 @@ class TerminalClient(ChatClient):
             return
         limit = max(1, min(100, limit))
         if room.oldest is not None and room.oldest <= 1:
-            self.info(f"that is the beginning of #{clean_line(room.slug)}")
+            self.info(f"that is the beginning of {self.label(room.slug)}")
             return
         if not room.joined_here or self.ws is None:
             self.warn("not connected: try /history again after reconnecting")
@@ -514,17 +653,14 @@ class TerminalClient(ChatClient):
             self.warn("you are in no room: /join ROOM first")
             return
         users = self.rooms[self.current].presence or []
-        self.info(f"online in #{clean_line(self.current)}: {', '.join(map(clean_line, users)) or '-'}")
+        self.info(f"online in {self.label(self.current)}: {', '.join(map(clean_line, users)) or '-'}")
 
     async def cmd_rooms(self, _arg: str) -> None:
         if not self.rooms:
             self.info("no rooms joined: /join ROOM")
             return
         names = [
-            ("*" if slug == self.current else "")
-            + "#"
-            + clean_line(slug)
-            + ("" if room.last is not None else " (joining)")
+            ("*" if slug == self.current else "") + self.label(slug) + ("" if room.last is not None else " (joining)")
             for slug, room in self.rooms.items()
         ]
         self.info("rooms: " + ", ".join(names))
@@ -558,7 +694,8 @@ class TerminalClient(ChatClient):
             await asyncio.gather(connection, return_exceptions=True)
         if not self.args.quiet:
             for client_id, slug in ids.items():
-                _write(sys.stdout, f"Sent message #{self.acks[client_id].get('seq')} to {slug}.")
+                # The id, as the interactive client shows messages: what /reply and /react take.
+                _write(sys.stdout, f"Sent message #{self.acks[client_id].get('id')} to {slug}.")
         return EXIT_OK
 
     async def run_interactive(self) -> int:
@@ -639,7 +776,7 @@ def start_stdin_reader(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str
 
 DESCRIPTION = """\
 A terminal client for the chat server. Interactive by default: prints the messages of the rooms
-as `[HH:MM] author: body` and sends the lines you type to the current room. With --send it posts
+as `#ID [HH:MM] author: body` and sends the lines you type to the current room. With --send it posts
 one message, waits for the server's acknowledgement and exits (for bots and cron jobs)."""
 
 EPILOG = f"""\
@@ -659,8 +796,9 @@ environment:
 
 reliability:
   After any disconnect except 4401/4403/4429 the client reconnects with exponential backoff and
-  full jitter (at most --reconnect-max seconds), rejoins every room with `since`, prints only the
-  messages it had not printed, and sends the lines typed meanwhile (each once, by client_id).
+  full jitter (at most --reconnect-max seconds), rejoins every room with `since` and `rev`,
+  prints only the messages it had not printed and each message changed meanwhile (edited,
+  deleted, reacted to) as it is now, and sends the lines typed meanwhile (each once, by client_id).
 
 exit codes:
   0    done (/quit, Ctrl+D, end of input; --send: the message was acknowledged)

@@ -59,6 +59,8 @@ class StringOnly(serializers.CharField):
     """DRF's text fields turn numbers and booleans into text; the socket refuses them as the
     wrong type, and so does the API."""
 
+    default_error_messages = {"not_a_string": "Must be a string."}
+
     def to_internal_value(self, data: object) -> str:
         if not isinstance(data, str):
             self.fail("not_a_string")
@@ -66,7 +68,7 @@ class StringOnly(serializers.CharField):
 
 
 class StrictRegexField(StringOnly, serializers.RegexField):
-    default_error_messages = {"not_a_string": "Must be a string."}
+    """A RegexField that refuses what is not a string, as StringOnly does."""
 
 
 class MessageCreateSerializer(serializers.Serializer):

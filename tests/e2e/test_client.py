@@ -8,6 +8,7 @@ without DJANGO_SETTINGS_MODULE: it must not need Django. Every wait is bounded (
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
@@ -20,8 +21,9 @@ import pexpect
 import pytest
 from websockets.sync.client import connect
 
+from clients.connection import ChatClient
 from tests.support.daphne_server import REPO_ROOT, DaphneServer, free_port
-from tests.support.terminal import PASSWORD, TIME, WAIT, client_env, finish, output, spawn
+from tests.support.terminal import ID, PASSWORD, TIME, WAIT, client_env, finish, output, spawn
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +109,11 @@ class Party:
         except TimeoutError:
             raise AssertionError(f"no {what} within {timeout} s; got {seen}") from None
 
-    def say(self, room: str, body: str) -> None:
+    def say(self, room: str, body: str) -> dict[str, Any]:
+        """Send a message; its ack (`id`, `seq`, `rev`)."""
         client_id = uuid.uuid4().hex
         self.frame("send", room=room, body=body, client_id=client_id)
-        self.expect(lambda f: f["type"] == "ack" and f["client_id"] == client_id, f"ack for {body!r}")
+        return self.expect(lambda f: f["type"] == "ack" and f["client_id"] == client_id, f"ack for {body!r}")
 
     def expect_message(self, room: str, body: str) -> dict[str, Any]:
         frame = self.expect(
@@ -134,14 +137,15 @@ def test_interactive_chat_with_a_second_party(server):
         child.expect_exact("online in #lobby: alice, bob")
         child.expect_exact("type a message")
         shown = output(child)
-        # Joining shows the latest 20 (--backlog), oldest first, as `[HH:MM] author: body`.
-        assert re.search(TIME + r"carol: old 40\n(.*\n)*" + TIME + r"carol: old 59\n", shown), shown
+        # Joining shows the latest 20 (--backlog), oldest first, as `#ID [HH:MM] author: body`.
+        assert re.search(ID + TIME + r"carol: old 40\n(.*\n)*" + ID + TIME + r"carol: old 59\n", shown), shown
         assert "old 39" not in shown
 
         bob.say("lobby", "hello alice")
         child.expect(TIME + "bob: hello alice")
         bob.say("lobby", "two\nlines")
-        child.expect(r"bob: two\r\n {8}lines\r\n")
+        child.expect(r"#(\d+) " + TIME + r"bob: two\r\n( +)lines\r\n")
+        assert len(child.match.group(2)) == len(f"#{child.match.group(1)} [HH:MM] ")  # lined up with the author
 
         child.sendline("hi bob")
         assert bob.expect_message("lobby", "hi bob")["author"] == "alice"
@@ -209,15 +213,106 @@ def test_reconnects_after_a_restart_and_shows_each_message_once(server):
     assert stored.count("typed while down") == 1  # resent with its client_id: stored once
 
 
+def as_alice_meanwhile(server: DaphneServer, room: str, *statements: str) -> None:
+    """Changes made while the worker is down, through the services as alice (nothing is
+    broadcast: clients learn of them when they join again)."""
+    server.manage(
+        "shell",
+        "--verbosity",
+        "0",
+        "--command",
+        "from django.contrib.auth import get_user_model\n"
+        "from chat.models import Room\n"
+        "from chat.services import message_delete_own, message_edit, message_send, reaction_set\n"
+        f"room = Room.objects.get(slug={room!r})\n"
+        "alice = get_user_model().objects.get(username='alice')\n" + "".join(f"{line}\n" for line in statements),
+    )
+
+
+def test_catches_up_on_what_changed_while_away_and_speaks_threads_reactions_and_direct(server):
+    with Party(server, "alice", "random") as alice:
+        child = spawn(
+            server,
+            *("--user", "bob", "--room", "random", "--backlog", "0", "--reconnect-max", "1"),
+            env={**PASSWORD, "TERM": "xterm"},  # a colour terminal: **bold** is shown bold
+        )
+        child.expect_exact("type a message")
+        first = alice.say("random", "first draft")["id"]
+        second = alice.say("random", "soon regretted")["id"]
+        child.expect(f"#{first} " + TIME + "alice: first draft")
+        child.expect(f"#{second} " + TIME + "alice: soon regretted")
+
+        child.sendline(f"/react {first} 👍")
+        child.expect_exact(f"* reactions on #{first} (alice: first draft): 👍 1 (bob)")
+        seen = alice.expect(lambda f: f["type"] == "message_updated", "the reaction")["message"]
+        assert seen["reactions"] == {"👍": ["bob"]}
+        child.sendline(f"/reply {first} on it")
+        reply = alice.expect_message("random", "on it")
+        assert (reply["reply_to"], reply["author"]) == (first, "bob")
+        child.expect(rf"\[thread #{first}\] #{reply['id']} " + TIME + "bob: on it")
+
+    server.stop_worker()
+    child.expect_exact("reconnecting in")
+    as_alice_meanwhile(
+        server,
+        "random",
+        f"message_edit(room=room, author=alice, message_id={first}, body='**final** text')",
+        f"message_delete_own(room=room, author=alice, message_id={second})",
+        f"reaction_set(room=room, user=alice, message_id={first}, emoji='🎉')",
+        f"message_send(room=room, author=alice, body='from afar', reply_to={first})",
+    )
+    server.start_worker()
+    child.expect_exact("reconnected; catching up")
+    # Each changed message once, as it is now: the tombstone, then the first one with its new
+    # text, both reactions and the thread's two replies, then the reply that is new.
+    child.expect(f"#{second} " + TIME + r"alice: \(deleted\)")
+    child.expect_exact("alice: \x1b[1mfinal\x1b[22m text (edited) (2 replies: alice, bob)")
+    child.expect_exact("👍 1 (bob)  🎉 1 (alice)")
+    child.expect(rf"\[thread #{first}\] #\d+ " + TIME + "alice: from afar")
+
+    child.sendline(f"/thread {reply['id']}")  # a reply's id: its thread
+    child.expect_exact(f"* thread #{first} in #random: 2 replies")
+    child.expect(f"  ↳ #{reply['id']} " + TIME + "bob: on it")
+    child.expect(r"  ↳ #\d+ " + TIME + "alice: from afar")
+    child.sendline(f"/edit {reply['id']} on it, done")
+    child.expect(rf"\[thread #{first}\] #{reply['id']} " + TIME + r"bob: on it, done \(edited\)")
+    child.sendline(f"/delete {first}")
+    child.expect_exact("! You can only change your own messages.")
+
+    with Party(server, "alice") as alice:
+        child.sendline("/dm alice")
+        child.expect_exact("* joined dm with alice")
+        child.expect_exact("* now in dm with alice")
+        child.sendline("psst")
+        notice = alice.expect(lambda f: f["type"] == "direct_message", "the direct message")
+        assert (notice["message"]["body"], notice["info"]["name"]) == ("psst", "bob")
+        child.expect(f"#{notice['message']['id']} " + TIME + "bob: psst")
+        # A conversation bob has not opened: one line says who wrote what.
+        alice.frame("direct", users=["bob", "carol"], ref="d")
+        group = alice.expect(lambda f: f["type"] == "direct", "the conversation")["room"]
+        alice.frame("join", room=group)
+        alice.expect(lambda f: f["type"] == "joined", "joined")
+        alice.say(group, "hello you two")
+        child.expect_exact("[dm with alice, carol] alice: hello you two")
+    child.sendline("/quit")
+    assert finish(child) == 0
+    shown = output(child)
+    assert shown.count("] alice: first draft\n") == 1 and shown.count("] alice: soon regretted\n") == 1
+    assert "Traceback" not in shown, shown
+
+
 # Non-interactive --------------------------------------------------------------------------------
 
 
 def test_send_posts_one_message_and_exits(server):
+    post(server, "random", ["so that ids and lobby's seqs differ"], author="bob")
     with Party(server, "bob", "lobby") as bob:
         child = spawn(server, "--user", "alice", "--room", "lobby", "--send", "deploy done", env=PASSWORD)
         assert finish(child) == 0
-        assert re.fullmatch(r"Sent message #\d+ to lobby\.\n", output(child)), output(child)
-        assert bob.expect_message("lobby", "deploy done")["author"] == "alice"
+        sent = bob.expect_message("lobby", "deploy done")
+        assert sent["author"] == "alice"
+        # Named by its id, as the interactive client shows it (what /reply and /react take).
+        assert output(child) == f"Sent message #{sent['id']} to lobby.\n"
 
         # The message from standard input; the password as its first line.
         result = run_client(
@@ -360,3 +455,73 @@ def test_the_echo_bot_of_docs_client_md_answers(server):
             assert bob.expect_message("lobby", "second")["author"] == "alice"
         finally:
             bot.terminate(force=True)
+
+
+class Away(ChatClient):
+    """A ChatClient whose reconnection waits for `back` (to be away while others act), and
+    which writes down the direct messages it is told of."""
+
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        self.back = asyncio.Event()
+        self.back.set()
+        self.direct_messages: list[tuple[str, str]] = []
+
+    async def _connect(self) -> Any:
+        await self.back.wait()
+        return await super()._connect()
+
+    def on_direct_message(self, room: str, info: dict[str, Any], message: dict[str, Any]) -> None:
+        self.direct_messages.append((room, message["body"]))
+
+
+SHOWN = ("body", "html", "deleted", "edited_at", "reactions", "reply_count", "repliers", "reply_to")
+
+
+async def test_the_library_ends_with_the_current_state_of_what_changed_while_it_was_away(server):
+    alice_token, bob_token = [await asyncio.to_thread(create_token, server, name) for name in ("alice", "bob")]
+    options: dict[str, Any] = {"backlog": 0, "reconnect_max": 0.5, "ping_interval": None}
+    alice = await ChatClient(server.ws_url, token=alice_token, name="alice", **options).start("lobby")
+    bob = await Away(server.ws_url, token=bob_token, name="bob", **options).start("lobby")
+    try:
+        ids = []
+        for body in ("to be edited", "to be deleted", "to be liked"):
+            ids.append(alice.acks[await alice.send("lobby", body)]["id"])
+        await bob.wait_for(lambda: all(bob.rooms["lobby"].find(i) for i in ids), 10, "alice's messages")
+
+        bob.back.clear()
+        bob.abort()
+        await bob.wait_for(lambda: bob.ws is None, 10, "the drop")
+        await alice.edit("lobby", ids[0], "edited, *with* style")
+        await alice.delete("lobby", ids[1])
+        assert (await alice.react("lobby", ids[2], "👍"))["reactions"] == {"👍": ["alice"]}
+        assert (await alice.react("lobby", ids[2], "👍"))["reactions"] == {"👍": ["alice"]}  # already: no change
+        await alice.send("lobby", "a reply", reply_to=ids[2])
+        bob.back.set()
+        await bob.catch_up(20)
+
+        fresh = await ChatClient(server.ws_url, token=bob_token, name="fresh", backlog=50, ping_interval=None).start(
+            "lobby"
+        )
+        try:
+            now = {m["id"]: {k: m.get(k) for k in SHOWN} for m in fresh.messages["lobby"].values()}
+        finally:
+            await fresh.stop()
+        held = {m["id"]: {k: m.get(k) for k in SHOWN} for m in bob.messages["lobby"].values()}
+        assert held == {i: now[i] for i in held}  # the state someone who saw everything sees
+        assert held[ids[0]]["html"] == "<p>edited, <em>with</em> style</p>" and held[ids[1]]["deleted"] is True
+        assert (held[ids[2]]["reactions"], held[ids[2]]["reply_count"]) == ({"👍": ["alice"]}, 1)
+        assert bob.rooms["lobby"].rev == alice.rooms["lobby"].rev
+
+        # A direct conversation: bob hears of its first message without having joined it.
+        slug, info = await alice.direct(["bob"])
+        assert info["kind"] == "direct" and info["name"] == "bob"
+        await alice.join(slug)
+        await alice.wait_for(lambda: alice.rooms[slug].joined_here, 10, "the join")
+        await alice.send(slug, "just us")
+        await bob.wait_for(lambda: bob.direct_messages, 10, "the direct message")
+        assert bob.direct_messages == [(slug, "just us")]
+        await bob.start(slug)
+        assert bob.rooms[slug].info["name"] == "alice" and "just us" not in bob.bodies(slug)  # backlog 0
+    finally:
+        await asyncio.gather(alice.stop(), bob.stop())

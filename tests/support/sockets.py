@@ -10,6 +10,7 @@ from django.conf import settings
 from django.test import Client
 
 from chat.realtime.codes import CloseCode
+from chat.realtime.protocol import MESSAGE_FIELDS, SERVER_FRAMES
 
 ORIGIN = "http://testserver"
 
@@ -21,6 +22,17 @@ def session_cookie(user) -> str:
     client = Client()
     client.force_login(user)
     return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+def assert_frame_shape(frame: dict[str, Any]) -> None:
+    """Every frame the server sends carries the fields the contract names, and so does every
+    message in it."""
+    assert frame["type"] in SERVER_FRAMES, frame
+    missing = SERVER_FRAMES[frame["type"]] - frame.keys()
+    assert not missing, f"{frame['type']} lacks {missing}"
+    messages = frame.get("messages", []) + [frame[key] for key in ("message", "root") if key in frame]
+    for message in messages:
+        assert MESSAGE_FIELDS <= message.keys(), message
 
 
 class Socket:

@@ -15,6 +15,7 @@ WAIT = 10
 PASSWORD = {"CHAT_PASSWORD": "chatdemo"}
 
 
+ID = r"#\d+ "  # a message's id, which commands take, starts its line
 TIME = r"\[\d\d:\d\d\] "
 
 

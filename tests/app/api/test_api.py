@@ -3,13 +3,17 @@ JSON errors with the socket's codes, live delivery to sockets, and the OpenAPI d
 checked by schemathesis against a real worker."""
 
 import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 from channels.db import database_sync_to_async
+from django.contrib.auth.models import User
 from django.test import Client, override_settings
 
 from chat import services
-from chat.models import Membership, Message
+from chat.models import Membership, Message, Reaction, Room
 from tests.support.sockets import open_socket, session_cookie
 
 
@@ -185,14 +189,199 @@ async def test_a_message_posted_over_http_reaches_sockets_live(alice, bob, lobby
         await socket.close()
 
 
+# Conversations: direct conversations, threads, reactions ------------------------------------
+
+
+@pytest.fixture
+def bob_token(bob: User) -> str:
+    return services.token_create(user=bob, name="test")[1]
+
+
+def reactions_url(slug: str, message_id: int) -> str:
+    return f"/api/rooms/{slug}/messages/{message_id}/reactions/"
+
+
+def open_direct(token: str, users: Any) -> Any:
+    return Client().post("/api/direct/", json.dumps({"users": users}), content_type="application/json", **bearer(token))
+
+
 @pytest.mark.django_db
-def test_the_schema_describes_the_api():
+def test_direct_opens_once_and_lists_the_callers_conversations(
+    token: str, bob_token: str, alice: User, bob: User, lobby: Room
+) -> None:
+    created = open_direct(token, ["bob"])
+    assert created.status_code == 201
+    slug = created.json()["room"]
+    assert slug.startswith("dm-")
+    assert created.json()["info"] == {
+        "slug": slug,
+        "name": "bob",
+        "topic": "",
+        "private": True,
+        "kind": "direct",
+        "members": ["alice", "bob"],
+    }
+    again = open_direct(token, ["bob"])
+    assert (again.status_code, again.json()) == (200, created.json())
+    from_bob = open_direct(bob_token, ["alice"])
+    assert (from_bob.status_code, from_bob.json()["room"], from_bob.json()["info"]["name"]) == (200, slug, "alice")
+
+    listed = Client().get("/api/direct/", **bearer(token)).json()["conversations"]
+    assert listed == [
+        {"room": slug, "info": created.json()["info"], "last_seq": 0, "unread": 0, "last_message_at": None}
+    ]
+    assert Client().get("/api/direct/", **bearer(bob_token)).json() == {"conversations": []}  # nothing said yet
+    assert post(Client(), slug, {"body": "hi alice"}, **bearer(bob_token)).status_code == 201
+    [conversation] = Client().get("/api/direct/", **bearer(token)).json()["conversations"]
+    assert (conversation["room"], conversation["last_seq"], conversation["unread"]) == (slug, 1, 1)
+    assert conversation["last_message_at"].endswith("Z")
+    assert Client().get("/api/direct/", **bearer(bob_token)).json()["conversations"][0]["unread"] == 0
+    # The room list stays a list of rooms.
+    rooms = Client().get("/api/rooms/", **bearer(token)).json()["rooms"]
+    assert [(room["slug"], room["kind"]) for room in rooms] == [("lobby", "room")]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("users", "status", "code"),
+    [
+        ([], 400, "bad_request"),
+        (["alice"], 400, "bad_request"),
+        ("bob", 400, "bad_request"),
+        ([7], 400, "bad_request"),
+        (["bob\u0000"], 400, "bad_request"),
+        ([f"user{n}" for n in range(9)], 400, "bad_request"),
+        (["bob", "zed"], 404, "not_found"),
+    ],
+)
+def test_direct_refusals(token: str, bob: User, users: Any, status: int, code: str) -> None:
+    response = open_direct(token, users)
+    assert (response.status_code, response.json()["code"]) == (status, code), response.json()
+    assert response.json()["detail"]
+    assert not Room.objects.filter(kind="direct").exists()
+
+
+@pytest.mark.django_db
+def test_direct_needs_credentials(bob: User) -> None:
+    assert Client().get("/api/direct/").status_code == 401
+    refused = Client().post("/api/direct/", json.dumps({"users": ["bob"]}), content_type="application/json")
+    assert (refused.status_code, refused.json()["code"]) == (401, "unauthorized")
+
+
+@pytest.mark.django_db
+def test_a_reply_is_posted_and_its_thread_read_in_pages(token: str, alice: User, bob: User, lobby: Room) -> None:
+    root = post(Client(), "lobby", {"body": "root"}, **bearer(token)).json()
+    replies = []
+    for n in range(3):
+        response = post(Client(), "lobby", {"body": f"reply {n}", "reply_to": root["id"]}, **bearer(token))
+        assert response.status_code == 201
+        replies.append(response.json())
+    assert [(r["reply_to"], r["seq"]) for r in replies] == [(root["id"], 2), (root["id"], 3), (root["id"], 4)]
+    url = f"/api/rooms/lobby/messages/{root['id']}/replies/"
+    page = Client().get(f"{url}?limit=2", **bearer(token)).json()
+    assert (page["root"]["id"], page["root"]["reply_count"], page["root"]["repliers"]) == (root["id"], 3, ["alice"])
+    assert ([m["body"] for m in page["messages"]], page["has_more"]) == (["reply 1", "reply 2"], True)
+    older = Client().get(f"{url}?limit=2&before={page['messages'][0]['seq']}", **bearer(token)).json()
+    assert ([m["body"] for m in older["messages"]], older["has_more"]) == (["reply 0"], False)
+
+    for payload, status, code in [
+        ({"body": "nested", "reply_to": replies[0]["id"]}, 400, "bad_request"),
+        ({"body": "to nothing", "reply_to": replies[-1]["id"] + 99}, 404, "not_found"),
+        ({"body": "bad", "reply_to": "first"}, 400, "bad_request"),
+    ]:
+        response = post(Client(), "lobby", payload, **bearer(token))
+        assert (response.status_code, response.json()["code"]) == (status, code), payload
+    for message_id, status, code in [(replies[0]["id"], 400, "bad_request"), (root["id"] + 99, 404, "not_found")]:
+        response = Client().get(f"/api/rooms/lobby/messages/{message_id}/replies/", **bearer(token))
+        assert (response.status_code, response.json()["code"]) == (status, code)
+    assert Client().get(url).status_code == 401
+    assert Message.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_reactions_are_added_and_removed(token: str, alice: User, bob: User, lobby: Room) -> None:
+    message = services.message_send(room=lobby, author=bob, body="react to me")[0]
+    url = reactions_url("lobby", message["id"])
+    added = Client().post(url, json.dumps({"emoji": "👍🏽"}), content_type="application/json", **bearer(token))
+    assert added.status_code == 200
+    assert (added.json()["id"], added.json()["reactions"], added.json()["rev"]) == (
+        message["id"],
+        {"👍🏽": ["alice"]},
+        2,
+    )
+    again = Client().post(url, json.dumps({"emoji": "👍🏽"}), content_type="application/json", **bearer(token))
+    assert (again.status_code, again.json()) == (200, added.json())  # already there: nothing changes
+    removed = Client().delete(url, json.dumps({"emoji": "👍🏽"}), content_type="application/json", **bearer(token))
+    assert (removed.status_code, removed.json()["reactions"], removed.json()["rev"]) == (200, {}, 3)
+    Client().post(url, json.dumps({"emoji": "🎉"}), content_type="application/json", **bearer(token))
+    by_query = Client().delete(f"{url}?emoji={quote('🎉')}", **bearer(token))
+    assert (by_query.status_code, by_query.json()["reactions"]) == (200, {})
+
+
+@pytest.mark.django_db
+def test_reaction_refusals(token: str, alice: User, bob: User, lobby: Room) -> None:
+    message = services.message_send(room=lobby, author=bob, body="hi")[0]
+    gone = services.message_send(room=lobby, author=alice, body="gone")[0]
+    services.message_delete_own(room=lobby, author=alice, message_id=gone["id"])
+    for url, payload, status, code in [
+        (reactions_url("lobby", message["id"]), {"emoji": "👍👍"}, 400, "bad_request"),
+        (reactions_url("lobby", message["id"]), {"emoji": ":)"}, 400, "bad_request"),
+        (reactions_url("lobby", message["id"]), {}, 400, "bad_request"),
+        (reactions_url("lobby", message["id"] + 99), {"emoji": "👍"}, 404, "not_found"),
+        (reactions_url("lobby", gone["id"]), {"emoji": "👍"}, 404, "not_found"),
+        (reactions_url("nowhere", message["id"]), {"emoji": "👍"}, 404, "not_found"),
+    ]:
+        for method in (Client().post, Client().delete):
+            response = method(url, json.dumps(payload), content_type="application/json", **bearer(token))
+            assert (response.status_code, response.json()["code"]) == (status, code), (url, payload)
+            assert response.json()["detail"]
+    unauthenticated = Client().post(reactions_url("lobby", message["id"]), {"emoji": "👍"})
+    assert (unauthenticated.status_code, unauthenticated.json()["code"]) == (401, "unauthorized")
+    assert Reaction.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_only_members_use_a_direct_conversation_over_http(
+    token: str, alice: User, bob: User, make_user: Callable[..., User]
+) -> None:
+    room, _ = services.direct_open(user=alice, usernames=["bob"])
+    message = services.message_send(room=room, author=alice, body="between us")[0]
+    carol = make_user("carol")
+    outsider = bearer(services.token_create(user=carol, name="test")[1])
+    base = f"/api/rooms/{room.slug}/messages/"
+    for response in [
+        Client().get(base, **outsider),
+        post(Client(), room.slug, {"body": "let me in"}, **outsider),
+        Client().get(f"{base}{message['id']}/replies/", **outsider),
+        Client().post(
+            reactions_url(room.slug, message["id"]),
+            json.dumps({"emoji": "👍"}),
+            content_type="application/json",
+            **outsider,
+        ),
+        Client().delete(f"{reactions_url(room.slug, message['id'])}?emoji={quote('👍')}", **outsider),
+    ]:
+        assert (response.status_code, response.json()["code"]) == (403, "forbidden"), response.json()
+    assert Client().get("/api/direct/", **outsider).json() == {"conversations": []}
+    page = Client().get(base, **bearer(token)).json()
+    assert [(m["body"], m["reactions"]) for m in page["messages"]] == [("between us", {})]
+
+
+@pytest.mark.django_db
+def test_the_schema_describes_the_api() -> None:
     response = Client().get("/api/schema/")
     assert response.status_code == 200
     schema = response.json()
     assert schema["openapi"].startswith("3.")
-    assert set(schema["paths"]) == {"/api/rooms/", "/api/rooms/{slug}/messages/"}
-    assert set(schema["paths"]["/api/rooms/{slug}/messages/"]) == {"get", "post"}
+    assert {path: set(operations) - {"parameters"} for path, operations in schema["paths"].items()} == {
+        "/api/rooms/": {"get"},
+        "/api/rooms/{slug}/messages/": {"get", "post"},
+        "/api/rooms/{slug}/messages/{message_id}/replies/": {"get"},
+        "/api/rooms/{slug}/messages/{message_id}/reactions/": {"post", "delete"},
+        "/api/direct/": {"get", "post"},
+    }
+    message = schema["components"]["schemas"]["Message"]["properties"]
+    assert {"rev", "html", "reply_to", "reply_count", "repliers", "last_reply_at", "reactions"} <= set(message)
     assert schema["components"]["securitySchemes"]["bearerToken"] == {
         "type": "http",
         "scheme": "bearer",

@@ -11,9 +11,8 @@ from django.test import Client
 
 from chat import services
 from chat.models import Membership, Message, Room
-from chat.realtime.protocol import MESSAGE_FIELDS, SERVER_FRAMES
 from tests.support.outages import take_down
-from tests.support.sockets import open_socket, session_cookie
+from tests.support.sockets import assert_frame_shape, open_socket, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,15 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def lobby(make_room):
     return make_room("lobby", name="Lobby", topic="Say hello")
-
-
-def assert_frame_shape(frame: dict) -> None:
-    """Every frame the server sends carries the fields the contract names."""
-    assert frame["type"] in SERVER_FRAMES, frame
-    missing = SERVER_FRAMES[frame["type"]] - frame.keys()
-    assert not missing, f"{frame['type']} lacks {missing}"
-    for message in frame.get("messages", []) + ([frame["message"]] if "message" in frame else []):
-        assert MESSAGE_FIELDS <= message.keys(), message
 
 
 def post_messages(room: Room, author, count: int) -> None:
@@ -624,6 +614,33 @@ async def test_admin_delete_pushes_message_deleted(alice, bob, lobby, staff_clie
     joined = await b.join("lobby", since=0)
     assert joined["messages"][0]["seq"] == 1
     assert joined["messages"][0]["deleted"] is True and joined["messages"][0]["body"] == ""
+
+
+async def test_admin_delete_of_a_direct_message_pushes_message_deleted(alice, bob, staff_client, connect):
+    """Staff cannot read a direct message, but can delete it by id, and its members see that live."""
+    room, _ = await database_sync_to_async(services.direct_open)(user=alice, usernames=["bob"])
+    a, b = await connect(alice), await connect(bob)
+    await a.join(room.slug)
+    await b.join(room.slug)
+    ack = await a.request("send", room=room.slug, body="buy this now: http://spam.example")
+    await b.expect("message", room=room.slug)
+    response = await database_sync_to_async(staff_client.post)(
+        "/admin/chat/message/", {"action": "delete_messages", "_selected_action": [ack["id"]]}
+    )
+    assert response.status_code == 302
+    deleted = await b.expect("message_deleted")
+    assert_frame_shape(deleted)
+    tombstone = deleted.pop("message")
+    assert deleted == {
+        "type": "message_deleted",
+        "room": room.slug,
+        "id": ack["id"],
+        "seq": ack["seq"],
+        "rev": ack["rev"] + 1,
+    }
+    assert tombstone["deleted"] is True and tombstone["body"] == "" and tombstone["html"] == ""
+    joined = await b.join(room.slug, rev=ack["rev"])
+    assert [(m["id"], m["rev"], m.get("deleted")) for m in joined["messages"]] == [(ack["id"], ack["rev"] + 1, True)]
 
 
 async def test_admin_archive_closes_room_for_everyone(alice, bob, lobby, staff_client, connect):

@@ -10,7 +10,7 @@ from django.test import Client
 from django.utils.html import escape
 
 from chat import selectors, services
-from chat.models import Membership, Room
+from chat.models import Membership, Message, Room
 from tests.support.sockets import TEST_PASSWORD as PASSWORD  # every make_user user has it
 
 NEW_PASSWORD = "battery-staple-97"
@@ -622,6 +622,97 @@ def test_admin_message_changelist_search_and_filter(admin_client, chat_data):
     assert [m.body for m in messages] == ["hello world"]
     _, messages = changelist(admin_client, "/admin/chat/message/?deleted__exact=1")
     assert messages == []
+
+
+@pytest.fixture
+def direct_chat(alice, bob):
+    """alice and bob's direct conversation, with one message in it."""
+    room, _ = services.direct_open(user=alice, usernames=["bob"])
+    secret, _ = services.message_send(room=room, author=alice, body="the **surprise** party is on Friday")
+    return room, secret
+
+
+def test_admin_lists_direct_messages_without_their_text(admin_client, chat_data, direct_chat):
+    room, secret = direct_chat
+    response, messages = changelist(admin_client, "/admin/chat/message/")
+    assert secret["id"] in [m.pk for m in messages]  # listed, so that staff can delete it
+    html = page(response)
+    assert "surprise" not in html and "— direct message, not shown —" in html
+    assert "hello world" in html  # an ordinary room's text is shown
+    detail = page(admin_client.get(f"/admin/chat/message/{secret['id']}/change/"))
+    assert "surprise" not in detail and "— direct message, not shown —" in detail
+
+    lobby = chat_data["lobby"]
+    root = Message.objects.get(room=lobby, body="good morning")
+    reply, _ = services.message_send(room=lobby, author=root.author, body="and to you", reply_to=root.pk)
+    services.reaction_set(room=lobby, user=root.author, message_id=root.pk, emoji="👍")
+    detail = page(admin_client.get(f"/admin/chat/message/{root.pk}/change/"))
+    assert "good morning" in detail and "👍 alice" in detail
+    root.refresh_from_db()
+    assert root.reply_count == 1 and f'<div class="readonly">{root.rev}</div>' in detail
+    assert f"/admin/chat/message/{root.pk}/change/" in page(
+        admin_client.get(f"/admin/chat/message/{reply['id']}/change/")
+    )
+
+
+def test_admin_search_never_matches_a_direct_message_by_its_text(admin_client, chat_data, direct_chat, alice):
+    room, secret = direct_chat
+    services.message_send(room=chat_data["lobby"], author=alice, body="party at noon in the lobby")
+    _, messages = changelist(admin_client, "/admin/chat/message/?q=party")
+    assert [m.body for m in messages] == ["party at noon in the lobby"]
+    _, messages = changelist(admin_client, "/admin/chat/message/?q=surprise")
+    assert messages == []
+    # Found by id, by the conversation's slug, or by author and kind.
+    for query in (str(secret["id"]), room.slug, "alice&room__kind__exact=direct"):
+        _, messages = changelist(admin_client, f"/admin/chat/message/?q={query}")
+        assert [m.pk for m in messages] == [secret["id"]], query
+    _, messages = changelist(admin_client, "/admin/chat/message/?room__kind__exact=room")
+    assert secret["id"] not in [m.pk for m in messages] and len(messages) == 3
+
+
+def test_admin_cannot_open_a_direct_conversation_to_others(admin_client, direct_chat, alice, bob, make_user):
+    room, _ = direct_chat
+    carol = make_user("carol")
+    room_page = page(admin_client.get(f"/admin/chat/room/{room.pk}/change/"))
+    assert 'name="private"' not in room_page and 'name="slug"' not in room_page
+    memberships = list(Membership.objects.filter(room=room).order_by("user__username"))
+    data = {
+        "slug": "now-public",
+        "name": "Renamed",
+        "topic": "come in",
+        "archived": "on",  # `private` left out: unticked
+        "memberships-TOTAL_FORMS": "3",
+        "memberships-INITIAL_FORMS": "2",
+        "memberships-MIN_NUM_FORMS": "0",
+        "memberships-MAX_NUM_FORMS": "1000",
+        "memberships-2-room": str(room.pk),
+        "memberships-2-user": str(carol.pk),
+        "memberships-2-role": "member",
+        "memberships-2-invited": "on",
+    }
+    for i, membership in enumerate(memberships):
+        data.update(
+            {
+                f"memberships-{i}-id": str(membership.pk),
+                f"memberships-{i}-room": str(room.pk),
+                f"memberships-{i}-user": str(membership.user_id),
+                f"memberships-{i}-role": "moderator",
+            }
+        )
+    response = admin_client.post(f"/admin/chat/room/{room.pk}/change/", data)
+    assert response.status_code == 302
+    room.refresh_from_db()
+    assert (room.slug.startswith("dm-"), room.name, room.topic, room.private) == (True, "alice, bob", "", True)
+    assert room.archived  # archiving (closing it for its members) stays possible
+    assert sorted(Membership.objects.filter(room=room).values_list("user__username", "role", "invited")) == [
+        ("alice", "member", True),
+        ("bob", "member", True),
+    ]
+    # Nor through the membership admin.
+    response = admin_client.post(
+        "/admin/chat/membership/add/", {"user": carol.pk, "room": room.pk, "role": "member", "invited": "on"}
+    )
+    assert response.status_code == 200 and not Membership.objects.filter(room=room, user=carol).exists()
 
 
 def test_admin_archive_rooms_action(admin_client, chat_data, alice_client):

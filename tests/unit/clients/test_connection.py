@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from clients.connection import ChatClient
+from clients.connection import ChatClient, RequestError
 from clients.endpoint import ClientError
 
 
@@ -260,3 +260,212 @@ async def test_a_refused_handshake_to_fix_stops_at_once_and_others_are_retried()
     with pytest.raises(ClientError, match="no such path"):
         await asyncio.wait_for(client.run(), 2)
     assert client.closes == [1006] and client.reconnects == 1
+
+
+# Revs: edits, deletions, reactions and thread summaries converge ---------------------------------
+
+
+def revised(seq: int, rev: int, body: str = "", **fields: Any) -> dict[str, Any]:
+    return message(seq, body, **{"rev": rev, "reactions": {}, "reply_count": 0, **fields})
+
+
+def joined_at(room: str, rev: int, *messages: dict[str, Any], complete: bool = True) -> dict[str, Any]:
+    return {**joined(room, complete=complete), "messages": list(messages), "rev": rev}
+
+
+class Recorder(StandInClient):
+    """Writes down which hook saw which change."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.seen: list[tuple[str, int | None, str]] = []
+        self.direct_messages: list[tuple[str, str]] = []
+
+    def on_message(self, room: Any, message: dict[str, Any]) -> None:
+        self.seen.append(("new", message["seq"], message["body"]))
+
+    def on_message_edited(self, room: Any, message: dict[str, Any]) -> None:
+        self.seen.append(("edited", message["seq"], message["body"]))
+
+    def on_message_deleted(self, room: Any, seq: int | None, message: dict[str, Any] | None) -> None:
+        self.seen.append(("deleted", seq, ""))
+
+    def on_message_updated(self, room: Any, message: dict[str, Any], before: dict[str, Any] | None) -> None:
+        self.seen.append(("updated", message["seq"], ",".join(sorted(message.get("reactions") or {}))))
+
+    def on_direct_message(self, room: str, info: dict[str, Any], message: dict[str, Any]) -> None:
+        self.direct_messages.append((info.get("name", ""), message["body"]))
+
+
+@pytest.fixture
+async def recorder():
+    chat = Recorder(rooms=["lobby"])
+    task = asyncio.create_task(chat.run())
+    yield chat
+    await chat.close()
+    for socket in chat.sockets:
+        socket.drop()
+    await asyncio.wait_for(task, 2)
+
+
+async def test_each_change_is_applied_once_and_the_newest_copy_wins(recorder):
+    socket = await connected(recorder)
+    socket.feed(joined_at("lobby", 2, revised(1, 1), revised(2, 2)))
+    edited = revised(1, 3, "m1 fixed", edited_at="2026-12-01T20:06:00Z")
+    socket.feed({"type": "message_edited", "room": "lobby", "message": edited, "rev": 3})
+    socket.feed({"type": "message_edited", "room": "lobby", "message": edited, "rev": 3})  # twice: once
+    thumbs = revised(2, 4, reactions={"👍": ["bob"]})
+    socket.feed({"type": "message_updated", "room": "lobby", "message": thumbs, "rev": 4})
+    # A history read before the edit: its copy is older than the one held.
+    socket.feed({"type": "history", "room": "lobby", "messages": [revised(1, 1)], "has_more": False})
+    await recorder.wait_for(lambda: recorder.frames_of("history"), 2, "the history")
+    assert recorder.seen == [("new", 1, "m1"), ("new", 2, "m2"), ("edited", 1, "m1 fixed"), ("updated", 2, "👍")]
+    assert recorder.rooms["lobby"].rev == 4 and recorder.bodies("lobby") == ["m1 fixed", "m2"]
+    assert recorder.messages["lobby"][2]["reactions"] == {"👍": ["bob"]}
+    assert len(socket.of("join")) == 1  # nothing was missed
+
+
+async def test_a_skipped_rev_joins_again_from_the_last_rev_applied(recorder):
+    socket = await connected(recorder)
+    socket.feed(joined_at("lobby", 2, revised(1, 1), revised(2, 2)))
+    tombstone = {**revised(2, 5), "body": "", "deleted": True}
+    socket.feed({"type": "message_deleted", "room": "lobby", "id": 102, "seq": 2, "rev": 5, "message": tombstone})
+    await recorder.wait_for(lambda: len(socket.of("join")) == 2, 2, "a join after the gap")
+    assert {k: v for k, v in socket.of("join")[1].items() if k != "ref"} == {
+        "type": "join",
+        "room": "lobby",
+        "since": 2,
+        "rev": 2,  # 3 and 4 never came: applied after this one, they are fetched
+    }
+    assert recorder.messages["lobby"][2]["deleted"] is True  # applied all the same
+    assert recorder.rooms["lobby"].rev == 2
+    # The catch-up, in rev order: an edit of 1 (rev 3), a new message (4), the deletion again (5).
+    socket.feed(
+        joined_at(
+            "lobby",
+            5,
+            revised(1, 3, "m1 fixed", edited_at="2026-12-01T20:06:00Z"),
+            revised(3, 4, "m3"),
+            tombstone,
+        )
+    )
+    await recorder.wait_for(lambda: recorder.rooms["lobby"].rev == 5, 2, "rev 5")
+    assert recorder.seen[2:] == [("deleted", 2, ""), ("edited", 1, "m1 fixed"), ("new", 3, "m3")]
+    assert recorder.bodies("lobby") == ["m1 fixed", "", "m3"]
+
+
+async def test_a_pong_ahead_in_rev_and_a_reconnect_join_with_rev_and_since(recorder):
+    socket = await connected(recorder)
+    socket.feed(joined_at("lobby", 7, revised(1, 6), revised(2, 7)))
+    socket.feed({"type": "pong", "seqs": {"lobby": 2}, "revs": {"lobby": 7}})  # up to date
+    socket.feed({"type": "pong", "seqs": {"lobby": 2}, "revs": {"lobby": 8}})  # a reaction never came
+    await recorder.wait_for(lambda: len(socket.of("join")) == 2, 2, "a join after the pong")
+    assert (socket.of("join")[1]["since"], socket.of("join")[1]["rev"]) == (2, 7)
+    socket.feed(joined_at("lobby", 8, revised(1, 8, reactions={"🎉": ["carol"]})))
+    await recorder.wait_for(lambda: recorder.rooms["lobby"].rev == 8, 2, "rev 8")
+
+    socket.drop()
+    second = await connected(recorder, sockets=2)
+    assert {k: v for k, v in second.of("join")[0].items() if k != "ref"} == {
+        "type": "join",
+        "room": "lobby",
+        "since": 2,
+        "rev": 8,
+    }
+
+
+async def test_a_partial_catch_up_asks_for_the_changes_after_the_last_one_received(recorder):
+    socket = await connected(recorder)
+    socket.feed(joined_at("lobby", 30, revised(3, 12), revised(2, 17), complete=False))  # 1 changed later
+    await recorder.wait_for(lambda: len(socket.of("join")) == 2, 2, "the next batch")
+    assert (socket.of("join")[1]["rev"], socket.of("join")[1]["since"]) == (17, 3)
+    assert recorder.bodies("lobby") == []  # 2 and 3 wait for 1
+    socket.feed(joined_at("lobby", 30, revised(1, 30)))
+    await recorder.wait_for(lambda: recorder.newest("lobby") == 3, 2, "the three messages")
+    assert recorder.rooms["lobby"].rev == 30
+
+
+async def test_requests_that_answer_wait_for_their_answer(recorder):
+    socket = await connected(recorder)
+    socket.feed(joined_at("lobby", 1, revised(1, 1)))
+    await recorder.wait_for(lambda: recorder.connected, 2, "the join")
+
+    async def answer(kind: str, **frame: Any) -> None:
+        await recorder.wait_for(lambda: socket.of(kind), 2, f"a {kind}")
+        socket.feed({**frame, "ref": socket.of(kind)[-1]["ref"]})
+
+    loop = asyncio.get_running_loop()
+    thumbs = revised(1, 2, reactions={"👍": ["alice"]})
+    loop.create_task(answer("react", type="message_updated", room="lobby", message=thumbs, rev=2))
+    assert (await recorder.react("lobby", 101, "👍"))["reactions"] == {"👍": ["alice"]}
+    assert {k: v for k, v in socket.of("react")[0].items() if k != "ref"} == {
+        "type": "react",
+        "room": "lobby",
+        "id": 101,
+        "emoji": "👍",
+        "on": True,
+    }
+    assert recorder.messages["lobby"][1]["reactions"] == {"👍": ["alice"]} and recorder.rooms["lobby"].rev == 2
+
+    refusal = {"type": "error", "code": "bad_request", "detail": "'emoji' must be a single emoji.", "room": "lobby"}
+    loop.create_task(answer("react", **refusal))
+    with pytest.raises(RequestError) as caught:
+        await recorder.react("lobby", 101, "no", on=False)
+    assert (caught.value.code, caught.value.message) == ("bad_request", "'emoji' must be a single emoji.")
+
+    info = {"slug": "dm-0123456789abcdef", "kind": "direct", "name": "bob", "members": ["alice", "bob"]}
+    loop.create_task(answer("direct", type="direct", room="dm-0123456789abcdef", info=info))
+    assert await recorder.direct(["bob"]) == ("dm-0123456789abcdef", info)
+    assert socket.of("direct")[0]["users"] == ["bob"]
+
+    reply = revised(2, 3, "in a thread", reply_to=101)
+    loop.create_task(
+        answer("thread", type="thread", room="lobby", id=101, root=thumbs, messages=[reply], has_more=False)
+    )
+    thread = await recorder.thread("lobby", 101, limit=10)
+    assert [m["body"] for m in thread["messages"]] == ["in a thread"]
+    assert {k: v for k, v in socket.of("thread")[0].items() if k != "ref"} == {
+        "type": "thread",
+        "room": "lobby",
+        "id": 101,
+        "limit": 10,
+    }
+    assert [kind for kind, _room, _extra in recorder.requests.values()] == ["join"]  # the rest answered
+
+    await recorder.send("lobby", "me too", reply_to=101, wait=False)
+    assert socket.of("send")[0]["reply_to"] == 101
+
+    socket.drop()  # a request on no socket says so at once
+    await recorder.wait_for(lambda: recorder.ws is None, 2, "the drop")
+    with pytest.raises(ClientError, match="Not connected"):
+        await recorder.edit("lobby", 101, "text")
+
+
+async def test_a_direct_message_reaches_its_hook(recorder):
+    socket = await connected(recorder)
+    socket.feed(joined_at("lobby", 0))
+    info = {"slug": "dm-0123456789abcdef", "kind": "direct", "name": "bob", "members": ["alice", "bob"]}
+    socket.feed(
+        {"type": "direct_message", "room": "dm-0123456789abcdef", "info": info, "message": revised(1, 1, "psst")}
+    )
+    await recorder.wait_for(lambda: recorder.direct_messages, 2, "the direct message")
+    assert recorder.direct_messages == [("bob", "psst")] and "dm-0123456789abcdef" not in recorder.rooms
+
+
+async def test_start_with_another_room_while_connected_joins_it():
+    client = StandInClient(rooms=["lobby"])
+    starting = asyncio.create_task(client.start())
+    socket = await connected(client)
+    socket.feed(joined("lobby"))
+    await starting
+
+    async def answer() -> None:
+        await client.wait_for(lambda: len(socket.of("join")) == 2, 2, "the second join")
+        socket.feed(joined("random"))
+
+    try:
+        asyncio.get_running_loop().create_task(answer())
+        await client.start("random", timeout=2)
+        assert socket.of("join")[1]["room"] == "random" and client.rooms["random"].joined_here
+    finally:
+        await client.stop()

@@ -1,9 +1,10 @@
 """clients.connection's pure parts: the reconnect backoff, and a room's bookkeeping of seqs (each
-message once, in order; a gap held until the catch-up fills it)."""
+message once, in order; a gap held until the catch-up fills it) and of revs (each change applied
+once, the newest copy of a message kept, a skipped change fetched again)."""
 
 import pytest
 
-from clients.connection import Room, backoff_delay
+from clients.connection import Room, backoff_delay, is_newer
 
 
 @pytest.mark.parametrize(("attempt", "ceiling"), [(0, 0.5), (1, 1.0), (3, 4.0), (5, 15.0), (10_000, 15.0)])
@@ -60,3 +61,83 @@ def test_keep_bounds_the_messages_remembered():
     for seq in (1, 2, 3):
         room.remember(message(seq))
     assert list(room.messages) == [2, 3]
+
+
+# Revs: every change converges ---------------------------------------------------------------------
+
+
+def changed(seq: int, rev: int, body: str = "", **fields) -> dict:
+    return {**message(seq, body), "rev": rev, **fields}
+
+
+def test_a_live_change_advances_rev_only_when_it_is_the_next_one():
+    room = Room("lobby", last=3)
+    room.rev = 10
+    assert room.step(11) is False and room.rev == 11
+    assert room.step(9) is False and room.step(11) is False and room.rev == 11  # already applied
+    assert room.step(13) is True and room.rev == 11  # 12 was missed: join again from 11
+    assert room.step(None) is False and room.step(True) is False
+
+
+def test_no_rev_before_a_join_gives_one():
+    room = Room("lobby", last=0)
+    assert room.step(1) is False and room.rev is None
+    assert room.since() == {"since": 0}
+
+
+def test_a_join_after_revs_asks_for_changes_and_for_seqs_beyond_what_it_received():
+    room = Room("lobby", last=4)
+    room.rev = 20
+    assert room.since() == {"since": 4, "rev": 20}
+    room.take([changed(7, 23)])  # 5 and 6 lost: their changes are after rev 20, the rev brings them
+    assert room.since() == {"since": 7, "rev": 20}
+
+
+def test_a_complete_join_sets_its_rev_and_a_partial_one_the_highest_received():
+    room = Room("lobby", last=0)
+    room.caught_up_to(40, [changed(1, 3), changed(2, 9)], complete=True)
+    assert room.rev == 40
+    partial = Room("lobby", last=0)
+    partial.caught_up_to(40, [changed(2, 12), changed(1, 17)], complete=False)
+    assert partial.rev == 17  # the next batch: every change after 17
+    partial.caught_up_to(None, [], complete=True)
+    assert partial.rev == 17
+
+
+def test_a_pong_ahead_in_seq_or_rev_means_behind():
+    room = Room("lobby", last=5)
+    room.rev = 8
+    assert not room.behind(5, 8)
+    assert room.behind(6, 8) and room.behind(5, 9)
+    assert not Room("lobby").behind(9, 9)  # not joined yet
+
+
+@pytest.mark.parametrize(
+    ("new", "held", "kept"),
+    [
+        (changed(1, 5), None, True),
+        (changed(1, 6), changed(1, 5), True),
+        (changed(1, 5), changed(1, 5), False),  # the same change twice: once
+        (changed(1, 4), changed(1, 5), False),  # an older copy (a history read before the edit)
+        (message(1), changed(1, 5), True),  # a server without revs: the latest copy
+    ],
+)
+def test_the_copy_with_the_higher_rev_wins(new, held, kept):
+    assert is_newer(new, held) is kept
+
+
+def test_a_held_message_is_replaced_only_by_a_newer_copy():
+    room = Room("lobby", last=0)
+    room.take([changed(2, 9, "edited"), changed(2, 7, "stale")])
+    assert room.held[2]["body"] == "edited"
+    ready, _gap = room.take([changed(1, 1)])
+    assert [m["body"] for m in ready] == ["m1", "edited"]
+
+
+def test_messages_are_found_by_id_taken_or_held():
+    room = Room("lobby", last=0, keep=2)
+    for seq in (1, 2, 3):
+        room.remember(message(seq))
+    room.take([message(9)])
+    assert room.find(103)["seq"] == 3 and room.find(109)["seq"] == 9
+    assert room.find(101) is None  # no longer kept
