@@ -206,6 +206,16 @@ class BanAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "room"]
     readonly_fields = ["by", "at"]
 
+    def get_form(
+        self, request: HttpRequest, obj: Ban | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm[Ban]]:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        # A direct conversation has no one to protect from its members: leave it to delete messages.
+        room_field = form.base_fields.get("room")
+        if isinstance(room_field, forms.ModelChoiceField):
+            room_field.queryset = Room.objects.filter(kind=Room.Kind.ROOM)
+        return form
+
     def save_model(self, request: HttpRequest, obj: Ban, form: forms.ModelForm[Ban], change: bool) -> None:
         if change and {"user", "room"} & set(form.changed_data):
             services.ban_delete(ban=Ban.objects.get(pk=obj.pk))  # the ban moved to another user or room

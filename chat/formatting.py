@@ -71,3 +71,8 @@ def _clean(html: str) -> str:
         set_tag_attribute_values={"a": {"target": "_blank"}},
         strip_comments=True,
     ).strip()
+
+
+def plain(body: str) -> str:
+    """The body as text, unformatted: for a message whose formatted form would be too large."""
+    return "<p>" + escapeHtml(body).replace("\n", "<br>\n") + "</p>"

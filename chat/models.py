@@ -16,8 +16,10 @@ slug_validator = RegexValidator(
     rf"^[a-z0-9](?:[a-z0-9-]{{0,{MAX_SLUG_LENGTH - 2}}}[a-z0-9])?$",
     f"Use 1 to {MAX_SLUG_LENGTH} lowercase letters, digits or hyphens, not starting or ending with a hyphen.",
 )
-# /rooms/new/ is the page that creates rooms.
-reserved_slug_validator = RegexValidator(r"^new$", "'new' is reserved: choose another address.", inverse_match=True)
+# /rooms/new/ is the page that creates rooms; "dm-..." addresses belong to direct conversations.
+reserved_slug_validator = RegexValidator(
+    r"^(new$|dm-)", "'new' and addresses that start with 'dm-' are reserved: choose another.", inverse_match=True
+)
 
 
 class Room(models.Model):

@@ -2,6 +2,8 @@
 `chat.events` on commit. The consumer, views, admin and commands all come through here."""
 
 import hashlib
+import json
+import logging
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -21,6 +23,7 @@ from chat.models import (
     MAX_EMOJI_LENGTH,
     MAX_REACTIONS_PER_MESSAGE,
     MAX_ROOM_NAME_LENGTH,
+    PRIVATE_ACCESS,
     ApiToken,
     Ban,
     Membership,
@@ -36,6 +39,8 @@ from chat.selectors import (
     room_get_for,
     room_info,
 )
+
+logger = logging.getLogger(__name__)
 
 # Rooms --------------------------------------------------------------------------------------
 
@@ -87,6 +92,9 @@ def room_unarchive(*, room: Room) -> Room:
 def room_delete(*, room: Room) -> None:
     with transaction.atomic():
         room_id, slug = room.pk, room.slug
+        # The room's row first, as every change to its messages takes it (see Messages below):
+        # deleting locks the messages, and a writer holding the room would wait on them.
+        list(Room.objects.select_for_update().filter(pk=room_id).values_list("pk"))
         room.delete()
         events.room_closed_on_commit(room_id=room_id, room_slug=slug, reason=RoomClosed.DELETED)
 
@@ -202,7 +210,7 @@ def message_send(
             # in a thread does not: the room's flow may hold newer messages you have not seen.
             if root is None:
                 Membership.objects.filter(room=room, user=author, last_read_seq__lt=seq).update(last_read_seq=seq)
-            wire = message_to_wire(message, room_slug=room.slug)
+            wire = _fitting_wire(message, room_slug=room.slug)
             events.message_created_on_commit(room_id=room.pk, message=wire)
             if room.is_direct:
                 _announce_direct(room=room, message=wire, author=author)
@@ -225,12 +233,41 @@ def message_send(
 def _announce_direct(*, room: Room, message: dict[str, Any], author: User) -> None:
     """A direct conversation's other members hear of each message on any socket they have open,
     whether or not it joined the conversation: how one appears live in their sidebar."""
-    members = list(Membership.objects.filter(room=room).values_list("user_id", "user__username"))
+    members = list(
+        Membership.objects.filter(PRIVATE_ACCESS, room=room)
+        .exclude(user__in=Ban.objects.filter(room=room).values("user_id"))
+        .values_list("user_id", "user__username")
+    )
     names = sorted(username for _, username in members)
     for user_id, username in members:
         if user_id != author.pk:
             info = room_info(room=room, viewer=username, members=names)
             events.direct_message_on_commit(user_id=user_id, room_slug=room.slug, info=info, message=message)
+
+
+def _message_budget() -> int:
+    """The most a message may weigh on the wire: it must fit in one frame (CHAT_MAX_FRAME_BYTES,
+    Daphne's limit on what it sends too) with room to spare for the frame around it."""
+    return settings.CHAT_MAX_FRAME_BYTES - 8 * 1024
+
+
+def _wire_bytes(wire: dict[str, Any]) -> int:
+    return len(json.dumps(wire, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+
+
+def _fitting_wire(message: Message, *, room_slug: str) -> dict[str, Any]:
+    """The message as on the wire, if it fits in a frame: its formatted HTML can be several times
+    its text (a link is its address three times), so a message that only fits unformatted is kept
+    as text; one that does not fit at all is refused (the transaction rolls back)."""
+    wire = message_to_wire(message, room_slug=room_slug)
+    if _wire_bytes(wire) <= _message_budget():
+        return wire
+    message.html = formatting.plain(message.body)
+    Message.objects.filter(pk=message.pk).update(html=message.html)
+    wire = message_to_wire(message, room_slug=room_slug)
+    if _wire_bytes(wire) > _message_budget():
+        raise ChatError(ErrorCode.TOO_LARGE, "This message is too large to send: shorten it.", room=room_slug)
+    return wire
 
 
 def _thread_root(*, room: Room, message_id: int) -> Message:
@@ -297,7 +334,7 @@ def message_edit(*, room: Room, author: User, message_id: int, body: str, skip: 
         message.edited_at = timezone.now()
         message.rev = message.room.last_rev
         message.save(update_fields=["body", "html", "edited_at", "rev"])
-        wire = message_to_wire(message, room_slug=message.room.slug)
+        wire = _fitting_wire(message, room_slug=message.room.slug)
         events.message_edited_on_commit(room_id=message.room_id, message=wire, skip=skip)
     return wire
 
@@ -407,11 +444,15 @@ def reaction_set(
         message.rev = room.last_rev
         message.save(update_fields=["reactions", "rev"])
         wire = message_to_wire(message, room_slug=room.slug)
+        if on and _wire_bytes(wire) > _message_budget():
+            raise ChatError(ErrorCode.TOO_LARGE, "This message has too many reactions to add another.", room=room.slug)
         events.message_updated_on_commit(room_id=room.pk, message=wire, skip=skip)
     return wire, True
 
 
 # Direct conversations -----------------------------------------------------------------------
+
+DIRECTS_PER_HOUR = 30  # new conversations a user may start: plenty for people, not for a script
 
 
 def direct_open(*, user: User, usernames: Iterable[str]) -> tuple[Room, bool]:
@@ -432,7 +473,18 @@ def direct_open(*, user: User, usernames: Iterable[str]) -> tuple[Room, bool]:
     key = ",".join(str(member.pk) for member in members)
     existing = Room.objects.filter(direct_key=key).first()
     if existing is not None:
+        if existing.archived:
+            raise ChatError(ErrorCode.FORBIDDEN, "Staff archived this conversation: it cannot be reopened.")
         return existing, False
+    hour_ago = timezone.now() - timedelta(hours=1)
+    if (
+        Room.objects.filter(kind=Room.Kind.DIRECT, created_by=user, created_at__gte=hour_ago).count()
+        >= DIRECTS_PER_HOUR
+    ):
+        raise ChatError(
+            ErrorCode.RATE_LIMITED,
+            f"You have started {DIRECTS_PER_HOUR} conversations in the last hour: try again later.",
+        )
     room = Room(
         slug="dm-" + hashlib.sha256(key.encode()).hexdigest()[:16],
         name=", ".join(sorted(member.username for member in members))[:MAX_ROOM_NAME_LENGTH],
@@ -446,7 +498,11 @@ def direct_open(*, user: User, usernames: Iterable[str]) -> tuple[Room, bool]:
             room.save()
             Membership.objects.bulk_create(Membership(room=room, user=member, invited=True) for member in members)
     except IntegrityError:  # the same people, started at the same moment elsewhere
-        return Room.objects.get(direct_key=key), False
+        raced = Room.objects.filter(direct_key=key).first()
+        if raced is None:  # the address is taken by something else (ordinary rooms cannot start with dm-)
+            logger.error("The direct conversation %s cannot be made: its address %s is taken", key, room.slug)
+            raise ChatError(ErrorCode.INTERNAL, "That conversation cannot be started; staff have been told.") from None
+        return raced, False
     return room, True
 
 

@@ -107,7 +107,7 @@ class ReactionSerializer(serializers.Serializer):
 
 class DirectCreateSerializer(serializers.Serializer):
     users = serializers.ListField(
-        child=StringOnly(max_length=150),
+        child=StrictRegexField(r"^[^\x00]+$", max_length=150, trim_whitespace=False),
         min_length=1,
         max_length=MAX_DIRECT_MEMBERS - 1,
         help_text=f"The other people's usernames (you are added): up to {MAX_DIRECT_MEMBERS - 1}.",

@@ -418,7 +418,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             reply_to=frame["reply_to"],
         )
         ack = {"client_id": wire["client_id"], "id": wire["id"], "seq": wire["seq"], "rev": wire["rev"]}
-        await self.send(protocol.encode("ack", frame.ref, room=slug, **ack))
+        await self._reply_at_rev(room_id, wire["rev"], protocol.encode("ack", frame.ref, room=slug, **ack))
         metrics.observe_send_ack(started)
 
     async def on_edit(self, frame: Frame) -> None:
@@ -432,17 +432,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
             body=frame["body"],
             skip=self.socket_id,
         )
-        await self.send(protocol.encode("message_edited", frame.ref, room=slug, message=wire, rev=wire["rev"]))
+        reply = protocol.encode("message_edited", frame.ref, room=slug, message=wire, rev=wire["rev"])
+        await self._reply_at_rev(room_id, wire["rev"], reply)
 
     async def on_delete(self, frame: Frame) -> None:
         slug = frame["room"]
         room_id = self._joined(slug)
         wire = await _delete(room_id=room_id, slug=slug, user=self.user, message_id=frame["id"], skip=self.socket_id)
-        await self.send(
-            protocol.encode(
-                "message_deleted", frame.ref, room=slug, id=wire["id"], seq=wire["seq"], rev=wire["rev"], message=wire
-            )
+        reply = protocol.encode(
+            "message_deleted", frame.ref, room=slug, id=wire["id"], seq=wire["seq"], rev=wire["rev"], message=wire
         )
+        await self._reply_at_rev(room_id, wire["rev"], reply)
 
     async def on_react(self, frame: Frame) -> None:
         slug = frame["room"]
@@ -456,7 +456,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             on=frame["on"],
             skip=self.socket_id,
         )
-        await self.send(protocol.encode("message_updated", frame.ref, room=slug, message=wire, rev=wire["rev"]))
+        reply = protocol.encode("message_updated", frame.ref, room=slug, message=wire, rev=wire["rev"])
+        await self._reply_at_rev(room_id, wire["rev"], reply)
 
     async def on_thread(self, frame: Frame) -> None:
         slug = frame["room"]
@@ -602,6 +603,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
         applies to what the server sends too)."""
         envelope = len(protocol.encode(frame_type, ref, messages=[], **fields).encode())
         return settings.CHAT_MAX_FRAME_BYTES - envelope - 16
+
+    async def _reply_at_rev(self, room_id: int, rev: int, reply: str) -> None:
+        """Send the reply to a change that took `rev`, after the room's frames held back meanwhile
+        (see receive) that carry an earlier rev: the client sees the room's revs in order, and a
+        sender still gets its `ack` before its own message."""
+        held = self.held
+        if held:
+            earlier = 0
+            for held_room, held_frame in held:
+                if held_room == room_id and (held_frame.rev() or 0) >= rev:
+                    break
+                earlier += 1
+            if earlier:
+                self.held = None  # so that push_frame writes them now
+                for held_room, held_frame in held[:earlier]:
+                    self.push_frame(held_room, held_frame)
+                self.held = held[earlier:]
+        await self.send(reply)
 
     def _joined(self, slug: str) -> int:
         room_id = self.slugs.get(slug)

@@ -21,6 +21,7 @@ Redis, Redis pub/sub). Measured in docs/performance.md.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,12 @@ class PreparedFrame:
         if self._prepared is None:
             self._prepared = prepare_frame(self.text)
         return self._prepared
+
+    def rev(self) -> int | None:
+        """The rev the frame carries (a change to a message), read only when a socket holds it
+        back (ChatConsumer.receive): never on the way to every socket."""
+        rev = json.loads(self.text).get("rev")
+        return rev if isinstance(rev, int) else None
 
 
 class Fanout:

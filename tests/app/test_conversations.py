@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from chat import events, selectors, services
+from chat import events, formatting, selectors, services
 from chat.errors import ChatError
 from chat.models import Membership, Message, Room
 
@@ -396,6 +397,66 @@ def test_a_direct_message_is_announced_to_each_other_member(
     to_bob = next(frame for frame in direct if frame["group"] == f"user.{bob.pk}")
     assert to_bob["room"] == room.slug and to_bob["message"] == message
     assert (to_bob["info"]["name"], to_bob["info"]["members"]) == ("alice, carol", ["alice", "bob", "carol"])
+
+
+def test_a_banned_member_hears_nothing_more_of_a_direct_conversation(
+    alice: User,
+    bob: User,
+    carol: User,
+    frames: list[dict[str, Any]],
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    room, _ = services.direct_open(user=alice, usernames=["bob", "carol"])
+    services.ban_create(room=room, user=carol)
+    with django_capture_on_commit_callbacks(execute=True):
+        send(room, alice, "only bob now")
+    assert [frame["group"] for frame in frames if frame["type"] == "direct_message"] == [f"user.{bob.pk}"]
+
+
+def test_an_archived_conversation_is_not_reopened_and_new_ones_are_limited(alice: User, bob: User) -> None:
+    room, _ = services.direct_open(user=alice, usernames=["bob"])
+    services.room_archive(room=room)
+    with pytest.raises(ChatError) as refused:
+        services.direct_open(user=bob, usernames=["alice"])
+    assert (refused.value.code, refused.value.detail) == (
+        "forbidden",
+        "Staff archived this conversation: it cannot be reopened.",
+    )
+    others = [User.objects.create_user(f"person{n}") for n in range(services.DIRECTS_PER_HOUR)]
+    for other in others[:-1]:
+        services.direct_open(user=alice, usernames=[other.username])  # the archived one counts too
+    with pytest.raises(ChatError) as limited:
+        services.direct_open(user=alice, usernames=[others[-1].username])
+    assert limited.value.code == "rate_limited"
+    assert services.direct_open(user=alice, usernames=[others[0].username])[1] is False  # reopening is free
+
+
+def test_no_ordinary_room_can_take_a_direct_conversations_address(alice: User) -> None:
+    with pytest.raises(ValidationError) as refused:
+        services.room_create(slug="dm-0123456789abcdef", name="Squatter", created_by=alice)
+    assert "reserved" in str(refused.value)
+
+
+def test_a_message_too_large_to_show_formatted_is_kept_as_text_and_one_too_large_for_a_frame_is_refused(
+    alice: User, bob: User, lobby: Room, settings: Any
+) -> None:
+    many_links = "a.co " * 800  # each becomes a link: its formatted HTML would pass the frame limit
+    message = send(lobby, alice, many_links)
+    assert message["html"] == formatting.plain(many_links) and "<a" not in message["html"]
+    assert len(json.dumps(message, ensure_ascii=False).encode()) < settings.CHAT_MAX_FRAME_BYTES
+    before = counters(lobby)
+    settings.CHAT_MAX_FRAME_BYTES = 9 * 1024  # leaves 1 KiB for one message
+    with pytest.raises(ChatError) as refused:
+        send(lobby, alice, "x" * 1000)
+    assert (refused.value.code, refused.value.detail) == ("too_large", "This message is too large to send: shorten it.")
+    assert counters(lobby) == before  # nothing stored, no seq or rev taken
+    short = send(lobby, alice, "short")
+    people = [User.objects.create_user(f"reader-with-a-long-name-{n}") for n in range(40)]
+    with pytest.raises(ChatError) as crowded:
+        for person in people:
+            react(lobby, person, short, "👍")
+    assert crowded.value.code == "too_large"
+    assert len(current(lobby, short)["reactions"]["👍"]) < len(people)
 
 
 # Catch-up by rev ----------------------------------------------------------------------------

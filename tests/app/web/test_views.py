@@ -321,7 +321,7 @@ def test_a_private_room_with_invited_members(alice_client, alice, bob, make_user
     [
         ({"name": ""}, "This field is required."),
         ({"name": "Lobby", "slug": "Not A Slug"}, "Use 1 to 50 lowercase letters"),
-        ({"name": "New"}, "&#x27;new&#x27; is reserved"),
+        ({"name": "New"}, "&#x27;new&#x27; and addresses that start with &#x27;dm-&#x27; are reserved"),
         ({"name": "!!!"}, "the name has no letters or digits"),
         ({"name": "Open", "members": "bob"}, "Invitations are for private rooms"),
     ],
