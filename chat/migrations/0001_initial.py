@@ -7,6 +7,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
@@ -15,140 +16,65 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name="Room",
+            name='Room',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                (
-                    "slug",
-                    models.CharField(
-                        max_length=50,
-                        unique=True,
-                        validators=[
-                            django.core.validators.RegexValidator(
-                                "^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
-                                "Use 1 to 50 lowercase letters, digits or hyphens, not starting or ending with a hyphen.",
-                            )
-                        ],
-                    ),
-                ),
-                ("name", models.CharField(max_length=100)),
-                ("topic", models.CharField(blank=True, max_length=300)),
-                ("private", models.BooleanField(default=False, help_text="Only members may see and join it.")),
-                ("archived", models.BooleanField(default=False, help_text="Read-only and hidden; sockets are closed.")),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("last_seq", models.PositiveBigIntegerField(default=0, editable=False)),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('slug', models.CharField(max_length=50, unique=True, validators=[django.core.validators.RegexValidator('^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$', 'Use 1 to 50 lowercase letters, digits or hyphens, not starting or ending with a hyphen.')])),
+                ('name', models.CharField(max_length=100)),
+                ('topic', models.CharField(blank=True, max_length=300)),
+                ('private', models.BooleanField(default=False, help_text='Only members may see and join it.')),
+                ('archived', models.BooleanField(default=False, help_text='Read-only and hidden; sockets are closed.')),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('last_seq', models.PositiveBigIntegerField(default=0, editable=False)),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["name"],
+                'ordering': ['name'],
             },
         ),
         migrations.CreateModel(
-            name="Message",
+            name='Message',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("body", models.TextField()),
-                ("seq", models.PositiveBigIntegerField()),
-                ("client_id", models.CharField(blank=True, max_length=64, null=True)),
-                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
-                ("deleted", models.BooleanField(default=False)),
-                (
-                    "author",
-                    models.ForeignKey(
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="messages",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "room",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="messages", to="chat.room"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('body', models.TextField()),
+                ('seq', models.PositiveBigIntegerField()),
+                ('client_id', models.CharField(blank=True, max_length=64, null=True)),
+                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ('deleted', models.BooleanField(default=False)),
+                ('author', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='messages', to=settings.AUTH_USER_MODEL)),
+                ('room', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='chat.room')),
             ],
             options={
-                "ordering": ["room", "seq"],
-                "constraints": [
-                    models.UniqueConstraint(fields=("room", "seq"), name="message_room_seq_unique"),
-                    models.UniqueConstraint(
-                        condition=models.Q(("client_id__isnull", False)),
-                        fields=("room", "author", "client_id"),
-                        name="message_client_id_unique",
-                    ),
-                ],
+                'ordering': ['room', 'seq'],
+                'constraints': [models.UniqueConstraint(fields=('room', 'seq'), name='message_room_seq_unique'), models.UniqueConstraint(condition=models.Q(('client_id__isnull', False)), fields=('room', 'author', 'client_id'), name='message_client_id_unique')],
             },
         ),
         migrations.CreateModel(
-            name="Membership",
+            name='Membership',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                (
-                    "role",
-                    models.CharField(
-                        choices=[("member", "Member"), ("moderator", "Moderator")], default="member", max_length=16
-                    ),
-                ),
-                ("joined_at", models.DateTimeField(auto_now_add=True)),
-                ("last_read_seq", models.PositiveBigIntegerField(default=0)),
-                (
-                    "user",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="memberships",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "room",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to="chat.room"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('role', models.CharField(choices=[('member', 'Member'), ('moderator', 'Moderator')], default='member', max_length=16)),
+                ('joined_at', models.DateTimeField(auto_now_add=True)),
+                ('last_read_seq', models.PositiveBigIntegerField(default=0)),
+                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
+                ('room', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='chat.room')),
             ],
             options={
-                "constraints": [models.UniqueConstraint(fields=("user", "room"), name="membership_unique")],
+                'constraints': [models.UniqueConstraint(fields=('user', 'room'), name='membership_unique')],
             },
         ),
         migrations.CreateModel(
-            name="Ban",
+            name='Ban',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("reason", models.CharField(blank=True, max_length=300)),
-                ("at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "user",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="bans", to=settings.AUTH_USER_MODEL
-                    ),
-                ),
-                (
-                    "room",
-                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="bans", to="chat.room"),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('reason', models.CharField(blank=True, max_length=300)),
+                ('at', models.DateTimeField(auto_now_add=True)),
+                ('by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='bans', to=settings.AUTH_USER_MODEL)),
+                ('room', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='bans', to='chat.room')),
             ],
             options={
-                "constraints": [models.UniqueConstraint(fields=("user", "room"), name="ban_unique")],
+                'constraints': [models.UniqueConstraint(fields=('user', 'room'), name='ban_unique')],
             },
         ),
     ]

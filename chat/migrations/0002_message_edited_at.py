@@ -5,31 +5,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("chat", "0001_initial"),
+        ('chat', '0001_initial'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="message",
-            name="edited_at",
+            model_name='message',
+            name='edited_at',
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AlterField(
-            model_name="room",
-            name="slug",
-            field=models.CharField(
-                max_length=50,
-                unique=True,
-                validators=[
-                    django.core.validators.RegexValidator(
-                        "^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
-                        "Use 1 to 50 lowercase letters, digits or hyphens, not starting or ending with a hyphen.",
-                    ),
-                    django.core.validators.RegexValidator(
-                        "^new$", "'new' is reserved: choose another address.", inverse_match=True
-                    ),
-                ],
-            ),
+            model_name='room',
+            name='slug',
+            field=models.CharField(max_length=50, unique=True, validators=[django.core.validators.RegexValidator('^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$', 'Use 1 to 50 lowercase letters, digits or hyphens, not starting or ending with a hyphen.'), django.core.validators.RegexValidator('^new$', "'new' is reserved: choose another address.", inverse_match=True)]),
         ),
     ]

@@ -6,35 +6,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("chat", "0002_message_edited_at"),
+        ('chat', '0002_message_edited_at'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="ApiToken",
+            name='ApiToken',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(help_text="What it is for, e.g. 'deploy bot'.", max_length=100)),
-                ("key_hash", models.CharField(editable=False, max_length=64, unique=True)),
-                ("prefix", models.CharField(editable=False, help_text="The token's first characters.", max_length=12)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("last_used_at", models.DateTimeField(blank=True, editable=False, null=True)),
-                ("expires_at", models.DateTimeField(blank=True, help_text="Empty: never expires.", null=True)),
-                ("revoked_at", models.DateTimeField(blank=True, editable=False, null=True)),
-                (
-                    "user",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="api_tokens",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(help_text="What it is for, e.g. 'deploy bot'.", max_length=100)),
+                ('key_hash', models.CharField(editable=False, max_length=64, unique=True)),
+                ('prefix', models.CharField(editable=False, help_text="The token's first characters.", max_length=12)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('last_used_at', models.DateTimeField(blank=True, editable=False, null=True)),
+                ('expires_at', models.DateTimeField(blank=True, help_text='Empty: never expires.', null=True)),
+                ('revoked_at', models.DateTimeField(blank=True, editable=False, null=True)),
+                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "verbose_name": "API token",
-                "ordering": ["-created_at"],
+                'verbose_name': 'API token',
+                'ordering': ['-created_at'],
             },
         ),
     ]
