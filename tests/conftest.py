@@ -11,16 +11,16 @@ from chat import services, throttle
 from chat.realtime import limits, presence, session_watch
 from tests.support.sockets import TEST_PASSWORD, Socket, open_socket, session_cookie
 
-# pytest-xdist runs the modules on two processes (pyproject.toml: -n 2 --dist loadfile), since
+# pytest-xdist runs the modules on three processes (pyproject.toml: -n 3 --dist loadfile), since
 # most tests wait on sockets and subprocesses. A test marked `exclusive` (hundreds of sockets at
-# once, whose handshakes must finish within Daphne's timeouts) runs while the other process is
+# once, whose handshakes must finish within Daphne's timeouts) runs while the other processes are
 # idle: it holds a lock file exclusively, every other test holds it shared, from its setup to its
 # teardown (module fixtures included).  Without xdist, nothing is locked.
 HEAVY_MODULES_FIRST = ("test_faults.py", "test_cluster.py")
 
 
 def pytest_collection_modifyitems(items):
-    """The longest modules first, so that under xdist neither process is left with one at the end."""
+    """The longest modules first, so that under xdist no process is left with one at the end."""
     items.sort(key=lambda item: item.path.name not in HEAVY_MODULES_FIRST)  # stable: order within a module kept
 
 
