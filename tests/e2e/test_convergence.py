@@ -3,6 +3,7 @@ change never arrived (the channel layer delivers at most once), ends with the ro
 saw everything sees it: edited text, tombstones, reactions and thread summaries included."""
 
 import asyncio
+from typing import Any
 
 from tests.support.replica import Replica
 from tests.support.websocket import expect, join, open_ws, recv, request, send
@@ -28,14 +29,20 @@ async def _catch_up(ws, replica: Replica) -> dict:
     return joined
 
 
-async def test_a_client_that_was_away_gets_edits_deletions_reactions_and_replies(server):
+async def _alice_and_bob_in_random(server) -> tuple[str, Any, Any, Replica]:
+    """bob's cookie, alice's and bob's sockets joined to `random`, and bob's view of the room."""
     alice_cookie, bob_cookie = [await asyncio.to_thread(server.login, name) for name in ("alice", "bob")]
     alice = await open_ws(server, alice_cookie)
     bob = await open_ws(server, bob_cookie)
+    await join(alice, "random")
+    bob_view = Replica("random")
+    bob_view.joined(await join(bob, "random"))
+    return bob_cookie, alice, bob, bob_view
+
+
+async def test_a_client_that_was_away_gets_edits_deletions_reactions_and_replies(server):
+    bob_cookie, alice, bob, bob_view = await _alice_and_bob_in_random(server)
     try:
-        await join(alice, "random")
-        bob_view = Replica("random")
-        bob_view.joined(await join(bob, "random"))
         first = await request(alice, "send", room="random", body="first draft")
         second = await request(alice, "send", room="random", body="soon regretted")
         for ack in (first, second):
@@ -75,13 +82,8 @@ async def test_a_client_that_was_away_gets_edits_deletions_reactions_and_replies
 
 
 async def test_a_dropped_live_change_is_recovered_by_the_next_rev_or_by_the_pong(server):
-    alice_cookie, bob_cookie = [await asyncio.to_thread(server.login, name) for name in ("alice", "bob")]
-    alice = await open_ws(server, alice_cookie)
-    bob = await open_ws(server, bob_cookie)
+    bob_cookie, alice, bob, bob_view = await _alice_and_bob_in_random(server)
     try:
-        await join(alice, "random")
-        bob_view = Replica("random")
-        bob_view.joined(await join(bob, "random"))
         target = await request(alice, "send", room="random", body="check this")
         other = await request(alice, "send", room="random", body="and this")
         for _ in range(2):
