@@ -26,7 +26,7 @@ setup: $(VENV)/.installed
 
 run: setup
 	@echo "Serving on http://127.0.0.1:$(PORT)/ (demo logins: alice, bob, carol, admin; password chatdemo). Ctrl+C stops."
-	export CHAT_ECHO_ENABLED=$${CHAT_ECHO_ENABLED:-1}; exec bin/daphne-worker -b 127.0.0.1 -p $(PORT)
+	export CHAT_ECHO_ENABLED=$${CHAT_ECHO_ENABLED:-1} CHAT_DEMO_LOGINS=$${CHAT_DEMO_LOGINS:-1} CHAT_SITE_URL=$${CHAT_SITE_URL:-http://127.0.0.1:$(PORT)}; exec bin/daphne-worker -b 127.0.0.1 -p $(PORT)
 
 # The production topology without Docker: nginx on $(PORT) -> $(WORKERS) Daphne workers -> Redis and
 # PostgreSQL (SQLite when PostgreSQL is absent). See bin/cluster and README "Scaling".

@@ -182,3 +182,32 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class EmailPreference(models.Model):
+    """Whether a user gets notification emails. Its row is also what a notification run locks,
+    so that of several workers looking at once only one writes to this user (chat/notifications.py)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="email_preference")
+    notify = models.BooleanField(
+        default=True, help_text="Email me when a direct message waits unread (chat.notifications)."
+    )
+
+    def __str__(self) -> str:
+        return f"{self.user}: {'emails' if self.notify else 'no emails'}"
+
+
+class EmailNotice(models.Model):
+    """The newest message of a room a user has been emailed about: later runs email only what is
+    newer, so each waiting message is in one email at most."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+    sent_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "room"], name="email_notice_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} emailed up to #{self.seq} in {self.room_id}"

@@ -16,6 +16,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from config.checkout import BASE_DIR, read_local_secret_key, uses_local_secret_key
+from config.email import read_email_settings
 from config.env import env_bool, env_choice, env_int, env_list, env_str
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -271,6 +272,37 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:room_list"
 LOGOUT_REDIRECT_URL = "login"
+
+# Outgoing email (config/email.py): SMTP when EMAIL_HOST is set, else the console backend.
+_EMAIL = read_email_settings()
+EMAIL_BACKEND = _EMAIL.backend
+EMAIL_HOST = _EMAIL.host
+EMAIL_PORT = _EMAIL.port
+EMAIL_HOST_USER = _EMAIL.user
+EMAIL_HOST_PASSWORD = _EMAIL.password
+EMAIL_USE_TLS = _EMAIL.use_tls
+EMAIL_USE_SSL = _EMAIL.use_ssl
+EMAIL_TIMEOUT = _EMAIL.timeout
+DEFAULT_FROM_EMAIL = SERVER_EMAIL = _EMAIL.from_email
+# How long a password-reset link works (Django's default is three days).
+PASSWORD_RESET_TIMEOUT = env_int("CHAT_PASSWORD_RESET_MINUTES", 60, minimum=5) * 60
+# Password-reset emails one client address may ask for an hour (chat/web/accounts.py), counted in
+# the default cache like sign-ups, so the form cannot be used to flood someone's inbox.
+CHAT_PASSWORD_RESETS_PER_HOUR = env_int("CHAT_PASSWORD_RESETS_PER_HOUR", 5, minimum=1)
+# The address people reach the site by, for the links in emails sent outside a request (the
+# notification emails); a password-reset email links to the host its form was posted to.
+CHAT_SITE_URL = env_str("CHAT_SITE_URL", "http://127.0.0.1:8000")
+if not is_origin(CHAT_SITE_URL):
+    raise ImproperlyConfigured(f"CHAT_SITE_URL must be scheme://host[:port] (no path), not {CHAT_SITE_URL!r}.")
+# Notification emails (chat/notifications.py): a direct message still unread after this many
+# seconds gets its recipient one email, with everything else waiting for them then.
+CHAT_EMAIL_NOTIFY_DELAY_SECONDS = env_int("CHAT_EMAIL_NOTIFY_DELAY_SECONDS", 600, minimum=0)
+# How often each worker looks for such messages; 0: never (run `manage.py send_notification_emails`
+# from cron instead). Every worker may look: a row lock per user makes each email go out once.
+CHAT_EMAIL_NOTIFY_INTERVAL_SECONDS = env_int("CHAT_EMAIL_NOTIFY_INTERVAL_SECONDS", 60, minimum=0)
+# The demo accounts and their password on the login page: on with DJANGO_DEBUG=1 and in `make
+# run`, and even then only while the seeded demo accounts exist (chat/web/accounts.py).
+CHAT_DEMO_LOGINS = env_bool("CHAT_DEMO_LOGINS", DEBUG)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -129,7 +129,14 @@ class GracefulServer(Server):
         self._ports = []
         self._draining = False
         reactor.callWhenRunning(self._install_signal_handlers)
+        reactor.callWhenRunning(self._start_notification_emails)
         super().run()
+
+    def _start_notification_emails(self) -> None:
+        # Every worker runs it; a row lock per user makes each email go out once (chat/notifications.py).
+        from chat.notifications import start_runner
+
+        start_runner()
 
     def listen_success(self, port: ListeningPort) -> None:
         self._ports.append(port)

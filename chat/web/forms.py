@@ -6,7 +6,7 @@ from typing import Any
 from confusable_homoglyphs import confusables
 from django import forms
 from django.contrib.auth import get_user_model
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import UserCreationForm, UsernameField
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.utils import timezone
@@ -117,9 +117,40 @@ class SignupForm(UserCreationForm):
         ),
     }
 
+    email = forms.EmailField(
+        label=_("Email"),
+        help_text=_("For resetting your password and for emails about direct messages you have not read."),
+        widget=forms.EmailInput(attrs={"autocomplete": "email"}),
+    )
+
+    class Meta:
+        model = User
+        fields = ("username", "email")
+        field_classes = {"username": UsernameField}
+
+    def clean_email(self) -> str:
+        return clean_unique_email(self.cleaned_data["email"])
+
+    def validate_password_for_user(self, user: User, password_field_name: str = "password1") -> None:
+        # Django puts a too short or too common password's errors under the confirmation; they
+        # belong under the password itself, the field to change.
+        super().validate_password_for_user(user, "password1")  # type: ignore[misc]
+
     # Django's returns None for a name that is taken (its stub says str).
     def clean_username(self) -> str | None:  # type: ignore[override]
         username: str | None = super().clean_username()  # None when it is taken (the error is already added)
         if username and confusables.is_dangerous(username):
             raise ValidationError(self.error_messages["confusable"], code="confusable")
         return username
+
+
+def clean_unique_email(email: str, *, user: User | None = None) -> str:
+    """One account per address (compared without regard to case), so a password-reset email
+    reaches the account its reader means."""
+    email = get_user_model().objects.normalize_email(email.strip())
+    others = get_user_model().objects.filter(email__iexact=email)
+    if user is not None:
+        others = others.exclude(pk=user.pk)
+    if email and others.exists():
+        raise ValidationError(_("Another account already uses this email address."), code="email_taken")
+    return email

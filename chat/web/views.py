@@ -4,6 +4,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
@@ -18,6 +19,7 @@ from chat import selectors, services, throttle
 from chat.errors import ChatError, ErrorCode
 from chat.models import MAX_DIRECT_MEMBERS
 from chat.web import devices
+from chat.web.accounts import demo_logins_shown
 from chat.web.forms import DirectForm, RoomCreateForm, SignupForm
 
 logger = logging.getLogger(__name__)
@@ -84,6 +86,7 @@ def room_create(request: AuthenticatedRequest) -> HttpResponse:
             created_by=request.user,
             members=data["members"],
         )
+        messages.success(request, _("Room “%(name)s” created.") % {"name": room.name})
         return redirect("chat:room", room.slug)
     return render(request, "chat/room_form.html", {"form": form})
 
@@ -130,6 +133,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         user = form.save()
         throttle.cache_hit(key, SIGNUP_WINDOW)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        messages.success(request, _("Welcome, %(name)s! Your account is ready.") % {"name": user.get_username()})
         return devices.remember(request, redirect("chat:room_list"), user)
     return render(request, "registration/signup.html", {"form": form})
 
@@ -139,6 +143,9 @@ class ChatLoginView(LoginView):
     (chat/web/devices.py: the lockout does not apply to it)."""
 
     redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().get_context_data(**kwargs), "demo_logins": demo_logins_shown()}
 
     def form_valid(self, form: AuthenticationForm) -> HttpResponse:
         return devices.remember(self.request, super().form_valid(form), form.get_user())

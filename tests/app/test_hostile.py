@@ -464,7 +464,8 @@ def test_hostile_usernames_at_signup_get_a_form_error(make_user, username):
     make_user("alice")
     client = Client(raise_request_exception=False)
     password = "Str0ng-enough-pw"
-    response = client.post("/accounts/signup/", {"username": username, "password1": password, "password2": password})
+    data = {"username": username, "email": "someone@example.com", "password1": password, "password2": password}
+    response = client.post("/accounts/signup/", data)
     assert response.status_code == 200, response.status_code
     assert "<title>Error: Sign up" in response.text and "field-invalid" in response.text
     assert "Traceback" not in response.text

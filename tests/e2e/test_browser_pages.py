@@ -296,6 +296,7 @@ def test_signup_login_and_logout_as_a_person_does(browser, server):
 
     def sign_up(username: str, password: str) -> None:
         page.get_by_label("Username").fill(username)
+        page.get_by_label("Email").fill(f"{username}@example.com")
         page.get_by_label("Password", exact=True).fill(password)
         page.get_by_label("Password confirmation").fill(password)
         page.get_by_role("button", name="Sign up").click()
@@ -307,7 +308,7 @@ def test_signup_login_and_logout_as_a_person_does(browser, server):
     expect(errors).to_contain_text("too short")
     expect(errors).to_be_visible()
     expect(page.get_by_label("Username")).to_have_value("erin")
-    expect(page.get_by_label("Password confirmation")).to_have_attribute("aria-invalid", "true")
+    expect(page.get_by_label("Password", exact=True)).to_have_attribute("aria-invalid", "true")
     expect(page).to_have_title(re.compile(r"^Error: Sign up"))
 
     # A username that is taken.

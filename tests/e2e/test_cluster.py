@@ -531,7 +531,13 @@ async def test_a_worker_killed_mid_conversation(cluster):
     room = new_room(cluster, "kill")
     ghost_session = cluster.session(1)
     ghost_session.submit(
-        "/accounts/signup/", {"username": "ghost", "password1": "pale-moon-7391", "password2": "pale-moon-7391"}
+        "/accounts/signup/",
+        {
+            "username": "ghost",
+            "email": "ghost@example.com",
+            "password1": "pale-moon-7391",
+            "password2": "pale-moon-7391",
+        },
     )
     ghost = await ChatClient(
         cluster.ws_url(1),

@@ -26,7 +26,8 @@ PASSWORD = "Str0ng-enough-pw"
 
 
 def signup(browser: HttpSession, username: str):
-    return browser.submit("/accounts/signup/", {"username": username, "password1": PASSWORD, "password2": PASSWORD})
+    data = {"username": username, "email": f"{username}@example.com", "password1": PASSWORD, "password2": PASSWORD}
+    return browser.submit("/accounts/signup/", data)
 
 
 def raw_token(server: DaphneServer, username: str) -> str:

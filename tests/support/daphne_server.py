@@ -39,8 +39,8 @@ DEMO_PASSWORD = "chatdemo"
 
 # Variables of the developer's shell that would change what the worker does: dropped, so the
 # server under test depends only on what the test gives it.
-_SCRUBBED_PREFIXES = ("DJANGO_", "CHAT_")
-_SCRUBBED_NAMES = {"DATABASE_URL", "REDIS_URL"}
+_SCRUBBED_PREFIXES = ("DJANGO_", "CHAT_", "EMAIL_")
+_SCRUBBED_NAMES = {"DATABASE_URL", "REDIS_URL", "DEFAULT_FROM_EMAIL"}
 
 
 class DaphneStartError(RuntimeError):
@@ -350,7 +350,8 @@ class DaphneServer:
         """Create an account through the real sign-up form; return the (logged-in) HTTP session."""
         browser = self.session()
         response = browser.submit(
-            "/accounts/signup/", {"username": username, "password1": password, "password2": password}
+            "/accounts/signup/",
+            {"username": username, "email": f"{username}@example.com", "password1": password, "password2": password},
         )
         assert response.status == 200 and browser.cookie("sessionid"), (
             f"sign-up of {username} did not log in (status {response.status} at {response.url})\n{response.text[:2000]}"

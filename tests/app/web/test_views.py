@@ -42,7 +42,10 @@ def unread_of(html: str, slug: str) -> int:
 # Login, sign-up, logout, password change --------------------------------------------------------
 
 
-def test_login_page_has_a_form_and_the_demo_hint(client):
+def test_login_page_has_a_form_and_the_demo_hint(client, settings, make_user):
+    settings.CHAT_DEMO_LOGINS = True
+    for username in ("alice", "bob", "carol"):
+        make_user(username)
     response = client.get("/accounts/login/")
     assert response.status_code == 200
     html = page(response)
@@ -70,7 +73,10 @@ def test_pages_need_a_login(client, path):
 
 
 def test_signup_creates_the_user_and_logs_them_in(client, django_user_model):
-    response = client.post("/accounts/signup/", {"username": "dora", "password1": PASSWORD, "password2": PASSWORD})
+    response = client.post(
+        "/accounts/signup/",
+        {"username": "dora", "email": "dora@example.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
     assert response.status_code == 302 and response.url == "/"
     user = django_user_model.objects.get(username="dora")
     assert user.check_password(PASSWORD)
@@ -83,7 +89,8 @@ def test_signup_creates_the_user_and_logs_them_in(client, django_user_model):
 def test_signup_with_mismatched_passwords_shows_the_error_and_creates_nobody(client, django_user_model):
     before = django_user_model.objects.count()
     response = client.post(
-        "/accounts/signup/", {"username": "dora", "password1": PASSWORD, "password2": PASSWORD + "x"}
+        "/accounts/signup/",
+        {"username": "dora", "email": "dora@example.com", "password1": PASSWORD, "password2": PASSWORD + "x"},
     )
     assert response.status_code == 200
     errors = response.context["form"].errors.get("password2")
@@ -171,7 +178,10 @@ def test_csrf_is_enforced_on_login(alice):
 
 def test_csrf_is_enforced_on_signup(django_user_model):
     client = Client(enforce_csrf_checks=True)
-    response = client.post("/accounts/signup/", {"username": "dora", "password1": PASSWORD, "password2": PASSWORD})
+    response = client.post(
+        "/accounts/signup/",
+        {"username": "dora", "email": "dora@example.com", "password1": PASSWORD, "password2": PASSWORD},
+    )
     assert response.status_code == 403
     assert not django_user_model.objects.filter(username="dora").exists()
 

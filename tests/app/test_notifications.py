@@ -1,0 +1,124 @@
+"""Notification emails: a direct message unread after the delay gets one email, once; several
+waiting make one digest; reading it, turning emails off or having no address means none."""
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.utils import timezone
+
+from chat import accounts, services
+from chat.models import EmailNotice
+from chat.notifications import send_notification_emails, waiting_unread_for
+
+pytestmark = pytest.mark.django_db
+
+LATER = timedelta(minutes=11)  # past the default delay of 10 minutes
+
+
+@pytest.fixture
+def people(make_user):
+    alice = make_user("alice", email="alice@example.com")
+    bob = make_user("bob", email="bob@example.com")
+    return alice, bob
+
+
+def dm(sender, recipient, body: str):
+    room, _created = services.direct_open(user=sender, usernames=[recipient.username])
+    services.message_send(room=room, author=sender, body=body)
+    return room
+
+
+def test_an_unread_direct_message_gets_one_email_after_the_delay_and_never_a_second(people):
+    alice, bob = people
+    room = dm(alice, bob, "Can you look at the deploy?")
+    assert send_notification_emails() == 0  # not yet: bob may still read it
+    assert send_notification_emails(now=timezone.now() + timedelta(minutes=9)) == 0
+    assert send_notification_emails(now=timezone.now() + LATER) == 1
+    [email] = mail.outbox
+    assert email.to == ["bob@example.com"]
+    assert email.subject == "You have 1 unread direct message on Channels Chat"
+    assert "alice (alice, " in email.body and "Can you look at the deploy?" in email.body
+    assert f"http://127.0.0.1:8000/rooms/{room.slug}/" in email.body
+    off = email.extra_headers["List-Unsubscribe"].strip("<>")
+    assert off.startswith("http://127.0.0.1:8000/accounts/emails/off/") and off in email.body
+    assert email.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+    assert send_notification_emails(now=timezone.now() + LATER * 3) == 0  # the same message: once
+    assert len(mail.outbox) == 1
+    dm(alice, bob, "Ping")  # a new one counts afresh
+    assert send_notification_emails(now=timezone.now() + LATER) == 1
+    assert "Ping" in mail.outbox[1].body and "deploy" not in mail.outbox[1].body
+
+
+def test_several_waiting_messages_make_one_digest(people, make_user):
+    alice, bob = people
+    carol = make_user("carol", email="carol@example.com")
+    dm(alice, bob, "one")
+    dm(alice, bob, "two")
+    dm(carol, bob, "three")
+    assert send_notification_emails(now=timezone.now() + LATER) == 1
+    [email] = mail.outbox
+    assert email.subject == "You have 3 unread direct messages on Channels Chat"
+    assert all(word in email.body for word in ("one", "two", "three"))
+    assert EmailNotice.objects.filter(user=bob).count() == 2  # one per conversation
+
+
+def test_a_read_message_a_deleted_one_and_ones_own_get_no_email(people):
+    alice, bob = people
+    room = dm(alice, bob, "read it")
+    services.read_mark(room=room, user=bob, seq=1)
+    dm(bob, alice, "my own")
+    services.read_mark(room=room, user=alice, seq=2)
+    message, _created = services.message_send(room=room, author=alice, body="oops")
+    services.message_delete_own(room=room, author=alice, message_id=message["id"])
+    assert list(waiting_unread_for(user=bob)) == []
+    assert send_notification_emails(now=timezone.now() + LATER) == 0
+    assert mail.outbox == []
+
+
+def test_no_email_when_turned_off_or_without_an_address(people, make_user):
+    alice, bob = people
+    dora = make_user("dora")  # no address
+    accounts.settings_update(user=bob, notify=False)
+    dm(alice, bob, "hello bob")
+    dm(alice, dora, "hello dora")
+    assert send_notification_emails(now=timezone.now() + LATER) == 0
+    accounts.settings_update(user=bob, notify=True)
+    assert send_notification_emails(now=timezone.now() + LATER) == 1
+
+
+def test_the_delay_comes_from_the_setting(people, settings):
+    settings.CHAT_EMAIL_NOTIFY_DELAY_SECONDS = 0
+    alice, bob = people
+    dm(alice, bob, "now")
+    assert send_notification_emails() == 1
+
+
+def test_a_failed_send_marks_nothing_and_the_next_run_sends(people, settings):
+    alice, bob = people
+    dm(alice, bob, "hello")
+    settings.EMAIL_BACKEND = "tests.app.test_notifications.RefusingBackend"
+    assert send_notification_emails(now=timezone.now() + LATER) == 0
+    assert not EmailNotice.objects.exists()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    assert send_notification_emails(now=timezone.now() + LATER) == 1
+
+
+def test_the_command_sends_what_waits(people, settings, capsys):
+    settings.CHAT_EMAIL_NOTIFY_DELAY_SECONDS = 0
+    alice, bob = people
+    dm(alice, bob, "from the command")
+    call_command("send_notification_emails")
+    call_command("send_notification_emails")
+    assert capsys.readouterr().out == "Sent 1 notification email(s).\nSent 0 notification email(s).\n"
+    assert len(mail.outbox) == 1
+
+
+class RefusingBackend:
+    def __init__(self, **kwargs):
+        pass
+
+    def send_messages(self, messages):
+        raise ConnectionRefusedError("the SMTP server is down")
