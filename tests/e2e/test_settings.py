@@ -46,6 +46,19 @@ def test_a_database_url_that_is_no_url_is_refused():
     assert_refused(result, "DATABASE_URL")
 
 
+@pytest.mark.parametrize(
+    ("env", "sentence"),
+    [
+        ({"EMAIL_PORT": "smtp"}, "EMAIL_PORT must be a whole number, not 'smtp'."),
+        ({"CHAT_SITE_URL": "chat.example.com"}, "CHAT_SITE_URL must be scheme://host[:port]"),
+        ({"CHAT_EMAIL_NOTIFY_DELAY_SECONDS": "soon"}, "CHAT_EMAIL_NOTIFY_DELAY_SECONDS must be a whole number"),
+    ],
+    ids=["email-port", "site-url", "notify-delay"],
+)
+def test_a_bad_email_setting_stops_manage_py(env, sentence):
+    assert_refused(manage("check", env=env), sentence)
+
+
 def test_a_limit_that_is_no_number_is_refused():
     result = manage("check", env={"CHAT_MAX_BODY": "lots"})
     assert_refused(result, "CHAT_MAX_BODY", "'lots'")
