@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.utils.text import smart_split, unescape_string_literal
 
 from chat import services
-from chat.models import ApiToken, Ban, Membership, Message, Room
+from chat.models import ApiToken, Ban, EmailPreference, Membership, Message, Room
 
 if TYPE_CHECKING:  # django-stubs' own helper, not installed in production
     from django_stubs_ext import WithAnnotations
@@ -348,3 +348,13 @@ class ApiTokenAdmin(admin.ModelAdmin):
             services.token_revoke(token=token)
             count += 1
         self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
+
+
+@admin.register(EmailPreference)
+class EmailPreferenceAdmin(admin.ModelAdmin):
+    """Who turned notification emails off (a user without a row gets them)."""
+
+    list_display = ["user", "notify"]
+    list_filter = ["notify"]
+    search_fields = ["user__username", "user__email"]
+    raw_id_fields = ["user"]
