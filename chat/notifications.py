@@ -140,6 +140,9 @@ def notification_email(*, user: User, waiting: list[Message]) -> EmailMessage:
 
 def _notify_one(user_id: int, cutoff: datetime, now: datetime) -> bool:
     """Email one user what waits for them, if the oldest of it is older than `cutoff`. True if sent."""
+    user = User.objects.get(pk=user_id)
+    if not waiting_unread_for(user=user).filter(created_at__lte=cutoff).exists():
+        return False  # nothing due: no lock, no write (most runs end here)
     EmailPreference.objects.get_or_create(user_id=user_id)  # the row to lock
     with transaction.atomic():
         preference = (
