@@ -104,6 +104,7 @@ def test_signups_are_limited_per_address_on_a_real_worker():
             {
                 "csrfmiddlewaretoken": elsewhere.csrf_token_from(page),
                 "username": "newcomer4",
+                "email": "newcomer4@example.com",
                 "password1": PASSWORD,
                 "password2": PASSWORD,
             },
