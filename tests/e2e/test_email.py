@@ -4,13 +4,18 @@ runner, whose one-click link turns the emails off."""
 
 import json
 import re
+import secrets
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
+from collections import Counter
 
 import pytest
 
-from tests.support.daphne_server import DaphneServer
+from tests.support import postgres_server
+from tests.support.daphne_server import REPO_ROOT, DaphneServer, clean_env, run_manage
 from tests.support.smtp_server import SmtpServer
 
 SITE = "http://chat.example.com"  # CHAT_SITE_URL: links in notification emails start with it
@@ -93,3 +98,49 @@ def test_an_unread_direct_message_gets_one_email_from_the_worker(server, smtp):
     api(server, token, f"/api/rooms/{room}/messages/", {"body": "Hello?", "client_id": "lunch-3"})
     time.sleep(3)
     assert [m["To"] for m in smtp.messages()].count("carol@example.com") == 1
+
+
+@pytest.mark.skipif(not postgres_server.available(), reason="PostgreSQL's server binaries are not installed")
+def test_runs_at_once_in_several_processes_send_each_email_once():
+    """Three processes look at once (as the workers of a cluster do), on PostgreSQL, with an SMTP
+    server slow enough that their runs overlap: each recipient gets one email, not three."""
+    with postgres_server.PostgresServer() as pg, SmtpServer(delay=0.5) as smtp:
+        env = clean_env(
+            {
+                "DATABASE_URL": pg.url,
+                "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+                "CHAT_EMAIL_NOTIFY_DELAY_SECONDS": "0",
+                **smtp.env(),
+            }
+        )
+        run_manage(env, "migrate", "--noinput")
+        run_manage(env, "seed_demo")
+        run_manage(
+            env,
+            "shell",
+            "--command",
+            "from django.contrib.auth.models import User\n"
+            "from chat import services\n"
+            "alice = User.objects.get(username='alice')\n"
+            "for name in ('bob', 'carol', 'admin'):\n"
+            "    room, _ = services.direct_open(user=alice, usernames=[name])\n"
+            "    services.message_send(room=room, author=alice, body='Are you there?')\n",
+        )
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "manage.py", "send_notification_emails"],
+                cwd=REPO_ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        outputs = [run.communicate(timeout=120)[0] for run in runs]
+        assert all(run.returncode == 0 for run in runs), outputs
+        assert Counter(message["To"] for message in smtp.messages()) == {
+            "bob@example.com": 1,
+            "carol@example.com": 1,
+            "admin@example.com": 1,
+        }, outputs

@@ -11,6 +11,7 @@ Not a test module. Usage:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ class _Keep:
         self.server = server
 
     async def handle_DATA(self, smtp: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
+        await asyncio.sleep(self.server.delay)
         message = BytesParser(policy=policy.default).parsebytes(envelope.content)
         assert isinstance(message, EmailMessage)
         with self.server.lock:
@@ -37,7 +39,10 @@ class _Keep:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    """`delay`: seconds it takes to accept each message, as a slow server would."""
+
+    def __init__(self, *, delay: float = 0.0) -> None:
+        self.delay = delay
         self.port = free_port()
         self.received: list[EmailMessage] = []
         self.lock = threading.Lock()
