@@ -17,6 +17,7 @@ from tests.support.smtp_server import SmtpServer
 
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 AXE_JS = REPO_ROOT / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 NEW_PASSWORD = "amber-lantern-3307"
 
 
@@ -41,10 +42,13 @@ def new_page(browser, **options) -> Page:
 
 
 def assert_accessible(page: Page, name: str) -> None:
-    """axe-core finds no serious or critical problem on the page, in the light and the dark scheme."""
+    """axe-core finds no serious or critical problem on the page, in the light and the dark scheme
+    (a screenshot of each in test-artifacts/screenshots/accounts-NAME-SCHEME.png)."""
     assert AXE_JS.is_file(), "node_modules/axe-core is missing: run `npm ci` (make test does)"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for scheme in ("light", "dark"):
         page.emulate_media(color_scheme=scheme)
+        page.screenshot(path=SCREENSHOTS / f"accounts-{name.replace(' ', '-')}-{scheme}.png", animations="disabled")
         if not page.evaluate("typeof axe !== 'undefined'"):
             page.add_script_tag(path=str(AXE_JS))
         violations = page.evaluate(
@@ -130,6 +134,7 @@ def test_signing_up_creating_a_room_and_logging_out_are_confirmed(browser, serve
     expect(page).to_have_url(server.base_url + "/rooms/heidis-corner/")
     expect(flash(page)).to_have_text("Room “Heidi's corner” created.")
     expect(page.locator("#status")).to_have_attribute("data-state", "live")
+    assert_accessible(page, "room page with a confirmation")
     page.reload()
     expect(flash(page)).to_have_count(0)  # shown once
 
