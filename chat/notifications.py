@@ -53,11 +53,12 @@ def _membership_worth_an_email() -> Q:
 def waiting_unread_for(*, user: User) -> QuerySet[Message]:
     """The messages waiting for `user`: worth an email, unread (after their read marker in the
     room), by someone else, not deleted, in a room that is not archived, and in no email yet.
-    Oldest first."""
+    Oldest first. Thread replies are left out, as they are of unread counts: the read marker
+    follows the room's flow, so a reply read in its thread would still look unread."""
     emailed = EmailNotice.objects.filter(user=user, room=OuterRef("room"), seq__gte=OuterRef("seq"))
     return (
         Message.objects.filter(room__memberships__user=user, room__memberships__last_read_seq__lt=F("seq"))
-        .filter(_worth_an_email(user), deleted=False, room__archived=False)
+        .filter(_worth_an_email(user), deleted=False, reply_to__isnull=True, room__archived=False)
         .exclude(author=user)
         .exclude(Exists(emailed))
         .select_related("room", "author")

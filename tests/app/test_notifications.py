@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from chat import accounts, services
-from chat.models import EmailNotice
+from chat.models import EmailNotice, Message
 from chat.notifications import send_notification_emails, waiting_unread_for
 
 pytestmark = pytest.mark.django_db
@@ -65,7 +65,7 @@ def test_several_waiting_messages_make_one_digest(people, make_user):
     assert EmailNotice.objects.filter(user=bob).count() == 2  # one per conversation
 
 
-def test_a_read_message_a_deleted_one_and_ones_own_get_no_email(people):
+def test_a_read_message_a_deleted_one_a_thread_reply_and_ones_own_get_no_email(people):
     alice, bob = people
     room = dm(alice, bob, "read it")
     services.read_mark(room=room, user=bob, seq=1)
@@ -73,6 +73,8 @@ def test_a_read_message_a_deleted_one_and_ones_own_get_no_email(people):
     services.read_mark(room=room, user=alice, seq=2)
     message, _created = services.message_send(room=room, author=alice, body="oops")
     services.message_delete_own(room=room, author=alice, message_id=message["id"])
+    first = Message.objects.get(room=room, seq=1)
+    services.message_send(room=room, author=alice, body="in the thread", reply_to=first.pk)  # unread counts skip it too
     assert list(waiting_unread_for(user=bob)) == []
     assert send_notification_emails(now=timezone.now() + LATER) == 0
     assert mail.outbox == []
