@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from axes.utils import reset as axes_reset
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -94,11 +95,19 @@ class ChatPasswordResetView(auth_views.PasswordResetView):
 
 class ChatPasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     """Django's. Setting the new password changes the account's session hash, so every session of
-    the account stops authenticating, and its open sockets close (chat/receivers.py)."""
+    the account stops authenticating, and its open sockets close (chat/receivers.py); it also lifts
+    the account's login lockouts."""
 
     form_class = ChatSetPasswordForm
     template_name = "registration/password_reset_confirm.html"
     success_url = reverse_lazy("password_reset_complete")
+
+    def form_valid(self, form: SetPasswordForm) -> HttpResponse:
+        response = super().form_valid(form)
+        # Whoever reads the account's email chose this password: the login lockouts of the old
+        # one (django-axes) no longer protect anything, and would keep its owner out.
+        axes_reset(username=form.user.get_username())
+        return response
 
 
 class ChatLogoutView(auth_views.LogoutView):

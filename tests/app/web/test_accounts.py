@@ -176,3 +176,18 @@ def test_the_signed_link_turns_emails_off_with_one_click_and_a_forged_one_does_n
     response = client.post(f"/accounts/emails/off/{forged}/")
     assert response.status_code == 400
     assert not EmailPreference.objects.filter(user=bob).exists()
+
+
+def test_a_password_reset_lifts_the_login_lockout(settings, make_user):
+    make_user("alice", email="alice@example.com")
+    locked = Client(REMOTE_ADDR="203.0.113.7")
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        response = locked.post("/accounts/login/", {"username": "alice", "password": "wrong"})
+    assert response.status_code == 429 and 'href="/accounts/password_reset/"' in response.text
+
+    Client().post("/accounts/password_reset/", {"email": "alice@example.com"})
+    browser = Client()
+    response = browser.get(reset_link(mail.outbox[0].body), follow=True)
+    browser.post(response.redirect_chain[-1][0], {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+    response = locked.post("/accounts/login/", {"username": "alice", "password": NEW_PASSWORD})
+    assert response.status_code == 302 and SESSION_KEY in locked.session
