@@ -134,12 +134,28 @@ class AccountSettingsForm(forms.Form):
         ),
     )
 
+    password = forms.CharField(
+        label=gettext_lazy("Current password"),
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        help_text=gettext_lazy("Needed to change the email address."),
+    )
+
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.user = user
 
     def clean_email(self) -> str:
         return clean_unique_email(self.cleaned_data["email"], user=self.user)
+
+    def clean(self) -> dict[str, Any]:
+        # Whoever controls the address can reset the password: someone at an unattended browser
+        # must not be able to point it at their own inbox.
+        data = super().clean() or {}
+        if "email" in data and data["email"] != self.user.email and not self.user.check_password(data["password"]):
+            self.add_error("password", _("Enter your current password to change the email address."))
+        return data
 
 
 @login_required

@@ -135,7 +135,7 @@ def test_demo_accounts_are_shown_only_where_demo_logins_are_on_and_the_accounts_
     assert ("chatdemo" in client.get("/accounts/login/").text) is demo_logins
 
 
-def test_settings_page_sets_the_email_and_turns_notification_emails_off(make_user):
+def test_settings_page_sets_the_email_with_the_password_and_turns_notification_emails_off(make_user):
     alice = make_user("alice", email="alice@example.com")
     make_user("bob", email="bob@example.com")
     client = logged_in_client(alice)
@@ -144,10 +144,13 @@ def test_settings_page_sets_the_email_and_turns_notification_emails_off(make_use
     response = client.get("/accounts/settings/")
     assert 'value="alice@example.com"' in response.text and "checked" in response.text
 
-    response = client.post("/accounts/settings/", {"email": "bob@example.com", "notify": "on"})
+    response = client.post("/accounts/settings/", {"email": "bob@example.com", "notify": "on", "password": PASSWORD})
     assert response.status_code == 400 and "Another account already uses this email address." in response.text
 
-    response = client.post("/accounts/settings/", {"email": "alice@work.example"}, follow=True)
+    response = client.post("/accounts/settings/", {"email": "alice@work.example", "notify": "on"})
+    assert response.status_code == 400
+    assert response.context["form"].errors == {"password": ["Enter your current password to change the email address."]}
+    response = client.post("/accounts/settings/", {"email": "alice@work.example", "password": PASSWORD}, follow=True)
     assert "Your settings have been saved." in response.text
     alice.refresh_from_db()
     assert alice.email == "alice@work.example"
