@@ -22,6 +22,8 @@ the group's sockets from it. Channel-layer event types, each handled by a method
 - `chat.token_revoked` {token_id}: to a user group; sockets opened with that token close (4401).
 - `chat.access_changed` {room_id}: to a room group, after the room became private: each worker
   re-checks at once which of its sockets may still be in the room (chat.realtime.session_watch).
+- `chat.frame` to an activity group (`activity.<room id>`): the room's `activity` frames, for the
+  sockets that watch the room without joining it (chat.unread).
 - `chat.revalidate` {}: to a user group, after the user changed (password, active flag, deleted):
   each socket checks that its session still authenticates it.
 """
@@ -53,6 +55,10 @@ def room_group(room_id: int) -> str:
 
 def user_group(user_id: int) -> str:
     return f"user.{user_id}"
+
+
+def activity_group(room_id: int) -> str:
+    return f"activity.{room_id}"
 
 
 def _send_now(group: str, event: dict[str, Any]) -> None:
@@ -110,6 +116,23 @@ def message_deleted_on_commit(*, room_id: int, message: dict[str, Any], skip: st
 def direct_message_on_commit(*, user_id: int, room_slug: str, info: dict[str, Any], message: dict[str, Any]) -> None:
     """To one member of a direct conversation, on every socket they have open."""
     frame = protocol.encode("direct_message", room=room_slug, info=info, message=message)
+    _on_commit(user_group(user_id), {"type": "chat.user_frame", "frame": frame})
+
+
+def activity_on_commit(*, room_id: int, fields: dict[str, Any]) -> None:
+    """A message stored, edited or deleted, in short, to the sockets that watch the room."""
+    frame = protocol.encode("activity", **fields)
+    _on_commit(activity_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": None})
+
+
+def unread_on_commit(*, user_id: int, counts: dict[str, Any]) -> None:
+    """A room's unread counts changed for this user (their read marker moved): every socket of theirs."""
+    frame = protocol.encode("unread", **counts)
+    _on_commit(user_group(user_id), {"type": "chat.user_frame", "frame": frame})
+
+
+def notify_on_commit(*, user_id: int, room_slug: str, level: str) -> None:
+    frame = protocol.encode("notify", room=room_slug, level=level)
     _on_commit(user_group(user_id), {"type": "chat.user_frame", "frame": frame})
 
 

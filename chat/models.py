@@ -182,3 +182,43 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class Mention(models.Model):
+    """`user` was named (@username) in `message`, a message of `room` with seq `seq` (kept here so
+    "mentions of this user after their read marker" is one index range, without the messages)."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="mentions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mentions")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "room", "seq"], name="mention_user_room_seq")]
+        constraints = [models.UniqueConstraint(fields=["message", "user"], name="mention_unique")]
+
+    def __str__(self) -> str:
+        return f"@{self.user} in {self.message}"
+
+
+class NotifyLevel(models.TextChoices):
+    """Which messages of a room notify a user (a desktop notification, and the badge's emphasis)."""
+
+    ALL = "all", "All messages"
+    MENTIONS = "mentions", "Mentions and direct messages only"
+    MUTE = "mute", "Nothing (muted)"
+
+
+class RoomNotify(models.Model):
+    """A user's notification setting for one room; without a row it is NotifyLevel.ALL."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_notify")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    level = models.CharField(max_length=8, choices=NotifyLevel.choices, default=NotifyLevel.ALL)
+
+    class Meta:
+        verbose_name = "room notification setting"
+        constraints = [models.UniqueConstraint(fields=["user", "room"], name="room_notify_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.room}: {self.level}"
