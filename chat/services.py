@@ -209,9 +209,7 @@ def message_send(
             # Writing in a room means having read it (your own messages are never unread); answering
             # in a thread does not: the room's flow may hold newer messages you have not seen.
             if root is None:
-                marked = Membership.objects.filter(room=room, user=author, last_read_seq__lt=seq)
-                if not marked.update(last_read_seq=seq):  # never entered (a script): a marker from now on
-                    Membership.objects.get_or_create(room=room, user=author, defaults={"last_read_seq": seq})
+                Membership.objects.filter(room=room, user=author, last_read_seq__lt=seq).update(last_read_seq=seq)
             wire = _fitting_wire(message, room_slug=room.slug)
             events.message_created_on_commit(room_id=room.pk, message=wire)
             mentioned = mentions.mentions_record(message=message)

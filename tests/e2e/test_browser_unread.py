@@ -156,6 +156,7 @@ def test_own_messages_from_the_api_and_deleted_ones_do_not_count(browser, server
     make_rooms(server, "o-lobby", "o-random")
     tokens = logins["tokens"]
     bob = bob_page(browser, logins)
+    open_room(bob, server, "o-lobby")  # he has been there: writing there reads it, from a script too
     open_room(bob, server, "o-random")
     first = post(server, tokens["alice"], "o-lobby", "first")
     post(server, tokens["alice"], "o-lobby", "@bob second")

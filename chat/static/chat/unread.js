@@ -57,8 +57,9 @@ function applyActivity(r, slug, a) {
     }
     r.lastSeq = a.seq;
     if (isMe(a.author)) {
-      // Writing in a room's flow moves your read marker (chat/services.py message_send).
-      if (a.reply_to == null) Object.assign(r, { unread: 0, mentions: 0, read: a.seq });
+      // Writing in a room's flow moves your read marker if you ever entered the room (a script may
+      // post where you never did): the server says which.
+      if (a.reply_to == null && slug !== U.current) watch([slug]);
       return false;
     }
     if (counted(r, a)) r.unread += 1;
