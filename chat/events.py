@@ -149,6 +149,7 @@ def room_closed_on_commit(*, room_id: int, room_slug: str, reason: str, user_id:
 
 def access_changed_on_commit(*, room_id: int) -> None:
     _on_commit(room_group(room_id), {"type": "chat.access_changed", "room_id": room_id})
+    _on_commit(activity_group(room_id), {"type": "chat.access_changed", "room_id": room_id})
 
 
 def user_revalidate_on_commit(*, user_id: int) -> None:

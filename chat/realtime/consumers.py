@@ -584,8 +584,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(event["frame"])
 
     async def chat_room_closed(self, event: dict[str, Any]) -> None:
-        if self.watched.pop(event["room_id"], None) is not None:
-            await self.fanout.discard(events.activity_group(event["room_id"]), self)
         await self.room_lost(event["room_id"], event["reason"])
 
     async def chat_access_changed(self, event: dict[str, Any]) -> None:
@@ -594,7 +592,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         get_session_watch().recheck_access()
 
     async def room_lost(self, room_id: int, reason: str) -> None:
-        """The user may no longer be in this room (see RoomClosed): leave it and say why."""
+        """The user may no longer be in this room (see RoomClosed): leave it and say why; and stop
+        watching it."""
+        if self.watched.pop(room_id, None) is not None:
+            await self.fanout.discard(events.activity_group(room_id), self)
         slug = self.rooms.get(room_id)
         if slug is None or self.closing:
             return

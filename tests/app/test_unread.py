@@ -192,15 +192,28 @@ async def test_a_watched_room_reports_its_activity_without_being_joined(
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_ban_stops_the_activity_of_a_watched_room(
-    alice: User, bob: User, make_room: Callable[..., Room], connect: Connect
+async def test_a_ban_or_a_room_made_private_stops_its_activity(
+    alice: User, bob: User, make_user: Callable[..., User], make_room: Callable[..., Room], connect: Connect
 ) -> None:
     lobby = await database_sync_to_async(make_room)("lobby", name="Lobby")
-    a, b = await connect(alice), await connect(bob)
+    random = await database_sync_to_async(make_room)("random", name="Random")
+    carol = await database_sync_to_async(make_user)("carol")
+    a, b, c = await connect(alice), await connect(bob), await connect(carol)
     await a.join("lobby")
+    await a.join("random")
     await ask(b, "watch", rooms=["lobby"])
+    await ask(c, "watch", rooms=["random"])
     await database_sync_to_async(services.ban_create)(room=lobby, user=bob)
     await ask(a, "send", room="lobby", body="after the ban")
     await b.nothing("activity")
-    await a.close()
-    await b.close()
+
+    def make_private() -> None:
+        Room.objects.filter(pk=random.pk).update(private=True)
+        services.room_access_changed(room=random)
+
+    await database_sync_to_async(make_private)()
+    await c.drain(0.3)  # the worker re-checks who may still be in the room
+    await ask(a, "send", room="random", body="members only")
+    await c.nothing("activity")
+    for socket in (a, b, c):
+        await socket.close()
