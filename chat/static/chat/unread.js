@@ -95,11 +95,13 @@ function anchorsOf(slug) {
 }
 
 function badge(anchor, className, count, label) {
-  let node = anchor.querySelector(`.${className.split(' ')[0]}`);
+  const host = anchor.querySelector('.room-card-head') || anchor; // a room card's badges sit by its name
+  let node = host.querySelector(`.${className.split(' ')[0]}`);
   if (!count) return node?.remove();
   if (!node) {
     node = document.createElement('span');
-    anchor.append(node);
+    if (className.startsWith('badge-mention')) host.append(node);
+    else host.insertBefore(node, host.querySelector('.badge-mention'));
   }
   node.className = className;
   const hidden = document.createElement('span');
