@@ -193,3 +193,27 @@ def test_a_muted_room_shows_no_emphasis_and_never_notifies(browser, server, logi
     bob.goto(f"{server.base_url}/rooms/m-lobby/")
     expect(bob.get_by_label("Notifications for this room")).to_have_value("mute")
     bob.context.close()
+
+
+def test_a_direct_message_counts_as_a_mention_and_notifies_from_any_room(browser, server, logins):
+    make_rooms(server, "d-random")
+    bob = bob_page(browser, logins)
+    open_room(bob, server, "d-random")
+    request = urllib.request.Request(
+        f"{server.base_url}/api/direct/",
+        data=json.dumps({"users": ["bob"]}).encode(),
+        headers={"Authorization": f"Bearer {logins['tokens']['alice']}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        slug = json.load(response)["room"]
+    post(server, logins["tokens"]["alice"], slug, "are you free at three?")
+    item = bob.locator(f'#sidebar-direct li[data-slug="{slug}"]')
+    expect(item.locator(".badge")).to_have_text("1 mention")
+    expect(bob).to_have_title("(1) D-Random · Channels Chat")
+    assert notifications(bob) == [{"title": "alice: are you free at three?", "body": None}]
+    post(server, logins["tokens"]["alice"], slug, "or at four")  # the conversation is watched now
+    expect(item.locator(".badge")).to_have_text("2 mentions")
+    expect(bob).to_have_title("(2) D-Random · Channels Chat")
+    assert len(notifications(bob)) == 2
+    bob.context.close()
