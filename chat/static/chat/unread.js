@@ -30,7 +30,6 @@ const U = {
   send: null, // (frame) => bool
   rooms: new Map(), // slug -> {kind, unread, mentions, lastSeq, read, notify}
   baseTitle: document.title,
-  extraTitle: () => 0, // the open room's own count (chat.js)
   onTitle: null, // chat.js repaints the title itself
   refetch: new Set(), // slugs asked for again, not yet answered
 };
@@ -159,10 +158,6 @@ const notifyOn = () => {
     return 'Notification' in window && Notification.permission === 'granted' && localStorage.getItem(NOTIFY_KEY) === 'on';
   } catch { return false; }
 };
-
-export function notifyLevel(slug) {
-  return U.rooms.get(slug)?.notify ?? 'all';
-}
 
 function roomName(slug) {
   if (slug === U.current) return document.getElementById('room-name-text')?.textContent || slug;
