@@ -22,6 +22,8 @@ the group's sockets from it. Channel-layer event types, each handled by a method
 - `chat.token_revoked` {token_id}: to a user group; sockets opened with that token close (4401).
 - `chat.access_changed` {room_id}: to a room group, after the room became private: each worker
   re-checks at once which of its sockets may still be in the room (chat.realtime.session_watch).
+- `chat.frame` to an activity group (`activity.<room id>`): the room's `activity` frames, for the
+  sockets that watch the room without joining it (chat.unread).
 - `chat.revalidate` {}: to a user group, after the user changed (password, active flag, deleted):
   each socket checks that its session still authenticates it.
 """
@@ -53,6 +55,10 @@ def room_group(room_id: int) -> str:
 
 def user_group(user_id: int) -> str:
     return f"user.{user_id}"
+
+
+def activity_group(room_id: int) -> str:
+    return f"activity.{room_id}"
 
 
 def _send_now(group: str, event: dict[str, Any]) -> None:
@@ -113,6 +119,23 @@ def direct_message_on_commit(*, user_id: int, room_slug: str, info: dict[str, An
     _on_commit(user_group(user_id), {"type": "chat.user_frame", "frame": frame})
 
 
+def activity_on_commit(*, room_id: int, fields: dict[str, Any]) -> None:
+    """A message stored, edited or deleted, in short, to the sockets that watch the room."""
+    frame = protocol.encode("activity", **fields)
+    _on_commit(activity_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": None})
+
+
+def unread_on_commit(*, user_id: int, counts: dict[str, Any]) -> None:
+    """A room's unread counts changed for this user (their read marker moved): every socket of theirs."""
+    frame = protocol.encode("unread", **counts)
+    _on_commit(user_group(user_id), {"type": "chat.user_frame", "frame": frame})
+
+
+def notify_on_commit(*, user_id: int, room_slug: str, level: str) -> None:
+    frame = protocol.encode("notify", room=room_slug, level=level)
+    _on_commit(user_group(user_id), {"type": "chat.user_frame", "frame": frame})
+
+
 def token_revoked_on_commit(*, user_id: int, token_id: int) -> None:
     """Close the sockets a revoked token opened (they are in their user's group)."""
     _on_commit(user_group(user_id), {"type": "chat.token_revoked", "token_id": token_id})
@@ -126,6 +149,7 @@ def room_closed_on_commit(*, room_id: int, room_slug: str, reason: str, user_id:
 
 def access_changed_on_commit(*, room_id: int) -> None:
     _on_commit(room_group(room_id), {"type": "chat.access_changed", "room_id": room_id})
+    _on_commit(activity_group(room_id), {"type": "chat.access_changed", "room_id": room_id})
 
 
 def user_revalidate_on_commit(*, user_id: int) -> None:

@@ -190,7 +190,7 @@ class EmailPreference(models.Model):
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="email_preference")
     notify = models.BooleanField(
-        default=True, help_text="Email me when a direct message waits unread (chat.notifications)."
+        default=True, help_text="Email me when a direct message or a mention waits unread (chat.notifications)."
     )
 
     def __str__(self) -> str:
@@ -211,3 +211,43 @@ class EmailNotice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} emailed up to #{self.seq} in {self.room_id}"
+
+
+class Mention(models.Model):
+    """`user` was named (@username) in `message`, a message of `room` with seq `seq` (kept here so
+    "mentions of this user after their read marker" is one index range, without the messages)."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="mentions")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="mentions")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    seq = models.PositiveBigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "room", "seq"], name="mention_user_room_seq")]
+        constraints = [models.UniqueConstraint(fields=["message", "user"], name="mention_unique")]
+
+    def __str__(self) -> str:
+        return f"@{self.user} in {self.message}"
+
+
+class NotifyLevel(models.TextChoices):
+    """Which messages of a room notify a user (a desktop notification, and the badge's emphasis)."""
+
+    ALL = "all", "All messages"
+    MENTIONS = "mentions", "Mentions and direct messages only"
+    MUTE = "mute", "Nothing (muted)"
+
+
+class RoomNotify(models.Model):
+    """A user's notification setting for one room; without a row it is NotifyLevel.ALL."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="room_notify")
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="+")
+    level = models.CharField(max_length=8, choices=NotifyLevel.choices, default=NotifyLevel.ALL)
+
+    class Meta:
+        verbose_name = "room notification setting"
+        constraints = [models.UniqueConstraint(fields=["user", "room"], name="room_notify_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.room}: {self.level}"

@@ -1,4 +1,4 @@
-"""Notification emails: a direct message still unread CHAT_EMAIL_NOTIFY_DELAY_SECONDS after it was
+"""Notification emails: a direct message or a mention (chat/mentions.py) still unread CHAT_EMAIL_NOTIFY_DELAY_SECONDS after it was
 sent gets its recipient one email, which lists everything waiting for them at that moment (a
 digest, not an email per message). A message is in one email at most: EmailNotice keeps, per user
 and room, the newest message emailed about.
@@ -30,7 +30,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import ngettext
 
-from chat.models import EmailNotice, EmailPreference, Membership, Message, Room
+from chat.models import Ban, EmailNotice, EmailPreference, Membership, Mention, Message, Room
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +40,16 @@ MAX_LISTED = 20  # messages quoted in one email; the rest are counted
 
 
 def _worth_an_email(user: User) -> Q:
-    """Which of a user's unread messages earn an email, as a filter on Message."""
-    return Q(room__kind=Room.Kind.DIRECT)
+    """Which of a user's unread messages earn an email, as a filter on Message: those of a direct
+    conversation, and those that mention the user."""
+    return Q(room__kind=Room.Kind.DIRECT) | Exists(Mention.objects.filter(message=OuterRef("pk"), user=user))
 
 
 def _membership_worth_an_email() -> Q:
     """The same, as a filter on the Membership of a user who may have such messages: which users a
     run looks at."""
-    return Q(room__kind=Room.Kind.DIRECT)
+    mentioned = Mention.objects.filter(user=OuterRef("user"), room=OuterRef("room"), seq__gt=OuterRef("last_read_seq"))
+    return Q(room__kind=Room.Kind.DIRECT) | Exists(mentioned)
 
 
 def waiting_unread_for(*, user: User) -> QuerySet[Message]:
@@ -60,6 +62,7 @@ def waiting_unread_for(*, user: User) -> QuerySet[Message]:
         Message.objects.filter(room__memberships__user=user, room__memberships__last_read_seq__lt=F("seq"))
         .filter(_worth_an_email(user), deleted=False, reply_to__isnull=True, room__archived=False)
         .exclude(author=user)
+        .exclude(Exists(Ban.objects.filter(user=user, room=OuterRef("room"))))
         .exclude(Exists(emailed))
         .select_related("room", "author")
         .order_by("created_at", "pk")
@@ -108,8 +111,8 @@ def notification_email(*, user: User, waiting: list[Message]) -> EmailMessage:
         rooms.setdefault(message.room_id, message.room)
     count = len(waiting)
     subject = ngettext(
-        "You have %(count)d unread direct message on Channels Chat",
-        "You have %(count)d unread direct messages on Channels Chat",
+        "%(count)d message is waiting for you on Channels Chat",
+        "%(count)d messages are waiting for you on Channels Chat",
         count,
     ) % {"count": count}
     entries = [

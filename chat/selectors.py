@@ -16,7 +16,18 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from chat.errors import ChatError, ErrorCode
-from chat.models import MAX_SLUG_LENGTH, PRIVATE_ACCESS, ApiToken, Ban, Membership, Message, Room
+from chat.mentions import mention_counts
+from chat.models import (
+    MAX_SLUG_LENGTH,
+    PRIVATE_ACCESS,
+    ApiToken,
+    Ban,
+    Membership,
+    Message,
+    NotifyLevel,
+    Room,
+    RoomNotify,
+)
 
 DELETED_AUTHOR = "[deleted]"
 _MESSAGE_COLUMNS = (
@@ -198,6 +209,9 @@ class RoomSummary:
     kind: str = Room.Kind.ROOM
     members: tuple[str, ...] = ()
     last_message_at: datetime | None = None
+    # Unread mentions of the user; in a direct conversation every unread message counts as one.
+    mentions: int = 0
+    notify: str = NotifyLevel.ALL
 
 
 def _unread(*, user: User) -> Count:
@@ -219,8 +233,27 @@ def room_list_for(*, user: User) -> list[RoomSummary]:
         .exclude(pk__in=Ban.objects.filter(user=user).values("room_id"))
         .order_by("name")
     )
-    rows = rooms.annotate(unread=_unread(user=user)).values("slug", "name", "topic", "private", "last_seq", "unread")
-    return [RoomSummary(**row) for row in rows]
+    rows = list(
+        rooms.annotate(unread=_unread(user=user)).values("pk", "slug", "name", "topic", "private", "last_seq", "unread")
+    )
+    ids = [row.pop("pk") for row in rows]
+    mentions, levels = mention_counts(user=user, room_ids=ids), notify_levels(user=user, room_ids=ids)
+    return [
+        RoomSummary(**row, mentions=mentions[pk].total if pk in mentions else 0, notify=levels[pk])
+        for pk, row in zip(ids, rows, strict=True)
+    ]
+
+
+def notify_levels(*, user: User, room_ids: list[int]) -> dict[int, str]:
+    """The user's notification setting (NotifyLevel) in each of the rooms."""
+    stored = dict(RoomNotify.objects.filter(user=user, room_id__in=room_ids).values_list("room_id", "level"))
+    return {pk: stored.get(pk, NotifyLevel.ALL) for pk in room_ids}
+
+
+def direct_mentions(*, unread: int, mentions: int) -> int:
+    """A direct conversation's mention count: its unread messages, and the mentions in its threads
+    (whose replies are not unread)."""
+    return unread + mentions
 
 
 def direct_list_for(*, user: User) -> list[RoomSummary]:
@@ -235,7 +268,9 @@ def direct_list_for(*, user: User) -> list[RoomSummary]:
     listed = list(
         rooms.annotate(unread=_unread(user=user)).values("pk", "slug", "last_seq", "unread", "last_message_at")
     )
-    members = direct_members(room_ids=[row["pk"] for row in listed])
+    ids = [row["pk"] for row in listed]
+    members = direct_members(room_ids=ids)
+    mentions, levels = mention_counts(user=user, room_ids=ids), notify_levels(user=user, room_ids=ids)
     return [
         RoomSummary(
             slug=row["slug"],
@@ -247,6 +282,10 @@ def direct_list_for(*, user: User) -> list[RoomSummary]:
             kind=Room.Kind.DIRECT,
             members=tuple(members[row["pk"]]),
             last_message_at=row["last_message_at"],
+            mentions=direct_mentions(
+                unread=row["unread"], mentions=mentions[row["pk"]].in_threads if row["pk"] in mentions else 0
+            ),
+            notify=levels[row["pk"]],
         )
         for row in listed
     ]

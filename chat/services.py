@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from chat import events, formatting
+from chat import events, formatting, mentions, unread
 from chat.errors import ChatError, ErrorCode
 from chat.models import (
     MAX_DIRECT_MEMBERS,
@@ -212,6 +212,10 @@ def message_send(
                 Membership.objects.filter(room=room, user=author, last_read_seq__lt=seq).update(last_read_seq=seq)
             wire = _fitting_wire(message, room_slug=room.slug)
             events.message_created_on_commit(room_id=room.pk, message=wire)
+            mentioned = mentions.mentions_record(message=message)
+            events.activity_on_commit(
+                room_id=room.pk, fields=unread.activity(message=wire, kind="message", mentions=mentioned)
+            )
             if room.is_direct:
                 _announce_direct(room=room, message=wire, author=author)
             if root is not None:
@@ -336,6 +340,11 @@ def message_edit(*, room: Room, author: User, message_id: int, body: str, skip: 
         message.save(update_fields=["body", "html", "edited_at", "rev"])
         wire = _fitting_wire(message, room_slug=message.room.slug)
         events.message_edited_on_commit(room_id=message.room_id, message=wire, skip=skip)
+        was = mentions.mentions_of(message_id=message.pk)
+        mentioned = mentions.mentions_record(message=message)
+        if mentioned != was:
+            fields = unread.activity(message=wire, kind="edited", mentions=mentioned, was=was)
+            events.activity_on_commit(room_id=message.room_id, fields=fields)
     return wire
 
 
@@ -372,6 +381,8 @@ def _delete(*, message: Message, room: Room, rev: int, skip: str | None) -> dict
     Reaction.objects.filter(message=message).delete()
     wire = message_to_wire(message, room_slug=room.slug)
     events.message_deleted_on_commit(room_id=room.pk, message=wire, skip=skip)
+    fields = unread.activity(message=wire, kind="deleted", mentions=mentions.mentions_of(message_id=message.pk))
+    events.activity_on_commit(room_id=room.pk, fields=fields)
     if message.reply_to_id is not None:
         Room.objects.filter(pk=room.pk).update(last_rev=F("last_rev") + 1)
         root = Message.objects.select_for_update(of=("self",)).select_related("author").get(pk=message.reply_to_id)
@@ -512,7 +523,9 @@ def read_mark(*, room: Room, user: User, seq: int) -> int:
     if last_seq is None:
         raise ChatError(ErrorCode.NOT_FOUND, "That room no longer exists.")
     seq = min(seq, last_seq)
-    Membership.objects.filter(room=room, user=user, last_read_seq__lt=seq).update(last_read_seq=seq)
+    with transaction.atomic():
+        if Membership.objects.filter(room=room, user=user, last_read_seq__lt=seq).update(last_read_seq=seq):
+            unread.counts_changed(user=user, room=room)  # the badge clears on the user's other pages
     return seq
 
 

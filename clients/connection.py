@@ -666,6 +666,20 @@ class ChatClient:
             fields["before"] = before
         return await self.call("thread", room, timeout=timeout, **fields)
 
+    async def unread(self, rooms: Iterable[str] | None = None, *, timeout: float = 10.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
+        """Each room's unread state (`room`, `kind`, `unread`, `mentions`, `last_seq`, `read`,
+        `notify`): of the rooms named, or of every room and direct conversation you may enter.
+        The socket then also hears each message, edit and deletion of those rooms as an
+        `activity` frame (kept among `frames`)."""
+        fields: dict[str, Any] = {} if rooms is None else {"rooms": list(rooms)}
+        answer = await self.call("watch", timeout=timeout, **fields)
+        return [dict(row) for row in answer.get("rooms") or [] if isinstance(row, dict)]
+
+    async def notify(self, room: str, level: str, *, timeout: float = 10.0) -> str:  # noqa: ASYNC109
+        """Set your notification setting in a room: `all`, `mentions` or `mute`; the setting."""
+        answer = await self.call("notify", room, level=level, timeout=timeout)
+        return str(answer.get("level"))
+
     async def direct(self, users: Iterable[str], *, timeout: float = 10.0) -> tuple[str, dict[str, Any]]:  # noqa: ASYNC109
         """The direct conversation with these people (made the first time): its slug, to join
         as any room, and its `info` (`name`: the others' usernames; `members`)."""

@@ -29,7 +29,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TextIO, cast
 
 try:
@@ -74,9 +74,28 @@ commands (interactive mode; ID is the number after # at the start of a message):
   /edit ID TEXT       replace the text of your message ID
   /delete ID          delete your message ID
   /who                who is online in the current room
-  /rooms              the rooms joined, the current one marked with *
+  /rooms              the rooms joined, the current one marked with *, and where messages wait
+                      unread (with the mentions of you and direct messages among them)
+  /notify LEVEL [ROOM]  notifications of ROOM (default: the current room): all, mentions or mute
   /help               this list
   /quit               exit (so does Ctrl+D)"""
+
+
+NOTIFY_LEVELS = ("all", "mentions", "mute")
+
+
+def format_unread(row: dict[str, Any], rooms: Mapping[str, Room]) -> str:
+    """`#lobby 3 (1 mention)`: a room's unread count, and its mentions of you when there are any."""
+    slug = str(row.get("room"))
+    room = rooms.get(slug)
+    info = room.info if room is not None else {"kind": row.get("kind"), "name": slug}
+    unread, mentions = int(row.get("unread") or 0), int(row.get("mentions") or 0)
+    text = f"{room_label(slug, info)} {unread}"
+    if mentions:
+        text += f" ({mentions} {'mention' if mentions == 1 else 'mentions'})"
+    if row.get("notify") == "mute":
+        text += " (muted)"
+    return text
 
 
 def exit_code(error: ClientError) -> int:
@@ -467,6 +486,7 @@ class TerminalClient(ChatClient):
                 "delete": self.cmd_delete,
                 "who": self.cmd_who,
                 "rooms": self.cmd_rooms,
+                "notify": self.cmd_notify,
             }
             if name not in handlers:
                 self.warn(f"unknown command /{clean_line(name)}: /help lists the commands")
@@ -664,6 +684,26 @@ class TerminalClient(ChatClient):
             for slug, room in self.rooms.items()
         ]
         self.info("rooms: " + ", ".join(names))
+        await self.show_unread()
+
+    async def show_unread(self) -> None:
+        if self.ws is None:
+            return
+        counts = await self.ask(self.unread(timeout=self.args.timeout))
+        if counts is None:
+            return
+        waiting = [format_unread(row, self.rooms) for row in counts if row.get("unread") or row.get("mentions")]
+        self.info("unread: " + (", ".join(waiting) if waiting else "nothing"))
+
+    async def cmd_notify(self, arg: str) -> None:
+        level, _, slug = arg.partition(" ")
+        slug = slug.strip() or self.current or ""
+        if level not in NOTIFY_LEVELS or not slug:
+            self.warn("usage: /notify all|mentions|mute [ROOM]")
+            return
+        answer = await self.ask(self.notify(slug, level, timeout=self.args.timeout))
+        if answer is not None:
+            self.info(f"notifications of {self.label(slug)}: {answer}")
 
     # Modes ----------------------------------------------------------------------------------
 

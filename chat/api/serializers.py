@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from chat.api.exceptions import HTTP_STATUS
 from chat.errors import ErrorCode
-from chat.models import MAX_CLIENT_ID_LENGTH, MAX_DIRECT_MEMBERS, MAX_EMOJI_LENGTH
+from chat.models import MAX_CLIENT_ID_LENGTH, MAX_DIRECT_MEMBERS, MAX_EMOJI_LENGTH, NotifyLevel
 from chat.realtime.protocol import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, MAX_SEQ
 
 
@@ -125,6 +125,13 @@ class RoomInfoSerializer(serializers.Serializer):
     )
 
 
+MENTIONS_HELP = (
+    "Unread messages that mention the caller (in a direct conversation: every unread message, and"
+    " mentions in its threads)."
+)
+NOTIFY_HELP = "The caller's notification setting here: all, mentions (mentions and direct messages only), mute."
+
+
 class DirectSerializer(serializers.Serializer):
     room = serializers.CharField(help_text="The conversation's slug: join it, read and post as in any room.")
     info = RoomInfoSerializer()
@@ -136,6 +143,8 @@ class DirectSummarySerializer(serializers.Serializer):
     last_seq = serializers.IntegerField()
     unread = serializers.IntegerField()
     last_message_at = serializers.DateTimeField(allow_null=True)
+    mentions = serializers.IntegerField(help_text=MENTIONS_HELP)
+    notify = serializers.ChoiceField(choices=NotifyLevel.values, help_text=NOTIFY_HELP)
 
 
 class DirectListSerializer(serializers.Serializer):
@@ -152,6 +161,8 @@ class RoomSerializer(serializers.Serializer):
     unread = serializers.IntegerField(
         help_text="Messages after the caller's read marker, not counting their own, deleted ones or thread replies."
     )
+    mentions = serializers.IntegerField(help_text=MENTIONS_HELP)
+    notify = serializers.ChoiceField(choices=NotifyLevel.values, help_text=NOTIFY_HELP)
 
 
 class RoomListSerializer(serializers.Serializer):

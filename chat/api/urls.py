@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from chat.api import views
+from chat.api import unread, views
 
 urlpatterns = [
     path("api/rooms/", views.RoomListView.as_view(), name="api_rooms"),
@@ -13,6 +13,8 @@ urlpatterns = [
         name="api_reactions",
     ),
     path("api/direct/", views.DirectView.as_view(), name="api_direct"),
+    path("api/unread/", unread.UnreadView.as_view(), name="api_unread"),
+    path("api/rooms/<str:slug>/notify/", unread.NotifyView.as_view(), name="api_notify"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api_schema"),
     re_path(r"^api/(?P<path>.*)$", views.api_not_found),
 ]

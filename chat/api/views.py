@@ -170,6 +170,8 @@ class DirectView(APIView):
                 "last_seq": summary.last_seq,
                 "unread": summary.unread,
                 "last_message_at": summary.last_message_at,
+                "mentions": summary.mentions,
+                "notify": summary.notify,
             }
             for summary in selectors.direct_list_for(user=request.user)
         ]

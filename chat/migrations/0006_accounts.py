@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
                 (
                     "notify",
                     models.BooleanField(
-                        default=True, help_text="Email me when a direct message waits unread (chat.notifications)."
+                        default=True, help_text="Email me when a direct message or a mention waits unread (chat.notifications)."
                     ),
                 ),
                 (

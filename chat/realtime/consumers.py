@@ -22,7 +22,7 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from chat import events, selectors, services
+from chat import events, selectors, services, unread
 from chat.errors import ChatError
 from chat.models import Room
 from chat.ops import logs, metrics
@@ -147,6 +147,21 @@ def _read(*, room_id: int, user: User, seq: int) -> None:
 
 
 @database_sync_to_async
+def _watch_targets(*, user: User, slugs: list[str] | None) -> dict[int, str]:
+    return unread.watch_targets(user=user, slugs=slugs)
+
+
+@database_sync_to_async
+def _room_counts(*, user: User, room_ids: list[int]) -> list[dict[str, Any]]:
+    return unread.room_counts(user=user, room_ids=room_ids)
+
+
+@database_sync_to_async
+def _notify(*, user: User, slug: str, level: str) -> str:
+    return unread.notify_set(user=user, room=selectors.room_get_for(slug=slug, user=user), level=level)
+
+
+@database_sync_to_async
 def _counters(room_ids: list[int]) -> dict[int, tuple[int, int]]:
     return selectors.room_counters(room_ids=room_ids)
 
@@ -168,6 +183,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     user: User  # a logged-in account once connect() lets the socket stay open
     session: SessionBase | None
     rooms: dict[int, str]  # room id -> slug, the rooms this socket has joined
+    watched: dict[int, str]  # room id -> slug, the rooms whose activity it gets (chat.unread)
     slugs: dict[str, int]
     session_key: str | None
     token_id: int | None  # set when a bearer token opened it
@@ -201,6 +217,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.user = user
         self.session = scope.get("session")
         self.rooms = {}
+        self.watched = {}
         self.slugs = {}
         self.user_group = None
         self.session_key = None
@@ -281,6 +298,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         rooms.clear()
         getattr(self, "slugs", {}).clear()
         groups = [events.room_group(room_id) for room_id, _ in left]
+        groups += [events.activity_group(room_id) for room_id in getattr(self, "watched", {})]
+        getattr(self, "watched", {}).clear()
         if self.user_group:
             groups.append(self.user_group)
             self.user_group = None
@@ -500,6 +519,24 @@ class ChatConsumer(AsyncWebsocketConsumer):
         room_id = self._joined(frame["room"])
         await _read(room_id=room_id, user=self.user, seq=frame["seq"])
 
+    async def on_watch(self, frame: Frame) -> None:
+        """Follow the activity of rooms without joining them (their counts first, in `watching`).
+        Subscribed before the counts are read: a message committed in between arrives as activity
+        as well, and the client counts each seq once."""
+        targets = await _watch_targets(user=self.user, slugs=frame["rooms"])
+        fresh = {pk: slug for pk, slug in targets.items() if pk not in self.watched}
+        if len(self.watched) + len(fresh) > unread.MAX_WATCHED_ROOMS:
+            raise ChatError(ErrorCode.FORBIDDEN, f"A socket watches at most {unread.MAX_WATCHED_ROOMS} rooms.")
+        for pk, slug in fresh.items():
+            await self.fanout.add(events.activity_group(pk), self)
+            self.watched[pk] = slug
+        counts = await _room_counts(user=self.user, room_ids=list(targets))
+        await self.send(protocol.encode("watching", frame.ref, rooms=counts))
+
+    async def on_notify(self, frame: Frame) -> None:
+        level = await _notify(user=self.user, slug=frame["room"], level=frame["level"])
+        await self.send(protocol.encode("notify", frame.ref, room=frame["room"], level=level))
+
     async def on_ping(self, frame: Frame) -> None:
         # `seqs` and `revs` (additions to the contract): each joined room's newest seq and rev, so a
         # client notices a message or a change it missed even when nothing later arrives.
@@ -514,7 +551,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def push_frame(self, room_id: int, frame: PreparedFrame) -> None:
         """A room's frame from this worker's fan-out (chat.realtime.fanout): the bytes framed once for
         all sockets are written straight to Daphne's protocol, in order with every other write."""
-        if self.closing or room_id not in self.rooms:
+        if self.closing or (room_id not in self.rooms and room_id not in self.watched):
             return
         if self.held is not None:
             self.held.append((room_id, frame))
@@ -555,7 +592,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         get_session_watch().recheck_access()
 
     async def room_lost(self, room_id: int, reason: str) -> None:
-        """The user may no longer be in this room (see RoomClosed): leave it and say why."""
+        """The user may no longer be in this room (see RoomClosed): leave it and say why; and stop
+        watching it."""
+        if self.watched.pop(room_id, None) is not None:
+            await self.fanout.discard(events.activity_group(room_id), self)
         slug = self.rooms.get(room_id)
         if slug is None or self.closing:
             return

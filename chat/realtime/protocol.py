@@ -16,6 +16,7 @@ MAX_REF_LENGTH = 64
 MAX_SEQ = 2**63 - 1
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 100
+WATCH_MAX_ROOMS = 50  # rooms named in one `watch` (without names it watches the user's sidebar)
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,8 @@ CLIENT_FRAMES: dict[str, dict[str, Field]] = {
     "typing": {"room": _slug()},
     "read": {"room": _slug(), "seq": _seq(required=True)},
     "ping": {},
+    "watch": {"rooms": Field(list, required=False, max_length=WATCH_MAX_ROOMS)},
+    "notify": {"room": _slug(), "level": Field(str, max_length=16)},
 }
 
 # Server-to-client frames: type -> the fields each always carries (tests check every frame the
@@ -95,6 +98,10 @@ SERVER_FRAMES: dict[str, set[str]] = {
     "room_closed": {"room", "reason"},
     "pong": {"seqs", "revs"},
     "error": {"code", "detail"},
+    "watching": {"rooms"},
+    "activity": {"room", "kind", "id", "seq", "rev", "author", "reply_to", "mentions"},
+    "unread": {"room", "kind", "unread", "mentions", "last_seq", "read", "notify"},
+    "notify": {"room", "level"},
 }
 MESSAGE_FIELDS = {
     "id",

@@ -30,6 +30,7 @@ class Watched(Protocol):
     token_id: int | None
     user_id: int | None
     rooms: dict[int, str]
+    watched: dict[int, str]  # rooms whose activity it gets without having joined them
 
     async def session_ended(self) -> None: ...
 
@@ -88,7 +89,11 @@ class SessionWatch:
         private room, a room made private without inviting them, archived, deleted)."""
         # Each socket's rooms as they were when asked about: a room joined while the query ran
         # is left to the next sweep (the join itself checked access).
-        asked = {s: (s.user_id, list(s.rooms)) for s in list(self.sockets) if s.user_id is not None and s.rooms}
+        asked = {
+            s: (s.user_id, list(s.rooms.keys() | s.watched.keys()))
+            for s in list(self.sockets)
+            if s.user_id is not None and (s.rooms or s.watched)
+        }
         if not asked:
             return
         pairs = {(user_id, room_id) for user_id, room_ids in asked.values() for room_id in room_ids}

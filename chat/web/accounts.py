@@ -127,10 +127,10 @@ class AccountSettingsForm(forms.Form):
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
     notify = forms.BooleanField(
-        label=gettext_lazy("Email me about direct messages I have not read"),
+        label=gettext_lazy("Email me about direct messages and mentions I have not read"),
         required=False,
         help_text=gettext_lazy(
-            "One email when a direct message has waited unread for a while, never two about the same message."
+            "One email when a direct message or a mention has waited unread for a while, never two about the same message."
         ),
     )
 

@@ -119,7 +119,7 @@ class SignupForm(UserCreationForm):
 
     email = forms.EmailField(
         label=_("Email"),
-        help_text=_("For resetting your password and for emails about direct messages you have not read."),
+        help_text=_("For resetting your password and for emails about direct messages and mentions you have not read."),
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
     )
 

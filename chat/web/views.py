@@ -39,7 +39,12 @@ def _direct_context(user: User) -> dict[str, Any]:
 
 @login_required
 def room_list(request: AuthenticatedRequest) -> HttpResponse:
-    context = {"rooms": selectors.room_list_for(user=request.user), **_direct_context(request.user)}
+    context = {
+        "rooms": selectors.room_list_for(user=request.user),
+        # The counts stay live through a socket of the page's own (chat/static/chat/unread.js).
+        "unread_config": {"username": request.user.get_username(), "wsPath": "/ws/chat/"},
+        **_direct_context(request.user),
+    }
     return render(request, "chat/room_list.html", context)
 
 
@@ -67,6 +72,7 @@ def room_detail(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         "info": info,  # a direct conversation is named after the other people in it
         "rooms": selectors.room_list_for(user=request.user),
         "config": config,
+        "notify": selectors.notify_levels(user=request.user, room_ids=[room.pk])[room.pk],
         **_direct_context(request.user),
     }
     return render(request, "chat/room.html", context)

@@ -38,7 +38,7 @@ def test_an_unread_direct_message_gets_one_email_after_the_delay_and_never_a_sec
     assert send_notification_emails(now=timezone.now() + LATER) == 1
     [email] = mail.outbox
     assert email.to == ["bob@example.com"]
-    assert email.subject == "You have 1 unread direct message on Channels Chat"
+    assert email.subject == "1 message is waiting for you on Channels Chat"
     assert "alice (alice, " in email.body and "Can you look at the deploy?" in email.body
     assert f"http://127.0.0.1:8000/rooms/{room.slug}/" in email.body
     off = email.extra_headers["List-Unsubscribe"].strip("<>")
@@ -60,7 +60,7 @@ def test_several_waiting_messages_make_one_digest(people, make_user):
     dm(carol, bob, "three")
     assert send_notification_emails(now=timezone.now() + LATER) == 1
     [email] = mail.outbox
-    assert email.subject == "You have 3 unread direct messages on Channels Chat"
+    assert email.subject == "3 messages are waiting for you on Channels Chat"
     assert all(word in email.body for word in ("one", "two", "three"))
     assert EmailNotice.objects.filter(user=bob).count() == 2  # one per conversation
 
@@ -124,3 +124,20 @@ class RefusingBackend:
 
     def send_messages(self, messages):
         raise ConnectionRefusedError("the SMTP server is down")
+
+
+def test_a_mention_waiting_unread_in_a_room_gets_an_email_once(people, make_user):
+    alice, bob = people
+    room = services.room_create(slug="ops", name="Ops", created_by=alice)
+    services.membership_add(room=room, user=bob)
+    services.message_send(room=room, author=alice, body="nobody in particular")
+    services.message_send(room=room, author=alice, body="@bob can you take the pager tonight?")
+    assert send_notification_emails(now=timezone.now() + LATER) == 1
+    [email] = mail.outbox
+    assert email.to == ["bob@example.com"] and email.subject == "1 message is waiting for you on Channels Chat"
+    assert "take the pager" in email.body and "nobody in particular" not in email.body  # mentions only
+    assert send_notification_emails(now=timezone.now() + LATER * 2) == 0
+
+    services.ban_create(room=room, user=bob)
+    services.message_send(room=room, author=alice, body="@bob one more")
+    assert send_notification_emails(now=timezone.now() + LATER * 3) == 0  # nothing from a room he was banned from

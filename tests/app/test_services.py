@@ -79,9 +79,10 @@ def test_a_rolled_back_send_is_never_announced_and_leaves_no_gap(alice, make_roo
     assert announced == []
     wire, _ = services.message_send(room=lobby, author=alice, body="real")
     assert wire["seq"] == 1
-    assert len(announced) == 1
+    assert len(announced) == 2  # to the room, and in short to those who watch it (chat.unread)
     group, event = announced[0]
     assert group == f"room.{lobby.pk}" and event["type"] == "chat.frame" and '"body":"real"' in event["frame"]
+    assert announced[1][0] == f"activity.{lobby.pk}"
 
 
 @pytest.mark.django_db(transaction=True)

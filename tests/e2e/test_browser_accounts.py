@@ -165,7 +165,7 @@ def test_the_settings_page_and_the_one_click_link_turn_notification_emails_off(b
     page.get_by_role("navigation", name="Account").get_by_role("link", name="Settings").click()
     expect(page.get_by_role("heading", name="Settings")).to_be_visible()
     expect(page.get_by_label("Email", exact=True)).to_have_value("bob@example.com")
-    notify = page.get_by_label("Email me about direct messages I have not read")
+    notify = page.get_by_label("Email me about direct messages and mentions I have not read")
     expect(notify).to_be_checked()
     assert_accessible(page, "settings page")
     notify.uncheck()

@@ -525,3 +525,28 @@ async def test_the_library_ends_with_the_current_state_of_what_changed_while_it_
         assert bob.rooms[slug].info["name"] == "alice" and "just us" not in bob.bodies(slug)  # backlog 0
     finally:
         await asyncio.gather(alice.stop(), bob.stop())
+
+
+def test_rooms_shows_where_messages_wait_and_notify_sets_a_rooms_level(server):
+    server.manage(
+        "shell",
+        "--verbosity",
+        "0",
+        "--command",
+        "from chat import services\nservices.room_create(slug='t-unread', name='T')",
+    )
+    post(server, "t-unread", ["@carol a question for you", "and another thing"], author="bob")
+    child = spawn(server, "--user", "carol", "--room", "lobby", env=PASSWORD)
+    child.expect_exact("type a message")
+    child.sendline("/rooms")
+    child.expect_exact("rooms: *#lobby")
+    child.expect(r"unread: [^\r\n]*#t-unread 2 \(1 mention\)")
+    child.sendline("/notify mute t-unread")
+    child.expect_exact("notifications of #t-unread: mute")
+    child.sendline("/rooms")
+    child.expect(r"#t-unread 2 \(1 mention\) \(muted\)")
+    child.sendline("/notify loud")
+    child.expect_exact("usage: /notify all|mentions|mute [ROOM]")
+    child.sendline("/quit")
+    assert finish(child) == 0
+    assert "Traceback" not in output(child)

@@ -81,7 +81,7 @@ def test_an_unread_direct_message_gets_one_email_from_the_worker(server, smtp):
     api(server, token, f"/api/rooms/{room}/messages/", {"body": "Or one?", "client_id": "lunch-2"})
 
     email = smtp.wait_for(lambda message: message["To"] == "carol@example.com")
-    assert email["Subject"] == "You have 2 unread direct messages on Channels Chat"
+    assert email["Subject"] == "2 messages are waiting for you on Channels Chat"
     body = email.get_content()
     assert "Lunch at noon?" in body and "Or one?" in body and f"{SITE}/rooms/{room}/" in body
     off_url = "".join(str(email["List-Unsubscribe"]).split()).strip("<>")  # unfolded

@@ -4,6 +4,7 @@
 // schemes (chat/formatting.py), is inserted as HTML. Nothing else the users wrote ever is.
 
 import { openDirectPicker, paintAvatars, userHue } from './direct.js';
+import { handleUnreadFrame, mentionTotal, startUnread, unreadConnected } from './unread.js';
 
 const cfg = JSON.parse(document.getElementById('chat-config').textContent);
 const ROOM = cfg.room;
@@ -89,7 +90,6 @@ const S = {
   unseen: 0, // messages from others that arrived while the tab was hidden
   notifyOn: false, // the user asked for desktop notifications (and may have since revoked the permission)
   baseTitle: document.title,
-  roomName: ui.name.textContent,
   timers: { reconnect: null, countdown: null, ping: null, pong: null, read: null, catchUp: null },
 };
 
@@ -175,8 +175,6 @@ function avatar(name, className = '') {
   node.style.setProperty('--hue', userHue(name));
   return node;
 }
-
-const snippet = (text, length) => Array.from(text).slice(0, length).join('');
 
 // ---------------------------------------------------------------- message text: links and mentions
 
@@ -1337,7 +1335,7 @@ function onJoined(f) {
   for (const m of messages) {
     if (!acceptLive(m)) continue;
     if (m.reply_to == null) added += 1;
-    if (!first) noticeWhileHidden(m, false);
+    if (!first) noticeWhileHidden(m);
   }
   if (Number.isInteger(f.rev)) {
     // All of it: the room's rev. Part of it (ordered by rev): the last rev received, to go on from.
@@ -1371,7 +1369,7 @@ function openThreadFromHash() {
 function showInfo(info) {
   if (!info) return;
   if (info.name) {
-    ui.name.textContent = S.roomName = info.name;
+    ui.name.textContent = info.name;
     S.baseTitle = `${info.name} · Channels Chat`;
     updateTitle();
   }
@@ -1386,7 +1384,7 @@ function onMessage(f) {
     if (!acceptLive(m)) return;
     if (m.reply_to == null) afterAppend(follow);
     else scheduleRead(READ_DEBOUNCE);
-    noticeWhileHidden(m, true);
+    noticeWhileHidden(m);
   });
 }
 
@@ -1436,33 +1434,14 @@ function addDirectItem(slug, info) {
   return item;
 }
 
-function setDirectUnread(item, count) {
-  item.dataset.unread = String(count);
-  const anchor = item.querySelector('a');
-  let badge = anchor.querySelector('.badge');
-  if (!count) return badge?.remove();
-  if (!badge) {
-    badge = make('span', 'badge');
-    anchor.append(badge);
-  }
-  badge.replaceChildren(String(count), make('span', 'visually-hidden', ' unread'));
-}
-
 // A new message in one of the user's direct conversations, whichever room this page shows: the
-// conversation goes to the top of the list (added if new) with one more unread.
+// conversation goes to the top of the list (added if new); unread.js counts it and notifies.
 function onDirectMessage(f) {
   const m = f.message;
   if (!m || typeof f.room !== 'string' || f.room === ROOM || !ui.directs) return;
   let item = directItem(f.room);
   if (!item) item = addDirectItem(f.room, f.info);
   else if (ui.directs.firstElementChild !== item && !item.contains(document.activeElement)) ui.directs.prepend(item);
-  if (m.author === ME || m.deleted || m.reply_to != null) return;
-  setDirectUnread(item, Number(item.dataset.unread || 0) + 1);
-  if (document.hidden) {
-    S.unseen += 1;
-    updateTitle();
-  }
-  if (notifyEnabled()) showNotification(m, f.room);
 }
 
 // ---------------------------------------------------------------- sending
@@ -1677,27 +1656,11 @@ async function toggleNotify() {
   renderNotifyButton();
 }
 
-// A room's message: "<author> in <room>" over its text. A direct one: "<author>: <text>"; from
-// another conversation than this page's, a click on it opens that one.
-function showNotification(m, slug = ROOM) {
-  const direct = slug !== ROOM || DIRECT;
-  const text = snippet(m.body || '', 240);
-  try {
-    const notification = direct
-      ? new Notification(`${m.author}: ${snippet(text, 120)}`, { tag: slug })
-      : new Notification(`${m.author} in ${S.roomName}`, { body: text });
-    notification.onclick = () => {
-      window.focus();
-      notification.close();
-      if (slug !== ROOM) location.assign(`/rooms/${encodeURIComponent(slug)}/`);
-    };
-  } catch {
-    // Android Chrome only notifies through a service worker: the title badge still counts.
-  }
-}
-
+// The title counts this room's messages that arrived while the tab was hidden, and the mentions
+// and direct messages waiting elsewhere (unread.js, which also shows the desktop notifications).
 function updateTitle() {
-  const title = S.unseen ? `(${S.unseen}) ${S.baseTitle}` : S.baseTitle;
+  const count = S.unseen + mentionTotal();
+  const title = count ? `(${count}) ${S.baseTitle}` : S.baseTitle;
   if (document.title !== title) document.title = title;
 }
 
@@ -1707,12 +1670,11 @@ function threadConcernsMe(m) {
   return S.thread?.id === m.reply_to || S.messages.get(m.reply_to)?.author === ME;
 }
 
-function noticeWhileHidden(m, live) {
+function noticeWhileHidden(m) {
   if (!document.hidden || m.author === ME || m.deleted) return;
   if (m.reply_to != null && !threadConcernsMe(m)) return;
   S.unseen += 1;
   updateTitle();
-  if (live && notifyEnabled()) showNotification(m);
 }
 
 function onVisibilityChange() {
@@ -1782,7 +1744,7 @@ function connect() {
   ws.addEventListener('close', (event) => onClose(ws, event.code));
 }
 
-function onOpen() { sendJoin(); startPing(); }
+function onOpen() { sendJoin(); startPing(); unreadConnected(); }
 
 const handlers = {
   joined: onJoined, message: onMessage, ack: onAck, history: onHistory, typing: onTyping,
@@ -1794,6 +1756,7 @@ function onFrame(data) {
   let frame = null;
   try { frame = JSON.parse(data); } catch { /* not ours to fix */ }
   if (!frame || typeof frame !== 'object') return;
+  if (handleUnreadFrame(frame)) return; // the sidebar's counts, from every room
   if (frame.type === 'direct_message') return onDirectMessage(frame); // any conversation's, on any socket
   if (frame.room != null && frame.room !== ROOM) return; // only one room on this page
   handlers[frame.type]?.(frame);
@@ -1943,6 +1906,7 @@ function wire() {
     openDirectPicker,
   });
   paintAvatars();
+  startUnread({ me: ME, current: ROOM, send, onTitle: updateTitle });
   connect();
 }
 

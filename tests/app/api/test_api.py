@@ -228,7 +228,15 @@ def test_direct_opens_once_and_lists_the_callers_conversations(
 
     listed = Client().get("/api/direct/", **bearer(token)).json()["conversations"]
     assert listed == [
-        {"room": slug, "info": created.json()["info"], "last_seq": 0, "unread": 0, "last_message_at": None}
+        {
+            "room": slug,
+            "info": created.json()["info"],
+            "last_seq": 0,
+            "unread": 0,
+            "last_message_at": None,
+            "mentions": 0,
+            "notify": "all",
+        }
     ]
     assert Client().get("/api/direct/", **bearer(bob_token)).json() == {"conversations": []}  # nothing said yet
     assert post(Client(), slug, {"body": "hi alice"}, **bearer(bob_token)).status_code == 201
@@ -379,6 +387,8 @@ def test_the_schema_describes_the_api() -> None:
         "/api/rooms/{slug}/messages/{message_id}/replies/": {"get"},
         "/api/rooms/{slug}/messages/{message_id}/reactions/": {"post", "delete"},
         "/api/direct/": {"get", "post"},
+        "/api/unread/": {"get"},
+        "/api/rooms/{slug}/notify/": {"get", "put"},
     }
     message = schema["components"]["schemas"]["Message"]["properties"]
     assert {"rev", "html", "reply_to", "reply_count", "repliers", "last_reply_at", "reactions"} <= set(message)
