@@ -42,14 +42,14 @@ MAX_LISTED = 20  # messages quoted in one email; the rest are counted
 def _worth_an_email(user: User) -> Q:
     """Which of a user's unread messages earn an email, as a filter on Message: those of a direct
     conversation, and those that mention the user."""
-    return Q(room__kind=Room.Kind.DIRECT) | Exists(Mention.objects.filter(message=OuterRef("pk"), user=user))
+    return Q(room__kind=Room.Kind.DIRECT) | Q(Exists(Mention.objects.filter(message=OuterRef("pk"), user=user)))
 
 
 def _membership_worth_an_email() -> Q:
     """The same, as a filter on the Membership of a user who may have such messages: which users a
     run looks at."""
     mentioned = Mention.objects.filter(user=OuterRef("user"), room=OuterRef("room"), seq__gt=OuterRef("last_read_seq"))
-    return Q(room__kind=Room.Kind.DIRECT) | Exists(mentioned)
+    return Q(room__kind=Room.Kind.DIRECT) | Q(Exists(mentioned))
 
 
 def waiting_unread_for(*, user: User) -> QuerySet[Message]:
