@@ -64,6 +64,7 @@ def _settings(room_slug: str, user: User) -> dict[str, object]:
 
 class RoomDetailView(APIView):
     @extend_schema(
+        operation_id="rooms_detail",
         summary="A room, and whether you may manage it",
         parameters=[SLUG],
         responses={200: RoomSettingsSerializer, **ERRORS},

@@ -51,6 +51,7 @@ def room_detail(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         raise PermissionDenied(error.detail) from None
     username = request.user.get_username()
     info = selectors.room_info(room=room, viewer=username)
+    can_manage = selectors.can_manage(room=room, user=request.user)
     config = {
         "room": room.slug,
         "kind": info["kind"],
@@ -59,12 +60,14 @@ def room_detail(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         "maxBody": settings.CHAT_MAX_BODY,
         # Where the "new messages" divider goes when the page opens.
         "lastRead": selectors.last_read_seq(room=room, user=request.user),
+        "canManage": can_manage,  # room settings, members, and Delete on others' messages
     }
     context = {
         "room": room,
         "info": info,  # a direct conversation is named after the other people in it
         "rooms": selectors.room_list_for(user=request.user),
         "config": config,
+        "can_manage": can_manage,
         **_direct_context(request.user),
     }
     return render(request, "chat/room.html", context)
