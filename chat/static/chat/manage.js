@@ -68,12 +68,13 @@ function renderMembers() {
     }
     return item;
   }));
-  $('members-status').textContent = TEXT.count(members.length);
+  $('members-count').textContent = TEXT.count(members.length);
 }
 
 async function openMembers() {
   const dialog = $('members-dialog');
-  $('members-status').textContent = TEXT.loading;
+  $('members-status').textContent = '';
+  $('members-count').textContent = TEXT.loading;
   dialog.showModal();
   try {
     members = (await api('GET', 'members/')).members;
