@@ -16,6 +16,7 @@ from playwright.sync_api import Page, WebSocketRoute, expect
 
 from tests.support.browser import logged_in_page, open_room, send
 from tests.support.daphne_server import DaphneServer
+from tests.support.terminal import PASSWORD, finish, output, spawn
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -27,6 +28,7 @@ alice, bob, carol = user("alice"), user("bob"), user("carol")
 for slug, private, members in [
     ("plans", False, []), ("kick", False, []), ("secret", True, []), ("leaving", True, [bob]),
     ("modroom", False, []), ("banroom", False, []), ("signout", False, []), ("lost", False, []),
+    ("term", True, []),
 ]:
     services.room_create(slug=slug, name=slug.title(), private=private, created_by=alice, members=members)
     services.room_enter(slug=slug, user=alice)
@@ -303,3 +305,25 @@ def test_a_page_that_lost_its_connection_claims_nobody_online_until_it_is_back(b
     assert online(bob).evaluate_all("items => items.map((item) => item.dataset.username)") == ["alice", "bob"]
     alice.context.close()
     context.close()
+
+
+def test_the_terminal_client_lists_invites_removes_renames_sets_the_topic_and_leaves_for_good(server):
+    child = spawn(server, "--user", "alice", "--room", "term", env=PASSWORD)
+    child.expect_exact("type a message")
+    child.sendline("/members")
+    child.expect_exact("members of #term: alice (creator)")
+    child.sendline("/invite nobody")
+    child.expect_exact("No user 'nobody'.")
+    child.sendline("/invite bob")
+    child.expect_exact("bob invited to #term; members: alice (creator), bob")
+    child.sendline("/topic Release notes")
+    child.expect_exact("topic of #term: Release notes")
+    child.sendline("/rename Terminal room")
+    child.expect_exact("#term is now named Terminal room")
+    child.sendline("/remove bob")
+    child.expect_exact("bob removed from #term; members: alice (creator)")
+    child.sendline("/part")
+    child.expect_exact("left #term for good")
+    child.sendline("/quit")
+    assert finish(child) == 0
+    assert "Traceback" not in output(child)
