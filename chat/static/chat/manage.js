@@ -183,6 +183,8 @@ function applyInfo(info) {
   cfg.onInfo(info);
   const tag = $('room-private-tag');
   if (tag) tag.hidden = !info.private;
+  const listed = document.querySelector(`.sidebar-rooms li[data-slug="${CSS.escape(cfg.room)}"] .sidebar-room-name`);
+  if (listed && info.name) listed.textContent = info.name;
   const dialog = $('settings-dialog');
   if (dialog && !dialog.open) {
     $('settings-name').value = info.name;
