@@ -35,6 +35,7 @@ from chat.models import (
 from chat.selectors import (
     DELETED_AUTHOR,
     RoomClosed,
+    can_manage,
     message_to_wire,
     room_access_check,
     room_get_for,
@@ -151,6 +152,7 @@ def ban_create(*, room: Room, user: User, reason: str = "", by: User | None = No
     with transaction.atomic():
         ban, _ = Ban.objects.update_or_create(room=room, user=user, defaults={"reason": reason, "by": by})
         events.room_closed_on_commit(room_id=room.pk, room_slug=room.slug, reason=RoomClosed.BANNED, user_id=user.pk)
+        events.members_on_commit(room_id=room.pk, room_slug=room.slug, members=room_members(room=room))
     return ban
 
 
@@ -571,15 +573,8 @@ def message_remove(*, room: Room, user: User, message_id: int, skip: str | None 
     with transaction.atomic():
         room = _advance(room=room, user=user, revs=1)
         message = _live_message(room=room, message_id=message_id)
-        if message.author_id != user.pk:
-            try:
-                room_manage_check(room=room, user=user)
-            except ChatError:
-                raise ChatError(
-                    ErrorCode.FORBIDDEN,
-                    "Only the room's moderators may delete other people's messages.",
-                    room=room.slug,
-                ) from None
+        if message.author_id != user.pk and not can_manage(room=room, user=user):
+            raise ChatError(ErrorCode.FORBIDDEN, "You can only change your own messages.", room=room.slug)
         return _delete(message=message, room=room, rev=room.last_rev, skip=skip)
 
 

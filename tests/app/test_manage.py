@@ -198,3 +198,15 @@ def test_the_api_answers_with_the_same_rules(alice, bob, carol, team):
     assert member.delete("/api/rooms/team/members/bob/").status_code == 403  # bob is not in the private room
     assert patch(owner, "/api/rooms/team/", {"archived": True}).status_code == 200
     assert owner.get("/api/rooms/team/").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_ban_from_the_admin_reaches_the_members_list_and_the_online_list(alice, bob, team, connect):
+    owner, member = await connect(alice), await connect(bob)
+    await owner.join("team")
+    await member.join("team")
+    await database_sync_to_async(services.ban_create)(room=team, user=bob)
+    assert (await member.expect("room_closed"))["reason"] == "banned"
+    heard = {frame["type"]: frame for frame in await owner.drain(0.5)}
+    assert [m["username"] for m in heard["members"]["members"]] == ["alice"]
+    assert heard["presence"]["users"] == ["alice"]
