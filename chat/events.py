@@ -15,7 +15,7 @@ the group's sockets from it. Channel-layer event types, each handled by a method
 - `chat.frame` {room_id, frame: str, skip: socket id|None}: a pre-encoded frame for every socket in a room
   group, encoded once per event rather than once per socket.
 - `chat.user_frame` {frame: str}: a pre-encoded frame for every socket of a user, whatever rooms
-  it joined (`direct_message`).
+  it joined (`direct_message`, `room_invited`).
 - `chat.room_closed` {room_id, room, reason}: to a room group (archived, deleted) or a user group
   (banned, removed); the socket unsubscribes and forwards a `room_closed` frame.
 - `chat.session_ended` {session_key}: to a user group, after a logout.
@@ -133,6 +133,22 @@ def unread_on_commit(*, user_id: int, counts: dict[str, Any]) -> None:
 
 def notify_on_commit(*, user_id: int, room_slug: str, level: str) -> None:
     frame = protocol.encode("notify", room=room_slug, level=level)
+    _on_commit(user_group(user_id), {"type": "chat.user_frame", "frame": frame})
+
+
+def room_updated_on_commit(*, room_id: int, info: dict[str, Any]) -> None:
+    """The room's name, topic or private flag changed: every open page of it shows the new ones."""
+    _room_frame_on_commit(room_id, protocol.encode("room_updated", room=info["slug"], info=info))
+
+
+def members_on_commit(*, room_id: int, room_slug: str, members: list[dict[str, Any]]) -> None:
+    """The room's members changed (invited, removed, left, banned): its open pages list them again."""
+    _room_frame_on_commit(room_id, protocol.encode("members", room=room_slug, members=members))
+
+
+def room_invited_on_commit(*, user_id: int, room_slug: str, info: dict[str, Any]) -> None:
+    """`user_id` was invited to a room: every page they have open adds it to its sidebar."""
+    frame = protocol.encode("room_invited", room=room_slug, info=info)
     _on_commit(user_group(user_id), {"type": "chat.user_frame", "frame": frame})
 
 

@@ -144,6 +144,7 @@ class RoomClosed:
     DELETED = "deleted"
     REMOVED = "removed"
     BANNED = "banned"
+    LEFT = "left"  # the user left it for good (from another page, or the terminal)
 
 
 def rooms_access_lost(*, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], str]:
@@ -437,3 +438,86 @@ def tokens_valid(*, token_ids: set[int]) -> set[int]:
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
         .values_list("pk", flat=True)
     )
+
+
+# Room management ------------------------------------------------------------------------------
+
+
+def room_named(*, slug: str) -> Room:
+    """The room of that slug, whoever asks, or ChatError(not_found)."""
+    room = Room.objects.filter(slug=slug).first() if "\x00" not in slug else None  # PostgreSQL refuses NUL
+    if room is None:
+        raise ChatError(ErrorCode.NOT_FOUND, f"No room '{slug}'.", room=slug)
+    return room
+
+
+def user_named(username: str, *, slug: str) -> User:
+    """The active account of that username, or ChatError(not_found) about the room `slug`."""
+    user = User.objects.filter(username=username, is_active=True).first() if "\x00" not in username else None
+    if user is None:
+        raise ChatError(ErrorCode.NOT_FOUND, f"No user '{username}'.", room=slug)
+    return user
+
+
+def readable_room(*, slug: str, user: User) -> Room:
+    """The room, if `user` may read it (staff may read any room to manage it)."""
+    room = room_named(slug=slug)
+    if not user.is_staff:
+        room_access_check(room=room, user=user)
+    elif room.archived:
+        raise ChatError(ErrorCode.NOT_FOUND, f"No room '{slug}'.", room=slug)
+    return room
+
+
+MEMBERS_SHOWN = 500  # members listed in one `members` frame or API page, the room's managers first
+
+
+def can_manage(*, room: Room, user: User) -> bool:
+    """Whether `user` may manage the room (members, settings, others' messages): staff, its
+    creator, or one of its moderators. Nobody manages a direct conversation but staff."""
+    if user.is_staff:
+        return True
+    if room.is_direct or not user.is_active:
+        return False
+    if room.created_by_id == user.pk:
+        return True
+    return Membership.objects.filter(room=room, user=user, role=Membership.Role.MODERATOR).exists()
+
+
+def room_manage_check(*, room: Room, user: User) -> None:
+    """Raise the ChatError that keeps `user` from managing `room`, if any: the one place both the
+    socket and the HTTP API ask."""
+    if not user.is_staff:
+        room_access_check(room=room, user=user)
+    if room.archived:
+        raise ChatError(ErrorCode.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
+    if room.is_direct and not user.is_staff:
+        raise ChatError(ErrorCode.FORBIDDEN, "A direct conversation has no settings or moderators.", room=room.slug)
+    if not can_manage(room=room, user=user):
+        raise ChatError(
+            ErrorCode.FORBIDDEN, f"Only the moderators and the creator of '{room.slug}' may do that.", room=room.slug
+        )
+
+
+def room_members(*, room: Room) -> list[dict[str, Any]]:
+    """The room's members as the `members` frame shows them: its moderators and creator first, then
+    the others alphabetically; banned users are not listed. In a public room a member is anyone
+    who joined it (or was invited); in a private one, those invited."""
+    rows = (
+        Membership.objects.filter(room=room)
+        .exclude(user__in=Ban.objects.filter(room=room).values("user_id"))
+        .filter(user__is_active=True)
+    )
+    if room.private:
+        rows = rows.filter(PRIVATE_ACCESS)
+    listed = [
+        {
+            "username": username,
+            "role": role,
+            "creator": user_id == room.created_by_id,
+            "invited": invited,
+        }
+        for user_id, username, role, invited in rows.values_list("user_id", "user__username", "role", "invited")
+    ]
+    listed.sort(key=lambda m: (not (m["role"] == Membership.Role.MODERATOR or m["creator"]), m["username"]))
+    return listed[:MEMBERS_SHOWN]

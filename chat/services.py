@@ -23,6 +23,7 @@ from chat.models import (
     MAX_EMOJI_LENGTH,
     MAX_REACTIONS_PER_MESSAGE,
     MAX_ROOM_NAME_LENGTH,
+    MAX_ROOM_TOPIC_LENGTH,
     PRIVATE_ACCESS,
     ApiToken,
     Ban,
@@ -34,10 +35,13 @@ from chat.models import (
 from chat.selectors import (
     DELETED_AUTHOR,
     RoomClosed,
+    can_manage,
     message_to_wire,
     room_access_check,
     room_get_for,
     room_info,
+    room_manage_check,
+    room_members,
 )
 
 logger = logging.getLogger(__name__)
@@ -148,6 +152,7 @@ def ban_create(*, room: Room, user: User, reason: str = "", by: User | None = No
     with transaction.atomic():
         ban, _ = Ban.objects.update_or_create(room=room, user=user, defaults={"reason": reason, "by": by})
         events.room_closed_on_commit(room_id=room.pk, room_slug=room.slug, reason=RoomClosed.BANNED, user_id=user.pk)
+        events.members_on_commit(room_id=room.pk, room_slug=room.slug, members=room_members(room=room))
     return ban
 
 
@@ -459,6 +464,129 @@ def reaction_set(
             raise ChatError(ErrorCode.TOO_LARGE, "This message has too many reactions to add another.", room=room.slug)
         events.message_updated_on_commit(room_id=room.pk, message=wire, skip=skip)
     return wire, True
+
+
+# Room management from the page, the socket and the API -------------------------------------
+#
+# Each checks `room_manage_check` (staff, the room's creator, its moderators) and then goes through
+# the services the admin uses above, announcing the change to the room's open pages.
+
+
+def room_update(
+    *, room: Room, by: User, name: str | None = None, topic: str | None = None, private: bool | None = None
+) -> Room:
+    """Rename the room (its slug stays), change its topic, or make it private or public. Making it
+    private keeps the creator and `by` in it; members who were not invited are shut out."""
+    if name is None and topic is None and private is None:
+        raise ChatError(ErrorCode.BAD_REQUEST, "Give a new 'name', 'topic' or 'private'.", room=room.slug)
+    if name is not None:
+        name = name.strip()
+        if not name or len(name) > MAX_ROOM_NAME_LENGTH:
+            raise ChatError(
+                ErrorCode.BAD_REQUEST, f"'name' must be 1 to {MAX_ROOM_NAME_LENGTH} characters.", room=room.slug
+            )
+    if topic is not None:
+        topic = topic.strip()
+        if len(topic) > MAX_ROOM_TOPIC_LENGTH:
+            raise ChatError(
+                ErrorCode.BAD_REQUEST, f"'topic' must be at most {MAX_ROOM_TOPIC_LENGTH} characters.", room=room.slug
+            )
+    with transaction.atomic():
+        fresh = Room.objects.select_for_update().filter(pk=room.pk).first()
+        if fresh is None:
+            raise ChatError(ErrorCode.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
+        room_manage_check(room=fresh, user=by)
+        became_private = private is True and not fresh.private
+        changed = private is not None and private != fresh.private
+        fresh.name = name if name is not None else fresh.name
+        fresh.topic = topic if topic is not None else fresh.topic
+        fresh.private = private if private is not None else fresh.private
+        fresh.save(update_fields=["name", "topic", "private"])
+        if became_private:
+            # Staff see every room without being in it; the creator and a manager stay in.
+            keep = {fresh.created_by_id} if fresh.created_by_id is not None else set()
+            if not by.is_staff or by.pk == fresh.created_by_id:
+                keep.add(by.pk)
+            for user_id in keep:
+                Membership.objects.update_or_create(room=fresh, user_id=user_id, defaults={"invited": True})
+            room_access_changed(room=fresh)
+        events.room_updated_on_commit(room_id=fresh.pk, info=room_info(room=fresh))
+        if changed:
+            events.members_on_commit(room_id=fresh.pk, room_slug=fresh.slug, members=room_members(room=fresh))
+    return fresh
+
+
+def room_archive_by(*, room: Room, by: User) -> Room:
+    """Archive the room for a manager: it closes for everyone in it."""
+    with transaction.atomic():
+        room_manage_check(room=room, user=by)
+        return room_archive(room=room)
+
+
+def member_invite(*, room: Room, user: User, by: User) -> Membership:
+    """Invite `user` (add them as a member; in a private room, the only way in). Their open pages
+    add the room to their sidebar."""
+    with transaction.atomic():
+        room_manage_check(room=room, user=by)
+        if not user.is_active:
+            raise ChatError(ErrorCode.NOT_FOUND, f"No user '{user.username}'.", room=room.slug)
+        if Ban.objects.filter(room=room, user=user).exists():
+            raise ChatError(
+                ErrorCode.BAD_REQUEST,
+                f"{user.username} is banned from this room: staff may lift the ban.",
+                room=room.slug,
+            )
+        existing = Membership.objects.filter(room=room, user=user).first()
+        role = existing.role if existing is not None else Membership.Role.MEMBER
+        membership = membership_add(room=room, user=user, role=role)
+        events.members_on_commit(room_id=room.pk, room_slug=room.slug, members=room_members(room=room))
+        events.room_invited_on_commit(user_id=user.pk, room_slug=room.slug, info=room_info(room=room))
+    return membership
+
+
+def member_remove(*, room: Room, user: User, by: User) -> None:
+    """Remove `user` from the room: their pages close it (`room_closed`, `removed`). A moderator or
+    the creator is removed only by the creator or staff."""
+    with transaction.atomic():
+        room_manage_check(room=room, user=by)
+        if user.pk == by.pk:
+            raise ChatError(ErrorCode.BAD_REQUEST, "To leave the room yourself, leave it ('part').", room=room.slug)
+        membership = Membership.objects.filter(room=room, user=user).first()
+        if membership is None:
+            raise ChatError(ErrorCode.NOT_FOUND, f"{user.username} is not a member of '{room.slug}'.", room=room.slug)
+        senior = membership.role == Membership.Role.MODERATOR or user.pk == room.created_by_id
+        if senior and not (by.is_staff or by.pk == room.created_by_id):
+            raise ChatError(
+                ErrorCode.FORBIDDEN, "Only the room's creator or staff may remove a moderator.", room=room.slug
+            )
+        membership_remove(room=room, user=user)
+        if not room.private:  # membership_remove closes a private room itself
+            events.room_closed_on_commit(
+                room_id=room.pk, room_slug=room.slug, reason=RoomClosed.REMOVED, user_id=user.pk
+            )
+        events.members_on_commit(room_id=room.pk, room_slug=room.slug, members=room_members(room=room))
+
+
+def room_part(*, room: Room, user: User) -> None:
+    """`user` leaves the room for good: their membership goes (in a private room, with the
+    invitation) and every page they have open closes it (`room_closed`, `left`)."""
+    if room.is_direct:
+        raise ChatError(ErrorCode.BAD_REQUEST, "A direct conversation cannot be left.", room=room.slug)
+    with transaction.atomic():
+        if not Membership.objects.filter(room=room, user=user).delete()[0]:
+            raise ChatError(ErrorCode.NOT_FOUND, f"You are not a member of '{room.slug}'.", room=room.slug)
+        events.room_closed_on_commit(room_id=room.pk, room_slug=room.slug, reason=RoomClosed.LEFT, user_id=user.pk)
+        events.members_on_commit(room_id=room.pk, room_slug=room.slug, members=room_members(room=room))
+
+
+def message_remove(*, room: Room, user: User, message_id: int, skip: str | None = None) -> dict[str, Any]:
+    """Delete a message: one's own, or, for the room's managers, anyone's. Returns the tombstone."""
+    with transaction.atomic():
+        room = _advance(room=room, user=user, revs=1)
+        message = _live_message(room=room, message_id=message_id)
+        if message.author_id != user.pk and not can_manage(room=room, user=user):
+            raise ChatError(ErrorCode.FORBIDDEN, "You can only change your own messages.", room=room.slug)
+        return _delete(message=message, room=room, rev=room.last_rev, skip=skip)
 
 
 # Direct conversations -----------------------------------------------------------------------

@@ -686,6 +686,51 @@ class ChatClient:
         answer = await self.call("direct", users=list(users), timeout=timeout)
         return str(answer.get("room")), dict(answer.get("info") or {})
 
+    # Room management: anyone who may read a room sees its members; its creator, moderators and
+    # staff change it (the others get RequestError `forbidden`).
+
+    async def members(self, room: str, *, timeout: float = 10.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
+        """The room's members: {username, role, creator, invited}, its managers first."""
+        answer = await self.call("members", room, timeout=timeout)
+        return list(answer.get("members") or [])
+
+    async def invite(self, room: str, user: str, *, timeout: float = 10.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
+        """Invite `user` (in a private room, the way in); the members as they are now."""
+        answer = await self.call("invite", room, user=user, timeout=timeout)
+        return list(answer.get("members") or [])
+
+    async def remove_member(self, room: str, user: str, *, timeout: float = 10.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
+        """Remove `user` from the room (their sockets get `room_closed`); the members left."""
+        answer = await self.call("remove_member", room, user=user, timeout=timeout)
+        return list(answer.get("members") or [])
+
+    async def part(self, room: str, *, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Leave the room for good (`leave` only stops listening): it is not joined again."""
+        await self.call("part", room, timeout=timeout)
+        if room in self.rooms:
+            self.drop_room(room)
+
+    async def room_update(
+        self,
+        room: str,
+        *,
+        name: str | None = None,
+        topic: str | None = None,
+        private: bool | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> dict[str, Any]:
+        """Rename the room (its slug stays), change its topic or make it private or public; its
+        new `info`."""
+        changes = {
+            key: value for key, value in (("name", name), ("topic", topic), ("private", private)) if value is not None
+        }
+        answer = await self.call("room_update", room, timeout=timeout, **changes)
+        return dict(answer.get("info") or {})
+
+    async def archive(self, room: str, *, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Archive the room: it closes for everyone in it."""
+        await self.call("archive", room, timeout=timeout)
+
     def _later(self, delay: float, action: Callable[[], Coroutine[Any, Any, None]]) -> None:
         async def run() -> None:
             await asyncio.sleep(delay)
@@ -906,6 +951,18 @@ class ChatClient:
         if isinstance(slug, str) and isinstance(message, dict):
             self.on_direct_message(slug, info if isinstance(info, dict) else {}, message)
 
+    async def _on_room_updated_frame(self, frame: Frame) -> None:
+        room, info = self._room(frame), frame.get("info")
+        if room is not None and isinstance(info, dict):
+            room.info = {**(room.info or {}), **info}
+            if frame.get("ref") is None:  # another's change; one's own is the answer to room_update
+                self.on_room_updated(room)
+
+    async def _on_room_invited_frame(self, frame: Frame) -> None:
+        slug, info = frame.get("room"), frame.get("info")
+        if isinstance(slug, str):
+            self.on_room_invited(slug, info if isinstance(info, dict) else {})
+
     async def _on_typing_frame(self, frame: Frame) -> None:
         self.on_typing(frame)
 
@@ -974,6 +1031,8 @@ class ChatClient:
         "typing": _on_typing_frame,
         "left": _on_left_frame,
         "room_closed": _on_room_closed_frame,
+        "room_updated": _on_room_updated_frame,
+        "room_invited": _on_room_invited_frame,
         "error": _on_error_frame,
     }
 
@@ -1043,6 +1102,13 @@ class ChatClient:
 
     def on_history(self, room: Room, frame: Frame) -> None:
         """The answer to a `history` request."""
+
+    def on_room_updated(self, room: Room) -> None:
+        """Someone renamed a joined room, changed its topic or made it private or public
+        (`room.info` holds the new ones)."""
+
+    def on_room_invited(self, room: str, info: dict[str, Any]) -> None:
+        """You were invited to `room` (a private room's way in); join it to read it."""
 
     def on_typing(self, frame: Frame) -> None:
         """Someone is typing."""

@@ -65,14 +65,20 @@ commands (interactive mode; ID is the number after # at the start of a message):
   /join ROOM          join ROOM (if needed) and make it the current room
   /dm USER[,USER...]  open your direct conversation with USER (and the others named) and make it
                       the current room; the first message makes it appear to them
-  /leave [ROOM]       leave ROOM (default: the current room)
+  /leave [ROOM]       leave ROOM (default: the current room); you stay a member
+  /part [ROOM]        leave ROOM for good: you are no longer a member (a private room needs a new invitation)
+  /members            the members of the current room, with their roles
+  /invite USER        invite USER to the current room (its creator and moderators)
+  /remove USER        remove USER from the current room (its creator and moderators)
+  /topic TEXT         set the current room's topic (its creator and moderators; empty TEXT clears it)
+  /rename NAME        rename the current room; its address stays (its creator and moderators)
   /history [N]        show N older messages of the current room (default 20; repeat to go further back)
   /reply ID TEXT      answer message ID in its thread
   /thread ID          show message ID and the replies in its thread
   /react ID EMOJI     react to message ID with EMOJI
   /unreact ID EMOJI   take back your EMOJI on message ID
   /edit ID TEXT       replace the text of your message ID
-  /delete ID          delete your message ID
+  /delete ID          delete your message ID (moderators: anyone's)
   /who                who is online in the current room
   /rooms              the rooms joined, the current one marked with *, and where messages wait
                       unread (with the mentions of you and direct messages among them)
@@ -182,6 +188,17 @@ def resolve_credentials(args: argparse.Namespace, env: dict[str, str]) -> Creden
 
 
 # The client ---------------------------------------------------------------------------------
+
+
+def format_members(members: list[dict[str, Any]]) -> str:
+    """`alice (creator), bob (moderator), carol`."""
+
+    def one(member: dict[str, Any]) -> str:
+        role = "creator" if member.get("creator") else "moderator" if member.get("role") == "moderator" else ""
+        name = clean_line(member.get("username"))
+        return f"{name} ({role})" if role else name
+
+    return ", ".join(one(member) for member in members) or "-"
 
 
 class TerminalRoom(Room):
@@ -408,11 +425,20 @@ class TerminalClient(ChatClient):
             "deleted": "it was deleted",
             "banned": "you were banned from it",
             "removed": "you were removed from it",
+            "left": "you left it (elsewhere)",
         }
         reason = reasons.get(str(frame.get("reason")), f"reason: {clean_line(frame.get('reason'))}")
         if self.sending:
             raise ClientError(f"The room {room!r} was closed: {reason}.", fixable=True)
         self.warn(f"#{clean_line(room)} was closed: {reason}")
+
+    def on_room_updated(self, room: Room) -> None:
+        info = room.info or {}
+        topic = clean_line(info.get("topic")) or "-"
+        self.info(f"#{clean_line(room.slug)} is now named {clean_line(info.get('name'))}; topic: {topic}")
+
+    def on_room_invited(self, room: str, info: dict[str, Any]) -> None:
+        self.info(f"you were invited to {room_label(room, info)}: /join {clean_line(room)}")
 
     def join_refused_for_good(self, code: str) -> bool:
         return code != ErrorCode.RATE_LIMITED
@@ -475,7 +501,12 @@ class TerminalClient(ChatClient):
                 "help": self.cmd_help,
                 "join": self.cmd_join,
                 "leave": self.cmd_leave,
-                "part": self.cmd_leave,
+                "part": self.cmd_part,
+                "members": self.cmd_members,
+                "invite": self.cmd_invite,
+                "remove": self.cmd_remove,
+                "topic": self.cmd_topic,
+                "rename": self.cmd_rename,
                 "history": self.cmd_history,
                 "dm": self.cmd_dm,
                 "reply": self.cmd_reply,
@@ -548,6 +579,74 @@ class TerminalClient(ChatClient):
         label = self.label(slug)
         await self.leave(slug)
         self.info(f"left {label}")
+
+    # Room management -------------------------------------------------------------------------
+
+    def managed_room(self) -> str | None:
+        if self.current is None:
+            self.warn("you are in no room: /join ROOM first")
+        return self.current
+
+    async def cmd_part(self, arg: str) -> None:
+        slug = (arg.split()[0].lstrip("#") if arg else None) or self.current
+        if slug is None:
+            self.warn("you are in no room")
+            return
+        label = self.label(slug)
+        try:
+            await self.part(slug, timeout=self.args.timeout)
+        except ClientError as error:
+            self.warn(clean_line(error.message))
+            return
+        except TimeoutError:
+            self.warn(f"no answer from the server within {self.args.timeout:g} s")
+            return
+        self.info(f"left {label} for good")
+        if self.current == slug:
+            self.current = next(iter(self.rooms), None)
+
+    async def cmd_members(self, _arg: str) -> None:
+        slug = self.managed_room()
+        if slug is not None:
+            members = await self.ask(self.members(slug, timeout=self.args.timeout))
+            if members is not None:
+                self.info(f"members of {self.label(slug)}: {format_members(members)}")
+
+    async def change_member(self, arg: str, *, invite: bool) -> None:
+        user = arg.split()[0].lstrip("@") if arg else ""
+        slug = self.managed_room() if user else None
+        if not user:
+            self.warn(f"usage: /{'invite' if invite else 'remove'} USER")
+        if slug is None or not user:
+            return
+        action = self.invite if invite else self.remove_member
+        members = await self.ask(action(slug, user, timeout=self.args.timeout))
+        if members is not None:
+            done = "invited to" if invite else "removed from"
+            self.info(f"{clean_line(user)} {done} {self.label(slug)}; members: {format_members(members)}")
+
+    async def cmd_invite(self, arg: str) -> None:
+        await self.change_member(arg, invite=True)
+
+    async def cmd_remove(self, arg: str) -> None:
+        await self.change_member(arg, invite=False)
+
+    async def cmd_topic(self, arg: str) -> None:
+        slug = self.managed_room()
+        if slug is not None:
+            info = await self.ask(self.room_update(slug, topic=arg, timeout=self.args.timeout))
+            if info is not None:
+                self.info(f"topic of {self.label(slug)}: {clean_line(info.get('topic')) or '-'}")
+
+    async def cmd_rename(self, arg: str) -> None:
+        if not arg:
+            self.warn("usage: /rename NAME")
+            return
+        slug = self.managed_room()
+        if slug is not None:
+            info = await self.ask(self.room_update(slug, name=arg, timeout=self.args.timeout))
+            if info is not None:
+                self.info(f"#{clean_line(slug)} is now named {clean_line(info.get('name'))}")
 
     def message_room(self, message_id: int) -> str | None:
         """The room of a message this client holds (the current room's first), else the

@@ -31,6 +31,7 @@ from chat.realtime.codes import CloseCode, ErrorCode
 from chat.realtime.daphne import daphne_protocol, is_open, protocol_backlog, transport_backlog, write_prepared
 from chat.realtime.fanout import Fanout, PreparedFrame, get_fanout
 from chat.realtime.limits import SocketLimits, StrikeWindow, TokenBucket, get_user_limits
+from chat.realtime.manage import RoomManagement
 from chat.realtime.presence import Presence, get_presence
 from chat.realtime.protocol import Frame
 from chat.realtime.session_watch import get_session_watch
@@ -102,7 +103,8 @@ def _edit(*, room_id: int, slug: str, user: User, message_id: int, body: str, sk
 
 @database_sync_to_async
 def _delete(*, room_id: int, slug: str, user: User, message_id: int, skip: str) -> dict[str, Any]:
-    return services.message_delete_own(room=_room_key(room_id, slug), author=user, message_id=message_id, skip=skip)
+    # One's own message, or anyone's for the room's moderators and creator.
+    return services.message_remove(room=_room_key(room_id, slug), user=user, message_id=message_id, skip=skip)
 
 
 @database_sync_to_async
@@ -172,7 +174,7 @@ def _counters(room_ids: list[int]) -> dict[int, tuple[int, int]]:
 NO_CHANNEL_LAYER = "none"
 
 
-class ChatConsumer(AsyncWebsocketConsumer):
+class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
     channel_layer_alias = NO_CHANNEL_LAYER  # see chat.realtime.fanout
     # Until connect() has run (and for a handshake refused before it), a socket holds nothing.
     released = False

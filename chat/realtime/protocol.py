@@ -9,10 +9,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chat.errors import ChatError
-from chat.models import MAX_CLIENT_ID_LENGTH, MAX_DIRECT_MEMBERS, MAX_EMOJI_LENGTH, MAX_SLUG_LENGTH
+from chat.models import (
+    MAX_CLIENT_ID_LENGTH,
+    MAX_DIRECT_MEMBERS,
+    MAX_EMOJI_LENGTH,
+    MAX_ROOM_NAME_LENGTH,
+    MAX_ROOM_TOPIC_LENGTH,
+    MAX_SLUG_LENGTH,
+)
 from chat.realtime.codes import ErrorCode
 
 MAX_REF_LENGTH = 64
+MAX_USERNAME_LENGTH = 150  # django.contrib.auth's
 MAX_SEQ = 2**63 - 1
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 100
@@ -77,6 +85,18 @@ CLIENT_FRAMES: dict[str, dict[str, Field]] = {
     "ping": {},
     "watch": {"rooms": Field(list, required=False, max_length=WATCH_MAX_ROOMS)},
     "notify": {"room": _slug(), "level": Field(str, max_length=16)},
+    # Room management (chat.realtime.manage): the members list, and what the room's managers do.
+    "members": {"room": _slug()},
+    "invite": {"room": _slug(), "user": Field(str, max_length=MAX_USERNAME_LENGTH)},
+    "remove_member": {"room": _slug(), "user": Field(str, max_length=MAX_USERNAME_LENGTH)},
+    "part": {"room": _slug()},
+    "room_update": {
+        "room": _slug(),
+        "name": Field(str, required=False, max_length=MAX_ROOM_NAME_LENGTH),
+        "topic": Field(str, required=False, max_length=MAX_ROOM_TOPIC_LENGTH),
+        "private": Field(bool, required=False),
+    },
+    "archive": {"room": _slug()},
 }
 
 # Server-to-client frames: type -> the fields each always carries (tests check every frame the
@@ -96,6 +116,9 @@ SERVER_FRAMES: dict[str, set[str]] = {
     "direct": {"room", "info"},
     "direct_message": {"room", "info", "message"},
     "room_closed": {"room", "reason"},
+    "members": {"room", "members"},
+    "room_updated": {"room", "info"},
+    "room_invited": {"room", "info"},
     "pong": {"seqs", "revs"},
     "error": {"code", "detail"},
     "watching": {"rooms"},

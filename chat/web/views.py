@@ -58,6 +58,7 @@ def room_detail(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         raise PermissionDenied(error.detail) from None
     username = request.user.get_username()
     info = selectors.room_info(room=room, viewer=username)
+    can_manage = selectors.can_manage(room=room, user=request.user)
     config = {
         "room": room.slug,
         "kind": info["kind"],
@@ -66,6 +67,7 @@ def room_detail(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         "maxBody": settings.CHAT_MAX_BODY,
         # Where the "new messages" divider goes when the page opens.
         "lastRead": selectors.last_read_seq(room=room, user=request.user),
+        "canManage": can_manage,  # room settings, members, and Delete on others' messages
     }
     context = {
         "room": room,
@@ -73,6 +75,7 @@ def room_detail(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         "rooms": selectors.room_list_for(user=request.user),
         "config": config,
         "notify": selectors.notify_levels(user=request.user, room_ids=[room.pk])[room.pk],
+        "can_manage": can_manage,
         **_direct_context(request.user),
     }
     return render(request, "chat/room.html", context)

@@ -5,11 +5,13 @@
 
 import { openDirectPicker, paintAvatars, userHue } from './direct.js';
 import { handleUnreadFrame, mentionTotal, startUnread, unreadConnected } from './unread.js';
+import { onMembers, onRoomInvited, onRoomUpdated, wireManage } from './manage.js';
 
 const cfg = JSON.parse(document.getElementById('chat-config').textContent);
 const ROOM = cfg.room;
 const ME = cfg.username;
 const DIRECT = cfg.kind === 'direct';
+const MANAGER = Boolean(cfg.canManage); // the room's creator, a moderator or staff: may delete anyone's message
 const MAX_BODY = Number(cfg.maxBody) || 4000;
 const DELETED_AUTHOR = '[deleted]'; // a message whose author's account is gone
 
@@ -913,7 +915,7 @@ function renderTools(node) {
   const own = node.dataset.author === ME;
   tools.querySelector('.reply-button').hidden = node.dataset.context !== 'main' || Boolean(node.dataset.replyTo);
   tools.querySelector('.edit-button').hidden = !own;
-  tools.querySelector('.delete-button').hidden = !own;
+  tools.querySelector('.delete-button').hidden = !own && !MANAGER;
 }
 
 // One message at a time has its buttons and links in the Tab order (the one last focused): the
@@ -1394,6 +1396,7 @@ function onRoomClosed(f) {
     deleted: 'This room was deleted.',
     removed: 'You were removed from this room.',
     banned: 'You were banned from this room.',
+    left: 'You left this room.',
   };
   showBanner(ui.closed, reasons[f.reason] || 'This room was closed.');
   closeThread();
@@ -1586,6 +1589,13 @@ function renderPresence(users) {
   for (const count of ui.presenceCounts) if (count) count.textContent = String(names.length);
 }
 
+// Without a socket the page cannot know who is online (itself included): it claims nobody until
+// the next `joined` brings the list again.
+function presenceUnknown() {
+  ui.presence.replaceChildren(make('li', 'presence-unknown muted', 'Not connected'));
+  for (const count of ui.presenceCounts) if (count) count.textContent = '–';
+}
+
 function renderTyping() {
   const names = [...S.typers.keys()];
   let text = '';
@@ -1750,6 +1760,7 @@ const handlers = {
   joined: onJoined, message: onMessage, ack: onAck, history: onHistory, typing: onTyping,
   presence: (f) => renderPresence(f.users || []), message_deleted: onDeleted, message_edited: onEdited,
   message_updated: onUpdated, thread: onThread, room_closed: onRoomClosed, pong: onPong, error: onError,
+  room_updated: onRoomUpdated, members: onMembers,
 };
 
 function onFrame(data) {
@@ -1758,6 +1769,7 @@ function onFrame(data) {
   if (!frame || typeof frame !== 'object') return;
   if (handleUnreadFrame(frame)) return; // the sidebar's counts, from every room
   if (frame.type === 'direct_message') return onDirectMessage(frame); // any conversation's, on any socket
+  if (frame.type === 'room_invited') return onRoomInvited(frame); // any room's, on any socket
   if (frame.room != null && frame.room !== ROOM) return; // only one room on this page
   handlers[frame.type]?.(frame);
 }
@@ -1767,6 +1779,7 @@ function onClose(ws, code) {
   Object.assign(S, { ws: null, joined: false, joining: false, historyBusy: false });
   stopPing();
   updateMarker();
+  presenceUnknown();
   if (S.stopped) return setStatus('offline', 'Offline');
   if (code === CLOSE.DEACTIVATED) {
     showBanner(ui.banner, 'Your account has been deactivated.');
@@ -1809,6 +1822,7 @@ function stop() {
   Object.assign(S, { ws: null, joined: false, joining: false });
   ws?.close(CLOSE.NORMAL);
   setStatus('offline', 'Offline');
+  presenceUnknown();
 }
 
 function startPing() {
@@ -1886,6 +1900,7 @@ function wire() {
   ui.newButton.addEventListener('click', () => { scrollToBottom(); scheduleRead(0); });
   wireComposer(composers.main);
   wireComposer(composers.thread);
+  wireManage({ room: ROOM, me: ME, canManage: MANAGER, onInfo: showInfo });
   ui.presenceToggle?.addEventListener('click', () => {
     const open = ui.layout.classList.toggle('show-presence');
     ui.presenceToggle.setAttribute('aria-expanded', String(open));

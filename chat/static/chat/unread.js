@@ -249,6 +249,7 @@ export function handleUnreadFrame(f) {
     case 'unread': onCounts([f]); return true;
     case 'notify': onNotify(f); return true;
     case 'direct_message': onDirectMessage(f); return false;
+    case 'room_invited': watch([f.room]); return false; // a room just joined counts from now on
     case 'error':
       if (typeof f.ref === 'string' && f.ref.startsWith('unread-')) {
         if (f.room) U.refetch.delete(f.room);

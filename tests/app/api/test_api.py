@@ -389,6 +389,10 @@ def test_the_schema_describes_the_api() -> None:
         "/api/direct/": {"get", "post"},
         "/api/unread/": {"get"},
         "/api/rooms/{slug}/notify/": {"get", "put"},
+        "/api/rooms/{slug}/": {"get", "patch"},
+        "/api/rooms/{slug}/members/": {"get", "post"},
+        "/api/rooms/{slug}/members/{username}/": {"delete"},
+        "/api/rooms/{slug}/messages/{message_id}/": {"delete"},
     }
     message = schema["components"]["schemas"]["Message"]["properties"]
     assert {"rev", "html", "reply_to", "reply_count", "repliers", "last_reply_at", "reactions"} <= set(message)
