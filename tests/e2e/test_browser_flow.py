@@ -343,7 +343,6 @@ def check_outage(alice: Page, server: DaphneServer) -> None:
     back_at = time.time() * 1000
     expect(alice.locator("#status")).to_have_attribute("data-state", "live")
     waited = alice.evaluate("window.liveAt") - back_at
-    print(f"WAITED {waited:.0f}")
     assert waited < 1500, f"live again {waited:.0f} ms after the worker came back"
     expect(banner).to_be_hidden()
     expect(alice.locator("#messages .message:not(.pending)", has_text="written during the outage")).to_have_count(1)

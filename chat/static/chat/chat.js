@@ -2024,6 +2024,11 @@ function wire() {
   for (const list of [ui.list, ui.threadList]) {
     list.addEventListener('focusin', onListFocus);
     list.addEventListener('keydown', onListKey);
+    // A tap makes a message current even where the browser gives it no focus (Safari on iOS).
+    list.addEventListener('click', (event) => {
+      const node = event.target.closest('.message');
+      if (node && !node.classList.contains('outbox')) setCurrent(node);
+    });
   }
   ui.dialog.addEventListener('close', onDeleteDialogClosed);
   wireNotifications();
