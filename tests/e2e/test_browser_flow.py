@@ -13,7 +13,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.test_browser_pages import axe_run, describe_violations
+from tests.e2e.test_browser_pages import SCREENSHOTS, axe_run, describe_violations
 from tests.support.browser import logged_in_page, open_room, send
 from tests.support.daphne_server import DaphneServer
 
@@ -303,10 +303,12 @@ def test_on_a_phone_only_the_tapped_message_shows_its_tools(pages, server):
 # ---------------------------------------------------------------- an outage
 
 
-def test_an_outage_shows_a_banner_with_retry_and_the_page_is_live_within_a_second_of_the_worker(pages, server):
-    make_room(server, "outage")
-    alice = pages("alice", **CHECKED)
-    open_room(alice, server, "outage")
+@pytest.mark.parametrize("size", [DESKTOP, TABLET, PHONE], ids=["1280", "1000", "390"])
+def test_an_outage_shows_a_banner_with_retry_and_the_page_is_live_within_a_second_of_the_worker(pages, server, size):
+    slug = f"outage-{size['viewport']['width']}"
+    make_room(server, slug)
+    alice = pages("alice", **size, bypass_csp=True)  # axe-core is added as an inline script
+    open_room(alice, server, slug)
     alice.evaluate(
         """() => {
             const status = document.getElementById('status');
@@ -329,7 +331,9 @@ def check_outage(alice: Page, server: DaphneServer) -> None:
     expect(banner).to_be_visible()
     expect(banner.get_by_role("alert")).to_contain_text("Connection lost")
     retry = banner.get_by_role("button", name="Retry now")
-    expect(retry).to_be_visible()
+    expect(retry).to_be_in_viewport(ratio=1)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    alice.screenshot(path=SCREENSHOTS / f"outage-{alice.viewport_size['width']}.png")
     bad = serious_violations(alice)
     assert not bad, describe_violations(bad)
     # The composer keeps working: the message waits until the connection is back.
