@@ -142,6 +142,8 @@ def test_new_messages_line_sits_above_the_first_of_120_unread_even_after_older_o
 
     scroll_to_top_until_loaded(carol, 30)  # older, already read messages come in above
     assert divider_seq(carol) == "81"
+    # The line starts a new group: bob's name shows again under it.
+    assert author_shown(carol, "message 81") and not author_shown(carol, "message 80")
     carol.context.close()
 
 
