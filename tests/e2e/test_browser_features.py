@@ -94,7 +94,7 @@ def test_own_messages_are_edited_inline_and_others_see_the_edit_live(browser, se
     assert opacity(tools) == "1" and tools.evaluate("el => getComputedStyle(el).pointerEvents") == "auto"
 
     # On the desktop the controls stay out of the way until the message has the keyboard focus:
-    # the arrow keys go from message to message, Tab into the message reached.
+    # the up and down arrows go from message to message, right into the message reached.
     tools = mine.locator(".message-tools")
     assert opacity(tools) == "0"
     alice.locator("#messages").focus()
@@ -103,7 +103,7 @@ def test_own_messages_are_edited_inline_and_others_see_the_edit_live(browser, se
     assert opacity(tools) == "1"
     edit = mine.get_by_role("button", name="Edit message")
     for _ in range(3):  # Add reaction, Reply in thread, Edit
-        alice.keyboard.press("Tab")
+        alice.keyboard.press("ArrowRight")
     expect(edit).to_be_focused()
 
     # Escape cancels and gives the focus back to Edit.

@@ -6,6 +6,9 @@
 import { openDirectPicker, paintAvatars, userHue } from './direct.js';
 import { handleUnreadFrame, mentionTotal, startUnread, unreadConnected } from './unread.js';
 import { onMembers, onRoomInvited, onRoomUpdated, wireManage } from './manage.js';
+import {
+  OUTAGE_NOTICE, groupMessages, hideOutage, lastOwnMessage, moveWithinMessage, reconnectDelay, showOutage,
+} from './flow.js';
 
 const cfg = JSON.parse(document.getElementById('chat-config').textContent);
 const ROOM = cfg.room;
@@ -15,11 +18,12 @@ const MANAGER = Boolean(cfg.canManage); // the room's creator, a moderator or st
 const MAX_BODY = Number(cfg.maxBody) || 4000;
 const DELETED_AUTHOR = '[deleted]'; // a message whose author's account is gone
 
-// Timings in ms. Reconnect backoff: full jitter over base * factor^attempt, capped.
-const BACKOFF_BASE = 500, BACKOFF_FACTOR = 2, BACKOFF_CAP = 15000;
+// Timings in ms (the reconnect delays are flow.js's).
+const OPEN_TIMEOUT = 5000; // a handshake that hangs (no answer at all) is given up and tried again
 const PING_EVERY = 25000, PONG_TIMEOUT = 10000;
 const TYPING_EVERY = 2000, TYPING_SHOWN = 3000, READ_DEBOUNCE = 1000;
-const HISTORY_LIMIT = 50, RATE_RETRIES = 5;
+const HISTORY_LIMIT = 50, HISTORY_MAX = 100, RATE_RETRIES = 5;
+const UNREAD_REACH = 1000; // at most this many messages are loaded to reach the first unread one
 
 // The wire protocol's close and error codes this page acts on: a copy of chat/realtime/codes.py's,
 // which tests/unit/test_codes.py compares with it.
@@ -75,11 +79,14 @@ const S = {
   outbox: new Map(), // client_id -> {cid, body, replyTo, createdAt, node, status, retries, seq}
   typers: new Map(), // username -> timeout id
   attempt: 0, // reconnects since the last `joined`
+  downSince: null, // when the connection was lost (null while joined)
   authRetried: false, // one reconnect after a 4401 already tried
   joinCount: 0,
   lastTypingSent: 0,
   lastReadSent: 0,
   lastRead: Number.isInteger(cfg.lastRead) ? cfg.lastRead : null, // read marker when the page loaded
+  unreadPlaced: false, // the "New messages" line has been placed (or there is none to place)
+  newBelow: new Set(), // elements of others' new messages below the view, not yet scrolled to
   lastScrollTop: 0,
   refs: 0, // counter for edit/delete/react refs
   edits: new Map(), // ref -> message element with an edit in flight
@@ -92,7 +99,7 @@ const S = {
   unseen: 0, // messages from others that arrived while the tab was hidden
   notifyOn: false, // the user asked for desktop notifications (and may have since revoked the permission)
   baseTitle: document.title,
-  timers: { reconnect: null, countdown: null, ping: null, pong: null, read: null, catchUp: null },
+  timers: { reconnect: null, countdown: null, open: null, ping: null, pong: null, read: null, catchUp: null },
 };
 
 // ---------------------------------------------------------------- helpers
@@ -385,6 +392,7 @@ function fillMessage(node, m) {
   renderThreadSummary(node, m);
   renderTools(node); // after the id: a just-acked message of ours gets its controls here
   applyRoving(node);
+  if (node.parentElement) groupMessages(node.parentElement);
   return node;
 }
 
@@ -739,6 +747,7 @@ function renderThread(mode) {
   for (const entry of S.outbox.values()) if (entry.replyTo === t.id && entry.node.classList.contains('outbox')) nodes.push(entry.node);
   const focusWasIn = ui.threadList.contains(document.activeElement);
   ui.threadList.replaceChildren(...nodes);
+  groupMessages(ui.threadList);
   if (focusWasIn) ui.threadList.focus({ preventScroll: true });
   ui.threadList.scrollTop = mode === 'anchor' ? ui.threadList.scrollHeight - fromBottom : ui.threadList.scrollHeight;
 }
@@ -765,6 +774,7 @@ function fileReply(m, node) {
   const follow = threadAtBottom() || placed.dataset.author === ME;
   const later = [...ui.threadList.querySelectorAll('.message.reply:not(.outbox)')].find((n) => n !== placed && Number(n.dataset.seq) > m.seq);
   ui.threadList.insertBefore(placed, later || ui.threadList.querySelector('.message.outbox') || null);
+  groupMessages(ui.threadList);
   if (follow) ui.threadList.scrollTop = ui.threadList.scrollHeight;
 }
 
@@ -918,14 +928,15 @@ function renderTools(node) {
   tools.querySelector('.delete-button').hidden = !own && !MANAGER;
 }
 
-// One message at a time has its buttons and links in the Tab order (the one last focused): the
-// arrow keys go from message to message, Tab into the message. A list of 50 messages is then not
-// 200 Tab stops between the sidebar and the composer.
+// A list of messages is one Tab stop (the list): the up and down arrows go from message to
+// message, left and right through the focused message's links and buttons (flow.js), so 50
+// messages are not 200 Tab stops between the sidebar and the composer. The message last focused
+// is the current one: it shows its tools, also on a touch screen.
 function applyRoving(node) {
-  const on = node === S.current;
   for (const control of node.querySelectorAll('a[href], button')) {
-    if (!control.closest('.editor')) control.tabIndex = on ? 0 : -1;
+    if (!control.closest('.editor')) control.tabIndex = -1;
   }
+  node.classList.toggle('current', node === S.current);
 }
 
 function setCurrent(node) {
@@ -936,17 +947,37 @@ function setCurrent(node) {
   if (node) applyRoving(node);
 }
 
+// Tabbing into a list brings the focus back to its current message when that is in view.
 function onListFocus(event) {
+  const list = event.currentTarget;
+  if (event.target === list) {
+    const back = S.current;
+    const cameFromOutside = !list.contains(event.relatedTarget);
+    if (cameFromOutside && back?.isConnected && list.contains(back) && inView(list, back)) back.focus({ preventScroll: true });
+    return;
+  }
   const node = event.target.closest('.message');
   if (node && !node.classList.contains('outbox')) setCurrent(node);
 }
 
+function inView(list, node) {
+  const box = node.getBoundingClientRect(), view = list.getBoundingClientRect();
+  return box.bottom > view.top && box.top < view.bottom;
+}
+
 function onListKey(event) {
   const list = event.currentTarget;
+  if (event.key === 'Tab' && event.shiftKey && event.target !== list) {
+    // Shift+Tab from inside leaves the list rather than stopping on the list itself.
+    list.tabIndex = -1;
+    setTimeout(() => { list.tabIndex = 0; });
+    return;
+  }
   if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
   const target = event.target;
   if (target !== list && target.matches('textarea, input')) return; // the editor keeps its arrows
   const from = target === list ? null : target.closest('.message');
+  if (from && moveWithinMessage(event, from)) return;
   const messages = [...list.querySelectorAll('.message')];
   if (!messages.length) return;
   const at = messages.indexOf(from);
@@ -1038,8 +1069,23 @@ function closeEditor(node) {
   return true;
 }
 
+const editorOpeners = new WeakMap(); // message element -> the composer its editor was opened from
+
 function cancelEdit(node) {
-  if (closeEditor(node)) node.querySelector('.edit-button')?.focus();
+  if (!closeEditor(node)) return;
+  const back = editorOpeners.get(node);
+  editorOpeners.delete(node);
+  (back?.isConnected && !back.disabled ? back : node.querySelector('.edit-button'))?.focus();
+}
+
+// Up in an empty composer edits your newest message there, as in Slack; the editor's Escape (or
+// saving) comes back to the composer.
+function editLastOwn(c) {
+  const node = lastOwnMessage(c === composers.main ? ui.list : ui.threadList, ME);
+  if (!node) return false;
+  editorOpeners.set(node, c.input);
+  openEditor(node);
+  return true;
 }
 
 function editorBusy(node, busy, message = '') {
@@ -1173,11 +1219,14 @@ function refreshDaySeparators() {
     if (start.previousElementSibling !== mark) start.before(mark);
   }
   for (const node of spare.values()) node.remove();
+  groupMessages(ui.list);
 }
 
 // Before the first message someone else wrote after the read marker the page loaded with.
-function placeUnreadDivider(messages) {
+function placeUnreadDivider() {
+  S.unreadPlaced = true;
   if (S.lastRead === null) return null;
+  const messages = [...S.messages.values()].sort((a, b) => a.seq - b.seq);
   const first = messages.find((m) => m.seq > S.lastRead && m.author !== ME && !m.deleted && m.reply_to == null);
   const node = first && S.bySeq.get(first.seq);
   if (!node) return null;
@@ -1185,6 +1234,25 @@ function placeUnreadDivider(messages) {
   node.before(divider);
   refreshDaySeparators();
   return divider;
+}
+
+// The first unread message may be older than the first page: older pages come first, as many
+// messages as reach it (up to UNREAD_REACH). Returns true while such a page is on its way.
+function seekUnread() {
+  if (S.lastRead === null || !S.hasMore || S.firstSeq === null || S.firstSeq <= S.lastRead + 1) return false;
+  if (S.bySeq.size >= UNREAD_REACH || S.historyBusy) return false;
+  const limit = Math.min(HISTORY_MAX, S.firstSeq - S.lastRead - 1);
+  S.historyBusy = send({ type: 'history', room: ROOM, before: S.firstSeq, limit, ref: 'unread' });
+  return S.historyBusy;
+}
+
+// After the first join: the "New messages" line above the first unread message, in view.
+function showUnread() {
+  if (seekUnread()) return scrollToBottom();
+  const divider = placeUnreadDivider();
+  if (divider) revealUnread(divider);
+  else afterAppend(true);
+  fillViewport();
 }
 
 // ---------------------------------------------------------------- scrolling and history
@@ -1198,13 +1266,30 @@ function scrollListTo(top) {
 
 function scrollToBottom() {
   scrollListTo(ui.list.scrollHeight);
+  S.newBelow.clear();
   ui.newButton.hidden = true;
 }
 
-function afterAppend(follow) {
+// `fresh`: the messages just added to the flow. Those by others that land below the view make
+// the "New messages" button show, until the reader has scrolled to them.
+function afterAppend(follow, fresh = []) {
   if (follow) scrollToBottom();
-  else ui.newButton.hidden = false;
+  else noteNewBelow(fresh.map((m) => S.bySeq.get(m.seq)));
   scheduleRead(READ_DEBOUNCE);
+}
+
+function noteNewBelow(nodes) {
+  for (const node of nodes) if (node && node.dataset.author !== ME && !node.classList.contains('deleted')) S.newBelow.add(node);
+  updateNewButton();
+}
+
+function updateNewButton() {
+  const bottom = ui.list.getBoundingClientRect().bottom;
+  for (const node of S.newBelow) {
+    const seen = !node.isConnected || node.classList.contains('deleted') || node.getBoundingClientRect().top < bottom - 8;
+    if (seen) S.newBelow.delete(node);
+  }
+  ui.newButton.hidden = S.newBelow.size === 0;
 }
 
 function firstVisibleMessage() {
@@ -1232,7 +1317,10 @@ function revealUnread(divider) {
   scrollToBottom();
   const offset = divider.getBoundingClientRect().top - ui.list.getBoundingClientRect().top;
   if (offset < 0) scrollListTo(ui.list.scrollTop + offset - 8);
-  ui.newButton.hidden = isAtBottom();
+  let node = divider.nextElementSibling;
+  const unread = [];
+  for (; node; node = node.nextElementSibling) if (node.matches('.message:not(.outbox)')) unread.push(node);
+  noteNewBelow(unread);
   scheduleRead(READ_DEBOUNCE);
 }
 
@@ -1241,10 +1329,8 @@ function onScroll() {
   // Only the reader moving up asks for older messages, not the page placing the view itself.
   if (top < 80 && top < S.lastScrollTop) loadOlder();
   S.lastScrollTop = top;
-  if (isAtBottom()) {
-    ui.newButton.hidden = true;
-    scheduleRead(READ_DEBOUNCE);
-  }
+  if (S.newBelow.size) updateNewButton();
+  if (isAtBottom()) scheduleRead(READ_DEBOUNCE);
 }
 
 const marker = make('div', 'history-marker');
@@ -1290,7 +1376,8 @@ function onHistory(f) {
     updateMarker();
     refreshDaySeparators();
   });
-  fillViewport();
+  if (f.ref === 'unread') showUnread();
+  else fillViewport();
 }
 
 // ---------------------------------------------------------------- joining and catching up
@@ -1333,10 +1420,10 @@ function onJoined(f) {
     if (messages.length) S.lastSeq = messages[0].seq - 1;
     S.hasMore = messages.length > 0 && messages[0].seq > 1;
   }
-  let added = 0;
+  const added = [];
   for (const m of messages) {
     if (!acceptLive(m)) continue;
-    if (m.reply_to == null) added += 1;
+    if (m.reply_to == null) added.push(m);
     if (!first) noticeWhileHidden(m);
   }
   if (Number.isInteger(f.rev)) {
@@ -1345,7 +1432,8 @@ function onJoined(f) {
     const reached = f.complete ? f.rev : Math.max(revBefore ?? 0, ...received);
     S.lastRev = Math.max(reached, S.lastRev ?? 0);
   }
-  const divider = first ? placeUnreadDivider(messages) : null;
+  S.downSince = null;
+  hideOutage();
   setStatus('live', 'Live');
   updateMarker();
   if (fresh) flushOutbox();
@@ -1358,9 +1446,8 @@ function onJoined(f) {
     if (S.lastSeq > before || S.lastRev !== revBefore) catchUp();
     else S.timers.catchUp = setTimeout(catchUp, 2000);
   }
-  if (divider) revealUnread(divider);
-  else if (added || first) afterAppend(follow);
-  if (first) fillViewport();
+  if (first || !S.unreadPlaced) showUnread(); // (again, if the socket went while looking for it)
+  else if (added.length) afterAppend(follow, added);
 }
 
 function openThreadFromHash() {
@@ -1384,7 +1471,7 @@ function onMessage(f) {
   onRevFrame(f, () => {
     const follow = isAtBottom();
     if (!acceptLive(m)) return;
-    if (m.reply_to == null) afterAppend(follow);
+    if (m.reply_to == null) afterAppend(follow, [m]);
     else scheduleRead(READ_DEBOUNCE);
     noticeWhileHidden(m);
   });
@@ -1529,7 +1616,12 @@ function failEntry(entry, f) {
   const actions = make('div', 'actions');
   actions.append(
     button('Retry', 'btn btn-small retry', () => { entry.retries = 0; transmit(entry); }),
-    button('Discard', 'btn btn-small btn-quiet discard', () => { S.outbox.delete(entry.cid); entry.node.remove(); }),
+    button('Discard', 'btn btn-small btn-quiet discard', () => {
+      S.outbox.delete(entry.cid);
+      const list = entry.node.parentElement;
+      entry.node.remove();
+      if (list) groupMessages(list);
+    }),
   );
   entry.node.querySelector('.actions')?.remove();
   entry.node.querySelector('.message-main').append(actions);
@@ -1714,9 +1806,13 @@ function onError(f) {
     S.timers.catchUp = setTimeout(catchUp, 2000);
     if (f.code === ERROR.RATE_LIMITED) return;
   }
-  if (ref === 'history') {
+  if (ref === 'history' || ref === 'unread') {
     S.historyBusy = false;
     updateMarker();
+  }
+  if (ref === 'unread' && !S.unreadPlaced) {
+    const divider = placeUnreadDivider(); // with what is held
+    if (divider) revealUnread(divider);
   }
   if ((ref === 'thread' || ref === 'thread-older') && S.thread) {
     S.thread.loading = false;
@@ -1747,9 +1843,12 @@ function connect() {
   clearReconnect();
   if (S.stopped) return;
   setStatus('connecting', 'Connecting…');
+  if (S.downSince !== null && Date.now() - S.downSince >= OUTAGE_NOTICE) showOutage(ui.wrap, null, retryNow);
   const ws = new WebSocket(wsUrl());
   S.ws = ws;
-  ws.addEventListener('open', () => { if (ws === S.ws) onOpen(); });
+  clearTimeout(S.timers.open);
+  S.timers.open = setTimeout(() => { if (ws === S.ws && ws.readyState === WebSocket.CONNECTING) ws.close(); }, OPEN_TIMEOUT);
+  ws.addEventListener('open', () => { clearTimeout(S.timers.open); if (ws === S.ws) onOpen(); });
   ws.addEventListener('message', (event) => { if (ws === S.ws) onFrame(event.data); });
   ws.addEventListener('close', (event) => onClose(ws, event.code));
 }
@@ -1776,7 +1875,9 @@ function onFrame(data) {
 
 function onClose(ws, code) {
   if (ws !== S.ws) return;
+  clearTimeout(S.timers.open);
   Object.assign(S, { ws: null, joined: false, joining: false, historyBusy: false });
+  S.downSince ??= Date.now();
   stopPing();
   updateMarker();
   presenceUnknown();
@@ -1798,11 +1899,11 @@ function onClose(ws, code) {
 
 function scheduleReconnect() {
   clearReconnect();
-  const ceiling = Math.min(BACKOFF_CAP, BACKOFF_BASE * BACKOFF_FACTOR ** Math.min(S.attempt, 20));
-  const delay = Math.random() * ceiling; // full jitter
+  const delay = reconnectDelay(S.attempt, Date.now() - S.downSince);
   S.attempt += 1;
   const due = Date.now() + delay;
   const tick = () => {
+    if (Date.now() - S.downSince >= OUTAGE_NOTICE) showOutage(ui.wrap, due, retryNow);
     if (!navigator.onLine) return setStatus('offline', 'Offline');
     const seconds = Math.max(1, Math.ceil((due - Date.now()) / 1000));
     setStatus('reconnecting', `Reconnecting in ${seconds}s…`);
@@ -1812,8 +1913,14 @@ function scheduleReconnect() {
   S.timers.reconnect = setTimeout(connect, delay);
 }
 
+// "Retry now", the browser back online, the tab shown again: no reason to wait out the delay.
+function retryNow() {
+  if (S.timers.reconnect) connect();
+}
+
 function stop() {
   S.stopped = true;
+  hideOutage();
   clearReconnect();
   stopPing();
   clearTimeout(S.timers.catchUp);
@@ -1864,6 +1971,8 @@ function wireComposer(c) {
     if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
       event.preventDefault();
       submitComposer(c);
+    } else if (event.key === 'ArrowUp' && !c.input.value && !event.shiftKey && !event.altKey && !event.ctrlKey && !event.metaKey) {
+      if (editLastOwn(c)) event.preventDefault();
     }
   });
   c.input.addEventListener('input', () => { autosize(c); updateCounter(c); maybeSendTyping(c); });
@@ -1892,6 +2001,11 @@ function wire() {
   for (const list of [ui.list, ui.threadList]) {
     list.addEventListener('focusin', onListFocus);
     list.addEventListener('keydown', onListKey);
+    // A tap makes a message current even where the browser gives it no focus (Safari on iOS).
+    list.addEventListener('click', (event) => {
+      const node = event.target.closest('.message');
+      if (node && !node.classList.contains('outbox')) setCurrent(node);
+    });
   }
   ui.dialog.addEventListener('close', onDeleteDialogClosed);
   wireNotifications();
@@ -1907,7 +2021,8 @@ function wire() {
   });
   document.addEventListener('visibilitychange', onVisibilityChange);
   window.addEventListener('focus', () => scheduleRead(0));
-  window.addEventListener('online', () => { if (S.timers.reconnect) connect(); });
+  window.addEventListener('online', retryNow);
+  document.addEventListener('visibilitychange', () => { if (!document.hidden) retryNow(); });
   window.chat = Object.freeze({
     state: () => ({
       lastSeq: S.lastSeq,
@@ -1923,6 +2038,18 @@ function wire() {
   paintAvatars();
   startUnread({ me: ME, current: ROOM, send, onTitle: updateTitle });
   connect();
+  focusComposerOnOpen();
+}
+
+// With a keyboard and a mouse, the room opens ready to type; on a touch screen focusing the
+// composer would open the on-screen keyboard over the room, so it does not.
+function focusComposerOnOpen() {
+  $('skip-to-composer')?.addEventListener('click', (event) => {
+    event.preventDefault();
+    ui.input.focus();
+  });
+  const fine = window.matchMedia('(hover: hover) and (pointer: fine)').matches;
+  if (fine && !location.hash.startsWith('#thread-') && document.activeElement === document.body) ui.input.focus({ preventScroll: true });
 }
 
 wire();
