@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from chat.api import views
+from chat.api import people, views
 
 urlpatterns = [
     path("api/rooms/", views.RoomListView.as_view(), name="api_rooms"),
@@ -13,6 +13,7 @@ urlpatterns = [
         name="api_reactions",
     ),
     path("api/direct/", views.DirectView.as_view(), name="api_direct"),
+    path("api/users/", people.UserLookupView.as_view(), name="api_users"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api_schema"),
     re_path(r"^api/(?P<path>.*)$", views.api_not_found),
 ]

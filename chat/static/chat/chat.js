@@ -4,6 +4,7 @@
 // schemes (chat/formatting.py), is inserted as HTML. Nothing else the users wrote ever is.
 
 import { openDirectPicker, paintAvatars, userHue } from './direct.js';
+import { wirePresencePanel } from './panel.js';
 
 const cfg = JSON.parse(document.getElementById('chat-config').textContent);
 const ROOM = cfg.room;
@@ -1923,9 +1924,9 @@ function wire() {
   ui.newButton.addEventListener('click', () => { scrollToBottom(); scheduleRead(0); });
   wireComposer(composers.main);
   wireComposer(composers.thread);
-  ui.presenceToggle?.addEventListener('click', () => {
-    const open = ui.layout.classList.toggle('show-presence');
-    ui.presenceToggle.setAttribute('aria-expanded', String(open));
+  wirePresencePanel({
+    layout: ui.layout, toggle: ui.presenceToggle, panel: $('presence-panel'),
+    header: document.querySelector('.room-header'), composers: [ui.form, ui.threadForm],
   });
   document.addEventListener('visibilitychange', onVisibilityChange);
   window.addEventListener('focus', () => scheduleRead(0));
