@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.contrib.sessions.backends import db as db_sessions
 from django.contrib.sessions.backends.base import SessionBase
 from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -428,6 +428,6 @@ def usernames_starting(*, prefix: str, limit: int = MENTION_LOOKUP_LIMIT) -> lis
     return list(
         get_user_model()
         .objects.filter(is_active=True, username__istartswith=prefix)
-        .order_by("username")
+        .order_by(Lower("username"), "username")
         .values_list("username", flat=True)[:limit]
     )
