@@ -193,3 +193,76 @@ def test_the_admin_room_list_shows_every_column(page_as, server):
     assert not clipped, "the room list scrolls sideways"
     right = header.bounding_box()
     assert right["x"] + right["width"] <= 1280
+
+
+# ---------------------------------------------------------------- links to a message
+
+
+def test_a_copied_link_opens_an_old_message_with_its_history_and_the_room_stays_live(page_as, server):
+    django(
+        server,
+        """
+        room = services.room_create(slug='linked', name='Linked')
+        for i in range(1, 11):
+            services.message_send(room=room, author=user('bob'), body=f'early {i}')
+        """,
+    )
+    alice = page_as("alice", **DESKTOP)
+    alice.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base_url)
+    open_room(alice, server, "linked")
+    old = alice.locator("#messages .message", has_text="early 5")
+    old.hover()
+    old.get_by_role("button", name="Copy link to message").click()
+    expect(alice.locator(".toast")).to_contain_text("Link copied")
+    link = alice.evaluate("navigator.clipboard.readText()")
+    message_id = old.get_attribute("data-id")
+    assert link == f"{server.base_url}/rooms/linked/?message={message_id}"
+
+    # 210 newer messages: the linked one is far older than the page's first screenful.
+    django(
+        server,
+        """
+        room = Room.objects.get(slug='linked')
+        for i in range(1, 211):
+            services.message_send(room=room, author=user('bob'), body=f'later {i}')
+        """,
+    )
+    read_before = django(server, "print(Membership.objects.get(room__slug='linked', user__username='alice').last_read_seq)")
+
+    reader = alice.context.new_page()
+    reader.goto(link)
+    target = reader.locator(f'#messages .message[data-id="{message_id}"]')
+    expect(target).to_be_visible()
+    expect(target).to_have_class(re.compile(r"\bmessage-linked\b"))
+    expect(target).to_be_in_viewport()
+    expect(reader.locator("#messages .message", has_text="early 4")).to_have_count(1)
+    expect(reader.locator("#messages .message", has_text="early 6")).to_have_count(1)
+    expect(reader.locator("#messages .message", has_text="later 210")).to_have_count(1)  # the newest, below
+
+    # Live messages still arrive, at the bottom.
+    bob = page_as("bob", **DESKTOP)
+    open_room(bob, server, "linked")
+    send(bob, "live after the link")
+    expect(reader.locator("#messages .message", has_text="live after the link")).to_have_count(1)
+    assert reader.locator("#messages .message").last.text_content().find("live after the link") >= 0
+    expect(reader.locator("#status")).to_have_attribute("data-state", "live")
+    # Opened far up, the page has not marked the room read.
+    read_after = django(server, "print(Membership.objects.get(room__slug='linked', user__username='alice').last_read_seq)")
+    assert read_after == read_before
+
+    # Scrolling down fills the stretch between the linked message and the newest ones.
+    for _ in range(5):
+        shown = reader.evaluate(
+            "() => { const gap = document.querySelector('.history-gap'); gap?.scrollIntoView();"
+            " return gap ? document.querySelectorAll('#messages .message').length : -1; }"
+        )
+        if shown < 0:
+            break
+        reader.wait_for_function(
+            "n => !document.querySelector('.history-gap') || document.querySelectorAll('#messages .message').length > n",
+            arg=shown,
+        )
+    expect(reader.locator(".history-gap")).to_have_count(0)
+    seqs = [int(s) for s in reader.locator("#messages .message[data-seq]").evaluate_all("els => els.map(e => e.dataset.seq)")]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a stretch of messages is missing"
+    assert seqs[-1] == 221

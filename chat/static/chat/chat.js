@@ -5,6 +5,7 @@
 
 import { openDirectPicker, paintAvatars, userHue } from './direct.js';
 import { wirePresencePanel } from './panel.js';
+import { COPY_LINK_LABEL, LINK_ICON, copyMessageLink, messageLinks } from './permalink.js';
 
 const cfg = JSON.parse(document.getElementById('chat-config').textContent);
 const ROOM = cfg.room;
@@ -907,6 +908,7 @@ function renderTools(node) {
     tools.append(
       iconTool('react-button', 'Add reaction', ICONS.react, (event) => openEmojiPicker(node, event.currentTarget)),
       iconTool('reply-button', 'Reply in thread', ICONS.reply, (event) => openThread(Number(node.dataset.id), event.currentTarget)),
+      iconTool('link-button', COPY_LINK_LABEL, LINK_ICON, () => copyMessageLink(ROOM, node, toast)),
       textTool('Edit', 'edit-button', 'Edit message', () => openEditor(node)),
       textTool('Delete', 'delete-button', 'Delete message', () => confirmDelete(node)),
     );
@@ -1250,6 +1252,12 @@ function onScroll() {
 
 const marker = make('div', 'history-marker');
 
+// A page opened from a link to a message (permalink.js) shows that message and the history around it.
+const links = messageLinks({
+  S, ui, room: ROOM, marker, send, isNewer, fillMessage, buildMessage, keepingPlace, updateMarker,
+  refreshDaySeparators, scrollToBottom, toast,
+});
+
 function updateMarker() {
   if (!S.baselined || S.historyBusy) marker.replaceChildren('Loading…');
   else if (!S.hasMore) marker.replaceChildren(DIRECT ? 'Beginning of the conversation' : 'Beginning of the room');
@@ -1267,6 +1275,7 @@ function fillViewport() {
 }
 
 function onHistory(f) {
+  if (links.onHistory(f)) return;
   S.historyBusy = false;
   const older = (f.messages || [])
     .filter((m) => (S.firstSeq === null || m.seq < S.firstSeq) && !S.bySeq.has(m.seq))
@@ -1359,6 +1368,8 @@ function onJoined(f) {
     if (S.lastSeq > before || S.lastRev !== revBefore) catchUp();
     else S.timers.catchUp = setTimeout(catchUp, 2000);
   }
+  const linked = first && links.start();
+  if (linked) return; // the linked message takes the view, and the read marker stays
   if (divider) revealUnread(divider);
   else if (added || first) afterAppend(follow);
   if (first) fillViewport();
@@ -1737,6 +1748,7 @@ function onError(f) {
   const entry = S.outbox.get(ref);
   if (entry) return failEntry(entry, f);
   if (onEditOrDeleteError(f)) return;
+  if (links.onError(f)) return;
   if (ref.startsWith('join-') || (!S.baselined && f.room === ROOM)) {
     S.joining = false;
     if (f.code === ERROR.NOT_FOUND || f.code === ERROR.FORBIDDEN) return roomUnavailable(f);
