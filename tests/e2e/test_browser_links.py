@@ -227,7 +227,9 @@ def test_a_copied_link_opens_an_old_message_with_its_history_and_the_room_stays_
             services.message_send(room=room, author=user('bob'), body=f'later {i}')
         """,
     )
-    read_before = django(server, "print(Membership.objects.get(room__slug='linked', user__username='alice').last_read_seq)")
+    read_before = django(
+        server, "print(Membership.objects.get(room__slug='linked', user__username='alice').last_read_seq)"
+    )
 
     reader = alice.context.new_page()
     reader.goto(link)
@@ -247,7 +249,9 @@ def test_a_copied_link_opens_an_old_message_with_its_history_and_the_room_stays_
     assert reader.locator("#messages .message").last.text_content().find("live after the link") >= 0
     expect(reader.locator("#status")).to_have_attribute("data-state", "live")
     # Opened far up, the page has not marked the room read.
-    read_after = django(server, "print(Membership.objects.get(room__slug='linked', user__username='alice').last_read_seq)")
+    read_after = django(
+        server, "print(Membership.objects.get(room__slug='linked', user__username='alice').last_read_seq)"
+    )
     assert read_after == read_before
 
     # Scrolling down fills the stretch between the linked message and the newest ones.
@@ -263,6 +267,9 @@ def test_a_copied_link_opens_an_old_message_with_its_history_and_the_room_stays_
             arg=shown,
         )
     expect(reader.locator(".history-gap")).to_have_count(0)
-    seqs = [int(s) for s in reader.locator("#messages .message[data-seq]").evaluate_all("els => els.map(e => e.dataset.seq)")]
+    seqs = [
+        int(s)
+        for s in reader.locator("#messages .message[data-seq]").evaluate_all("els => els.map(e => e.dataset.seq)")
+    ]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a stretch of messages is missing"
     assert seqs[-1] == 221
