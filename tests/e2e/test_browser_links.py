@@ -7,6 +7,7 @@ PBKDF2 hash."""
 
 import re
 import textwrap
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -273,3 +274,96 @@ def test_a_copied_link_opens_an_old_message_with_its_history_and_the_room_stays_
     ]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "a stretch of messages is missing"
     assert seqs[-1] == 221
+
+
+# ---------------------------------------------------------------- @mention autocomplete
+
+
+def test_mention_autocomplete_picks_bob_with_the_keyboard_and_a_click(page_as, server):
+    page = page_as("alice", **DESKTOP)
+    open_room(page, server, "random")
+    box_ = page.locator("#composer-input")
+    box_.click()
+    page.keyboard.type("hi @bo")
+    listbox = page.get_by_role("listbox", name="People to mention")
+    expect(listbox).to_be_visible()
+    bob = listbox.get_by_role("option", name="@bob")
+    expect(bob).to_have_count(1)
+    expect(box_).to_have_attribute("aria-controls", listbox.get_attribute("id"))
+
+    # Down and Up move the choice (the text box keeps the focus, pointing at the chosen option).
+    options = listbox.get_by_role("option")
+    if options.count() > 1:
+        page.keyboard.press("ArrowDown")
+        expect(options.nth(1)).to_have_attribute("aria-selected", "true")
+        page.keyboard.press("ArrowUp")
+    expect(bob).to_have_attribute("aria-selected", "true")
+    expect(box_).to_have_attribute("aria-activedescendant", bob.get_attribute("id"))
+    expect(box_).to_be_focused()
+
+    # Enter picks (and does not send); the rest of the message follows.
+    page.keyboard.press("Enter")
+    expect(listbox).to_be_hidden()
+    expect(box_).to_have_value("hi @bob ")
+    expect(box_).not_to_have_attribute("aria-activedescendant", re.compile(".+"))
+    page.keyboard.type("see this")
+    page.keyboard.press("Enter")
+    sent = page.locator("#messages .message[data-id]", has_text="hi @bob see this")
+    expect(sent).to_have_count(1)
+    expect(sent.locator(".mention")).to_have_text("@bob")
+
+    # Tab picks too, and no option is ever a Tab stop; Escape closes the list and keeps the text.
+    page.keyboard.type("@bo")
+    expect(bob).to_be_visible()
+    assert listbox.evaluate("el => el.querySelectorAll('[tabindex]').length") == 0
+    page.keyboard.press("Tab")
+    expect(box_).to_have_value("@bob ")
+    expect(box_).to_be_focused()
+    page.keyboard.type("and @b")
+    expect(bob).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(listbox).to_be_hidden()
+    expect(box_).to_have_value("@bob and @b")
+
+    # A click picks.
+    page.keyboard.type("o")
+    bob.click()
+    expect(box_).to_have_value("@bob and @bob ")
+    expect(box_).to_be_focused()
+
+
+# ---------------------------------------------------------------- accessibility
+
+AXE_JS = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def serious_axe_findings(page: Page) -> list[str]:
+    if not AXE_JS.is_file():
+        pytest.fail(f"{AXE_JS} is missing: `npm install --no-audit --no-fund` installs it.")
+    page.add_script_tag(path=str(AXE_JS))
+    return page.evaluate(
+        """async () => (await axe.run(document)).violations
+            .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+            .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`)"""
+    )
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_new_controls_have_no_serious_accessibility_findings(page_as, server, scheme):
+    # The pages' Content-Security-Policy blocks the script axe-core is injected as: bypassed here only.
+    page = page_as("alice", **TABLET, color_scheme=scheme, bypass_csp=True)
+    open_room(page, server, "lobby")
+    page.locator("#presence-toggle").click()
+    expect(page.locator("#presence-panel")).to_be_visible()
+    page.locator("#composer-input").click()  # closes the panel (a click outside it)
+    page.keyboard.type("@bo")
+    expect(page.get_by_role("option", name="@bob")).to_be_visible()
+    assert serious_axe_findings(page) == []
+    page.keyboard.press("Escape")
+    page.locator("#presence-toggle").click()
+    expect(page.locator("#presence-panel")).to_be_visible()
+    assert serious_axe_findings(page) == []
+
+    form = page_as("alice", **PHONE, color_scheme=scheme, bypass_csp=True)
+    form.goto(server.base_url + "/rooms/new/")
+    assert serious_axe_findings(form) == []

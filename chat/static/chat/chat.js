@@ -6,6 +6,7 @@
 import { openDirectPicker, paintAvatars, userHue } from './direct.js';
 import { wirePresencePanel } from './panel.js';
 import { COPY_LINK_LABEL, LINK_ICON, copyMessageLink, messageLinks } from './permalink.js';
+import { wireMentions } from './mentions.js';
 
 const cfg = JSON.parse(document.getElementById('chat-config').textContent);
 const ROOM = cfg.room;
@@ -908,9 +909,9 @@ function renderTools(node) {
     tools.append(
       iconTool('react-button', 'Add reaction', ICONS.react, (event) => openEmojiPicker(node, event.currentTarget)),
       iconTool('reply-button', 'Reply in thread', ICONS.reply, (event) => openThread(Number(node.dataset.id), event.currentTarget)),
-      iconTool('link-button', COPY_LINK_LABEL, LINK_ICON, () => copyMessageLink(ROOM, node, toast)),
       textTool('Edit', 'edit-button', 'Edit message', () => openEditor(node)),
       textTool('Delete', 'delete-button', 'Delete message', () => confirmDelete(node)),
+      iconTool('link-button', COPY_LINK_LABEL, LINK_ICON, () => copyMessageLink(ROOM, node, toast)),
     );
     tools.querySelector('.react-button').setAttribute('aria-haspopup', 'dialog');
     node.querySelector('.meta').append(tools);
@@ -1619,6 +1620,13 @@ function renderPresence(users) {
   for (const count of ui.presenceCounts) if (count) count.textContent = String(names.length);
 }
 
+// Whom @ offers first: the people online here, then the authors of the newest messages held.
+function mentionCandidates() {
+  const online = [...ui.presence.querySelectorAll('.presence-user')].map((item) => item.dataset.username);
+  const authors = [...S.messages.values()].sort((a, b) => b.seq - a.seq).map((m) => m.author);
+  return [...online, ...authors].filter((name) => name && name !== DELETED_AUTHOR);
+}
+
 function renderTyping() {
   const names = [...S.typers.keys()];
   let text = '';
@@ -1936,6 +1944,7 @@ function wire() {
   ui.newButton.addEventListener('click', () => { scrollToBottom(); scheduleRead(0); });
   wireComposer(composers.main);
   wireComposer(composers.thread);
+  for (const c of Object.values(composers)) wireMentions({ input: c.input, form: c.form, local: mentionCandidates, me: ME });
   wirePresencePanel({
     layout: ui.layout, toggle: ui.presenceToggle, panel: $('presence-panel'),
     header: document.querySelector('.room-header'), composers: [ui.form, ui.threadForm],
