@@ -22,6 +22,7 @@ export const COPY_LINK_LABEL = TEXT.copy;
 
 const AROUND_LIMIT = 50;
 const GAP_LIMIT = 100;
+const RETRY_AFTER = 10000; // ms
 
 // The message a link names: ?message=<id>.
 export function linkedMessageId() {
@@ -89,8 +90,9 @@ export function messageLinks(c) {
   }
 
   function loadGap() {
-    if (!gap || gap.busy || !c.S.joined) return;
-    gap.busy = c.send({ type: 'history', room: c.room, after: gap.after, limit: GAP_LIMIT, ref: 'after' });
+    // A request lost with its socket (no answer for a while) is asked again.
+    if (!gap || (gap.busy && Date.now() - gap.busy < RETRY_AFTER) || !c.S.joined) return;
+    gap.busy = c.send({ type: 'history', room: c.room, after: gap.after, limit: GAP_LIMIT, ref: 'after' }) && Date.now();
     if (gap.busy) gap.node.querySelector('button').textContent = TEXT.loading;
   }
 
@@ -103,7 +105,7 @@ export function messageLinks(c) {
     more.textContent = TEXT.gap;
     more.addEventListener('click', loadGap);
     node.append(more);
-    gap = { after, node, busy: false };
+    gap = { after, node, busy: 0 }; // busy: when the pending request was sent
     // Scrolling down to the gap fills it, as scrolling up to the top loads older messages.
     observer = new IntersectionObserver((entries) => {
       if (entries.some((entry) => entry.isIntersecting)) loadGap();
@@ -152,7 +154,7 @@ export function messageLinks(c) {
 
   function onAfter(f) {
     if (!gap) return;
-    gap.busy = false;
+    gap.busy = 0;
     gap.node.querySelector('button').textContent = TEXT.gap;
     const messages = (f.messages || []).filter((m) => m.seq > gap.after && m.seq < tailFirst).sort((a, b) => a.seq - b.seq);
     c.keepingPlace(() => {
@@ -185,7 +187,7 @@ export function messageLinks(c) {
       return true;
     }
     if (f.ref === 'after' && gap) {
-      gap.busy = false;
+      gap.busy = 0;
       gap.node.querySelector('button').textContent = TEXT.gap;
     }
     return false;
