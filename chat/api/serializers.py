@@ -56,6 +56,14 @@ class MessagePageSerializer(serializers.Serializer):
 
 class HistoryQuerySerializer(serializers.Serializer):
     before = serializers.IntegerField(required=False, min_value=0, max_value=MAX_SEQ)
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=HISTORY_MAX_LIMIT, default=HISTORY_DEFAULT_LIMIT
+    )
+
+
+class RoomHistoryQuerySerializer(HistoryQuerySerializer):
+    """A room's history also pages forwards, and opens around a message (a link to it)."""
+
     after = serializers.IntegerField(
         required=False, min_value=0, max_value=MAX_SEQ, help_text="A seq: the messages just after it."
     )
@@ -64,9 +72,6 @@ class HistoryQuerySerializer(serializers.Serializer):
         min_value=1,
         max_value=MAX_SEQ,
         help_text="A message id: that message with the messages just before and after it (a link to a message).",
-    )
-    limit = serializers.IntegerField(
-        required=False, min_value=1, max_value=HISTORY_MAX_LIMIT, default=HISTORY_DEFAULT_LIMIT
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

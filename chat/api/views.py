@@ -36,6 +36,7 @@ from chat.api.serializers import (
     MessagePageSerializer,
     MessageSerializer,
     ReactionSerializer,
+    RoomHistoryQuerySerializer,
     RoomListSerializer,
     ThreadPageSerializer,
 )
@@ -65,11 +66,11 @@ MESSAGE_ID = OpenApiParameter("message_id", int, OpenApiParameter.PATH, descript
 class RoomMessagesView(APIView):
     @extend_schema(
         summary="A page of a room's history, oldest first",
-        parameters=[HistoryQuerySerializer],
+        parameters=[RoomHistoryQuerySerializer],
         responses={200: MessagePageSerializer, **ERRORS},
     )
     def get(self, request: AuthenticatedRequest, slug: str) -> Response:
-        query = HistoryQuerySerializer(data=request.query_params)
+        query = RoomHistoryQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         room = selectors.room_get_for(slug=slug, user=request.user)
         limit = query.validated_data["limit"]

@@ -80,6 +80,7 @@ def test_the_people_lookup_offers_active_accounts_by_prefix(alice_client, make_u
     many = alice_client.get("/api/users/?q=bo").json()["users"]
     assert len(many) == 10  # capped
     assert alice_client.get("/api/users/?q=").status_code == 400
+    assert alice_client.get("/api/users/?q=%00b").json() == {"users": []}
     assert alice_client.get("/api/users/").json()["code"] == "bad_request"
     assert Client().get("/api/users/?q=bo").status_code == 401
 

@@ -379,6 +379,7 @@ def test_the_schema_describes_the_api() -> None:
         "/api/rooms/{slug}/messages/{message_id}/replies/": {"get"},
         "/api/rooms/{slug}/messages/{message_id}/reactions/": {"post", "delete"},
         "/api/direct/": {"get", "post"},
+        "/api/users/": {"get"},
     }
     message = schema["components"]["schemas"]["Message"]["properties"]
     assert {"rev", "html", "reply_to", "reply_count", "repliers", "last_reply_at", "reactions"} <= set(message)
