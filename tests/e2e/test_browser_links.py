@@ -364,6 +364,15 @@ def test_the_new_controls_have_no_serious_accessibility_findings(page_as, server
     expect(page.locator("#presence-panel")).to_be_visible()
     assert serious_axe_findings(page) == []
 
+    # A message opened from its link, highlighted.
+    page.keyboard.press("Escape")
+    send(page, f"linked in {scheme}")
+    sent = page.locator("#messages .message[data-id]", has_text=f"linked in {scheme}")
+    expect(sent).to_have_count(1)
+    page.goto(f"{server.base_url}/rooms/lobby/?message={sent.get_attribute('data-id')}")
+    expect(page.locator("#messages .message-linked")).to_have_count(1)
+    assert serious_axe_findings(page) == []
+
     form = page_as("alice", **PHONE, color_scheme=scheme, bypass_csp=True)
     form.goto(server.base_url + "/rooms/new/")
     assert serious_axe_findings(form) == []

@@ -27,7 +27,7 @@ const RETRY_AFTER = 10000; // ms
 // The message a link names: ?message=<id>.
 export function linkedMessageId() {
   const raw = new URLSearchParams(location.search).get('message');
-  return raw && /^\d{1,18}$/.test(raw) ? Number(raw) : null;
+  return raw && /^[1-9]\d{0,14}$/.test(raw) ? Number(raw) : null;
 }
 
 // A reply's link opens its thread (#thread-<id>, as the page does already) over the thread's
