@@ -64,6 +64,15 @@ def page_as(browser: Browser, sessions: dict[str, dict]):
         context.close()
 
 
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+
+
+def screenshot(page: Page, name: str) -> None:
+    """For people to look at (test-artifacts/ is git-ignored)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"links-{name}.png"))
+
+
 def box(page: Page, selector: str) -> dict:
     return page.locator(selector).bounding_box()
 
@@ -91,6 +100,7 @@ def test_the_online_panel_leaves_its_toggle_and_send_reachable_and_closes(page_a
     toggle.click()
     expect(panel).to_be_visible()
     expect(toggle).to_have_attribute("aria-expanded", "true")
+    screenshot(page, f"online-panel-{'phone' if options is PHONE else 'tablet'}")
     shown = box(page, "#presence-panel")
     assert not overlaps(shown, box(page, "#presence-toggle")), "the panel covers its toggle"
     assert not overlaps(shown, box(page, "#composer-send")), "the panel covers Send"
@@ -162,6 +172,7 @@ def test_the_private_control_is_touch_sized_and_beside_its_label(page_as, server
     checkbox = page.get_by_role("checkbox", name="Private")
     size = checkbox.bounding_box()
     assert size["width"] >= 24 and size["height"] >= 24, size
+    screenshot(page, "room-form-phone")
     label = page.locator("label[for=id_private]").bounding_box()
     # On one line with its label, the box first.
     assert abs((label["y"] + label["height"] / 2) - (size["y"] + size["height"] / 2)) < 4
@@ -238,6 +249,7 @@ def test_a_copied_link_opens_an_old_message_with_its_history_and_the_room_stays_
     expect(target).to_be_visible()
     expect(target).to_have_class(re.compile(r"\bmessage-linked\b"))
     expect(target).to_be_in_viewport()
+    screenshot(reader, "linked-message")
     expect(reader.locator("#messages .message", has_text="early 4")).to_have_count(1)
     expect(reader.locator("#messages .message", has_text="early 6")).to_have_count(1)
     expect(reader.locator("#messages .message", has_text="later 210")).to_have_count(1)  # the newest, below
@@ -300,6 +312,7 @@ def test_mention_autocomplete_picks_bob_with_the_keyboard_and_a_click(page_as, s
     expect(bob).to_have_attribute("aria-selected", "true")
     expect(box_).to_have_attribute("aria-activedescendant", bob.get_attribute("id"))
     expect(box_).to_be_focused()
+    screenshot(page, "mention-autocomplete")
 
     # Enter picks (and does not send); the rest of the message follows.
     page.keyboard.press("Enter")
