@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.contrib.sessions.backends import db as db_sessions
 from django.contrib.sessions.backends.base import SessionBase
 from django.db.models import Count, F, Max, OuterRef, Q, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
@@ -376,6 +376,25 @@ def messages_before(*, room: Room, before: int | None, limit: int) -> tuple[list
     return rows, has_more
 
 
+def messages_after(*, room: Room, after: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """Up to `limit` messages just after seq `after`, oldest first; and whether newer ones exist."""
+    rows = _rows(Message.objects.filter(room=room, seq__gt=after).order_by("seq")[: limit + 1], room_slug=room.slug)
+    return rows[:limit], len(rows) > limit
+
+
+def messages_around(*, room: Room, message_id: int, limit: int) -> tuple[list[dict[str, Any]], bool, bool]:
+    """Up to `limit` messages around message `message_id` (a link to it): the message, about half
+    of the rest before it and the others after, oldest first; and whether older and newer messages
+    exist beyond them. ChatError(not_found) when `message_id` is no message of the room."""
+    seq = Message.objects.filter(room=room, pk=message_id).values_list("seq", flat=True).first()
+    if seq is None:
+        raise ChatError(ErrorCode.NOT_FOUND, f"No message {message_id} in '{room.slug}'.", room=room.slug)
+    older_count = (limit - 1) // 2
+    older, has_before = messages_before(room=room, before=seq, limit=older_count)
+    newer, has_after = messages_after(room=room, after=seq - 1, limit=limit - len(older))
+    return older + newer, has_before, has_after
+
+
 def room_counters(*, room_ids: list[int]) -> dict[int, tuple[int, int]]:
     """Each room's newest (seq, rev)."""
     rows = Room.objects.filter(pk__in=room_ids).values_list("pk", "last_seq", "last_rev")
@@ -521,3 +540,17 @@ def room_members(*, room: Room) -> list[dict[str, Any]]:
     ]
     listed.sort(key=lambda m: (not (m["role"] == Membership.Role.MODERATOR or m["creator"]), m["username"]))
     return listed[:MEMBERS_SHOWN]
+
+
+MENTION_LOOKUP_LIMIT = 10
+
+
+def usernames_starting(*, prefix: str, limit: int = MENTION_LOOKUP_LIMIT) -> list[str]:
+    """Active people whose username starts with `prefix` (any case), alphabetically, at most `limit`:
+    what @mention autocomplete offers."""
+    return list(
+        get_user_model()
+        .objects.filter(is_active=True, username__istartswith=prefix)
+        .order_by(Lower("username"), "username")
+        .values_list("username", flat=True)[:limit]
+    )

@@ -48,7 +48,14 @@ class Endpoint:
         self.port: int = port or (443 if http_scheme == "https" else 80)
         self.ws_url = urllib.parse.urlunsplit((ws_scheme, netloc, path, parts.query, ""))
         self.http_base = f"{http_scheme}://{netloc}"
-        self.login_url = f"{self.http_base}{prefix}accounts/login/"
+        self.site_url = f"{self.http_base}{prefix}"
+        self.login_url = f"{self.site_url}accounts/login/"
+
+    def message_url(self, room: str, message_id: int, *, thread: int | None = None) -> str:
+        """The page's link to a message (a reply's: to its thread's first message, with the thread open)."""
+        shown = thread if thread is not None else message_id
+        anchor = f"#thread-{thread}" if thread is not None else ""
+        return f"{self.site_url}rooms/{urllib.parse.quote(room, safe='')}/?message={shown}{anchor}"
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.ws_url}>"

@@ -75,6 +75,7 @@ commands (interactive mode; ID is the number after # at the start of a message):
   /history [N]        show N older messages of the current room (default 20; repeat to go further back)
   /reply ID TEXT      answer message ID in its thread
   /thread ID          show message ID and the replies in its thread
+  /link ID            print the web page's link to message ID (it opens there with the history around it)
   /react ID EMOJI     react to message ID with EMOJI
   /unreact ID EMOJI   take back your EMOJI on message ID
   /edit ID TEXT       replace the text of your message ID
@@ -511,6 +512,7 @@ class TerminalClient(ChatClient):
                 "dm": self.cmd_dm,
                 "reply": self.cmd_reply,
                 "thread": self.cmd_thread,
+                "link": self.cmd_link,
                 "react": self.cmd_react,
                 "unreact": self.cmd_unreact,
                 "edit": self.cmd_edit,
@@ -714,6 +716,14 @@ class TerminalClient(ChatClient):
         self.info(f"thread #{message_id} in {self.label(slug)}: {count} {'reply' if count == 1 else 'replies'}{more}")
         for line in format_thread(answer["root"], replies, style=self.style):
             self.out(line)
+
+    async def cmd_link(self, arg: str) -> None:
+        parsed = self.parse_id(arg, "/link ID")
+        if parsed is None:
+            return
+        message_id, _rest, slug = parsed
+        root = self.thread_of(slug, message_id)
+        self.out(self.endpoint.message_url(slug, message_id, thread=root if root != message_id else None))
 
     async def react_to(self, arg: str, *, on: bool) -> None:
         parsed = self.parse_id(arg, f"/{'react' if on else 'unreact'} ID EMOJI", needs_rest=True)

@@ -1,6 +1,8 @@
 """The API's shapes: requests are validated with these, and the OpenAPI description is generated
 from them."""
 
+from typing import Any
+
 from django.conf import settings
 from rest_framework import serializers
 
@@ -46,6 +48,10 @@ class ThreadPageSerializer(serializers.Serializer):
 class MessagePageSerializer(serializers.Serializer):
     messages = MessageSerializer(many=True, help_text="Oldest first.")
     has_more = serializers.BooleanField(help_text="Older messages exist: ask again with before=<first seq>.")
+    has_more_after = serializers.BooleanField(
+        required=False,
+        help_text="With after or around only: newer messages exist: ask again with after=<last seq>.",
+    )
 
 
 class HistoryQuerySerializer(serializers.Serializer):
@@ -53,6 +59,25 @@ class HistoryQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(
         required=False, min_value=1, max_value=HISTORY_MAX_LIMIT, default=HISTORY_DEFAULT_LIMIT
     )
+
+
+class RoomHistoryQuerySerializer(HistoryQuerySerializer):
+    """A room's history also pages forwards, and opens around a message (a link to it)."""
+
+    after = serializers.IntegerField(
+        required=False, min_value=0, max_value=MAX_SEQ, help_text="A seq: the messages just after it."
+    )
+    around = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_SEQ,
+        help_text="A message id: that message with the messages just before and after it (a link to a message).",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if sum(name in attrs for name in ("before", "after", "around")) > 1:
+            raise serializers.ValidationError("Give at most one of 'before', 'after' and 'around'.")
+        return attrs
 
 
 class StringOnly(serializers.CharField):

@@ -1,7 +1,8 @@
 """The HTTP API (Django REST framework), for scripts and bots beside the WebSocket:
 
     GET  /api/rooms/                          the rooms the caller may enter
-    GET  /api/rooms/<slug>/messages/          history: ?before=<seq>&limit=<1..100>
+    GET  /api/rooms/<slug>/messages/          history: ?before=<seq> | ?after=<seq> | ?around=<id>, &limit=<1..100>
+    GET  /api/users/?q=<prefix>               active people whose username starts so (for @mentions)
     POST /api/rooms/<slug>/messages/          {"body": ..., "client_id": ..., "reply_to": ...} -> 201 with the message
     GET  /api/rooms/<slug>/messages/<id>/replies/    a thread: its first message and a page of replies
     POST, DELETE /api/rooms/<slug>/messages/<id>/reactions/    {"emoji": ...} -> the message
@@ -35,6 +36,7 @@ from chat.api.serializers import (
     MessagePageSerializer,
     MessageSerializer,
     ReactionSerializer,
+    RoomHistoryQuerySerializer,
     RoomListSerializer,
     ThreadPageSerializer,
 )
@@ -64,15 +66,25 @@ MESSAGE_ID = OpenApiParameter("message_id", int, OpenApiParameter.PATH, descript
 class RoomMessagesView(APIView):
     @extend_schema(
         summary="A page of a room's history, oldest first",
-        parameters=[HistoryQuerySerializer],
+        parameters=[RoomHistoryQuerySerializer],
         responses={200: MessagePageSerializer, **ERRORS},
     )
     def get(self, request: AuthenticatedRequest, slug: str) -> Response:
-        query = HistoryQuerySerializer(data=request.query_params)
+        query = RoomHistoryQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         room = selectors.room_get_for(slug=slug, user=request.user)
+        limit = query.validated_data["limit"]
+        if "around" in query.validated_data:
+            messages, has_more, has_more_after = selectors.messages_around(
+                room=room, message_id=query.validated_data["around"], limit=limit
+            )
+            return Response({"messages": messages, "has_more": has_more, "has_more_after": has_more_after})
+        if "after" in query.validated_data:
+            after = query.validated_data["after"]
+            messages, has_more_after = selectors.messages_after(room=room, after=after, limit=limit)
+            return Response({"messages": messages, "has_more": after > 0, "has_more_after": has_more_after})
         messages, has_more = selectors.messages_before(
-            room=room, before=query.validated_data.get("before"), limit=query.validated_data["limit"]
+            room=room, before=query.validated_data.get("before"), limit=limit
         )
         return Response({"messages": messages, "has_more": has_more})
 

@@ -130,6 +130,20 @@ def _history(*, room_id: int, user: User, before: int | None, limit: int) -> tup
 
 
 @database_sync_to_async
+def _history_after(*, room_id: int, user: User, after: int, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    room = _readable_room(room_id=room_id, user=user)
+    return selectors.messages_after(room=room, after=after, limit=limit)
+
+
+@database_sync_to_async
+def _history_around(
+    *, room_id: int, user: User, message_id: int, limit: int
+) -> tuple[list[dict[str, Any]], bool, bool]:
+    room = _readable_room(room_id=room_id, user=user)
+    return selectors.messages_around(room=room, message_id=message_id, limit=limit)
+
+
+@database_sync_to_async
 def _thread(
     *, room_id: int, user: User, root_id: int, before: int | None, limit: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
@@ -499,6 +513,11 @@ class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
     async def on_history(self, frame: Frame) -> None:
         slug = frame["room"]
         room_id = self._joined(slug)
+        if sum(frame[name] is not None for name in ("before", "after", "around")) > 1:
+            raise ChatError(ErrorCode.BAD_REQUEST, "Give at most one of 'before', 'after' and 'around'.", room=slug)
+        if frame["after"] is not None or frame["around"] is not None:
+            await self._history_forward(frame, slug=slug, room_id=room_id)
+            return
         messages, has_more = await _history(
             room_id=room_id, user=self.user, before=frame["before"], limit=frame["limit"]
         )
@@ -506,6 +525,29 @@ class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
         messages, fitted = protocol.fit_messages(messages, budget=budget, keep="newest")
         has_more = has_more or not fitted
         await self.send(protocol.encode("history", frame.ref, room=slug, messages=messages, has_more=has_more))
+
+    async def _history_forward(self, frame: Frame, *, slug: str, room_id: int) -> None:
+        """`history` with `after` (the page after a seq) or `around` (the page around a message):
+        both say whether newer messages exist as well, in `has_more_after`."""
+        budget = self._frame_budget("history", frame.ref, room=slug, has_more=False, has_more_after=False)
+        if frame["around"] is not None:
+            messages, has_more, has_more_after = await _history_around(
+                room_id=room_id, user=self.user, message_id=frame["around"], limit=frame["limit"]
+            )
+            center = next(i for i, message in enumerate(messages) if message["id"] == frame["around"])
+            messages, all_older, all_newer = protocol.fit_around(messages, center=center, budget=budget)
+            has_more, has_more_after = has_more or not all_older, has_more_after or not all_newer
+        else:
+            messages, has_more_after = await _history_after(
+                room_id=room_id, user=self.user, after=frame["after"], limit=frame["limit"]
+            )
+            messages, fitted = protocol.fit_messages(messages, budget=budget, keep="oldest")
+            has_more, has_more_after = frame["after"] > 0, has_more_after or not fitted
+        await self.send(
+            protocol.encode(
+                "history", frame.ref, room=slug, messages=messages, has_more=has_more, has_more_after=has_more_after
+            )
+        )
 
     async def on_typing(self, frame: Frame) -> None:
         slug = frame["room"]

@@ -63,6 +63,8 @@ CLIENT_FRAMES: dict[str, dict[str, Field]] = {
     "history": {
         "room": _slug(),
         "before": _seq(required=False),
+        "after": _seq(required=False),
+        "around": _message_id(required=False),
         "limit": Field(int, required=False, minimum=1, maximum=HISTORY_MAX_LIMIT, default=HISTORY_DEFAULT_LIMIT),
     },
     "edit": {"room": _slug(), "id": _message_id(), "body": Field(str)},
@@ -271,6 +273,26 @@ def fit_messages(messages: list[dict[str, Any]], *, budget: int, keep: str) -> t
     if count == len(messages):
         return messages, True
     return (messages[:count] if keep == "oldest" else messages[len(messages) - count :]), False
+
+
+def fit_around(messages: list[dict[str, Any]], *, center: int, budget: int) -> tuple[list[dict[str, Any]], bool, bool]:
+    """As many of `messages` as fit in `budget` bytes of JSON around the one at index `center`,
+    taken one at a time from each side in turn; and whether all the older and all the newer fit."""
+    sizes = [len(json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()) + 1 for message in messages]
+    low, high = center, center + 1
+    total = sizes[center]
+    grew = True
+    while grew:
+        grew = False
+        if high < len(messages) and total + sizes[high] <= budget:
+            total += sizes[high]
+            high += 1
+            grew = True
+        if low > 0 and total + sizes[low - 1] <= budget:
+            low -= 1
+            total += sizes[low]
+            grew = True
+    return messages[low:high], low == 0, high == len(messages)
 
 
 def error_frame(error: ChatError, ref: str | None = None) -> str:

@@ -10,10 +10,10 @@ from django.contrib.auth.forms import UserCreationForm, UsernameField
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.utils import timezone
-from django.utils.text import slugify
 from django.utils.translation import gettext_lazy as _
 
 from chat.models import MAX_DIRECT_MEMBERS, MAX_ROOM_NAME_LENGTH, MAX_ROOM_TOPIC_LENGTH, MAX_SLUG_LENGTH, Room
+from chat.slugs import slug_from_name
 
 ROOMS_PER_HOUR = 10  # per user: enough for a team, not for a script filling the room list
 
@@ -25,7 +25,7 @@ class RoomCreateForm(forms.Form):
         max_length=MAX_SLUG_LENGTH,
         required=False,
         help_text="The room's address, /rooms/&lt;address&gt;/: lowercase letters, digits and hyphens. "
-        "Leave it empty to make one from the name.",
+        "Leave it empty to make one from the name (a name in another script is transliterated).",
     )
     topic = forms.CharField(max_length=MAX_ROOM_TOPIC_LENGTH, required=False)
     private = forms.BooleanField(required=False, help_text="Only members can see and join a private room.")
@@ -56,7 +56,7 @@ class RoomCreateForm(forms.Form):
         data = self.cleaned_data
         if "name" not in data:
             return data
-        slug = data.get("slug") or slugify(data["name"])[:MAX_SLUG_LENGTH].strip("-")
+        slug = data.get("slug") or slug_from_name(data["name"])
         if not slug:
             self.add_error("slug", "Choose an address: the name has no letters or digits to make one from.")
             return data

@@ -41,6 +41,7 @@ def test_the_api_answers_as_its_schema_says(live):
         "DELETE /api/rooms/{slug}/messages/{message_id}/reactions/",
         "GET /api/direct/",
         "POST /api/direct/",
+        "GET /api/users/",
     }
     for operation in operations:
 
@@ -53,7 +54,10 @@ def test_the_api_answers_as_its_schema_says(live):
                     case.path_parameters["message_id"] = 1
             # "One emoji" is more than a JSON schema can say: a schema-valid string that is not one
             # is refused with the 400 (bad_request) the schema declares, so only that check is off.
-            excluded = [schemathesis.checks.positive_data_acceptance] if "reactions" in case.path else []
+            # So is "at most one of before, after and around" on history, and an `around` that names
+            # a message of the room (a schema-valid id that names none is the declared 404).
+            history = case.method == "GET" and case.path.endswith("/messages/")
+            excluded = [schemathesis.checks.positive_data_acceptance] if "reactions" in case.path or history else []
             case.call_and_validate(
                 base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}, excluded_checks=excluded
             )

@@ -274,6 +274,8 @@ def test_catches_up_on_what_changed_while_away_and_speaks_threads_reactions_and_
     child.expect_exact(f"* thread #{first} in #random: 2 replies")
     child.expect(f"  ↳ #{reply['id']} " + TIME + "bob: on it")
     child.expect(r"  ↳ #\d+ " + TIME + "alice: from afar")
+    child.sendline(f"/link {reply['id']}")  # the page's link: the thread open over its first message
+    child.expect_exact(f"{server.base_url}/rooms/random/?message={first}#thread-{first}")
     child.sendline(f"/edit {reply['id']} on it, done")
     child.expect(rf"\[thread #{first}\] #{reply['id']} " + TIME + r"bob: on it, done \(edited\)")
     child.sendline(f"/delete {first}")

@@ -9,6 +9,9 @@ import { onMembers, onRoomInvited, onRoomUpdated, wireManage } from './manage.js
 import {
   OUTAGE_NOTICE, groupMessages, hideOutage, lastOwnMessage, moveWithinMessage, reconnectDelay, showOutage,
 } from './flow.js';
+import { wirePresencePanel } from './panel.js';
+import { COPY_LINK_LABEL, LINK_ICON, copyMessageLink, messageLinks } from './permalink.js';
+import { wireMentions } from './mentions.js';
 
 const cfg = JSON.parse(document.getElementById('chat-config').textContent);
 const ROOM = cfg.room;
@@ -918,6 +921,7 @@ function renderTools(node) {
       iconTool('reply-button', 'Reply in thread', ICONS.reply, (event) => openThread(Number(node.dataset.id), event.currentTarget)),
       textTool('Edit', 'edit-button', 'Edit message', () => openEditor(node)),
       textTool('Delete', 'delete-button', 'Delete message', () => confirmDelete(node)),
+      iconTool('link-button', COPY_LINK_LABEL, LINK_ICON, () => copyMessageLink(ROOM, node, toast)),
     );
     tools.querySelector('.react-button').setAttribute('aria-haspopup', 'dialog');
     node.querySelector('.meta').append(tools);
@@ -1335,6 +1339,12 @@ function onScroll() {
 
 const marker = make('div', 'history-marker');
 
+// A page opened from a link to a message (permalink.js) shows that message and the history around it.
+const links = messageLinks({
+  S, ui, room: ROOM, marker, send, isNewer, fillMessage, buildMessage, keepingPlace, updateMarker,
+  refreshDaySeparators, scrollToBottom, toast,
+});
+
 function updateMarker() {
   if (!S.baselined || S.historyBusy) marker.replaceChildren('Loading…');
   else if (!S.hasMore) marker.replaceChildren(DIRECT ? 'Beginning of the conversation' : 'Beginning of the room');
@@ -1352,6 +1362,7 @@ function fillViewport() {
 }
 
 function onHistory(f) {
+  if (links.onHistory(f)) return;
   S.historyBusy = false;
   const older = (f.messages || [])
     .filter((m) => (S.firstSeq === null || m.seq < S.firstSeq) && !S.bySeq.has(m.seq))
@@ -1445,6 +1456,10 @@ function onJoined(f) {
     // Progress: ask again now. None: the server may still be committing; ask again shortly.
     if (S.lastSeq > before || S.lastRev !== revBefore) catchUp();
     else S.timers.catchUp = setTimeout(catchUp, 2000);
+  }
+  if (first && links.start()) { // the linked message takes the view, and the read marker stays
+    S.unreadPlaced = true;
+    return;
   }
   if (first || !S.unreadPlaced) showUnread(); // (again, if the socket went while looking for it)
   else if (added.length) afterAppend(follow, added);
@@ -1688,6 +1703,13 @@ function presenceUnknown() {
   for (const count of ui.presenceCounts) if (count) count.textContent = '–';
 }
 
+// Whom @ offers first: the people online here, then the authors of the newest messages held.
+function mentionCandidates() {
+  const online = [...ui.presence.querySelectorAll('.presence-user')].map((item) => item.dataset.username);
+  const authors = [...S.messages.values()].sort((a, b) => b.seq - a.seq).map((m) => m.author);
+  return [...online, ...authors].filter((name) => name && name !== DELETED_AUTHOR);
+}
+
 function renderTyping() {
   const names = [...S.typers.keys()];
   let text = '';
@@ -1800,6 +1822,7 @@ function onError(f) {
   const entry = S.outbox.get(ref);
   if (entry) return failEntry(entry, f);
   if (onEditOrDeleteError(f)) return;
+  if (links.onError(f)) return;
   if (ref.startsWith('join-') || (!S.baselined && f.room === ROOM)) {
     S.joining = false;
     if (f.code === ERROR.NOT_FOUND || f.code === ERROR.FORBIDDEN) return roomUnavailable(f);
@@ -2015,9 +2038,10 @@ function wire() {
   wireComposer(composers.main);
   wireComposer(composers.thread);
   wireManage({ room: ROOM, me: ME, canManage: MANAGER, onInfo: showInfo });
-  ui.presenceToggle?.addEventListener('click', () => {
-    const open = ui.layout.classList.toggle('show-presence');
-    ui.presenceToggle.setAttribute('aria-expanded', String(open));
+  for (const c of Object.values(composers)) wireMentions({ input: c.input, form: c.form, local: mentionCandidates, me: ME });
+  wirePresencePanel({
+    layout: ui.layout, toggle: ui.presenceToggle, panel: $('presence-panel'),
+    header: document.querySelector('.room-header'), composers: [ui.form, ui.threadForm],
   });
   document.addEventListener('visibilitychange', onVisibilityChange);
   window.addEventListener('focus', () => scheduleRead(0));

@@ -54,3 +54,9 @@ def test_a_bad_url_is_one_sentence_to_fix(raw, sentence):
     with pytest.raises(ClientError) as caught:
         Endpoint(raw)
     assert sentence in caught.value.message and caught.value.fixable
+
+
+def test_a_message_link_is_the_page_s_address_for_it():
+    endpoint = Endpoint("wss://example.com/chat/ws/chat/")
+    assert endpoint.message_url("kai-fa-zu", 42) == "https://example.com/chat/rooms/kai-fa-zu/?message=42"
+    assert endpoint.message_url("lobby", 43, thread=42) == "https://example.com/chat/rooms/lobby/?message=42#thread-42"
