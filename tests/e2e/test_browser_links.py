@@ -134,9 +134,10 @@ def test_the_online_panel_leaves_its_toggle_and_send_reachable_and_closes(page_a
 
     # Open, Send still sends.
     toggle.click()
-    page.locator("#composer-input").fill("sent with the panel open")
+    text = f"sent with the panel open at {options['viewport']['width']} px"
+    page.locator("#composer-input").fill(text)
     page.locator("#composer-send").click()
-    expect(page.locator("#messages .message[data-id]", has_text="sent with the panel open")).to_have_count(1)
+    expect(page.locator("#messages .message[data-id]", has_text=text)).to_have_count(1)
 
 
 # ---------------------------------------------------------------- rooms named in any script
@@ -229,6 +230,7 @@ def test_a_copied_link_opens_an_old_message_with_its_history_and_the_room_stays_
     link = alice.evaluate("navigator.clipboard.readText()")
     message_id = old.get_attribute("data-id")
     assert link == f"{server.base_url}/rooms/linked/?message={message_id}"
+    alice.goto(server.base_url + "/")  # an open page of the room would read what arrives next
 
     # 210 newer messages: the linked one is far older than the page's first screenful.
     django(

@@ -1738,7 +1738,7 @@ function scheduleRead(delay) {
 }
 
 function sendRead() {
-  if (document.visibilityState !== 'visible' || !S.joined || !isAtBottom()) return;
+  if (document.visibilityState !== 'visible' || !S.joined || !isAtBottom() || links.holdsRead()) return;
   if (S.lastSeq <= S.lastReadSent) return;
   if (send({ type: 'read', room: ROOM, seq: S.lastSeq, ref: 'read' })) S.lastReadSent = S.lastSeq;
 }

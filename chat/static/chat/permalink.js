@@ -57,6 +57,7 @@ export function messageLinks(c) {
   let tailFirst = null; // the first seq of the newest messages the join brought
   let gap = null; // {after, node}: the seqs after `after` and before tailFirst are not shown yet
   let observer = null;
+  let pending = false; // the history around the linked message is on its way
 
   function highlight(node) {
     node.classList.add('message-linked');
@@ -125,11 +126,13 @@ export function messageLinks(c) {
     }
     tailFirst = c.S.firstSeq;
     c.S.historyBusy = c.send({ type: 'history', room: c.room, around: target, limit: AROUND_LIMIT, ref: 'around' });
+    pending = c.S.historyBusy;
     return c.S.historyBusy;
   }
 
   function onAround(f) {
     c.S.historyBusy = false;
+    pending = false;
     const messages = (f.messages || []).slice().sort((a, b) => a.seq - b.seq);
     const older = messages.filter((m) => tailFirst === null || m.seq < tailFirst);
     c.keepingPlace(() => {
@@ -181,6 +184,7 @@ export function messageLinks(c) {
   function onError(f) {
     if (f.ref === 'around') {
       c.S.historyBusy = false;
+      pending = false;
       c.updateMarker();
       c.toast(TEXT.gone);
       c.scrollToBottom();
@@ -193,5 +197,9 @@ export function messageLinks(c) {
     return false;
   }
 
-  return { start, onHistory, onError };
+  // Whether the read marker must stay: the page shows an older stretch and has not loaded (so the
+  // reader has not seen) everything up to the newest messages.
+  const holdsRead = () => pending || gap !== null;
+
+  return { start, onHistory, onError, holdsRead };
 }
