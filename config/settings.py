@@ -381,6 +381,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # The notification level appears in several serializers: one schema component for all of them.
+    "ENUM_NAME_OVERRIDES": {"NotifyLevelEnum": "chat.models.NotifyLevel.values"},
 }
 # With REDIS_URL, presence lives in Redis: each worker refreshes its sockets' entries every third of
 # CHAT_PRESENCE_TTL seconds, so the sockets of a worker that died without a word (SIGKILL, power

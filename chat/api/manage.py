@@ -48,7 +48,9 @@ class RoomUpdateSerializer(serializers.Serializer):
 
 
 class InviteSerializer(serializers.Serializer):
-    user = StringOnly(max_length=MAX_USERNAME_LENGTH, help_text="The username of the person to invite.")
+    user = StringOnly(
+        max_length=MAX_USERNAME_LENGTH, trim_whitespace=False, help_text="The username of the person to invite."
+    )
 
 
 USERNAME = OpenApiParameter("username", str, OpenApiParameter.PATH, description="The member's username.")

@@ -42,6 +42,15 @@ def test_the_api_answers_as_its_schema_says(live):
         "GET /api/direct/",
         "POST /api/direct/",
         "GET /api/users/",
+        "GET /api/unread/",
+        "GET /api/rooms/{slug}/notify/",
+        "PUT /api/rooms/{slug}/notify/",
+        "GET /api/rooms/{slug}/",
+        "PATCH /api/rooms/{slug}/",
+        "GET /api/rooms/{slug}/members/",
+        "POST /api/rooms/{slug}/members/",
+        "DELETE /api/rooms/{slug}/members/{username}/",
+        "DELETE /api/rooms/{slug}/messages/{message_id}/",
     }
     for operation in operations:
 
@@ -55,9 +64,11 @@ def test_the_api_answers_as_its_schema_says(live):
             # "One emoji" is more than a JSON schema can say: a schema-valid string that is not one
             # is refused with the 400 (bad_request) the schema declares, so only that check is off.
             # So is "at most one of before, after and around" on history, and an `around` that names
-            # a message of the room (a schema-valid id that names none is the declared 404).
+            # a message of the room (a schema-valid id that names none is the declared 404); and "at
+            # least one field" on a room's PATCH (an empty object is the declared 400).
             history = case.method == "GET" and case.path.endswith("/messages/")
-            excluded = [schemathesis.checks.positive_data_acceptance] if "reactions" in case.path or history else []
+            loose = "reactions" in case.path or history or case.method == "PATCH"
+            excluded = [schemathesis.checks.positive_data_acceptance] if loose else []
             case.call_and_validate(
                 base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}, excluded_checks=excluded
             )
