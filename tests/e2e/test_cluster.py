@@ -502,8 +502,9 @@ def test_two_browsers_on_different_workers_chat_live(cluster):
             logs_before = [cluster.worker_log(w).count("WSCONNECT /ws/chat/") for w in (1, 2, 3)]
             alice = logged_in_page(browser, through_nginx, "alice")
             open_room(alice, through_nginx, room)
+            # Her sockets: the room list's (unread counts) and the room page's; Bob gets another worker.
             grew = [w for w in (1, 2, 3) if cluster.worker_log(w).count("WSCONNECT /ws/chat/") > logs_before[w - 1]]
-            assert len(grew) == 1, f"alice's socket went to workers {grew}"
+            assert 1 <= len(grew) <= 2, f"alice's sockets went to workers {grew}"
             other = SimpleNamespace(base_url=cluster.base_url(next(w for w in (1, 2, 3) if w not in grew)))
             bob = logged_in_page(browser, other, "bob")
             open_room(bob, other, room)
