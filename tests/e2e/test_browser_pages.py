@@ -30,6 +30,7 @@ SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 README_SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
+TABLET = {"width": 1000, "height": 800}
 # As the test server sends them: uncompressed (collectstatic's gzip and Brotli copies are about a third).
 PAGE_WEIGHT_LIMIT = 200 * 1024  # the room page with its modules: unread state, management, links, mentions, flow
 
@@ -539,8 +540,9 @@ def test_phone_and_desktop_layouts_in_light_and_dark(browser, server):
 
     backgrounds: dict[tuple[str, str], str] = {}
     problems = []
-    for size_name, size in (("desktop", DESKTOP), ("phone", PHONE)):
+    for size_name, size in (("desktop", DESKTOP), ("tablet", TABLET), ("phone", PHONE)):
         phone = size_name == "phone"
+        narrow = size_name != "desktop"
         for scheme in ("light", "dark"):
             page = new_page(
                 browser,
@@ -555,7 +557,7 @@ def test_phone_and_desktop_layouts_in_light_and_dark(browser, server):
             page.goto(server.base_url + "/")
             expect(page.locator("#room-list [data-slug=design]")).to_be_visible()
             page.screenshot(path=SCREENSHOTS / f"rooms-{size_name}-{scheme}.png", animations="disabled")
-            if phone and (overflow := horizontal_overflow(page)):
+            if narrow and (overflow := horizontal_overflow(page)):
                 problems.append(f"room list at {size['width']} px ({scheme}) overflows: {overflow}")
 
             open_conversation(page, server)
@@ -563,15 +565,17 @@ def test_phone_and_desktop_layouts_in_light_and_dark(browser, server):
             page.evaluate("document.fonts.ready")
             page.screenshot(path=SCREENSHOTS / f"room-{size_name}-{scheme}.png", animations="disabled")
             backgrounds[(size_name, scheme)] = background(page)
-            if phone:
+            if narrow:
                 if overflow := horizontal_overflow(page):
                     problems.append(f"room page at {size['width']} px ({scheme}) overflows: {overflow}")
                 width = page.evaluate("document.scrollingElement.scrollWidth")
-                assert width <= PHONE["width"], f"the room page is {width} px wide at a 390 px viewport ({scheme})"
+                assert width <= size["width"], (
+                    f"the room page is {width} px wide at a {size['width']} px viewport ({scheme})"
+                )
             page.context.close()
     bob.context.close()
 
-    for size_name in ("desktop", "phone"):
+    for size_name in ("desktop", "tablet", "phone"):
         light, dark = backgrounds[(size_name, "light")], backgrounds[(size_name, "dark")]
         assert light != dark, f"dark mode does not change the page background on {size_name} ({light})"
         assert _luminance(dark) < _luminance(light), f"the dark background {dark} is not darker than {light}"
@@ -580,6 +584,7 @@ def test_phone_and_desktop_layouts_in_light_and_dark(browser, server):
     if os.environ.get("UPDATE_SCREENSHOTS") == "1":
         README_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(SCREENSHOTS / "room-desktop-light.png", README_SCREENSHOTS / "room-desktop.png")
+        shutil.copyfile(SCREENSHOTS / "room-tablet-dark.png", README_SCREENSHOTS / "room-tablet.png")
         shutil.copyfile(SCREENSHOTS / "room-phone-dark.png", README_SCREENSHOTS / "room-phone.png")
 
 
