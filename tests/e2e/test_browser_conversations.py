@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, WebSocketRoute, expect
 
-from tests.support.browser import logged_in_page, open_room, send
+from tests.support.browser import django, logged_in_page, open_room, send
 from tests.support.daphne_server import DaphneServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -30,17 +30,6 @@ SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 README_SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
-
-
-def django(server: DaphneServer, code: str) -> str:
-    """Run Python with the services at hand in the server's `manage.py shell`."""
-    prelude = (
-        "from django.contrib.auth import get_user_model\n"
-        "from chat import services\n"
-        "from chat.models import Message, Room\n"
-        "user = lambda name: get_user_model().objects.get(username=name)\n"
-    )
-    return server.manage("shell", "--verbosity", "0", "--command", prelude + textwrap.dedent(code)).stdout
 
 
 def message(page: Page, text: str, *, where: str = "#messages"):

@@ -11,22 +11,11 @@ from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Locator, Page, expect
 
-from tests.support.browser import logged_in_page, open_room, send, shown_seqs
+from tests.support.browser import django, logged_in_page, open_room, send, shown_seqs
 from tests.support.daphne_server import DaphneServer
 
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
-
-
-def django(server: DaphneServer, code: str) -> str:
-    """Run Python in `manage.py shell` against the server's database; return what it printed."""
-    prelude = (
-        "from django.contrib.auth import get_user_model\n"
-        "from chat import services\n"
-        "from chat.models import Membership, Message, Room\n"
-        "user = lambda name: get_user_model().objects.get(username=name)\n"
-    )
-    return server.manage("shell", "--verbosity", "0", "--command", prelude + textwrap.dedent(code)).stdout
 
 
 def make_room(server: DaphneServer, slug: str, *, messages: int = 0, read: dict | None = None, then: str = "") -> None:

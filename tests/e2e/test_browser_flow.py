@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.test_browser_pages import SCREENSHOTS, axe_run, describe_violations
-from tests.support.browser import logged_in_page, open_room, send
+from tests.support.browser import django, logged_in_page, open_room, send
 from tests.support.daphne_server import DaphneServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -44,18 +44,6 @@ def pages(browser, server):
     yield open_page
     for context in opened:
         context.close()
-
-
-def django(server: DaphneServer, code: str) -> str:
-    prelude = (
-        "from datetime import timedelta\n"
-        "from django.contrib.auth import get_user_model\n"
-        "from django.utils import timezone\n"
-        "from chat import services\n"
-        "from chat.models import Membership, Message, Room\n"
-        "user = lambda name: get_user_model().objects.get(username=name)\n"
-    )
-    return server.manage("shell", "--verbosity", "0", "--command", prelude + textwrap.dedent(code)).stdout
 
 
 def make_room(server: DaphneServer, slug: str, *, messages: int = 0, read: dict | None = None, then: str = "") -> None:

@@ -6,29 +6,17 @@ Each user logs in once for the module (a context's storage state is reused): eve
 PBKDF2 hash."""
 
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.support.browser import open_room, send
+from tests.support.browser import django, open_room, send
 from tests.support.daphne_server import DaphneServer
 
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 TABLET = {"viewport": {"width": 1000, "height": 800}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
-
-
-def django(server: DaphneServer, code: str) -> str:
-    """Run Python in `manage.py shell` against the server's database; return what it printed."""
-    prelude = (
-        "from django.contrib.auth import get_user_model\n"
-        "from chat import services\n"
-        "from chat.models import Membership, Message, Room\n"
-        "user = lambda name: get_user_model().objects.get(username=name)\n"
-    )
-    return server.manage("shell", "--verbosity", "0", "--command", prelude + textwrap.dedent(code)).stdout
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,13 @@ never claims people are there who are not: after a ban, a sign-out elsewhere or 
 connection, on the page of the person concerned and on everyone else's."""
 
 import re
-import textwrap
 import threading
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, WebSocketRoute, expect
 
-from tests.support.browser import logged_in_page, open_room, send
+from tests.support.browser import django, logged_in_page, open_room, send
 from tests.support.daphne_server import DaphneServer
 from tests.support.terminal import PASSWORD, finish, output, spawn
 
@@ -33,17 +32,6 @@ for slug, private, members in [
     services.room_create(slug=slug, name=slug.title(), private=private, created_by=alice, members=members)
     services.room_enter(slug=slug, user=alice)
 """
-
-
-def django(server: DaphneServer, code: str) -> str:
-    """Run Python with the services at hand in the server's `manage.py shell`."""
-    prelude = (
-        "from django.contrib.auth import get_user_model\n"
-        "from chat import services\n"
-        "from chat.models import Room\n"
-        "user = lambda name: get_user_model().objects.get(username=name)\n"
-    )
-    return server.manage("shell", "--verbosity", "0", "--command", prelude + textwrap.dedent(code)).stdout
 
 
 @pytest.fixture(scope="module")

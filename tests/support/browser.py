@@ -1,6 +1,7 @@
 """Debian's Chromium through Playwright, and the page actions the browser tests share."""
 
 import re
+import textwrap
 
 from playwright.sync_api import Page, expect
 
@@ -49,3 +50,20 @@ def shown_seqs(page: Page) -> list[int]:
     return [
         int(s) for s in page.locator("#messages .message[data-seq]").evaluate_all("els => els.map(e => e.dataset.seq)")
     ]
+
+
+# What every `django()` snippet has at hand.
+SHELL_PRELUDE = (
+    "from datetime import timedelta\n"
+    "from django.contrib.auth import get_user_model\n"
+    "from django.utils import timezone\n"
+    "from chat import services\n"
+    "from chat.models import Membership, Message, Room\n"
+    "user = lambda name: get_user_model().objects.get(username=name)\n"
+)
+
+
+def django(server: DaphneServer, code: str) -> str:
+    """Run Python in the server's `manage.py shell`, with the services and models at hand (and
+    `user(name)`); return what it printed."""
+    return server.manage("shell", "--verbosity", "0", "--command", SHELL_PRELUDE + textwrap.dedent(code)).stdout
