@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from chat import selectors, services
-from chat.api.serializers import ERRORS, MessageSerializer, RoomInfoSerializer, StringOnly
+from chat.api.serializers import ERRORS, MessageSerializer, RoomInfoSerializer, StrictRegexField, StringOnly
 from chat.api.views import MESSAGE_ID, SLUG, AuthenticatedRequest
 from chat.errors import ChatError, ErrorCode
 from chat.models import MAX_ROOM_NAME_LENGTH, MAX_ROOM_TOPIC_LENGTH, Membership
@@ -48,8 +48,11 @@ class RoomUpdateSerializer(serializers.Serializer):
 
 
 class InviteSerializer(serializers.Serializer):
-    user = StringOnly(
-        max_length=MAX_USERNAME_LENGTH, trim_whitespace=False, help_text="The username of the person to invite."
+    user = StrictRegexField(
+        r"^[^\x00]+$",  # the schema says what DRF refuses: no NUL
+        max_length=MAX_USERNAME_LENGTH,
+        trim_whitespace=False,
+        help_text="The username of the person to invite.",
     )
 
 
