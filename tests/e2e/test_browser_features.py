@@ -5,33 +5,15 @@ Daphne worker: editing and deleting your own messages, @mentions, links, date se
 Every test uses a room of its own, so the tests do not depend on each other's messages."""
 
 import re
-import textwrap
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Locator, Page, expect
 
-from tests.support.browser import django, logged_in_page, open_room, send, shown_seqs
-from tests.support.daphne_server import DaphneServer
+from tests.support.browser import logged_in_page, make_room, open_room, send, shown_seqs
 
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
-
-
-def make_room(server: DaphneServer, slug: str, *, messages: int = 0, read: dict | None = None, then: str = "") -> None:
-    """A room with `messages` numbered messages by bob; `read` sets users' read markers; `then`
-    is more code to run in the same shell, with the room as `room`."""
-    django(
-        server,
-        textwrap.dedent(f"""
-        room = services.room_create(slug={slug!r}, name={slug.title()!r})
-        for i in range(1, {messages} + 1):
-            services.message_send(room=room, author=user('bob'), body=f'message {{i}}')
-        for name, seq in {read or {}!r}.items():
-            Membership.objects.update_or_create(room=room, user=user(name), defaults={{'last_read_seq': seq}})
-        """)
-        + textwrap.dedent(then),
-    )
 
 
 def opacity(locator: Locator) -> str:

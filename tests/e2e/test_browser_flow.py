@@ -7,14 +7,13 @@ Every test uses a room of its own; each user logs in once for the module."""
 
 from __future__ import annotations
 
-import textwrap
 import time
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.test_browser_pages import SCREENSHOTS, axe_run, describe_violations
-from tests.support.browser import django, logged_in_page, open_room, send
+from tests.support.browser import logged_in_page, make_room, open_room, send
 from tests.support.daphne_server import DaphneServer
 
 pytestmark = pytest.mark.timeout(90)
@@ -44,21 +43,6 @@ def pages(browser, server):
     yield open_page
     for context in opened:
         context.close()
-
-
-def make_room(server: DaphneServer, slug: str, *, messages: int = 0, read: dict | None = None, then: str = "") -> None:
-    """A room with `messages` numbered messages by bob; `read` sets read markers; `then` runs after."""
-    django(
-        server,
-        f"""
-room = services.room_create(slug={slug!r}, name={slug.title()!r})
-for i in range(1, {messages} + 1):
-    services.message_send(room=room, author=user('bob'), body=f'message {{i}}')
-for name, seq in {read or {}!r}.items():
-    Membership.objects.update_or_create(room=room, user=user(name), defaults={{'last_read_seq': seq}})
-"""
-        + textwrap.dedent(then),
-    )
 
 
 def divider_seq(page: Page) -> str:

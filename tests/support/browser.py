@@ -67,3 +67,19 @@ def django(server: DaphneServer, code: str) -> str:
     """Run Python in the server's `manage.py shell`, with the services and models at hand (and
     `user(name)`); return what it printed."""
     return server.manage("shell", "--verbosity", "0", "--command", SHELL_PRELUDE + textwrap.dedent(code)).stdout
+
+
+def make_room(server: DaphneServer, slug: str, *, messages: int = 0, read: dict | None = None, then: str = "") -> None:
+    """A room with `messages` numbered messages by bob; `read` sets users' read markers; `then`
+    is more code to run in the same shell, with the room as `room`."""
+    django(
+        server,
+        textwrap.dedent(f"""
+        room = services.room_create(slug={slug!r}, name={slug.title()!r})
+        for i in range(1, {messages} + 1):
+            services.message_send(room=room, author=user('bob'), body=f'message {{i}}')
+        for name, seq in {read or {}!r}.items():
+            Membership.objects.update_or_create(room=room, user=user(name), defaults={{'last_read_seq': seq}})
+        """)
+        + textwrap.dedent(then),
+    )
