@@ -30,7 +30,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import ngettext
 
-from chat.models import Ban, EmailNotice, EmailPreference, Membership, Mention, Message, Room
+from chat.models import PRIVATE_ACCESS, Ban, EmailNotice, EmailPreference, Membership, Mention, Message, Room
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ def waiting_unread_for(*, user: User) -> QuerySet[Message]:
         Message.objects.filter(room__memberships__user=user, room__memberships__last_read_seq__lt=F("seq"))
         .filter(_worth_an_email(user), deleted=False, reply_to__isnull=True, room__archived=False)
         .exclude(author=user)
+        .filter(
+            Q(room__private=False) | Exists(Membership.objects.filter(PRIVATE_ACCESS, room=OuterRef("room"), user=user))
+        )
         .exclude(Exists(Ban.objects.filter(user=user, room=OuterRef("room"))))
         .exclude(Exists(emailed))
         .select_related("room", "author")
@@ -74,6 +77,7 @@ def candidate_user_ids() -> list[int]:
     address, and notification emails on. Cheap: no message is read here."""
     memberships = (
         Membership.objects.filter(_membership_worth_an_email(), room__archived=False)
+        .filter(Q(room__private=False) | PRIVATE_ACCESS)  # who may still read the room
         .filter(last_read_seq__lt=F("room__last_seq"), user__is_active=True)
         .exclude(user__email="")
         .exclude(user__email_preference__notify=False)

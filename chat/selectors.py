@@ -493,7 +493,8 @@ MEMBERS_SHOWN = 500  # members listed in one `members` frame or API page, the ro
 
 def can_manage(*, room: Room, user: User) -> bool:
     """Whether `user` may manage the room (members, settings, others' messages): staff, its
-    creator, or one of its moderators. Nobody manages a direct conversation but staff."""
+    creator, or one of its moderators. In a direct conversation only staff, and only to delete a
+    message (as in the admin): nobody changes its settings or members (room_manage_check)."""
     if user.is_staff:
         return True
     if room.is_direct or not user.is_active:
@@ -510,7 +511,9 @@ def room_manage_check(*, room: Room, user: User) -> None:
         room_access_check(room=room, user=user)
     if room.archived:
         raise ChatError(ErrorCode.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
-    if room.is_direct and not user.is_staff:
+    if room.is_direct:
+        # Staff included: made public or joined by a third person, its history would be read by
+        # people it was not written to (the admin refuses the same; docs/security.md).
         raise ChatError(ErrorCode.FORBIDDEN, "A direct conversation has no settings or moderators.", room=room.slug)
     if not can_manage(room=room, user=user):
         raise ChatError(

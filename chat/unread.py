@@ -71,6 +71,8 @@ def watch_targets(*, user: User, slugs: list[str] | None) -> dict[int, str]:
             | Q(pk__in=Membership.objects.filter(PRIVATE_ACCESS, user=user).values("room_id"))
         )
         .exclude(pk__in=Ban.objects.filter(user=user).values("room_id"))
+        # As the sidebar: a direct conversation nobody wrote in yet is its starter's business only.
+        .exclude(Q(kind=Room.Kind.DIRECT, last_seq=0) & ~Q(created_by=user))
         .order_by("kind", "name")
     )
     return dict(allowed.values_list("pk", "slug")[:MAX_WATCHED_ROOMS])

@@ -210,3 +210,24 @@ async def test_a_ban_from_the_admin_reaches_the_members_list_and_the_online_list
     heard = {frame["type"]: frame for frame in await owner.drain(0.5)}
     assert [m["username"] for m in heard["members"]["members"]] == ["alice"]
     assert heard["presence"]["users"] == ["alice"]
+
+
+@pytest.mark.django_db
+def test_nobody_staff_included_changes_a_direct_conversations_settings_or_members(alice, bob, make_user):
+    """Made public, or joined by a third person, a direct conversation's history would be read by
+    people it was not written to: the socket and the API refuse it as the admin does."""
+    admin = make_user("admin", is_staff=True)
+    room, _created = services.direct_open(user=alice, usernames=["bob"])
+    wire, _ = services.message_send(room=room, author=alice, body="between us")
+    for who in (alice, admin):
+        assert codes(lambda who=who: services.room_update(room=room, by=who, private=False)) == "forbidden"
+        assert codes(lambda who=who: services.member_invite(room=room, user=admin, by=who)) == "forbidden"
+        assert codes(lambda who=who: services.member_remove(room=room, user=bob, by=who)) == "forbidden"
+    staff = Client()
+    staff.force_login(admin)
+    assert patch(staff, f"/api/rooms/{room.slug}/", {"private": False}).status_code == 403
+    invite = staff.post(f"/api/rooms/{room.slug}/members/", {"user": "admin"}, content_type="application/json")
+    assert invite.status_code == 403
+    room.refresh_from_db()
+    assert room.private and sorted(room.memberships.values_list("user__username", flat=True)) == ["alice", "bob"]
+    assert staff.delete(f"/api/rooms/{room.slug}/messages/{wire['id']}/").status_code == 403  # the admin's door only

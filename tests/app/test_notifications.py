@@ -141,3 +141,13 @@ def test_a_mention_waiting_unread_in_a_room_gets_an_email_once(people, make_user
     services.ban_create(room=room, user=bob)
     services.message_send(room=room, author=alice, body="@bob one more")
     assert send_notification_emails(now=timezone.now() + LATER * 3) == 0  # nothing from a room he was banned from
+
+
+def test_no_email_about_a_room_the_user_may_no_longer_read(people):
+    alice, bob = people
+    room = services.room_create(slug="ops", name="Ops", created_by=alice)
+    services.room_enter(slug="ops", user=bob)
+    services.message_send(room=room, author=alice, body="@bob the root password is hunter2")
+    services.room_update(room=room, by=alice, private=True)  # bob was not invited: he is shut out
+    assert send_notification_emails(now=timezone.now() + LATER) == 0
+    assert mail.outbox == []

@@ -217,3 +217,12 @@ async def test_a_ban_or_a_room_made_private_stops_its_activity(
     await c.nothing("activity")
     for socket in (a, b, c):
         await socket.close()
+
+
+@pytest.mark.django_db
+def test_a_direct_conversation_nobody_wrote_in_is_watched_only_by_who_started_it(alice: User, bob: User) -> None:
+    room, _ = services.direct_open(user=alice, usernames=["bob"])
+    assert room.pk in unread.watch_targets(user=alice, slugs=None)
+    assert room.pk not in unread.watch_targets(user=bob, slugs=None)  # as in his sidebar: not yet
+    send(room, alice, "hi bob")
+    assert room.pk in unread.watch_targets(user=bob, slugs=None)
