@@ -137,8 +137,11 @@ def notify_on_commit(*, user_id: int, room_slug: str, level: str) -> None:
 
 
 def room_updated_on_commit(*, room_id: int, info: dict[str, Any]) -> None:
-    """The room's name, topic or private flag changed: every open page of it shows the new ones."""
-    _room_frame_on_commit(room_id, protocol.encode("room_updated", room=info["slug"], info=info))
+    """The room's name, topic or private flag changed: every open page of it shows the new ones,
+    and so do the sidebars and room lists that watch it (its activity group)."""
+    frame = protocol.encode("room_updated", room=info["slug"], info=info)
+    _room_frame_on_commit(room_id, frame)
+    _on_commit(activity_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": None})
 
 
 def members_on_commit(*, room_id: int, room_slug: str, members: list[dict[str, Any]]) -> None:

@@ -74,6 +74,8 @@ def message(page: Page, text: str):
 def test_the_creator_renames_a_room_changes_its_topic_and_archives_it_live_on_a_members_page(browser, server, sessions):
     bob = page_of(browser, server, sessions, "bob", "plans")
     alice = page_of(browser, server, sessions, "alice", "plans")
+    elsewhere = page_of(browser, server, sessions, "carol", "lobby")  # plans in her sidebar only
+    rooms = page_of(browser, server, sessions, "carol")  # and on her room list
     expect(bob.locator("#settings-open")).to_have_count(0)  # bob is a plain member
 
     alice.get_by_role("button", name="Settings").click()
@@ -89,6 +91,10 @@ def test_the_creator_renames_a_room_changes_its_topic_and_archives_it_live_on_a_
     expect(bob.locator("#room-topic")).to_have_text("Ship by Friday")
     expect(bob).to_have_title(re.compile("^Q3 plans"))
     assert bob.url.endswith("/rooms/plans/")  # the address stays
+    expect(elsewhere.locator('.sidebar-rooms li[data-slug="plans"] .sidebar-room-name')).to_have_text("Q3 plans")
+    expect(rooms.locator('.room-card[data-slug="plans"] .room-card-name')).to_have_text("Q3 plans")
+    rooms.context.close()
+    elsewhere.context.close()
 
     alice.get_by_role("button", name="Settings").click()
     dialog.get_by_label("Name").fill("   ")

@@ -242,6 +242,14 @@ function onDirectMessage(f) {
 }
 
 // The frames this module reads; returns true for those that are only its own.
+// A watched room renamed: its name in the sidebar and on the room list follows.
+function renamed(f) {
+  const name = f.info?.name;
+  if (!name || f.info?.kind === 'direct') return;
+  const selector = `[data-slug="${CSS.escape(f.room)}"] :is(.sidebar-room-name, .room-card-name)`;
+  for (const node of document.querySelectorAll(selector)) node.textContent = name;
+}
+
 export function handleUnreadFrame(f) {
   switch (f.type) {
     case 'watching': onCounts(f.rooms || []); return true;
@@ -250,6 +258,7 @@ export function handleUnreadFrame(f) {
     case 'notify': onNotify(f); return true;
     case 'direct_message': onDirectMessage(f); return false;
     case 'room_invited': watch([f.room]); return false; // a room just joined counts from now on
+    case 'room_updated': renamed(f); return false; // (the open room's page shows the rest)
     case 'error':
       if (typeof f.ref === 'string' && f.ref.startsWith('unread-')) {
         if (f.room) U.refetch.delete(f.room);
