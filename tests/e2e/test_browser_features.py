@@ -402,6 +402,8 @@ def test_hidden_tab_gets_notifications_and_an_unread_count_in_the_title(browser,
     send(bob, "first while away")
     send(bob, "second while away")
     expect(alice).to_have_title("(2) Notify · Channels Chat")
+    # Notifications follow the room's activity frames, which may arrive just after the messages.
+    alice.wait_for_function("window.__notifications.length >= 2", timeout=10_000)
     assert alice.evaluate("window.__notifications") == [
         {"title": "bob in Notify", "body": "first while away"},
         {"title": "bob in Notify", "body": "second while away"},
