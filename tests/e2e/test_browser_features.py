@@ -151,6 +151,35 @@ def test_deleting_an_own_message_asks_first_and_removes_it_for_everyone(browser,
     bob.context.close()
 
 
+def test_a_delete_confirmed_right_after_cancelling_still_deletes(browser, server):
+    """The dialog's close event is queued: cancelling and at once asking again (Escape, Enter)
+    can deliver the first close after the dialog is open again. It must not eat the second."""
+    make_room(server, "deletes-again")
+    alice = logged_in_page(browser, server, "alice", **DESKTOP)
+    open_room(alice, server, "deletes-again")
+    send(alice, "gone on the second try")
+    mine = own_message(alice, "gone on the second try")
+    mine.hover()
+    mine.get_by_role("button", name="Delete message").click()
+    dialog = alice.get_by_role("dialog", name="Delete this message?")
+    expect(dialog).to_be_visible()
+    # Close and reopen in one task, so the first close event is handled while it is open again.
+    alice.evaluate(
+        """() => {
+          const dialog = document.querySelector('dialog[open]');
+          dialog.close();
+          document.activeElement?.blur();
+          [...document.querySelectorAll('#messages .message.own .delete-button')].pop().click();
+        }"""
+    )
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Delete", exact=True).click()
+    expect(dialog).to_be_hidden()
+    expect(mine).to_have_class(re.compile(r"\bdeleted\b"))
+    expect(mine.locator(".body")).to_have_text("message deleted")
+    alice.context.close()
+
+
 # ---------------------------------------------------------------- mentions and links
 
 

@@ -1132,7 +1132,10 @@ function confirmDelete(node) {
 }
 
 // Runs however the dialog closed: its buttons (a method="dialog" form) or Escape.
+// The close event is queued, so it can arrive after the dialog was opened again (Escape,
+// then Enter on the Delete button at once): that stale event must not consume the new target.
 function onDeleteDialogClosed() {
+  if (ui.dialog.open) return;
   const node = S.deleteTarget;
   S.deleteTarget = null;
   if (!node) return;
