@@ -618,7 +618,7 @@ class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
             self.spawn(self._close(CloseCode.SLOW_READER))
             self.closing = True
             return
-        metrics.frame_sent(frame.text)
+        frame.count_sent()
         write_prepared(protocol, frame.prepared())
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
