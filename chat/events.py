@@ -89,6 +89,36 @@ def message_created_on_commit(*, room_id: int, message: dict[str, Any]) -> None:
     _room_frame_on_commit(room_id, frame)
 
 
+def messages_created_on_commit(*, room_id: int, items: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    """Many messages stored in one transaction (chat.group_commit), each as (message, its
+    `activity` fields): their `message` frames to the room and `activity` frames to its watchers,
+    in seq order, published in one hop to the event loop instead of two per message."""
+    sends: list[tuple[str, dict[str, Any]]] = []
+    for message, activity in items:
+        frame = protocol.encode("message", room=message["room"], message=message, rev=message["rev"])
+        sends.append((room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": None}))
+        frame = protocol.encode("activity", **activity)
+        sends.append(
+            (activity_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": None})
+        )
+    transaction.on_commit(lambda: _send_all_now(sends))
+
+
+def _send_all_now(sends: list[tuple[str, dict[str, Any]]]) -> None:
+    async def send_all() -> None:
+        layer = channel_layer()
+        for group, event in sends:  # in order: each one on its own, as _send_now does
+            try:
+                await layer.group_send(group, {**event, "group": group})
+            except Exception:
+                logger.exception("Could not send %s to %s", event.get("type"), group)
+
+    try:
+        async_to_sync(send_all)()
+    except Exception:
+        logger.exception("Could not send %d events", len(sends))
+
+
 def message_edited_on_commit(*, room_id: int, message: dict[str, Any], skip: str | None = None) -> None:
     frame = protocol.encode("message_edited", room=message["room"], message=message, rev=message["rev"])
     _room_frame_on_commit(room_id, frame, skip)

@@ -125,16 +125,30 @@ def direct_name(*, members: list[str], viewer: str | None) -> str:
 
 def room_access_check(*, room: Room, user: User) -> None:
     """Raise the ChatError that keeps `user` out of `room`, if any."""
+    member, banned = True, False
+    if not room.archived:
+        member = not room.private or Membership.objects.filter(PRIVATE_ACCESS, room=room, user=user).exists()
+        banned = member and Ban.objects.filter(room=room, user=user).exists()
+    refusal = access_refusal(room=room, member=member, banned=banned)
+    if refusal is not None:
+        raise refusal
+
+
+def access_refusal(*, room: Room, member: bool, banned: bool) -> ChatError | None:
+    """The ChatError that keeps a user out of `room`, given whether they hold a private room's
+    access (`member`) and are banned from it; None when they may be in it. Without a query: a
+    caller that checks many users at once (chat.group_commit) reads both for all of them."""
     if room.archived:
-        raise ChatError(ErrorCode.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
-    if room.private and not Membership.objects.filter(PRIVATE_ACCESS, room=room, user=user).exists():
+        return ChatError(ErrorCode.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
+    if room.private and not member:
         if room.is_direct:
-            raise ChatError(ErrorCode.FORBIDDEN, "You are not in this direct conversation.", room=room.slug)
-        raise ChatError(
+            return ChatError(ErrorCode.FORBIDDEN, "You are not in this direct conversation.", room=room.slug)
+        return ChatError(
             ErrorCode.FORBIDDEN, f"'{room.slug}' is a private room you are not a member of.", room=room.slug
         )
-    if Ban.objects.filter(room=room, user=user).exists():
-        raise ChatError(ErrorCode.FORBIDDEN, f"You are banned from '{room.slug}'.", room=room.slug)
+    if banned:
+        return ChatError(ErrorCode.FORBIDDEN, f"You are banned from '{room.slug}'.", room=room.slug)
+    return None
 
 
 class RoomClosed:

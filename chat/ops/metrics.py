@@ -166,6 +166,22 @@ def frame_sent(text: str | None) -> None:
             errors["other"] += 1
 
 
+def frame_kind(text: str) -> str | None:
+    """The counter a frame of this text is counted under by `frames_sent` (None: an error frame,
+    which `frame_sent` counts with its code). Read once per frame that goes to many sockets."""
+    if not text.startswith(_TYPE_PREFIX):
+        return "other"
+    frame_type = text[9 : text.find('"', 9)]
+    if frame_type == "error":
+        return None
+    return frame_type if frame_type in sent else "other"
+
+
+def frames_sent(kind: str, count: int = 1) -> None:
+    """Count `count` frames of `frame_kind` sent (one frame written to many sockets)."""
+    sent[kind] += count
+
+
 def observe_send_ack(started: float) -> None:
     """`started` is `clock()` when the `send` frame came in; call once its `ack` is sent."""
     send_ack.observe(clock() - started)

@@ -27,6 +27,7 @@ from chat.errors import ChatError
 from chat.models import Room
 from chat.ops import logs, metrics
 from chat.realtime import protocol
+from chat.realtime.batcher import get_batcher
 from chat.realtime.codes import CloseCode, ErrorCode
 from chat.realtime.daphne import daphne_protocol, is_open, protocol_backlog, transport_backlog, write_prepared
 from chat.realtime.fanout import Fanout, PreparedFrame, get_fanout
@@ -444,14 +445,19 @@ class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
         started = metrics.clock()
         slug = frame["room"]
         room_id = self._joined(slug)
-        wire = await _store_message(
-            room_id=room_id,
-            slug=slug,
-            user=self.user,
-            body=frame["body"],
-            client_id=frame["client_id"],
-            reply_to=frame["reply_to"],
-        )
+        if frame["reply_to"] is None:  # stored with the room's other waiting sends (group commit)
+            wire = await get_batcher().send(
+                room_id=room_id, slug=slug, user=self.user, body=frame["body"], client_id=frame["client_id"]
+            )
+        else:
+            wire = await _store_message(
+                room_id=room_id,
+                slug=slug,
+                user=self.user,
+                body=frame["body"],
+                client_id=frame["client_id"],
+                reply_to=frame["reply_to"],
+            )
         ack = {"client_id": wire["client_id"], "id": wire["id"], "seq": wire["seq"], "rev": wire["rev"]}
         await self._reply_at_rev(room_id, wire["rev"], protocol.encode("ack", frame.ref, room=slug, **ack))
         metrics.observe_send_ack(started)
@@ -612,7 +618,7 @@ class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
             self.spawn(self._close(CloseCode.SLOW_READER))
             self.closing = True
             return
-        metrics.frame_sent(frame.text)
+        frame.count_sent()
         write_prepared(protocol, frame.prepared())
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:

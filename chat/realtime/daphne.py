@@ -122,7 +122,19 @@ def is_open(protocol: WebSocketServerProtocol) -> bool:
 
 
 def write_prepared(protocol: WebSocketServerProtocol, prepared: PreparedMessage) -> None:
-    """Queue a prepared frame on the socket, as autobahn's own sendMessage would."""
+    """Queue a prepared frame on the socket, as autobahn's own sendPreparedMessage would, without
+    its cost per call: its sendData formats the arguments of a debug log line (hltype, hlval) on
+    every write, whether debug logging is on or not (3.8 us a write against 0.12 us, measured
+    with a Twisted StringTransport). Where autobahn would only write the bytes to the transport
+    (no compression negotiated, nothing queued), this does just that and counts them as it does."""
+    if protocol._perMessageCompress is None and not protocol.send_queue:
+        data = prepared.payloadHybi
+        transport: Any = protocol.transport  # Twisted's TCP transport (its stub types it oddly)
+        transport.write(data)
+        stats = protocol.trafficStats
+        if stats is not None:
+            stats.outgoingOctetsWireLevel += len(data)
+        return
     protocol.sendPreparedMessage(prepared)
 
 

@@ -27,6 +27,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from chat.events import channel_layer
+from chat.ops import metrics
 from chat.realtime.daphne import prepare_frame
 
 if TYPE_CHECKING:
@@ -40,11 +41,21 @@ logger = logging.getLogger(__name__)
 class PreparedFrame:
     """One text frame, framed for the wire at most once however many sockets it goes to."""
 
-    __slots__ = ("text", "_prepared")
+    __slots__ = ("text", "_prepared", "_kind")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self._prepared: PreparedMessage | None = None
+        self._kind: str | None = None
+
+    def count_sent(self) -> None:
+        """Count one copy of this frame sent (its type read from the text once, not per socket)."""
+        if self._kind is None:
+            self._kind = metrics.frame_kind(self.text)
+            if self._kind is None:  # an error frame (never a room's): counted with its code
+                metrics.frame_sent(self.text)
+                return
+        metrics.frames_sent(self._kind)
 
     def prepared(self) -> PreparedMessage:
         if self._prepared is None:

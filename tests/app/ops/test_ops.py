@@ -17,7 +17,7 @@ from django.core.management import call_command
 from django.test import AsyncClient, Client, override_settings
 from django.utils import timezone
 
-from chat import services
+from chat import group_commit, services
 from chat.models import Message
 from chat.ops import metrics
 from chat.ops.logs import ContextFilter, JsonFormatter
@@ -301,7 +301,7 @@ async def test_log_lines_of_a_socket_carry_its_connection_id(alice, make_room, c
         logging.getLogger("chat.tests").warning("about to fail")
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(services, "message_send", failing_send)
+    monkeypatch.setattr(group_commit, "messages_send", failing_send)  # the socket's sends (chat.realtime.batcher)
     socket = await connect(alice)
     await socket.join("lobby")
     reply = await socket.request("send", room="lobby", body="hello")

@@ -9,7 +9,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.test import Client
 
-from chat import services
+from chat import group_commit, services
 from chat.models import Membership, Message, Room
 from tests.support.outages import take_down
 from tests.support.sockets import assert_frame_shape, open_socket, session_cookie
@@ -724,10 +724,12 @@ async def test_message_dropped_by_the_layer_is_recovered_by_seq(alice, bob, lobb
     a, b = await connect(alice), await connect(bob)
     await a.join("lobby")
     await b.join("lobby")
-    real_send_now = events._send_now
+    real_send_now, real_send_all_now = events._send_now, events._send_all_now
     monkeypatch.setattr(events, "_send_now", lambda group, event: None)  # the layer drops it
+    monkeypatch.setattr(events, "_send_all_now", lambda sends: None)  # (a batch of sends' frames)
     lost = await a.request("send", room="lobby", body="dropped on the floor")
     monkeypatch.setattr(events, "_send_now", real_send_now)
+    monkeypatch.setattr(events, "_send_all_now", real_send_all_now)
     await b.nothing("message", wait=0.3)
     pong = await b.request("ping")
     assert pong["seqs"]["lobby"] == lost["seq"]  # b notices it is behind
@@ -818,17 +820,17 @@ async def test_a_database_outage_answers_internal_and_keeps_the_socket(alice, bo
     a, b = await connect(alice), await connect(bob)
     await a.join("lobby")
     await b.join("lobby")
-    real_send = services.message_send
+    real_send = group_commit.messages_send  # the socket's sends are stored in batches (chat.realtime.batcher)
 
     def database_down(**kwargs):
         raise OperationalError("connection failed: server closed the connection unexpectedly")
 
-    monkeypatch.setattr(services, "message_send", database_down)
+    monkeypatch.setattr(group_commit, "messages_send", database_down)
     refused = await a.request("send", room="lobby", body="during the outage", client_id="c-1")
     assert refused["type"] == "error" and refused["code"] == "internal"
     assert refused["detail"] == DATABASE_DOWN and refused["room"] == "lobby"
     await b.nothing("message", wait=0.3)
-    monkeypatch.setattr(services, "message_send", real_send)
+    monkeypatch.setattr(group_commit, "messages_send", real_send)
     acked = await a.request("send", room="lobby", body="during the outage", client_id="c-1")  # the Retry
     assert acked["type"] == "ack" and acked["seq"] == 1
     assert (await b.expect("message"))["message"]["body"] == "during the outage"

@@ -1,0 +1,176 @@
+"""Group commit (chat.realtime.batcher, chat.group_commit): sends that wait in a worker for the
+same room are stored in one transaction. Through the full ASGI stack, on the file-backed SQLite
+test database; tests/e2e/test_group_commit.py runs the same on PostgreSQL with two workers."""
+
+import asyncio
+import time
+
+import pytest
+from channels.db import database_sync_to_async
+
+from chat import events
+from chat.models import Ban, Membership, Message
+from chat.realtime.batcher import get_batcher
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def lobby(make_room):
+    return make_room("lobby", name="Lobby")
+
+
+async def _busy_sync_thread(seconds: float) -> asyncio.Task[None]:
+    """Keep the worker's one sync thread busy for a moment, as a slow database write would: the
+    sends that arrive meanwhile wait together."""
+    task = asyncio.ensure_future(database_sync_to_async(time.sleep)(seconds))
+    await asyncio.sleep(0.02)
+    return task
+
+
+async def _users(make_user, count: int, prefix: str = "user"):
+    return [await database_sync_to_async(make_user)(f"{prefix}{i}") for i in range(count)]
+
+
+async def _stored(room) -> list[tuple[int, int, str, str | None]]:
+    rows = Message.objects.filter(room=room).order_by("seq").values_list("seq", "rev", "body", "client_id")
+    return await database_sync_to_async(list)(rows)
+
+
+async def test_many_sockets_sending_at_once_are_stored_together_gapless_and_acked(make_user, lobby, connect):
+    users = await _users(make_user, 12)
+    sockets = [await connect(user) for user in users]
+    listener = await connect(await database_sync_to_async(make_user)("listener"))
+    for socket in [*sockets, listener]:
+        await socket.join("lobby")
+    batcher = get_batcher()
+    before = batcher.batches
+
+    acks = []
+    for round_number in range(3):
+        busy = await _busy_sync_thread(0.2)
+        acks += await asyncio.gather(
+            *(
+                socket.request("send", room="lobby", body=f"{n}-{round_number}", client_id=f"c{n}-{round_number}")
+                for n, socket in enumerate(sockets)
+            )
+        )
+        await busy
+
+    assert all(ack["type"] == "ack" for ack in acks), acks
+    assert sorted(ack["seq"] for ack in acks) == list(range(1, 37))
+    assert len({ack["id"] for ack in acks}) == 36
+    assert all(ack["rev"] == ack["seq"] for ack in acks)  # one rev per new message, none skipped
+    # They were stored in batches, not one by one (a lone send is a batch of one).
+    assert batcher.batches - before <= 9, (batcher.batches - before, batcher.sends)
+    stored = await _stored(lobby)
+    assert [seq for seq, *_ in stored] == list(range(1, 37))
+    assert {(body, client_id) for _, _, body, client_id in stored} == {
+        (f"{n}-{r}", f"c{n}-{r}") for n in range(12) for r in range(3)
+    }
+    # Everyone hears every message once, in seq order, after its commit.
+    seen = [frame["message"]["seq"] for frame in await listener.drain(0.3) if frame["type"] == "message"]
+    assert seen == list(range(1, 37))
+    # Each author's read marker is at their own newest message, not past others' later ones.
+    markers = dict(
+        await database_sync_to_async(list)(
+            Membership.objects.filter(room=lobby).values_list("user__username", "last_read_seq")
+        )
+    )
+    newest = {"listener": 0}
+    for ack, (n, _) in zip(acks, [(n, r) for r in range(3) for n in range(12)], strict=True):
+        newest[f"user{n}"] = max(newest.get(f"user{n}", 0), ack["seq"])
+    assert markers == newest
+
+
+async def test_a_lone_send_is_stored_at_once(alice, lobby, connect):
+    socket = await connect(alice)
+    await socket.join("lobby")
+    started = time.monotonic()
+    ack = await socket.request("send", room="lobby", body="hello")
+    assert ack["type"] == "ack" and ack["seq"] == 1
+    assert time.monotonic() - started < 0.5  # no timer waits for company
+
+
+async def test_client_id_repeated_in_a_batch_and_against_stored_rows_returns_the_first(alice, bob, lobby, connect):
+    a1, a2, a3, b = await connect(alice), await connect(alice), await connect(alice), await connect(bob)
+    for socket in (a1, a2, a3, b):
+        await socket.join("lobby")
+    first = await a1.request("send", room="lobby", body="stored before", client_id="old")
+    await b.drain(0.2)
+
+    busy = await _busy_sync_thread(0.2)
+    # In one batch: a retry of a stored client_id, the same new client_id twice, and bob's send.
+    retry, new1, new2, other = await asyncio.gather(
+        a1.request("send", room="lobby", body="stored before", client_id="old"),
+        a2.request("send", room="lobby", body="new", client_id="new"),
+        a3.request("send", room="lobby", body="new", client_id="new"),
+        b.request("send", room="lobby", body="from bob", client_id="new"),  # another author's: its own
+    )
+    await busy
+    assert (retry["id"], retry["seq"]) == (first["id"], first["seq"])
+    assert new1["type"] == new2["type"] == other["type"] == "ack"
+    assert (new1["id"], new1["seq"]) == (new2["id"], new2["seq"])
+    assert other["id"] != new1["id"]
+    assert sorted([new1["seq"], other["seq"]]) == [2, 3]
+    stored = await _stored(lobby)
+    assert [(seq, body) for seq, _, body, _ in stored] == [
+        (1, "stored before"),
+        *sorted([(new1["seq"], "new"), (other["seq"], "from bob")]),
+    ]
+    messages = [frame for frame in await b.drain(0.3) if frame["type"] == "message"]
+    assert sorted(frame["message"]["seq"] for frame in messages) == [2, 3]  # nothing announced twice
+
+
+async def test_a_refused_send_in_a_batch_gets_its_own_error_and_the_others_are_stored(
+    alice, bob, make_user, lobby, connect, monkeypatch, settings
+):
+    carol, dave = await database_sync_to_async(make_user)("carol"), await database_sync_to_async(make_user)("dave")
+    sockets = {user.username: await connect(user) for user in (alice, bob, carol, dave)}
+    for socket in sockets.values():
+        await socket.join("lobby")
+    # Bob is banned and the event that would close the room on his socket is lost: the batch's own
+    # check refuses him all the same.
+    monkeypatch.setattr(events, "_send_now", lambda group, event: None)
+    await database_sync_to_async(Ban.objects.create)(room=lobby, user=bob)
+
+    busy = await _busy_sync_thread(0.2)
+    replies = await asyncio.gather(
+        sockets["alice"].request("send", room="lobby", body="one"),
+        sockets["bob"].request("send", room="lobby", body="banned"),
+        sockets["carol"].request("send", room="lobby", body="x" * (settings.CHAT_MAX_BODY + 1)),
+        sockets["dave"].request("send", room="lobby", body="two"),
+    )
+    await busy
+    alice_ack, bob_error, carol_error, dave_ack = replies
+    assert (bob_error["type"], bob_error["code"], bob_error["room"]) == ("error", "forbidden", "lobby")
+    assert (carol_error["type"], carol_error["code"]) == ("error", "too_large")
+    assert sorted([alice_ack["seq"], dave_ack["seq"]]) == [1, 2]
+    assert sorted([alice_ack["rev"], dave_ack["rev"]]) == [1, 2]
+    assert [(seq, body) for seq, _, body, _ in await _stored(lobby)] == sorted(
+        [(alice_ack["seq"], "one"), (dave_ack["seq"], "two")]
+    )
+    # The counters were given back: the next message is 3, with no gap.
+    ack = await sockets["alice"].request("send", room="lobby", body="three")
+    assert (ack["seq"], ack["rev"]) == (3, 3)
+
+
+async def test_a_batch_in_a_room_archived_meanwhile_is_refused_whole(alice, bob, lobby, connect, monkeypatch):
+    a, b = await connect(alice), await connect(bob)
+    await a.join("lobby")
+    await b.join("lobby")
+    monkeypatch.setattr(events, "_send_now", lambda group, event: None)  # the room_closed event is lost
+    from chat import services
+
+    await database_sync_to_async(services.room_archive)(room=lobby)
+    busy = await _busy_sync_thread(0.2)
+    replies = await asyncio.gather(
+        a.request("send", room="lobby", body="one"), b.request("send", room="lobby", body="two")
+    )
+    await busy
+    assert [(reply["type"], reply["code"]) for reply in replies] == [("error", "not_found")] * 2
+    assert await _stored(lobby) == []
+    counters = await database_sync_to_async(
+        lambda: type(lobby).objects.values_list("last_seq", "last_rev").get(pk=lobby.pk)
+    )()
+    assert counters == (0, 0)
