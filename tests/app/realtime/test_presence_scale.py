@@ -90,3 +90,32 @@ async def test_joined_is_complete_at_the_threshold_and_online_needs_a_join(peopl
     assert (error["type"], error["code"]) == ("error", "not_joined")
     error = await sockets[0].request("online", room="hall", limit=1001)
     assert (error["type"], error["code"]) == ("error", "bad_request")
+
+
+async def test_http_online_pages_for_those_who_may_read_the_room(people, hall, make_room, connect):
+    from django.test import Client
+
+    from chat import services
+
+    ann, bea, cal, dan, *_ = people
+    for user in (ann, bea, cal, dan):
+        await (await connect(user)).join("hall")
+    token = (await database_sync_to_async(services.token_create)(user=ann, name="t"))[1]
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+    def get(url, **headers):
+        response = Client().get(url, **headers)
+        return response.status_code, response.json()
+
+    status, body = await database_sync_to_async(get)("/api/rooms/hall/online/?limit=3", **auth)
+    assert (status, body) == (200, {"room": "hall", "users": ["ann", "bea", "cal"], "has_more": True, "online": 4})
+    status, body = await database_sync_to_async(get)("/api/rooms/hall/online/?after=cal", **auth)
+    assert (status, body["users"], body["has_more"]) == (200, ["dan"], False)
+    status, body = await database_sync_to_async(get)("/api/rooms/hall/online/?limit=0", **auth)
+    assert (status, body["code"]) == (400, "bad_request")
+    assert (await database_sync_to_async(get)("/api/rooms/hall/online/"))[0] == 401
+    await database_sync_to_async(make_room)("secret", private=True)
+    status, body = await database_sync_to_async(get)("/api/rooms/secret/online/", **auth)
+    assert (status, body["code"]) == (403, "forbidden")
+    status, body = await database_sync_to_async(get)("/api/rooms/nowhere/online/", **auth)
+    assert (status, body["code"]) == (404, "not_found")
