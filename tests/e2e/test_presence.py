@@ -194,3 +194,29 @@ async def test_a_dead_worker_in_a_large_room_is_announced_as_a_change(workers, s
         "online": 4,
     }
     assert gone_after <= TTL * 4 / 3 + 1
+
+
+async def test_a_departure_redis_missed_is_written_by_the_next_beat(workers):
+    """Redis did not answer when the user left: this worker's lease stays alive, so nothing would
+    lapse; the heartbeat writes the departure and tells the room."""
+    a, b, _ = workers
+    await a.add(room_id=11, room_slug="r11", username="alice", socket_id="ch-a")
+    script = a._remove
+
+    async def unavailable(**kwargs):
+        raise ConnectionError("Redis is away")
+
+    a._remove = unavailable
+    with pytest.raises(ConnectionError):
+        await a.remove(room_id=11, username="alice", socket_id="ch-a")
+    a._remove = script
+    assert await b.users(room_id=11) == ["alice"]
+    announced = []
+
+    async def record(room_id, slug, *, joined=None, left=None):
+        announced.append((room_id, slug, left))
+
+    a._announce = record
+    await a.beat()
+    assert await b.users(room_id=11) == []
+    assert announced == [(11, "r11", ["alice"])]

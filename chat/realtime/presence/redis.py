@@ -119,6 +119,9 @@ class RedisPresence:
         self.local: dict[int, dict[str, set[str]]] = {}
         self.slugs: dict[int, str] = {}
         self.restore = False  # the lease was lost: put this worker's entries back on the next beat
+        # Departures that could not be written (Redis away): retried by each beat until they are,
+        # as this worker's live lease would otherwise keep those users listed. (room id, username)
+        self.unreleased: dict[tuple[int, str], str] = {}  # -> the room's slug
         self.task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: aioredis.Redis | None = None
@@ -174,10 +177,15 @@ class RedisPresence:
         if sockets:
             return False
         del users[username]
+        slug = self.slugs.get(room_id, "")
         if not users:
             del self.local[room_id]
             self.slugs.pop(room_id, None)
-        went = await self._remove(keys=self._keys(room_id, username), args=[username, self.worker, room_id])
+        try:
+            went = await self._remove(keys=self._keys(room_id, username), args=[username, self.worker, room_id])
+        except Exception:
+            self.unreleased[(room_id, username)] = slug
+            raise
         return bool(went)
 
     async def ready(self) -> None:
@@ -224,7 +232,7 @@ class RedisPresence:
             self.task = loop.create_task(self._run(), name="chat-presence-heartbeat")
 
     async def _run(self) -> None:
-        while self.local:
+        while self.local or self.unreleased:
             await asyncio.sleep(self.interval)
             try:
                 await self.beat()
@@ -240,6 +248,14 @@ class RedisPresence:
         for i in range(0, len(reaped), 3):
             room_id, slug = int(reaped[i]), reaped[i + 1].decode()
             await self._announce(room_id, slug, left=[name.decode() for name in reaped[i + 2]])
+        for (room_id, username), slug in list(self.unreleased.items()):
+            if username in self.local.get(room_id, {}):  # back meanwhile: nothing to release
+                del self.unreleased[(room_id, username)]
+                continue
+            went = await self._remove(keys=self._keys(room_id, username), args=[username, self.worker, room_id])
+            del self.unreleased[(room_id, username)]
+            if went:
+                await self._announce(room_id, slug, left=[username])
         if lease_lost or self.restore:
             # Redis restarted empty, or this worker stalled past its lease and was reaped while its
             # sockets live: put its entries back and tell the rooms.
