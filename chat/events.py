@@ -224,8 +224,22 @@ async def typing(*, room_id: int, room_slug: str, username: str, skip_socket: st
     )
 
 
-async def presence(*, room_id: int, room_slug: str, users: list[str], skip_socket: str | None = None) -> None:
-    frame = protocol.encode("presence", room=room_slug, users=users)
+async def presence(
+    *,
+    room_id: int,
+    room_slug: str,
+    users: list[str] | None = None,
+    joined: list[str] | None = None,
+    left: list[str] | None = None,
+    online: int | None = None,
+    skip_socket: str | None = None,
+) -> None:
+    """The whole list (`users`), or the changes with the count (chat.realtime.presence.announce)."""
+    if users is not None:
+        frame = protocol.encode("presence", room=room_slug, users=users)
+    else:
+        changes: dict[str, Any] = {name: value for name, value in (("joined", joined), ("left", left)) if value}
+        frame = protocol.encode("presence", room=room_slug, **changes, online=online)
     await _group_send(
         room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": skip_socket}
     )

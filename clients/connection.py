@@ -117,7 +117,11 @@ class Room:
         self.messages: OrderedDict[int, Message] = OrderedDict()  # taken, by seq; at most `keep`
         self.ids: dict[int, int] = {}  # id -> seq of the messages taken
         self.keep = keep
+        # Who is online, sorted: everyone, or in a large room (`presence_complete` False) the names
+        # the server listed and those seen joining since; `online` is the server's count.
         self.presence: list[str] | None = None
+        self.presence_complete = True
+        self.online: int | None = None
         self.info: dict[str, Any] = {}
         self.joined_here = False  # a `joined` arrived on the current socket
         self.joined_once = False
@@ -785,6 +789,9 @@ class ChatClient:
         users = frame.get("presence")
         if isinstance(users, list):
             before, room.presence = room.presence, sorted(str(user) for user in users)
+            online = frame.get("online")
+            room.online = online if isinstance(online, int) else len(room.presence)
+            room.presence_complete = frame.get("presence_complete") is not False
             self.on_presence(room, before)
         room.joined_once = True
         if not room.joined_here:
@@ -912,11 +919,47 @@ class ChatClient:
             self.on_ack(client_id, slug, frame)
 
     async def _on_presence_frame(self, frame: Frame) -> None:
+        """The whole list (`users`), or in a large room the changes (`joined`, `left`) and the count."""
         room = self._room(frame)
+        if room is None:
+            return
         users = frame.get("users")
-        if room is not None and isinstance(users, list):
-            before, room.presence = room.presence, sorted(str(user) for user in users)
-            self.on_presence(room, before)
+        before = room.presence
+        if isinstance(users, list):
+            room.presence = sorted(str(user) for user in users)
+            room.online, room.presence_complete = len(room.presence), True
+        elif isinstance(frame.get("online"), int):
+            names = set(before or [])
+            names.update(str(user) for user in frame.get("joined") or [])
+            names.difference_update(str(user) for user in frame.get("left") or [])
+            room.presence, room.online = sorted(names), frame["online"]
+        else:
+            return
+        self.on_presence(room, before)
+
+    async def online(
+        self,
+        room: str,
+        after: str | None = None,
+        limit: int = 500,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> Frame:
+        """A page of who is online in a joined room: the `online` frame, with up to `limit`
+        usernames sorted after `after` (`users`), `has_more` and the count (`online`). The names
+        are also added to the room's `presence`."""
+        fields: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            fields["after"] = after
+        answer = await self.call("online", room, timeout=timeout, **fields)
+        held = self.rooms.get(room)
+        if held is not None and held.presence is not None:
+            held.presence = sorted(set(held.presence) | {str(user) for user in answer.get("users") or []})
+            if isinstance(answer.get("online"), int):
+                held.online = answer["online"]
+            if not answer.get("has_more") and after is not None:
+                held.presence_complete = True
+        return answer
 
     async def _on_pong_frame(self, frame: Frame) -> None:
         self._answered(frame)

@@ -344,7 +344,7 @@ class TerminalClient(ChatClient):
         if first:
             if view is not None:
                 view.oldest = min(room.messages) if room.messages else (room.last or 0) + 1
-            self.info(f"online in {self.label(room.slug)}: {', '.join(map(clean_line, room.presence or [])) or '-'}")
+            self.show_online(room)
         if view is not None and view.switch_on_join:
             view.switch_on_join = False
             self.switch(room.slug)
@@ -777,12 +777,31 @@ class TerminalClient(ChatClient):
         fields: dict[str, Any] = {"limit": limit} if room.oldest is None else {"before": room.oldest, "limit": limit}
         await self.request("history", room.slug, **fields)
 
+    def show_online(self, room: Room) -> None:
+        """`N online in ROOM: names` (in a large room, the names known so far, then `…`)."""
+        users = room.presence or []
+        count = room.online if room.online is not None else len(users)
+        names = ", ".join(map(clean_line, users)) or "-"
+        more = ", …" if not room.presence_complete and len(users) < count else ""
+        self.info(f"{count} online in {self.label(room.slug)}: {names}{more}")
+
     async def cmd_who(self, _arg: str) -> None:
         if self.current is None:
             self.warn("you are in no room: /join ROOM first")
             return
-        users = self.rooms[self.current].presence or []
-        self.info(f"online in {self.label(self.current)}: {', '.join(map(clean_line, users)) or '-'}")
+        room = self.rooms[self.current]
+        if not room.presence_complete:  # a large room: ask for the names after those known, page by page
+            after = room.presence[-1] if room.presence else None
+            try:
+                while True:
+                    page = await self.online(room.slug, after=after, limit=1000)
+                    users = page.get("users") or []
+                    if not page.get("has_more") or not users:
+                        break
+                    after = users[-1]
+            except (ClientError, TimeoutError) as error:  # a RequestError is a ClientError
+                self.warn(f"could not list who is online: {error}")
+        self.show_online(room)
 
     async def cmd_rooms(self, _arg: str) -> None:
         if not self.rooms:

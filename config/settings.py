@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.checkout import BASE_DIR, read_local_secret_key, uses_local_secret_key
 from config.email import read_email_settings
-from config.env import env_bool, env_choice, env_int, env_list, env_str
+from config.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 DATABASE_URL = env_str("DATABASE_URL")
@@ -388,6 +388,11 @@ SPECTACULAR_SETTINGS = {
 # CHAT_PRESENCE_TTL seconds, so the sockets of a worker that died without a word (SIGKILL, power
 # loss) drop out of every online list within about CHAT_PRESENCE_TTL + a third of it.
 CHAT_PRESENCE_TTL = env_int("CHAT_PRESENCE_TTL", 15, minimum=3)
+# Rooms with at most this many users online get the whole online list on each join and leave; larger
+# ones get the changes (batched per worker over CHAT_PRESENCE_BATCH_SECONDS) and a `joined` whose
+# list is capped at this many names (docs/protocol.md, Presence).
+CHAT_PRESENCE_LIST_MAX = env_int("CHAT_PRESENCE_LIST_MAX", 100, minimum=2, maximum=1000)
+CHAT_PRESENCE_BATCH_SECONDS = env_float("CHAT_PRESENCE_BATCH_SECONDS", 1.0, minimum=0.01, maximum=10.0)
 # /metrics answers loopback and private addresses; with this set, also any client that sends
 # `Authorization: Bearer <token>` (a Prometheus outside the private network).
 CHAT_METRICS_TOKEN = env_str("CHAT_METRICS_TOKEN", min_length=16)

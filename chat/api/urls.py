@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from chat.api import manage, people, unread, views
+from chat.api import manage, people, presence, unread, views
 
 urlpatterns = [
     path("api/rooms/", views.RoomListView.as_view(), name="api_rooms"),
@@ -14,6 +14,7 @@ urlpatterns = [
     ),
     path("api/rooms/<str:slug>/", manage.RoomDetailView.as_view(), name="api_room"),
     path("api/rooms/<str:slug>/members/", manage.MembersView.as_view(), name="api_members"),
+    path("api/rooms/<str:slug>/online/", presence.OnlineView.as_view(), name="api_online"),
     path("api/rooms/<str:slug>/members/<str:username>/", manage.MemberView.as_view(), name="api_member"),
     path("api/rooms/<str:slug>/messages/<int:message_id>/", manage.MessageView.as_view(), name="api_message"),
     path("api/direct/", views.DirectView.as_view(), name="api_direct"),

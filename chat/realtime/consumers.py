@@ -34,6 +34,7 @@ from chat.realtime.fanout import Fanout, PreparedFrame, get_fanout
 from chat.realtime.limits import SocketLimits, StrikeWindow, TokenBucket, get_user_limits
 from chat.realtime.manage import RoomManagement
 from chat.realtime.presence import Presence, get_presence
+from chat.realtime.presence.announce import get_announcer
 from chat.realtime.protocol import Frame
 from chat.realtime.session_watch import get_session_watch
 from chat.throttle import address_key
@@ -424,8 +425,15 @@ class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
                 room_id=room.pk, room_slug=room.slug, username=self.user.username, socket_id=self.socket_id
             )
         messages, complete, rev = await _catch_up(room=room, since=frame["since"], rev=frame["rev"])
-        users = await self.presence.users(room_id=room.pk)
-        envelope = {"room": room.slug, "info": info, "presence": users, "rev": rev}
+        users, users_complete, online = await self._presence_list(room.pk)
+        envelope = {
+            "room": room.slug,
+            "info": info,
+            "presence": users,
+            "presence_complete": users_complete,
+            "online": online,
+            "rev": rev,
+        }
         budget = self._frame_budget("joined", frame.ref, complete=False, **envelope)
         if frame["since"] is None and frame["rev"] is None:  # the latest ones; older ones are history's
             messages, _ = protocol.fit_messages(messages, budget=budget, keep="newest")
@@ -434,7 +442,35 @@ class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
             complete = complete and fitted
         await self.send(protocol.encode("joined", frame.ref, messages=messages, complete=complete, **envelope))
         if came_online:  # the joiner has the list in `joined`
-            await events.presence(room_id=room.pk, room_slug=room.slug, users=users, skip_socket=self.socket_id)
+            await get_announcer().changed(
+                self.presence,
+                room_id=room.pk,
+                room_slug=room.slug,
+                joined=[self.user.username],
+                skip_socket=self.socket_id,
+            )
+
+    async def _presence_list(self, room_id: int) -> tuple[list[str], bool, int]:
+        """`joined.presence`, `joined.presence_complete` and `joined.online`: the whole sorted list while the room has at most
+        CHAT_PRESENCE_LIST_MAX users online; above that, this user first, then the first names in
+        sorted order, CHAT_PRESENCE_LIST_MAX names in all (the client asks for the names after the
+        last one with `online`)."""
+        limit = settings.CHAT_PRESENCE_LIST_MAX
+        page, has_more = await self.presence.page(room_id=room_id, after=None, limit=limit)
+        if not has_more:
+            return page, True, len(page)
+        online = await self.presence.count(room_id=room_id)
+        me = self.user.username
+        others = [name for name in page if name != me][: limit - 1]
+        return [me, *others], False, online
+
+    async def on_online(self, frame: Frame) -> None:
+        """A page of who is online in a joined room, sorted, after `after`."""
+        slug = frame["room"]
+        room_id = self._joined(slug)
+        users, has_more = await self.presence.page(room_id=room_id, after=frame["after"], limit=frame["limit"])
+        online = await self.presence.count(room_id=room_id)
+        await self.send(protocol.encode("online", frame.ref, room=slug, users=users, has_more=has_more, online=online))
 
     async def on_leave(self, frame: Frame) -> None:
         room_id = self._joined(frame["room"])
@@ -730,8 +766,7 @@ class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
             room_id=room_id, username=self.user.username, socket_id=self.socket_id
         )
         if went_offline:
-            users = await self.presence.users(room_id=room_id)
-            await events.presence(room_id=room_id, room_slug=slug, users=users)
+            await get_announcer().changed(self.presence, room_id=room_id, room_slug=slug, left=[self.user.username])
 
     async def _refuse(self, error: ChatError, ref: str | None = None) -> None:
         await self.send(protocol.error_frame(error, ref))

@@ -24,6 +24,8 @@ MAX_USERNAME_LENGTH = 150  # django.contrib.auth's
 MAX_SEQ = 2**63 - 1
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 100
+ONLINE_DEFAULT_LIMIT = 500  # names in one page of `online`
+ONLINE_MAX_LIMIT = 1000
 WATCH_MAX_ROOMS = 50  # rooms named in one `watch` (without names it watches the user's sidebar)
 
 
@@ -83,6 +85,11 @@ CLIENT_FRAMES: dict[str, dict[str, Field]] = {
     },
     "direct": {"users": Field(list, max_length=MAX_DIRECT_MEMBERS)},
     "typing": {"room": _slug()},
+    "online": {
+        "room": _slug(),
+        "after": Field(str, required=False, max_length=MAX_USERNAME_LENGTH),
+        "limit": Field(int, required=False, minimum=1, maximum=ONLINE_MAX_LIMIT, default=ONLINE_DEFAULT_LIMIT),
+    },
     "read": {"room": _slug(), "seq": _seq(required=True)},
     "ping": {},
     "watch": {"rooms": Field(list, required=False, max_length=WATCH_MAX_ROOMS)},
@@ -104,13 +111,14 @@ CLIENT_FRAMES: dict[str, dict[str, Field]] = {
 # Server-to-client frames: type -> the fields each always carries (tests check every frame the
 # server sends against this; `ref` is added to replies).
 SERVER_FRAMES: dict[str, set[str]] = {
-    "joined": {"room", "info", "messages", "complete", "presence", "rev"},
+    "joined": {"room", "info", "messages", "complete", "presence", "presence_complete", "online", "rev"},
     "left": {"room"},
     "message": {"room", "message", "rev"},
     "ack": {"room", "client_id", "id", "seq", "rev"},
     "history": {"room", "messages", "has_more"},
     "typing": {"room", "username"},
-    "presence": {"room", "users"},
+    "presence": {"room"},  # and `users` (the whole list), or `online` with `joined` and/or `left`
+    "online": {"room", "users", "has_more", "online"},
     "message_edited": {"room", "message", "rev"},
     "message_deleted": {"room", "id", "seq", "rev", "message"},
     "message_updated": {"room", "message", "rev"},

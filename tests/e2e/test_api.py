@@ -49,6 +49,7 @@ def test_the_api_answers_as_its_schema_says(live):
         "PATCH /api/rooms/{slug}/",
         "GET /api/rooms/{slug}/members/",
         "POST /api/rooms/{slug}/members/",
+        "GET /api/rooms/{slug}/online/",
         "DELETE /api/rooms/{slug}/members/{username}/",
         "DELETE /api/rooms/{slug}/messages/{message_id}/",
     }

@@ -5,6 +5,7 @@ check the same behaviour end to end with real Daphne workers.
 """
 
 import asyncio
+import json
 
 import pytest
 from channels.layers import get_channel_layer
@@ -86,11 +87,15 @@ async def test_only_one_worker_announces_a_ghost(workers):
     b.task.cancel()
     c.task.cancel()
     announced = []
+
+    async def record(room_id, slug, *, joined=None, left=None):
+        announced.append((room_id, left or []))
+
     for worker in (b, c):
-        worker._announce = lambda room_id, worker=worker: announced.append((worker, room_id)) or asyncio.sleep(0)
+        worker._announce = record
     await asyncio.sleep(TTL + 0.2)
-    await asyncio.gather(b.beat(), c.beat())  # both sweep room 4 at once; the script is atomic
-    assert len([room for _, room in announced if room == 4]) == 1
+    await asyncio.gather(b.beat(), c.beat())  # both reap A's lease at once; the script is atomic
+    assert len([left for room, left in announced if room == 4 and "ghost" in left]) == 1
 
 
 async def test_a_socket_that_left_is_not_brought_back_by_a_late_heartbeat(workers):
@@ -124,3 +129,94 @@ async def test_typing_throttle_is_shared_by_workers(workers):
     assert await b.typing_allowed(room_id=7, user_id=2, interval=0.5) is True
     await asyncio.sleep(0.6)
     assert await b.typing_allowed(room_id=7, user_id=1, interval=0.5) is True
+
+
+async def test_count_and_pages_across_workers(workers):
+    a, b, c = workers
+    for i, name in enumerate(["dan", "ann", "cal", "bea", "eve"]):
+        await workers[i % 3].add(room_id=8, room_slug="r8", username=name, socket_id=f"ch-{i}")
+    await c.add(room_id=8, room_slug="r8", username="ann", socket_id="ch-ann-2")  # a second tab, elsewhere
+    assert await c.count(room_id=8) == 5
+    assert await c.page(room_id=8, after=None, limit=2) == (["ann", "bea"], True)
+    assert await c.page(room_id=8, after="bea", limit=2) == (["cal", "dan"], True)
+    assert await c.page(room_id=8, after="dan", limit=2) == (["eve"], False)
+    assert await c.online_of(room_id=8, usernames=["ann", "zed"]) == (5, {"ann"})
+    assert await b.remove(room_id=8, username="ann", socket_id="ch-1") is False  # still open on worker C
+    assert await c.remove(room_id=8, username="ann", socket_id="ch-ann-2") is True
+    assert await c.users(room_id=8) == ["bea", "cal", "dan", "eve"]
+
+
+async def commands_per_beat(worker):
+    """Redis commands a heartbeat costs (the script call and the commands it runs)."""
+    stats = worker._redis().info("commandstats")
+
+    def total(info):
+        return sum(entry["calls"] for name, entry in info.items() if name != "cmdstat_info")
+
+    before = total(await stats)
+    await worker.beat()
+    return total(await worker._redis().info("commandstats")) - before
+
+
+async def test_the_heartbeat_costs_the_same_at_any_socket_count(workers):
+    a, _, _ = workers
+    await a.add(room_id=9, room_slug="r9", username="u0", socket_id="ch-0")
+    await a.beat()
+    one = await commands_per_beat(a)
+    for i in range(1, 2000):
+        await a.add(room_id=9 + i % 5, room_slug="r", username=f"u{i}", socket_id=f"ch-{i}")
+    many = await commands_per_beat(a)
+    assert one == many <= 6, (one, many)
+
+
+async def test_a_dead_worker_in_a_large_room_is_announced_as_a_change(workers, settings):
+    settings.CHAT_PRESENCE_LIST_MAX = 3
+    settings.CHAT_PRESENCE_BATCH_SECONDS = 0.2
+    a, b, _ = workers
+    layer = get_channel_layer()
+    watcher = await layer.new_channel()
+    await layer.group_add(events.room_group(10), watcher)
+    for i in range(4):
+        await a.add(room_id=10, room_slug="r10", username=f"ghost{i}", socket_id=f"ch-a{i}")
+    await a.add(room_id=10, room_slug="r10", username="both", socket_id="ch-a-both")
+    await b.add(room_id=10, room_slug="r10", username="both", socket_id="ch-b-both")
+    for i in range(3):
+        await b.add(room_id=10, room_slug="r10", username=f"live{i}", socket_id=f"ch-b{i}")
+    a.task.cancel()  # SIGKILL
+    started = asyncio.get_running_loop().time()
+    event = await asyncio.wait_for(layer.receive(watcher), timeout=TTL * 3)
+    gone_after = asyncio.get_running_loop().time() - started
+    frame = json.loads(event["frame"])
+    assert frame == {
+        "type": "presence",
+        "room": "r10",
+        "left": ["ghost0", "ghost1", "ghost2", "ghost3"],  # not "both": worker B still holds them
+        "online": 4,
+    }
+    assert gone_after <= TTL * 4 / 3 + 1
+
+
+async def test_a_departure_redis_missed_is_written_by_the_next_beat(workers):
+    """Redis did not answer when the user left: this worker's lease stays alive, so nothing would
+    lapse; the heartbeat writes the departure and tells the room."""
+    a, b, _ = workers
+    await a.add(room_id=11, room_slug="r11", username="alice", socket_id="ch-a")
+    script = a._remove
+
+    async def unavailable(**kwargs):
+        raise ConnectionError("Redis is away")
+
+    a._remove = unavailable
+    with pytest.raises(ConnectionError):
+        await a.remove(room_id=11, username="alice", socket_id="ch-a")
+    a._remove = script
+    assert await b.users(room_id=11) == ["alice"]
+    announced = []
+
+    async def record(room_id, slug, *, joined=None, left=None):
+        announced.append((room_id, slug, left))
+
+    a._announce = record
+    await a.beat()
+    assert await b.users(room_id=11) == []
+    assert announced == [(11, "r11", ["alice"])]

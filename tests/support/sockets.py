@@ -30,6 +30,8 @@ def assert_frame_shape(frame: dict[str, Any]) -> None:
     assert frame["type"] in SERVER_FRAMES, frame
     missing = SERVER_FRAMES[frame["type"]] - frame.keys()
     assert not missing, f"{frame['type']} lacks {missing}"
+    if frame["type"] == "presence":  # the whole list, or the changes with the count
+        assert "users" in frame or ("online" in frame and ("joined" in frame or "left" in frame)), frame
     messages = frame.get("messages", []) + [frame[key] for key in ("message", "root") if key in frame]
     for message in messages:
         assert MESSAGE_FIELDS <= message.keys(), message

@@ -2,8 +2,9 @@
 last hour, and who is online per room.
 
 Online users come from the Redis presence keys (chat.realtime.presence.redis) when REDIS_URL is set: the
-`chat:presence:<room id>:users` sorted sets, whose scores are expiry times in ms of Redis' own
-clock, so a user counts while their score is later than Redis' TIME. Without REDIS_URL, presence
+`chat:presence:<room id>:users` sorted sets. A user counts while a worker whose lease has not
+lapsed (by Redis' own clock) holds them: a dead worker's users, not reaped yet, do not count.
+Without REDIS_URL, presence
 lives in each worker's memory and this command cannot see it: it says so.
 """
 
@@ -22,7 +23,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from chat.models import Message, Room
-from chat.realtime.presence.redis import PREFIX
+from chat.realtime.presence.redis import PREFIX, WORKERS
 
 WINDOWS = {"last_minute": timedelta(minutes=1), "last_hour": timedelta(hours=1), "last_day": timedelta(days=1)}
 PER_PROCESS = "presence is per-process without REDIS_URL (each worker's memory): run this with REDIS_URL set"
@@ -85,12 +86,18 @@ def online_users(url: str) -> list[OnlineRoom]:
         # awaitable); this client is the sync one.
         seconds, micros = cast(tuple[int, int], client.time())
         now_ms = seconds * 1000 + micros // 1000
+        live = set(cast(list[bytes], client.zrangebyscore(WORKERS, f"({now_ms}", "+inf")))
         online: dict[int, list[str]] = {}
         for key in client.scan_iter(match=f"{PREFIX}*:users", count=500):
             match = pattern.match(key.decode())
             if match is None:
                 continue
-            users = cast(list[bytes], client.zrangebyscore(key, f"({now_ms}", "+inf"))
+            names = cast(list[bytes], client.zrange(key, 0, -1))
+            pipe = client.pipeline(transaction=False)
+            for name in names:
+                pipe.smembers(f"{PREFIX}{match.group(1)}:user:{name.decode()}")
+            holders = cast(list[set[bytes]], pipe.execute())
+            users = [name for name, held_by in zip(names, holders, strict=True) if held_by & live]
             if users:
                 online[int(match.group(1))] = sorted(name.decode() for name in users)
     finally:

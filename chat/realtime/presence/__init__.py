@@ -6,12 +6,13 @@ entry, and stays listed until their last socket leaves.
 Two backends with the same interface, chosen by `get_presence()`:
 
 - `LocalPresence` (no REDIS_URL): the worker's memory, exact for the single-process setup.
-- `RedisPresence` (REDIS_URL set): shared by every worker. A socket's entry carries an expiry
-  that its worker pushes forward every CHAT_PRESENCE_TTL / 3 seconds (a heartbeat), so the
-  entries of a worker that died without running any disconnect handler (SIGKILL, a lost host)
-  lapse by themselves. Every worker sweeps the rooms its own sockets are in, removes lapsed
-  users atomically (one Lua script: exactly one worker wins each removal) and broadcasts the new
-  list, so a ghost disappears from open pages within about 4/3 of the TTL (20 s by default).
+- `RedisPresence` (REDIS_URL set): shared by every worker. Entries are held under a lease per
+  worker, which its worker pushes forward every CHAT_PRESENCE_TTL / 3 seconds with one script
+  call however many sockets it holds; the same call reaps workers whose lease lapsed (they died
+  without running any disconnect handler: SIGKILL, a lost host), atomically, and their rooms are
+  told, so a ghost disappears from open pages within about 4/3 of the TTL (20 s by default).
+
+What the rooms are told, a whole list or the changes, is chat.realtime.presence.announce's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Protocol
 
 from django.conf import settings
 
+from chat.realtime.presence.announce import reset_announcer
 from chat.realtime.presence.local import LocalPresence
 from chat.realtime.presence.redis import RedisPresence
 
@@ -39,6 +41,19 @@ class Presence(Protocol):
 
     async def users(self, *, room_id: int) -> list[str]:
         """The usernames online in the room, sorted."""
+        ...
+
+    async def count(self, *, room_id: int) -> int:
+        """How many users are online in the room."""
+        ...
+
+    async def page(self, *, room_id: int, after: str | None, limit: int) -> tuple[list[str], bool]:
+        """Up to `limit` usernames online in the room, sorted, those after `after` (all when None),
+        and whether more follow."""
+        ...
+
+    async def online_of(self, *, room_id: int, usernames: list[str]) -> tuple[int, set[str]]:
+        """The room's count, and which of `usernames` are online in it."""
         ...
 
     async def ready(self) -> None:
@@ -68,3 +83,4 @@ def reset_presence() -> None:
     """(Tests) forget the backend, so the next `get_presence()` makes a new one from the settings."""
     global _backend
     _backend = None
+    reset_announcer()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import defaultdict
 
@@ -33,6 +34,18 @@ class LocalPresence:
 
     async def users(self, *, room_id: int) -> list[str]:
         return sorted(self._rooms.get(room_id, {}))
+
+    async def count(self, *, room_id: int) -> int:
+        return len(self._rooms.get(room_id, {}))
+
+    async def page(self, *, room_id: int, after: str | None, limit: int) -> tuple[list[str], bool]:
+        names = sorted(self._rooms.get(room_id, {}))
+        start = bisect.bisect_right(names, after) if after is not None else 0
+        return names[start : start + limit], start + limit < len(names)
+
+    async def online_of(self, *, room_id: int, usernames: list[str]) -> tuple[int, set[str]]:
+        users = self._rooms.get(room_id, {})
+        return len(users), {name for name in usernames if name in users}
 
     async def ready(self) -> None:
         """Raise if the backend cannot answer (nothing to ask here)."""

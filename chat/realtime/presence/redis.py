@@ -1,122 +1,110 @@
 """Presence in Redis, shared by every worker (REDIS_URL set).
 
-A socket's entry carries an expiry that its worker pushes forward every CHAT_PRESENCE_TTL / 3
-seconds (a heartbeat), so the entries of a worker that died without running any disconnect
-handler (SIGKILL, a lost host) lapse by themselves. Every worker sweeps the rooms its own sockets
-are in, removes lapsed users atomically (one Lua script: exactly one worker wins each removal) and
-broadcasts the new list, so a ghost disappears from open pages within about 4/3 of the TTL.
+Entries are held under a lease per worker, not per socket: each worker pushes its own lease
+forward every CHAT_PRESENCE_TTL / 3 seconds with one script call, whatever number of sockets it
+holds. The same call reaps the workers whose lease lapsed (SIGKILL, a lost host): their users
+leave every room they were in, unless another worker still holds them, atomically (exactly one
+worker reaps each dead worker) and the reaper tells those rooms (chat.realtime.presence.announce),
+so a ghost disappears from open pages within about 4/3 of the TTL.
+
+Per-user counting: a user is online in a room while any worker holds them there; each worker
+counts its own sockets per user in memory, and writes to Redis only when a user's first socket
+arrives on it or their last one leaves it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 from collections.abc import Awaitable
-from typing import cast
+from typing import Any, cast
 
 from redis import asyncio as aioredis
 from redis.commands.core import AsyncScript
 
-from chat import events
-
 logger = logging.getLogger(__name__)
 
 
-# Keys, for room R and user U (times are Redis' own clock, in ms, so workers' clocks never matter):
-#   chat:presence:R:users    sorted set, U -> the latest expiry among U's sockets in R
-#   chat:presence:R:user:U   sorted set, socket id -> that socket's expiry
-# Both keys also get a key TTL of three presence TTLs, so a room whose workers all died leaves
-# nothing behind.
+# Keys, for room R, user U and worker W (times are Redis' own clock, in ms, so workers' clocks
+# never matter):
+#   chat:presence:R:users     sorted set, every score 0 (so it sorts by name): who is online in R
+#   chat:presence:R:user:U    set of the workers that hold U in R
+#   chat:presence:workers     sorted set, W -> the expiry of W's lease
+#   chat:presence:w:W         hash, R -> R's slug, the rooms where W holds someone
+#   chat:presence:w:W:R       set of the users W holds in R
 PREFIX = "chat:presence:"
+WORKERS = PREFIX + "workers"
+REAP_PER_BEAT = 8  # dead workers reaped by one heartbeat (the next one takes the rest)
 
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
-# KEYS: users, user. ARGV: username, socket id, ttl_ms. Returns 1 if the user came online.
+# KEYS: users, user, worker's rooms, worker's room, workers. ARGV: username, worker, room, slug, ttl_ms.
+# Returns {1 if the user came online, 1 if this worker had no lease (lapsed and reaped, or Redis lost it)}.
 _ADD = (
     _NOW
     + """
-local ttl = tonumber(ARGV[3])
-local exp = now + ttl
-local old = redis.call('ZSCORE', KEYS[1], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-redis.call('ZADD', KEYS[2], exp, ARGV[2])
-redis.call('ZADD', KEYS[1], 'GT', exp, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ttl * 3)
-redis.call('PEXPIRE', KEYS[2], ttl * 3)
-if old == false or tonumber(old) <= now then return 1 end
-return 0
+local had = redis.call('ZSCORE', KEYS[5], ARGV[2])
+redis.call('ZADD', KEYS[5], now + tonumber(ARGV[5]), ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+redis.call('SADD', KEYS[4], ARGV[1])
+local came = redis.call('ZADD', KEYS[1], 0, ARGV[1])
+if had == false then return {came, 1} end
+return {came, 0}
 """
 )
 
-# KEYS: users, user. ARGV: username, socket id. Returns 1 if that was the user's last live socket.
-_REMOVE = (
-    _NOW
-    + """
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local top = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
-if #top == 0 then
-  return redis.call('ZREM', KEYS[1], ARGV[1])
-end
-redis.call('ZADD', KEYS[1], top[2], ARGV[1])
-return 0
+# KEYS: users, user, worker's rooms, worker's room. ARGV: username, worker, room.
+# Returns 1 if no worker holds the user in the room any more.
+_REMOVE = """
+redis.call('SREM', KEYS[4], ARGV[1])
+if redis.call('SCARD', KEYS[4]) == 0 then redis.call('HDEL', KEYS[3], ARGV[3]) end
+redis.call('SREM', KEYS[2], ARGV[2])
+if redis.call('SCARD', KEYS[2]) > 0 then return 0 end
+return redis.call('ZREM', KEYS[1], ARGV[1])
 """
-)
 
-# KEYS: users. Returns the users with a live socket.
-_USERS = (
-    _NOW
-    + """
-return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
-"""
-)
-
-# ARGV: prefix, ttl_ms, then (room, username, socket id) triples: push each socket's expiry forward.
-# Only entries that still exist are refreshed (XX): a socket that left while the heartbeat was on
-# its way is not brought back. Returns the flat triples that were missing.
+# KEYS: workers. ARGV: prefix, worker, ttl_ms, how many dead workers to reap at most.
+# Pushes this worker's lease forward, then reaps lapsed workers. Returns {1 if this worker's lease
+# was missing, then (room, slug, {users gone}) for each room that lost someone}.
 _HEARTBEAT = (
     _NOW
     + """
-local prefix, ttl = ARGV[1], tonumber(ARGV[2])
-local exp = now + ttl
-local missing = {}
-for i = 3, #ARGV, 3 do
-  local room, user, chan = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local users_key = prefix .. room .. ':users'
-  local user_key = prefix .. room .. ':user:' .. user
-  if redis.call('ZSCORE', user_key, chan) == false then
-    table.insert(missing, room); table.insert(missing, user); table.insert(missing, chan)
-  else
-    redis.call('ZADD', user_key, 'XX', exp, chan)
-    redis.call('ZADD', users_key, 'GT', exp, user)
-    redis.call('PEXPIRE', user_key, ttl * 3)
-    redis.call('PEXPIRE', users_key, ttl * 3)
+local prefix, me, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local had = redis.call('ZSCORE', KEYS[1], me)
+redis.call('ZADD', KEYS[1], now + ttl, me)
+local out = {0}
+if had == false then out[1] = 1 end
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+for _, w in ipairs(dead) do
+  redis.call('ZREM', KEYS[1], w)
+  local wrooms = prefix .. 'w:' .. w
+  local rooms = redis.call('HGETALL', wrooms)
+  for i = 1, #rooms, 2 do
+    local room, slug = rooms[i], rooms[i + 1]
+    local wroom = wrooms .. ':' .. room
+    local gone = {}
+    for _, user in ipairs(redis.call('SMEMBERS', wroom)) do
+      local user_key = prefix .. room .. ':user:' .. user
+      redis.call('SREM', user_key, w)
+      if redis.call('SCARD', user_key) == 0 then
+        if redis.call('ZREM', prefix .. room .. ':users', user) == 1 then table.insert(gone, user) end
+      end
+    end
+    redis.call('DEL', wroom)
+    if #gone > 0 then
+      table.insert(out, room); table.insert(out, slug); table.insert(out, gone)
+    end
   end
+  redis.call('DEL', wrooms)
 end
-return missing
-"""
-)
-
-# ARGV: prefix, then room ids. Removes users whose every socket lapsed; returns the rooms that
-# changed. Atomic, so when several workers sweep the same room, one of them reports each change.
-_SWEEP = (
-    _NOW
-    + """
-local prefix = ARGV[1]
-local changed = {}
-for i = 2, #ARGV do
-  local users_key = prefix .. ARGV[i] .. ':users'
-  local gone = redis.call('ZRANGEBYSCORE', users_key, '-inf', now)
-  for _, user in ipairs(gone) do
-    redis.call('ZREM', users_key, user)
-    redis.call('DEL', prefix .. ARGV[i] .. ':user:' .. user)
-  end
-  if #gone > 0 then table.insert(changed, ARGV[i]) end
-end
-return changed
+return out
 """
 )
 
@@ -126,18 +114,21 @@ class RedisPresence:
         self.url = url
         self.ttl_ms = int(ttl * 1000)
         self.interval = ttl / 3
-        # This worker's sockets, for the heartbeat and the sweep: room id -> {socket id: username}.
-        self.local: dict[int, dict[str, str]] = {}
+        self.worker = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        # This worker's sockets: room id -> {username: {socket id}}; and the rooms' slugs.
+        self.local: dict[int, dict[str, set[str]]] = {}
         self.slugs: dict[int, str] = {}
+        self.restore = False  # the lease was lost: put this worker's entries back on the next beat
+        # Departures that could not be written (Redis away): retried by each beat until they are,
+        # as this worker's live lease would otherwise keep those users listed. (room id, username)
+        self.unreleased: dict[tuple[int, str], str] = {}  # -> the room's slug
         self.task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: aioredis.Redis | None = None
         # The Lua scripts, registered with each new client (see _redis).
         self._add: AsyncScript
         self._remove: AsyncScript
-        self._users: AsyncScript
         self._heartbeat: AsyncScript
-        self._sweep: AsyncScript
 
     # One client per event loop (Daphne has one; tests may have several in turn).
     def _redis(self) -> aioredis.Redis:
@@ -149,32 +140,52 @@ class RedisPresence:
             )
             self._add = self._client.register_script(_ADD)
             self._remove = self._client.register_script(_REMOVE)
-            self._users = self._client.register_script(_USERS)
             self._heartbeat = self._client.register_script(_HEARTBEAT)
-            self._sweep = self._client.register_script(_SWEEP)
         return self._client
 
-    @staticmethod
-    def _keys(room_id: int, username: str) -> list[str]:
-        return [f"{PREFIX}{room_id}:users", f"{PREFIX}{room_id}:user:{username}"]
+    def _keys(self, room_id: int, username: str) -> list[str]:
+        mine = f"{PREFIX}w:{self.worker}"
+        return [f"{PREFIX}{room_id}:users", f"{PREFIX}{room_id}:user:{username}", mine, f"{mine}:{room_id}"]
 
     async def add(self, *, room_id: int, room_slug: str, username: str, socket_id: str) -> bool:
         self._redis()
-        self.local.setdefault(room_id, {})[socket_id] = username
+        sockets = self.local.setdefault(room_id, {}).setdefault(username, set())
+        first_here = not sockets
+        sockets.add(socket_id)
         self.slugs[room_id] = room_slug
         self._ensure_task()
-        came = await self._add(keys=self._keys(room_id, username), args=[username, socket_id, self.ttl_ms])
+        if not first_here:  # this worker already holds the user in the room
+            return False
+        return await self._hold(room_id, room_slug, username)
+
+    async def _hold(self, room_id: int, room_slug: str, username: str) -> bool:
+        came, lease_lost = await self._add(
+            keys=[*self._keys(room_id, username), WORKERS],
+            args=[username, self.worker, room_id, room_slug, self.ttl_ms],
+        )
+        if lease_lost:
+            self.restore = True  # this worker's other entries may be gone too
         return bool(came)
 
     async def remove(self, *, room_id: int, username: str, socket_id: str) -> bool:
         self._redis()
-        sockets = self.local.get(room_id)
-        if sockets is not None:
-            sockets.pop(socket_id, None)
-            if not sockets:
-                del self.local[room_id]
-                self.slugs.pop(room_id, None)
-        went = await self._remove(keys=self._keys(room_id, username), args=[username, socket_id])
+        users = self.local.get(room_id)
+        sockets = users.get(username) if users is not None else None
+        if users is None or sockets is None or socket_id not in sockets:
+            return False
+        sockets.discard(socket_id)
+        if sockets:
+            return False
+        del users[username]
+        slug = self.slugs.get(room_id, "")
+        if not users:
+            del self.local[room_id]
+            self.slugs.pop(room_id, None)
+        try:
+            went = await self._remove(keys=self._keys(room_id, username), args=[username, self.worker, room_id])
+        except Exception:
+            self.unreleased[(room_id, username)] = slug
+            raise
         return bool(went)
 
     async def ready(self) -> None:
@@ -182,9 +193,30 @@ class RedisPresence:
         await cast(Awaitable[bool], self._redis().ping())  # asyncio (see typing_allowed)
 
     async def users(self, *, room_id: int) -> list[str]:
-        self._redis()
-        names = await self._users(keys=[f"{PREFIX}{room_id}:users"])
-        return sorted(name.decode() for name in names)
+        names = await cast(Awaitable[list[bytes]], self._redis().zrange(f"{PREFIX}{room_id}:users", 0, -1))
+        return [name.decode() for name in names]
+
+    async def count(self, *, room_id: int) -> int:
+        return int(await cast(Awaitable[int], self._redis().zcard(f"{PREFIX}{room_id}:users")))
+
+    async def page(self, *, room_id: int, after: str | None, limit: int) -> tuple[list[str], bool]:
+        start = "-" if after is None else "(" + after
+        names = await cast(
+            Awaitable[list[bytes]],
+            self._redis().zrangebylex(f"{PREFIX}{room_id}:users", start, "+", start=0, num=limit + 1),
+        )
+        return [name.decode() for name in names[:limit]], len(names) > limit
+
+    async def online_of(self, *, room_id: int, usernames: list[str]) -> tuple[int, set[str]]:
+        """The room's count, and which of `usernames` are online, in one round trip."""
+        key = f"{PREFIX}{room_id}:users"
+        async with self._redis().pipeline(transaction=True) as pipe:
+            pipe.zcard(key)
+            if usernames:
+                pipe.zmscore(key, usernames)
+            replies: list[Any] = await pipe.execute()
+        scores = replies[1] if usernames else []
+        return int(replies[0]), {name for name, score in zip(usernames, scores, strict=True) if score is not None}
 
     async def typing_allowed(self, *, room_id: int, user_id: int, interval: float) -> bool:
         key = f"chat:typing:{room_id}:{user_id}"
@@ -192,7 +224,7 @@ class RedisPresence:
         is_set = cast(Awaitable[bool | None], self._redis().set(key, 1, px=max(1, int(interval * 1000)), nx=True))
         return bool(await is_set)
 
-    # The heartbeat and the sweep -------------------------------------------------------------
+    # The heartbeat and the reaping -----------------------------------------------------------
 
     def _ensure_task(self) -> None:
         loop = asyncio.get_running_loop()
@@ -200,36 +232,42 @@ class RedisPresence:
             self.task = loop.create_task(self._run(), name="chat-presence-heartbeat")
 
     async def _run(self) -> None:
-        while self.local:
+        while self.local or self.unreleased:
             await asyncio.sleep(self.interval)
             try:
                 await self.beat()
-            except Exception:  # Redis is away: the entries lapse, and come back on the next beat
+            except Exception:  # Redis is away: the lease lapses, and the entries come back on a later beat
                 logger.warning("Presence heartbeat failed", exc_info=True)
 
     async def beat(self) -> None:
-        """Refresh this worker's entries, then sweep lapsed users out of its rooms."""
+        """Push this worker's lease forward (one script call, whatever it holds), reap the workers
+        whose lease lapsed and tell their rooms."""
         self._redis()
-        args: list[str | int] = [PREFIX, self.ttl_ms]
-        for room_id, sockets in list(self.local.items()):
-            for socket_id, username in list(sockets.items()):
-                args += [room_id, username, socket_id]
-        missing = await self._heartbeat(args=args) if len(args) > 2 else []
-        # An entry that vanished while its socket is still here (Redis restarted, or this worker
-        # stalled past the TTL and was swept): put it back and tell the room.
-        for i in range(0, len(missing), 3):
-            room_id, username, socket_id = int(missing[i]), missing[i + 1].decode(), missing[i + 2].decode()
-            if self.local.get(room_id, {}).get(socket_id) == username:
-                if await self.add(
-                    room_id=room_id, room_slug=self.slugs[room_id], username=username, socket_id=socket_id
-                ):
-                    await self._announce(room_id)
-        rooms = list(self.local)
-        changed = await self._sweep(args=[PREFIX, *rooms]) if rooms else []
-        for raw in changed:
-            await self._announce(int(raw))
+        reply = await self._heartbeat(keys=[WORKERS], args=[PREFIX, self.worker, self.ttl_ms, REAP_PER_BEAT])
+        lease_lost, reaped = bool(reply[0]), reply[1:]
+        for i in range(0, len(reaped), 3):
+            room_id, slug = int(reaped[i]), reaped[i + 1].decode()
+            await self._announce(room_id, slug, left=[name.decode() for name in reaped[i + 2]])
+        for (room_id, username), slug in list(self.unreleased.items()):
+            if username in self.local.get(room_id, {}):  # back meanwhile: nothing to release
+                del self.unreleased[(room_id, username)]
+                continue
+            went = await self._remove(keys=self._keys(room_id, username), args=[username, self.worker, room_id])
+            del self.unreleased[(room_id, username)]
+            if went:
+                await self._announce(room_id, slug, left=[username])
+        if lease_lost or self.restore:
+            # Redis restarted empty, or this worker stalled past its lease and was reaped while its
+            # sockets live: put its entries back and tell the rooms.
+            self.restore = False
+            for room_id, users in list(self.local.items()):
+                came = [name for name in list(users) if await self._hold(room_id, self.slugs[room_id], name)]
+                if came:
+                    await self._announce(room_id, self.slugs[room_id], joined=came)
 
-    async def _announce(self, room_id: int) -> None:
-        slug = self.slugs.get(room_id)
-        if slug is not None:
-            await events.presence(room_id=room_id, room_slug=slug, users=await self.users(room_id=room_id))
+    async def _announce(
+        self, room_id: int, slug: str, *, joined: list[str] | None = None, left: list[str] | None = None
+    ) -> None:
+        from chat.realtime.presence.announce import get_announcer  # it reads this backend
+
+        await get_announcer().changed(self, room_id=room_id, room_slug=slug, joined=joined or [], left=left or [])

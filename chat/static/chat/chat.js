@@ -47,7 +47,8 @@ const ui = {
   layout: $('room-layout'), list: $('messages'), wrap: $('messages-wrap'), newButton: $('new-messages'),
   status: $('status'), name: $('room-name-text'), topic: $('room-topic'),
   presence: $('presence'), presenceCounts: [$('presence-count'), $('presence-count-panel')],
-  presenceToggle: $('presence-toggle'), typing: $('typing'),
+  presenceToggle: $('presence-toggle'), presenceOnline: $('presence-online'), presenceMore: $('presence-more'),
+  typing: $('typing'),
   form: $('composer'), input: $('composer-input'), send: $('composer-send'), counter: $('composer-counter'),
   closed: $('room-closed'), signedOut: $('signed-out'), banner: $('connection-banner'),
   roomError: $('room-error'), toasts: $('toasts'), notify: $('notify-toggle'),
@@ -1427,7 +1428,7 @@ function onJoined(f) {
   const fresh = !S.joined; // first `joined` on this socket: resend what is still pending
   Object.assign(S, { joined: true, joining: false, attempt: 0, authRetried: false });
   showInfo(f.info);
-  renderPresence(f.presence || []);
+  renderPresence(f.presence || [], f.online ?? (f.presence || []).length, f.presence_complete !== false);
   const messages = (f.messages || []).slice().sort((a, b) => a.seq - b.seq);
   if (first) {
     S.baselined = true;
@@ -1687,8 +1688,39 @@ function maybeSendTyping(c = composers.main) {
 
 // ---------------------------------------------------------------- presence, typing, read marker
 
-function renderPresence(users) {
-  const names = [...new Set(users)].sort((a, b) => a.localeCompare(b));
+// Who is online: every name in a small room; in a large one (the server caps `joined.presence` and
+// then sends changes), the names loaded so far and those seen joining, with the server's count.
+const P = { names: new Set(), online: 0, complete: true, after: null };
+
+function renderPresence(users, online = users.length, complete = true) {
+  Object.assign(P, { names: new Set(users), online, complete, after: users.length ? users[users.length - 1] : null });
+  drawPresence();
+}
+
+// `presence`: the whole list (`users`), or the changes with the count.
+function onPresence(f) {
+  if (Array.isArray(f.users)) { renderPresence(f.users); return; }
+  for (const name of f.joined || []) P.names.add(name);
+  for (const name of f.left || []) P.names.delete(name);
+  if (typeof f.online === 'number') P.online = f.online;
+  drawPresence();
+}
+
+// A page of `online`: the names after the last one loaded.
+function onOnline(f) {
+  for (const name of f.users || []) P.names.add(name);
+  if (f.users && f.users.length) P.after = f.users[f.users.length - 1];
+  if (typeof f.online === 'number') P.online = f.online;
+  P.complete = !f.has_more;
+  drawPresence();
+}
+
+function loadMorePresence() {
+  send({ type: 'online', room: ROOM, after: P.after ?? undefined, limit: 500, ref: 'online' });
+}
+
+function drawPresence() {
+  const names = [...P.names].sort((a, b) => a.localeCompare(b));
   ui.presence.replaceChildren(...names.map((name) => {
     const item = make('li', 'presence-user');
     item.dataset.username = name;
@@ -1696,14 +1728,20 @@ function renderPresence(users) {
     if (name === ME) item.append(make('span', 'muted', ' (you)'));
     return item;
   }));
-  for (const count of ui.presenceCounts) if (count) count.textContent = String(names.length);
+  const online = Math.max(P.online, names.length);
+  for (const count of ui.presenceCounts) if (count) count.textContent = String(online);
+  if (ui.presenceOnline) ui.presenceOnline.textContent = String(online);
+  if (ui.presenceMore) ui.presenceMore.hidden = P.complete;
 }
 
 // Without a socket the page cannot know who is online (itself included): it claims nobody until
 // the next `joined` brings the list again.
 function presenceUnknown() {
+  Object.assign(P, { names: new Set(), online: 0, complete: true, after: null });
   ui.presence.replaceChildren(make('li', 'presence-unknown muted', 'Not connected'));
   for (const count of ui.presenceCounts) if (count) count.textContent = '–';
+  if (ui.presenceOnline) ui.presenceOnline.textContent = '–';
+  if (ui.presenceMore) ui.presenceMore.hidden = true;
 }
 
 // Whom @ offers first: the people online here, then the authors of the newest messages held.
@@ -1883,7 +1921,7 @@ function onOpen() { sendJoin(); startPing(); unreadConnected(); }
 
 const handlers = {
   joined: onJoined, message: onMessage, ack: onAck, history: onHistory, typing: onTyping,
-  presence: (f) => renderPresence(f.users || []), message_deleted: onDeleted, message_edited: onEdited,
+  presence: onPresence, online: onOnline, message_deleted: onDeleted, message_edited: onEdited,
   message_updated: onUpdated, thread: onThread, room_closed: onRoomClosed, pong: onPong, error: onError,
   room_updated: onRoomUpdated, members: onMembers,
 };
@@ -2046,6 +2084,7 @@ function wire() {
     layout: ui.layout, toggle: ui.presenceToggle, panel: $('presence-panel'),
     header: document.querySelector('.room-header'), composers: [ui.form, ui.threadForm],
   });
+  ui.presenceMore?.addEventListener('click', loadMorePresence);
   document.addEventListener('visibilitychange', onVisibilityChange);
   window.addEventListener('focus', () => scheduleRead(0));
   window.addEventListener('online', retryNow);

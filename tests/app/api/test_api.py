@@ -391,6 +391,7 @@ def test_the_schema_describes_the_api() -> None:
         "/api/rooms/{slug}/notify/": {"get", "put"},
         "/api/rooms/{slug}/": {"get", "patch"},
         "/api/rooms/{slug}/members/": {"get", "post"},
+        "/api/rooms/{slug}/online/": {"get"},
         "/api/rooms/{slug}/members/{username}/": {"delete"},
         "/api/rooms/{slug}/messages/{message_id}/": {"delete"},
         "/api/users/": {"get"},

@@ -469,3 +469,18 @@ async def test_start_with_another_room_while_connected_joins_it():
         assert socket.of("join")[1]["room"] == "random" and client.rooms["random"].joined_here
     finally:
         await client.stop()
+
+
+async def test_presence_changes_amend_the_list_and_a_whole_list_replaces_it(client):
+    socket = await connected(client)
+    capped = {**joined("lobby", presence=("alice", "ann")), "online": 5, "presence_complete": False}
+    socket.feed(capped)
+    await client.wait_for(lambda: client.presence.get("lobby") == ["alice", "ann"], 2, "the capped list")
+    room = client.rooms["lobby"]
+    assert (room.online, room.presence_complete) == (5, False)
+    socket.feed({"type": "presence", "room": "lobby", "joined": ["zoe"], "left": ["ann", "nobody"], "online": 5})
+    await client.wait_for(lambda: client.presence.get("lobby") == ["alice", "zoe"], 2, "the changes")
+    assert room.online == 5
+    socket.feed({"type": "presence", "room": "lobby", "users": ["alice", "bob"]})
+    await client.wait_for(lambda: client.presence.get("lobby") == ["alice", "bob"], 2, "the whole list")
+    assert (room.online, room.presence_complete) == (2, True)
