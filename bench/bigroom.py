@@ -184,13 +184,13 @@ def run_w4(target, config: dict, bar=None) -> dict:
                 connect_ms.extend(answer["connect_ms"])
                 # The tail: presence traffic still on its way once the last `joined` is in (the
                 # probes' messages go on, so it is every other frame that must stop).
-                settle_start, last = time.time(), clients.received_not_messages()
+                settle_start, frames = time.time(), clients.received_not_messages()
                 quiet_since = time.time()
                 while time.time() - quiet_since < config["w4_quiet"] and time.time() - settle_start < 30:
                     time.sleep(0.1)
                     now = clients.received_not_messages()
-                    if now != last:
-                        last, quiet_since = now, time.time()
+                    if now != frames:
+                        frames, quiet_since = now, time.time()
                 after = meter.sample()
                 cpu = cpu_seconds(meter, before, after)
                 server = round(sum(cpu.values()), 2)
