@@ -1,6 +1,6 @@
 """`make bench`: the chat server under load, next to two baselines measured in the same session.
 
-    .venv/bin/python -m bench.bench                   # full run, about 10 minutes on 2 cores
+    .venv/bin/python -m bench.bench                   # full run, about 12 minutes on 2 cores
     .venv/bin/python -m bench.bench --quick           # a few minutes, fewer and shorter steps
     .venv/bin/python -m bench.bench --only w1 --targets product,naive
     .venv/bin/python -m bench.bench --only w4 --targets product    # the big room alone
@@ -111,7 +111,9 @@ FULL = {
     "w4_in_flight": 10,  # per client process: paced batches
     "w4_processes": 4,
     "w4_probe_rate": 1,  # messages/s between the two probes, all through the fill
-    "w4_quiet": 1.0,  # at each size, nothing received for this long: the fill's tail is over
+    # At each size, nothing but messages received for this long: the fill's tail is over (longer
+    # than a second, as the server may batch presence changes over a second).
+    "w4_quiet": 2.0,
     "w4_fill_budget": 120,  # seconds since the fill began, at most: past it the fill stops (a MISS)
     "w4_rate": 2,  # then, in the full room: 2 msg/s x 2,000 sockets = 4,000 deliveries/s
     "w4_seconds": 10,
@@ -541,7 +543,13 @@ def report(data: dict) -> str:
             "into the full room from two of its sockets (lost and deliveries: the room minus the probes)\n"
             + table(W4_MESSAGE_HEADERS, w4_message_rows(data["results"], TARGETS))
             + "".join(
-                f"\nW4 {t} stopped: {w4['stopped']}; at that point: {w4.get('at_stop')}"
+                f"\nW4 {t} stopped: {w4['stopped']}"
+                + (
+                    f"; then, after {a['seconds']} s: {a['open']} sockets, {a['cpu_ms_per_socket']} ms of server CPU "
+                    f"and {round(a['bytes_per_socket'] / 1024, 1)} KiB received per socket"
+                    if (a := w4.get("at_stop"))
+                    else ""
+                )
                 for t in TARGETS
                 if (w4 := (data["results"].get(t) or {}).get("w4") or {}).get("stopped")
             )
