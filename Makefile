@@ -51,11 +51,11 @@ faults: $(VENV)/.dev-installed
 	@bin/ensure-system-packages redis-server nginx postgresql
 	$(PY) -m bench.faults $(FAULTS_ARGS)
 
-# The benchmark (bench/bench.py): W1 fan-out, W2 idle capacity, W3 send-to-ack, each against the
+# The benchmark (bench/bench.py): W1 fan-out, W2 idle capacity, W3 send-to-ack, W4 big room, each against the
 # product and two baselines measured in the same session (bench/naive, the Channels tutorial's
 # consumer; bench/bare_server.py, a bare `websockets` broadcast server). Prints tables with ratios
 # and PASS/MISS against the issue's targets; writes bench/results/bench.json, w1-latency.png and
-# w2-memory.png. About 10 minutes; BENCH_ARGS="--quick", "--only w1,w3", "--targets product,naive".
+# w2-memory.png. About 12 minutes; BENCH_ARGS="--quick", "--only w1,w4", "--targets product,naive".
 bench: $(VENV)/.dev-installed
 	@bin/ensure-system-packages redis-server nginx postgresql
 	$(PY) -m bench.bench $(BENCH_ARGS)

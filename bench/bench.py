@@ -1,8 +1,9 @@
 """`make bench`: the chat server under load, next to two baselines measured in the same session.
 
-    .venv/bin/python -m bench.bench                   # full run, about 10 minutes on 2 cores
+    .venv/bin/python -m bench.bench                   # full run, about 12 minutes on 2 cores
     .venv/bin/python -m bench.bench --quick           # a few minutes, fewer and shorter steps
     .venv/bin/python -m bench.bench --only w1 --targets product,naive
+    .venv/bin/python -m bench.bench --only w4 --targets product    # the big room alone
     .venv/bin/python -m bench.bench --report bench/results/bench.json   # reprint a run's table
     .venv/bin/python -m bench.bench --smoke           # W1 on the product at a modest load, seconds
 
@@ -24,7 +25,9 @@ Workloads (the clients are asyncio WebSocket clients in separate processes, test
      every expected delivery in or none for 2 s; 20 s at most). Lost = expected - delivered, with
      expected = acked (product) or sent (baselines) x 50. A step passes with 0 lost, 0 duplicated,
      every send acked and p99 end-to-end latency < 200 ms; stepping stops after two failing steps
-     in a row. The figure is the highest deliveries/s of a passing step.
+     in a row. The figure is the highest deliveries/s of a passing step. At that step, server CPU
+     per delivery = the server's CPU (SERVER_CPU says what it counts) / deliveries/s, and per
+     message = the same CPU / messages stored a second (the baselines store nothing: sent).
   W2 idle capacity: 5,000 sockets joined to 100 rooms of 50, on one worker (product: 20 sockets
      per user, the per-user cap in force). 4,000 opened in paced batches (RSS sampled every 1,000),
      the last 1,000 as one concurrent burst (connect + join per second, failures); memory per socket
@@ -35,6 +38,12 @@ Workloads (the clients are asyncio WebSocket clients in separate processes, test
   W3 send-to-ack: 20 sockets (2 per room in 10 rooms, no other listeners), 200 messages/s inbound in
      total, persistence included: p50/p99 of send -> ack. The baselines have no ack: their figure
      is send -> the sender's own copy (echo), a reference only.
+  W4 big room (bench/bigroom.py): 2,000 sockets (one user each in the product) join one room on 2
+     workers, in paced batches, through 500, 1,000 and 2,000: wall time, server CPU and bytes
+     received per socket at each size, the largest `joined`, p99 of two probes' messages during the
+     fill; then 2 msg/s into the full room for 10 s (p99, lost). A fill past 120 s stops (MISS).
+
+Progress: a bar (tqdm) when stdout is a terminal; otherwise a plain line per phase and every 15 s.
 
 Times are time.time() stamps taken in different processes of one machine. CPU shares come from
 /proc (100% = one core); the clients run on the same cores as the servers.
@@ -52,6 +61,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.bigroom import W4_HEADERS, W4_MESSAGE_HEADERS, run_w4, w4_message_rows, w4_rows, w4_summary_rows
 from bench.layers import machine_info, table
 from tests.support.cpu import CpuMeter
 from tests.support.daphne_server import clean_env, free_port
@@ -71,7 +81,7 @@ from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ["product", "naive", "bare"]
-WORKLOADS = ["w1", "w2", "w3"]
+WORKLOADS = ["w1", "w2", "w3", "w4"]
 RESULTS = ROOT / "bench" / "results"
 FULL = {
     "w1_rooms": 10,
@@ -96,6 +106,17 @@ FULL = {
     "w3_rate": 200,
     "w3_seconds": 10,
     "w3_processes": 2,
+    # W4 (bench/bigroom.py): one room filled through these sizes (the probes included), then messages.
+    "w4_sizes": [500, 1000, 2000],
+    "w4_in_flight": 10,  # per client process: paced batches
+    "w4_processes": 4,
+    "w4_probe_rate": 1,  # messages/s between the two probes, all through the fill
+    # At each size, nothing but messages received for this long: the fill's tail is over (longer
+    # than a second, as the server may batch presence changes over a second).
+    "w4_quiet": 2.0,
+    "w4_fill_budget": 120,  # seconds since the fill began, at most: past it the fill stops (a MISS)
+    "w4_rate": 2,  # then, in the full room: 2 msg/s x 2,000 sockets = 4,000 deliveries/s
+    "w4_seconds": 10,
 }
 QUICK = {
     **FULL,
@@ -106,8 +127,24 @@ QUICK = {
     "w2_burst": 500,
     "w2_idle_seconds": 5,
     "w3_seconds": 4,
+    "w4_sizes": [150, 300, 600],
+    "w4_fill_budget": 60,
+    "w4_seconds": 4,
 }
-TARGETS_GOALS = {"w1_vs_naive": 2.0, "w1_vs_bare": 0.5, "w2_kib": 40, "w2_idle_cpu": 5, "w3_p99": 50}
+TARGETS_GOALS = {
+    "w1_vs_naive": 2.0,
+    "w1_vs_bare": 0.5,
+    "w1_cpu_us_per_delivery": 50,
+    "w2_kib": 40,
+    "w2_idle_cpu": 5,
+    "w3_p99": 50,
+}
+# What "server CPU" counts, per target (W1's CPU per delivery and per message, W4's fill CPU).
+SERVER_CPU = {
+    "product": "its 2 Daphne workers + its redis-server + PostgreSQL (postmaster and backends)",
+    "naive": "its 2 Daphne processes + its redis-server",
+    "bare": "its one process",
+}
 
 
 # Targets ---------------------------------------------------------------------------------------
@@ -214,9 +251,9 @@ class BareTarget(ProcessesTarget):
         return {"server": self.server_pids}
 
 
-def make_target(name: str, *, workers: int, rooms: int, env: dict | None = None):
+def make_target(name: str, *, workers: int, rooms: int, env: dict | None = None, users: int | None = None):
     if name == "product":
-        return ProductTarget(workers=workers, rooms=rooms, env=env)
+        return ProductTarget(workers=workers, rooms=rooms, env=env, **({"users": users} if users else {}))
     if name == "naive":
         return NaiveTarget(workers=workers)
     return BareTarget()
@@ -327,6 +364,25 @@ def run_w2(target, config: dict, bar=None) -> dict:
     }
 
 
+def w1_cpu(w1: dict, name: str) -> dict:
+    """Server CPU per delivery and per message at W1's highest passing step, in microseconds: the
+    server's CPU over the step's send window (% of a core / 100 = CPU seconds a second) divided by
+    its deliveries/s, and by the messages stored a second (the product: acked ones) or, for the
+    baselines, which store nothing, sent a second."""
+    steps = [s for s in w1["steps"] if s["pass"] and s["offered_per_s"] == w1["best_offered_per_s"]]
+    if not steps:
+        return {"cpu_us_per_delivery": None, "cpu_us_per_message": None}
+    step = steps[0]
+    cpu = step["server_cpu_percent"] / 100  # CPU seconds per second
+    messages = (step["acked"] if name == "product" else step["sent"]) / step["seconds"]
+    return {
+        "cpu_step_offered_per_s": step["offered_per_s"],
+        "cpu_us_per_delivery": round(1e6 * cpu / step["deliveries_per_s"], 1) if step["deliveries_per_s"] else None,
+        "cpu_us_per_message": round(1e6 * cpu / messages, 1) if messages else None,
+        "cpu_counted": SERVER_CPU[name],
+    }
+
+
 # Report ----------------------------------------------------------------------------------------
 
 
@@ -361,6 +417,16 @@ def summary_rows(data: dict) -> list[list]:
         rows.append(
             ["W1 deliveries/s (0 lost, p99 < 200 ms)", p, n, b, ratio(p, n), ratio(p, b), "; ".join(goals) or "-"]
         )
+        goal = TARGETS_GOALS["w1_cpu_us_per_delivery"]
+        per_delivery = [get(t, "w1", "cpu_us_per_delivery") for t in TARGETS]
+        per_message = [get(t, "w1", "cpu_us_per_message") for t in TARGETS]
+        p, n, b = per_delivery
+        rows.append(
+            ["W1 server CPU per delivery, us (at that step)", p, n, b, ratio(p, n), ratio(p, b)]
+            + [verdict(p <= goal, f"{p} us, goal <= {goal}") if p is not None else "-"]
+        )
+        p, n, b = per_message
+        rows.append(["W1 server CPU per message stored, us (baselines: sent)", p, n, b, ratio(p, n), ratio(p, b), "-"])
     if any(get(t, "w2") for t in TARGETS):
         kib = {t: get(t, "w2", "kib_per_socket") for t in TARGETS}
         slope = {t: get(t, "w2", "kib_per_socket_slope") for t in TARGETS}
@@ -463,9 +529,35 @@ def report(data: dict) -> str:
             f"W3 send-to-ack: {2 * c['w3_rooms']} sockets, {c['w3_rate']} msg/s for {c['w3_seconds']} s\n"
             + table(headers, rows)
         )
-    parts.append(
-        table(["Summary", "product", "naive", "bare", "prod/naive", "prod/bare", "target"], summary_rows(data))
-    )
+    if any((data["results"].get(t) or {}).get("w4") for t in TARGETS):
+        sizes = ", ".join(f"{x:,}" for x in c["w4_sizes"])
+        parts.append(
+            f"W4 big room: one room filled through {sizes} sockets (2 probes included; one user per socket in the "
+            f"product), {c['w4_in_flight']} joins in flight per client process ({c['w4_processes']} processes), "
+            f"the probes sending {c['w4_probe_rate']} msg/s throughout; sizes are cumulative points of one fill. "
+            "server CPU and bytes (every frame received, all sockets) are totals since the fill began\n"
+            + table(W4_HEADERS, w4_rows(data["results"], TARGETS))
+        )
+        parts.append(
+            f"W4 messages: during the fill (between the probes), then {c['w4_rate']} msg/s for {c['w4_seconds']} s "
+            "into the full room from two of its sockets (lost and deliveries: the room minus the probes)\n"
+            + table(W4_MESSAGE_HEADERS, w4_message_rows(data["results"], TARGETS))
+            + "".join(
+                f"\nW4 {t} stopped: {w4['stopped']}"
+                + (
+                    f"; then, after {a['seconds']} s: {a['open']} sockets, {a['cpu_ms_per_socket']} ms of server CPU "
+                    f"and {round(a['bytes_per_socket'] / 1024, 1)} KiB received per socket"
+                    if (a := w4.get("at_stop"))
+                    else ""
+                )
+                for t in TARGETS
+                if (w4 := (data["results"].get(t) or {}).get("w4") or {}).get("stopped")
+            )
+        )
+    rows = summary_rows(data)
+    if "w4_sizes" in c:
+        rows += w4_summary_rows(data["results"], TARGETS, c["w4_sizes"], ratio, verdict)
+    parts.append(table(["Summary", "product", "naive", "bare", "prod/naive", "prod/bare", "target"], rows))
     parts.append(
         "Footer: W1 and W3 lift the product's per-socket and per-user frame limits through the environment "
         f"({', '.join(sorted(LIFTED))} = {next(iter(LIFTED.values()))}): one sender goes above 20 msg/s at the high "
@@ -473,7 +565,10 @@ def report(data: dict) -> str:
         "Clients connect straight to the server processes; they share the machine's cores with the servers, "
         "Redis and PostgreSQL, so high steps partly measure the clients. server% = workers (or the baseline's "
         "processes) + Redis + PostgreSQL, % of one core over a step's send window; cpu% = whole machine "
-        f"(out of {100 * m['cpu_count']}%). W2 memory = server process RSS only (not Redis/PostgreSQL). "
+        f"(out of {100 * m['cpu_count']}%). CPU per delivery and per message: server% of W1's highest passing "
+        "step / 100 / its deliveries/s (or messages/s: the product's acked, the baselines' sent). W4 runs with "
+        "every default, one user per socket; its server CPU counts the same processes as server%"
+        ". W2 memory = server process RSS only (not Redis/PostgreSQL). "
         "W3: the baselines have no ack; their column is send -> the sender's own copy."
     )
     return "\n\n".join(parts)
@@ -541,6 +636,58 @@ def plots(data: dict, directory: Path) -> list[Path]:
 # Main ------------------------------------------------------------------------------------------
 
 
+class LineBar:
+    """The progress bar's stand-in when stdout is not a terminal (a log file, CI): a plain line
+    when the phase changes and every `every` seconds, instead of a redrawn line of carriage
+    returns. The calls are tqdm's that this module and tests/support/load.py make."""
+
+    def __init__(self, *, total: int = 0, every: float = 15.0, out=None) -> None:
+        self.n, self.total, self.every, self.out = 0, total, every, out or sys.stdout
+        self.description, self.postfix = "", ""
+        self.started = time.monotonic()
+        self.printed = 0.0
+
+    def _line(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.description or (not force and now - self.printed < self.every):
+            return
+        self.printed = now
+        progress = f" {self.n}/{self.total}" if self.total else ""
+        postfix = f" ({self.postfix})" if self.postfix else ""
+        print(f"[{now - self.started:6.0f} s] {self.description}:{progress}{postfix}", file=self.out, flush=True)
+
+    def set_description_str(self, text: str = "", refresh: bool = True) -> None:
+        changed = text != self.description
+        self.description = text
+        self._line(force=changed)
+
+    def set_postfix_str(self, text: str = "", refresh: bool = True) -> None:
+        self.postfix = text
+        self._line()
+
+    def update(self, n: float = 1) -> None:
+        self.n += int(n)
+        self._line()
+
+    def refresh(self) -> None:
+        self._line()
+
+    def reset(self, total: int | None = None) -> None:
+        self.n, self.total = 0, total or 0
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(total: int):
+    """tqdm on a terminal; plain periodic lines otherwise."""
+    if sys.stdout.isatty():
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit="", dynamic_ncols=True, leave=False, file=sys.stdout)
+    return LineBar(total=total)
+
+
 def run(config: dict, targets: list[str], workloads: list[str], data: dict, bar) -> None:
     for name in targets:
         result = data["results"].setdefault(name, {})
@@ -553,16 +700,23 @@ def run(config: dict, targets: list[str], workloads: list[str], data: dict, bar)
                     result["w3"] = run_w3(target, config, bar)
                 if "w1" in workloads:
                     result["w1"] = run_w1(target, config, bar)
+                    result["w1"].update(w1_cpu(result["w1"], name))
         if "w2" in workloads:
             rooms = -(-config["w2_sockets"] // config["w2_room_size"])
             with make_target(name, workers=1, rooms=rooms) as target:
                 bar.reset(total=config["w2_sockets"])
                 result["w2"] = run_w2(target, config, bar)
+        if "w4" in workloads:
+            # One user per socket (the product's defaults otherwise, the per-user socket cap included).
+            with make_target(name, workers=2, rooms=1, users=config["w4_sizes"][-1]) as target:
+                result["w4"] = run_w4(target, config, bar)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer, shorter steps and 2,000 sockets in W2")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer, shorter steps, 2,000 sockets in W2 and a room of 600 in W4"
+    )
     parser.add_argument("--smoke", action="store_true", help="W1 on the product at a modest load; fails on a loss")
     parser.add_argument("--only", default=",".join(WORKLOADS), help="workloads, e.g. w1,w3")
     parser.add_argument("--targets", default=",".join(TARGETS), help="e.g. product,naive")
@@ -591,8 +745,6 @@ def main() -> int:
         parser.error(f"unknown: {', '.join(sorted(unknown))}")
     config = QUICK if options.quick else FULL
     output = options.output or RESULTS / ("bench-quick.json" if options.quick else "bench.json")
-    from tqdm import tqdm
-
     started = time.time()
     data = {"mode": "quick" if options.quick else "full", "config": config, "machine": machine_info(), "results": {}}
     data["lifted_for_w1_w3"] = LIFTED
@@ -600,7 +752,7 @@ def main() -> int:
     before = CpuMeter({}).sample()
     time.sleep(3)
     data["machine_busy_before_percent"] = CpuMeter.percent(before, CpuMeter({}).sample())["machine"]
-    bar = tqdm(total=len(config["w1_rates"]), unit="", dynamic_ncols=True, leave=False)
+    bar = progress_bar(len(config["w1_rates"]))
     try:
         run(config, targets, workloads, data, bar)
     finally:

@@ -95,12 +95,12 @@ print(json.dumps(keys))
 
 class ProductTarget:
     """bin/cluster with `workers` Daphne workers, its Redis, PostgreSQL; `rooms` rooms bench0..,
-    USERS users with a session each."""
+    `users` users (USERS by default) with a session each; socket i uses user i % users."""
 
     name = "product"
 
-    def __init__(self, *, workers: int, rooms: int, env: dict[str, str] | None = None) -> None:
-        self.workers, self.rooms, self.env = workers, rooms, env or {}
+    def __init__(self, *, workers: int, rooms: int, env: dict[str, str] | None = None, users: int = USERS) -> None:
+        self.workers, self.rooms, self.env, self.users = workers, rooms, env or {}, users
 
     def __enter__(self) -> ProductTarget:
         self.stack = contextlib.ExitStack()
@@ -111,7 +111,7 @@ class ProductTarget:
             self.cluster = self.stack.enter_context(
                 ClusterServer(workers=self.workers, database_url=self.pg.url if self.pg else None, env=self.env)
             )
-            output = self.cluster.shell(SETUP.replace("ROOMS", str(self.rooms)).replace("USERS", str(USERS)))
+            output = self.cluster.shell(SETUP.replace("ROOMS", str(self.rooms)).replace("USERS", str(self.users)))
             self.cookies = [f"sessionid={key}" for key in json.loads(output.splitlines()[-1])]
         except BaseException:
             self.stack.close()
@@ -127,7 +127,7 @@ class ProductTarget:
 
     def spec(self, i: int, room: int, sender: int | None, worker: int) -> dict:
         w = worker % self.workers + 1
-        headers = {"Cookie": self.cookies[i % USERS], "Origin": self.cluster.base_url(w)}
+        headers = {"Cookie": self.cookies[i % len(self.cookies)], "Origin": self.cluster.base_url(w)}
         return {
             "kind": "product",
             "url": self.cluster.ws_url(w),
@@ -246,9 +246,10 @@ def run_steps(
             latencies and row["lost"] == 0 and dup == 0 and row["unacked"] == 0 and row["p99_ms"] < 200 and not closes
         )
         out.append(row)
-        tail = out[-(config["w1_steps_after_failure"] + 1) :]
-        if label == "W1" and not any(r["pass"] for r in tail) and len(tail) > config["w1_steps_after_failure"]:
-            break  # that many failing steps in a row: one noisy step does not end the climb
+        if label == "W1":
+            tail = out[-(config["w1_steps_after_failure"] + 1) :]
+            if not any(r["pass"] for r in tail) and len(tail) > config["w1_steps_after_failure"]:
+                break  # that many failing steps in a row: one noisy step does not end the climb
     return out
 
 

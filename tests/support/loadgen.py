@@ -48,30 +48,57 @@ def planned(step: dict, g: int) -> int:
     return n
 
 
-async def open_socket(spec: dict):
+async def open_socket(spec: dict, on_frame=None):
+    """A socket of `spec`, joined (product: its `joined` has arrived). `on_frame(data)` sees every
+    frame received on the way, as bytes (the `joined` among them). Returns (socket, size of
+    `joined` in bytes, or 0 for the baselines, which have no join)."""
     import websockets
 
     ws = await websockets.connect(
         spec["url"], additional_headers=spec.get("headers"), open_timeout=60, close_timeout=2, ping_interval=None
     )
+    joined = 0
     if spec["kind"] == "product":
         try:
             await ws.send(json.dumps({"type": "join", "room": spec["room"], "ref": "j"}))
             while True:
-                frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
-                if frame["type"] == "joined":
+                data = await asyncio.wait_for(ws.recv(decode=False), 60)
+                if on_frame is not None:
+                    on_frame(data)
+                kind = frame_type(data)
+                if kind == "joined":
+                    joined = len(data)
                     break
-                if frame["type"] == "error" and frame.get("ref") == "j":
-                    raise RuntimeError(f"join refused: {frame}")
+                if kind == "error":
+                    frame = json.loads(data)
+                    if frame.get("ref") == "j":
+                        raise RuntimeError(f"join refused: {frame}")
         except BaseException:
             await ws.close()
             raise
-    return ws
+    return ws, joined
+
+
+TYPE_PREFIX = b'{"type":"'
+
+
+def frame_type(data: bytes) -> str | None:
+    """The `type` of a product frame without parsing it (the server writes `type` first, compact):
+    a room's presence frames can be large and many, and only some frames need reading."""
+    if data.startswith(TYPE_PREFIX):
+        end = data.find(b'"', len(TYPE_PREFIX))
+        if end > 0:
+            return data[len(TYPE_PREFIX) : end].decode()
+    try:
+        return json.loads(data).get("type")
+    except (ValueError, AttributeError):
+        return None
 
 
 def client_main(specs: list[dict], commands, results, progress) -> None:
-    """One client process: `specs` ({index: spec}) are its sockets; `progress` two shared counters
-    (sockets opened here, deliveries here) that the parent shows."""
+    """One client process: `specs` ({index: spec}) are its sockets; `progress` five shared
+    counters that the parent reads: sockets opened here, deliveries here, bytes and frames received
+    here, and frames other than `message` received here."""
     asyncio.run(_client(specs, commands, results, progress))
 
 
@@ -89,6 +116,7 @@ async def _client(specs: list[dict], commands, results, progress) -> None:
     sent_at: dict[str, float] = {}  # client_id -> send time, until its ack
     errors = Counter()
     closed = Counter()
+    joined_sizes = array("q")  # bytes of each `joined` of the current open command
     state = {"last_any": time.time()}
 
     def on_body(index: int, spec: dict, text: str, now: float) -> None:
@@ -109,33 +137,54 @@ async def _client(specs: list[dict], commands, results, progress) -> None:
         progress[1] += 1
 
     async def read(index: int, ws) -> None:
+        from websockets.exceptions import ConnectionClosedOK
+
         spec = specs[index]
         product = spec["kind"] == "product"
         try:
-            async for text in ws:
+            while True:
+                try:
+                    data = await ws.recv(decode=False)
+                except ConnectionClosedOK:
+                    break
                 now = time.time()
-                frame = json.loads(text)
+                count_bytes(data)
                 if not product:
-                    on_body(index, spec, frame["message"], now)
-                elif frame["type"] == "message":
-                    on_body(index, spec, frame["message"]["body"], now)
-                elif frame["type"] == "ack":
+                    on_body(index, spec, json.loads(data)["message"], now)
+                    continue
+                kind = frame_type(data)
+                if kind == "message":
+                    on_body(index, spec, json.loads(data)["message"]["body"], now)
+                    continue
+                progress[4] += 1  # any other frame: presence, typing, ack...
+                if kind == "ack":
+                    frame = json.loads(data)
                     sent = sent_at.pop(frame["client_id"], None)
                     if sent is not None:
                         s = int(frame["client_id"].split("-")[0])
                         counts["acked", s] += 1
                         ack_ms.setdefault(s, array("d")).append((now - sent) * 1000)
-                elif frame["type"] == "error":
-                    errors[frame["code"]] += 1
+                elif kind == "error":
+                    errors[json.loads(data)["code"]] += 1
         except Exception as error:  # a socket that dies mid-run is reported, not fatal
             closed[type(error).__name__] += 1
         else:
             closed[f"closed {ws.close_code}"] += 1
 
+    def count_bytes(data: bytes) -> None:
+        progress[2] += len(data)
+        progress[3] += 1
+
+    def count_join_frame(data: bytes) -> None:
+        count_bytes(data)
+        progress[4] += 1
+
     async def open_one(index: int, limit: asyncio.Semaphore | None) -> float | str:
         async def go():
             started = time.time()
-            ws = await open_socket(specs[index])
+            ws, joined = await open_socket(specs[index], count_join_frame)
+            if joined:
+                joined_sizes.append(joined)
             sockets[index] = ws
             seen[index] = set()
             readers[index] = asyncio.create_task(read(index, ws))
@@ -213,6 +262,7 @@ async def _client(specs: list[dict], commands, results, progress) -> None:
             break
         if command["op"] == "open":
             limit = asyncio.Semaphore(command["limit"]) if command.get("limit") else None
+            del joined_sizes[:]
             start = time.time()
             outcomes = await asyncio.gather(*(open_one(i, limit) for i in command["indices"]))
             failures = [o for o in outcomes if isinstance(o, str)]
@@ -225,6 +275,10 @@ async def _client(specs: list[dict], commands, results, progress) -> None:
                     "failed": len(failures),
                     "errors": dict(Counter(failures).most_common(3)),
                     "connect_ms": array("d", [o * 1000 for o in outcomes if not isinstance(o, str)]).tobytes(),
+                    "joined_max_bytes": max(joined_sizes, default=0),
+                    "joined_bytes": sum(joined_sizes),
+                    "joined_count": len(joined_sizes),
+                    "closed": dict(closed),  # sockets of this process closed so far (since the start)
                 }
             )
         elif command["op"] == "step":
@@ -248,7 +302,7 @@ class Clients:
         self.shares = [list(range(p, len(specs), processes)) for p in range(processes)]
         self.results = ctx.Queue()
         self.commands = [ctx.Queue() for _ in range(processes)]
-        self.progress = [ctx.Array("q", 2, lock=False) for _ in range(processes)]
+        self.progress = [ctx.Array("q", 5, lock=False) for _ in range(processes)]
         self.processes = [
             ctx.Process(
                 target=client_main,
@@ -283,6 +337,14 @@ class Clients:
     def delivered(self) -> int:
         return sum(p[1] for p in self.progress)
 
+    def received(self) -> tuple[int, int]:
+        """Bytes and frames received by every socket so far, whatever the frames (joins included)."""
+        return sum(p[2] for p in self.progress), sum(p[3] for p in self.progress)
+
+    def received_not_messages(self) -> int:
+        """Frames received so far other than `message` frames (the product's joined, presence, acks...)."""
+        return sum(p[4] for p in self.progress)
+
     def gather(self, count: int, timeout: float, tick=None) -> list[dict]:
         answers, deadline = [], time.time() + timeout
         while len(answers) < count:
@@ -315,6 +377,10 @@ class Clients:
             "seconds": round(seconds, 2),
             "per_s": round(sum(a["opened"] for a in answers) / max(seconds, 1e-9)),  # successful ones
             "connect_ms": connect_ms,
+            "joined_max_bytes": max(a["joined_max_bytes"] for a in answers),
+            "joined_bytes": sum(a["joined_bytes"] for a in answers),
+            "joined_count": sum(a["joined_count"] for a in answers),
+            "socket_closes": dict(sum((Counter(a["closed"]) for a in answers), Counter())),
         }
 
     def start_step(self, step: dict) -> None:
