@@ -262,6 +262,30 @@ else:
         }
     }
 
+# With REDIS_URL, sessions and the accounts that WebSocket handshakes authenticate are cached in
+# Redis (the `shared` cache), so a handshake of a known session reads nothing from the database
+# (chat.realtime.session_auth, chat.usercache). The cache fails open (chat/cache.py): with Redis
+# away, pages and handshakes read the database. Its entries live at most CHAT_CACHE_SECONDS
+# (default 300). The `default` cache stays each process's memory (per-worker counts: sign-ups,
+# the API's rate). Without REDIS_URL, sessions stay in the database alone.
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "shared": {
+            "BACKEND": "chat.cache.FailOpenRedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "chat",
+            "MAX_TIMEOUT": env_int("CHAT_CACHE_SECONDS", 300, minimum=1),
+            # A Redis that hangs must not hold a page or a handshake: give up after a second.
+            "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+        },
+    }
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    SESSION_CACHE_ALIAS = "shared"
+    CHAT_USER_CACHE: str | None = "shared"
+else:
+    CHAT_USER_CACHE = None
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
