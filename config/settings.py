@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from config.checkout import BASE_DIR, read_local_secret_key, uses_local_secret_key
 from config.email import read_email_settings
-from config.env import env_bool, env_choice, env_int, env_list, env_str
+from config.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 DATABASE_URL = env_str("DATABASE_URL")
@@ -220,6 +220,26 @@ else:
             "NAME": str(BASE_DIR / "var" / "db.sqlite3"),
             "OPTIONS": SQLITE_OPTIONS,
         }
+    }
+# PostgreSQL connections come from a pool per worker process (Django's, on psycopg_pool) instead
+# of one kept per thread: the worker's threads (the consumers' one sync thread, the pages', the
+# notification emails') take one for each trip and give it back. Sizes: docs/scaling.md. Every
+# connection is checked as it is taken, so one broken by a PostgreSQL (or PgBouncer) restart is
+# replaced rather than failing a request. CHAT_DB_POOL=0 keeps one connection per thread instead.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("CHAT_DB_POOL", True):
+    DATABASES["default"]["ENGINE"] = "chat.dbbackend"  # Django's, failing fast while PostgreSQL is down
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django refuses both
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "pool": {
+            "min_size": env_int("CHAT_DB_POOL_MIN", 2, minimum=1),
+            "max_size": env_int("CHAT_DB_POOL_MAX", 8, minimum=1),
+            # Seconds a thread waits for a connection before the error. Short: with PostgreSQL
+            # down the pool waits for it instead of failing, and the consumers' one sync thread
+            # would queue every socket's work behind that wait.
+            "timeout": env_float("CHAT_DB_POOL_TIMEOUT", 1.0, minimum=0.1),
+        },
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, never in-memory: async tests reach the database from several threads.
