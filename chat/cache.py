@@ -24,9 +24,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import cached_property
 from typing import Any, TypeVar
 
-from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.base import DEFAULT_TIMEOUT, BaseCache
 from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import RedisError
 
@@ -51,10 +54,42 @@ class _Health:
 _health = _Health()
 
 
+# Django keeps a cache object per thread and, through asgiref's Local, per asyncio task: every
+# WebSocket handshake would make its own, with its own redis-py client, pool and connection, kept
+# for as long as the socket holds its session (10 sockets held 11 Redis connections). The clients
+# are shared here, one per server and options in the process (redis-py's pools are thread-safe),
+# and shared_cache() gives one cache object per alias for the code that keeps one (sessions).
+_clients: dict[str, Any] = {}
+_instances: dict[str, BaseCache] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_cache(alias: str) -> BaseCache:
+    """One cache object of `alias` for the whole process (settings changes make a new one)."""
+    key = f"{alias}:{settings.CACHES.get(alias)!r}"
+    found = _instances.get(key)
+    if found is None:
+        with _shared_lock:
+            found = _instances.get(key)
+            if found is None:
+                found = _instances[key] = caches.create_connection(alias)
+    return found
+
+
 class FailOpenRedisCache(RedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self.max_timeout = int(params.get("MAX_TIMEOUT", 300))
+
+    @cached_property
+    def _cache(self) -> Any:
+        servers, options = getattr(self, "_servers"), getattr(self, "_options")  # noqa: B009 (not in the stubs)
+        key = f"{servers!r}:{options!r}"
+        with _shared_lock:
+            client = _clients.get(key)
+            if client is None:
+                client = _clients[key] = getattr(self, "_class")(servers, **options)  # noqa: B009
+        return client
 
     def get_backend_timeout(self, timeout: float | None = DEFAULT_TIMEOUT) -> float | None:
         seconds = super().get_backend_timeout(timeout)

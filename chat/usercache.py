@@ -18,8 +18,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import User
-from django.core.cache import caches
 from django.db import transaction
+
+from chat.cache import shared_cache
 
 PREFIX = "chat.user:"
 
@@ -35,7 +36,7 @@ def user_by_id(user_id: Any) -> User | None:
     alias = _alias()
     if alias is None:
         return model._default_manager.filter(pk=user_id).first()
-    cache = caches[alias]
+    cache = shared_cache(alias)
     user: User | None = cache.get(f"{PREFIX}{user_id}")
     if user is None:
         user = model._default_manager.filter(pk=user_id).first()
@@ -48,9 +49,9 @@ def forget(user_id: Any) -> None:
     alias = _alias()
     if alias is None:
         return
-    cache = caches[alias]
+    cache = shared_cache(alias)
     cache.delete(f"{PREFIX}{user_id}")
-    transaction.on_commit(lambda: caches[alias].delete(f"{PREFIX}{user_id}"))
+    transaction.on_commit(lambda: cache.delete(f"{PREFIX}{user_id}"))
 
 
 def on_user_changed(sender: type, instance: AbstractBaseUser, **kwargs: object) -> None:

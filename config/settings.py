@@ -300,7 +300,7 @@ if REDIS_URL:
             "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
         },
     }
-    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    SESSION_ENGINE = "chat.sessions"  # Django's cached_db on one cache object per process
     SESSION_CACHE_ALIAS = "shared"
     CHAT_USER_CACHE: str | None = "shared"
 else:

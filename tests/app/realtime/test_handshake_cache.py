@@ -41,7 +41,7 @@ def cache_on(redis, settings):
             "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
         },
     }
-    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+    settings.SESSION_ENGINE = "chat.sessions"  # Django's cached_db on one cache object per process
     settings.SESSION_CACHE_ALIAS = "shared"
     settings.CHAT_USER_CACHE = "shared"
     shared_cache.reset_health()
@@ -68,6 +68,11 @@ def database_away(monkeypatch):
     monkeypatch.setattr(CursorWrapper, "_execute", refuse)
     monkeypatch.setattr(CursorWrapper, "_executemany", refuse)
     return statements
+
+
+def redis_clients(redis) -> list[str]:
+    listed = subprocess.run(["redis-cli", "-p", str(redis.port), "CLIENT", "LIST"], capture_output=True, text=True)
+    return listed.stdout.splitlines()
 
 
 def redis_cli(redis, *args: str) -> None:
@@ -162,3 +167,18 @@ async def test_a_logout_while_redis_does_not_answer_is_honoured_when_it_answers_
     await asyncio.sleep(max(0.0, 2.6 - (time.monotonic() - started)) + shared_cache.RETRY_SECONDS)
     again, connected, _ = await open_socket(cookie)
     assert connected and await again.closed_with() == 4401
+
+
+async def test_handshakes_share_the_workers_redis_connections(alice, redis):
+    """Django keeps a cache object per thread and per asyncio task: used as is, every socket would
+    hold a cache client, a pool and a Redis connection of its own."""
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    sockets = []
+    for _ in range(10):
+        socket, connected, _ = await open_socket(cookie)
+        assert connected and (await socket.request("ping"))["type"] == "pong"
+        sockets.append(socket)
+    clients = redis_clients(redis)
+    assert len(clients) <= 3, clients  # redis-cli itself, and a pool's one or two
+    for socket in sockets:
+        await socket.close()
