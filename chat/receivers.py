@@ -13,6 +13,8 @@ from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_delete, post_save
 from django.http import HttpRequest
 
+from chat import usercache
+
 
 def on_logged_out(sender: type, request: HttpRequest | None, user: User | None, **kwargs: object) -> None:
     session_key = getattr(getattr(request, "session", None), "session_key", None)
@@ -46,3 +48,6 @@ def connect() -> None:
     user_logged_out.connect(on_logged_out, dispatch_uid="chat.logged_out")
     post_save.connect(on_user_saved, sender=User, dispatch_uid="chat.user_saved")
     post_delete.connect(on_user_deleted, sender=User, dispatch_uid="chat.user_deleted")
+    # The copy a handshake reads (chat.usercache) goes with any change to the account.
+    post_save.connect(usercache.on_user_changed, sender=User, dispatch_uid="chat.user_cache_saved")
+    post_delete.connect(usercache.on_user_changed, sender=User, dispatch_uid="chat.user_cache_deleted")

@@ -38,7 +38,7 @@ from chat.selectors import (
     can_manage,
     message_to_wire,
     room_access_check,
-    room_get_for,
+    room_for_join,
     room_info,
     room_manage_check,
     room_members,
@@ -109,10 +109,11 @@ def room_delete(*, room: Room) -> None:
 def room_enter(*, slug: str, user: User) -> Room:
     """Check that `user` may enter the room and record them as a member (which keeps their
     read marker). Raises ChatError(not_found | forbidden)."""
-    room = room_get_for(slug=slug, user=user)
-    # No surrounding transaction: get_or_create reads first, so a returning member's join
-    # takes no write lock (SQLite's IMMEDIATE transactions would take one at BEGIN).
-    Membership.objects.get_or_create(room=room, user=user)
+    room, member = room_for_join(slug=slug, user=user)
+    # A returning member's join writes nothing (and takes no write lock: SQLite's IMMEDIATE
+    # transactions would take one at BEGIN); a first one inserts, once even when two race.
+    if not member:
+        Membership.objects.bulk_create([Membership(room=room, user=user)], ignore_conflicts=True)
     return room
 
 

@@ -221,6 +221,26 @@ else:
             "OPTIONS": SQLITE_OPTIONS,
         }
     }
+# PostgreSQL connections come from a pool per worker process (Django's, on psycopg_pool) instead
+# of one kept per thread: the worker's threads (the consumers' one sync thread, the pages', the
+# notification emails') take one for each trip and give it back. Sizes: docs/scaling.md. Every
+# connection is checked as it is taken, so one broken by a PostgreSQL (or PgBouncer) restart is
+# replaced rather than failing a request. CHAT_DB_POOL=0 keeps one connection per thread instead.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env_bool("CHAT_DB_POOL", True):
+    DATABASES["default"]["ENGINE"] = "chat.dbbackend"  # Django's, failing fast while PostgreSQL is down
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps them; Django refuses both
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "pool": {
+            "min_size": env_int("CHAT_DB_POOL_MIN", 2, minimum=1),
+            "max_size": env_int("CHAT_DB_POOL_MAX", 8, minimum=1),
+            # Seconds a thread waits for a connection before the error. Short: with PostgreSQL
+            # down the pool waits for it instead of failing, and the consumers' one sync thread
+            # would queue every socket's work behind that wait.
+            "timeout": env_float("CHAT_DB_POOL_TIMEOUT", 1.0, minimum=0.1),
+        },
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, never in-memory: async tests reach the database from several threads.
     DATABASES["default"].setdefault("TEST", {})
@@ -261,6 +281,30 @@ else:
             "CONFIG": {"capacity": env_int("CHAT_LAYER_CAPACITY", 1000, minimum=1)},
         }
     }
+
+# With REDIS_URL, sessions and the accounts that WebSocket handshakes authenticate are cached in
+# Redis (the `shared` cache), so a handshake of a known session reads nothing from the database
+# (chat.realtime.session_auth, chat.usercache). The cache fails open (chat/cache.py): with Redis
+# away, pages and handshakes read the database. Its entries live at most CHAT_CACHE_SECONDS
+# (default 300). The `default` cache stays each process's memory (per-worker counts: sign-ups,
+# the API's rate). Without REDIS_URL, sessions stay in the database alone.
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "shared": {
+            "BACKEND": "chat.cache.FailOpenRedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "chat",
+            "MAX_TIMEOUT": env_int("CHAT_CACHE_SECONDS", 300, minimum=1),
+            # A Redis that hangs must not hold a page or a handshake: give up after a second.
+            "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+        },
+    }
+    SESSION_ENGINE = "chat.sessions"  # Django's cached_db on one cache object per process
+    SESSION_CACHE_ALIAS = "shared"
+    CHAT_USER_CACHE: str | None = "shared"
+else:
+    CHAT_USER_CACHE = None
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

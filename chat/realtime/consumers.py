@@ -69,9 +69,10 @@ def _enter(*, user: User, slug: str) -> tuple[Room, dict[str, Any]]:
 
 @database_sync_to_async
 def _catch_up(*, room: Room, since: int | None, rev: int | None) -> tuple[list[dict[str, Any]], bool, int]:
-    """The messages a join returns, whether that was all, and the room's rev, read before them:
-    every later change then either is among them or arrives live (the socket is subscribed)."""
-    current_rev = selectors.room_counters(room_ids=[room.pk]).get(room.pk, (0, 0))[1]
+    """The messages a join returns, whether that was all, and the room's rev, read before them
+    (with the room, in _enter, before subscribing): every later change then either is among them
+    or arrives live (the socket is subscribed)."""
+    current_rev = room.last_rev
     if since is None and rev is None:
         return selectors.messages_latest(room=room), True, current_rev
     if rev is None:  # by seq, oldest first, as the contract has it for `since` alone

@@ -16,10 +16,8 @@ preflight, and a token handshake no Origin) lock every bot behind that user's ne
 with a few wrong `?token=` handshakes.
 """
 
-from typing import cast
 from urllib.parse import parse_qs
 
-from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import AnonymousUser
 
@@ -28,6 +26,7 @@ from chat.ops import metrics
 from chat.realtime import ASGIApp, Receive, Scope, Send
 from chat.realtime.codes import CloseCode
 from chat.realtime.origin import OriginValidator
+from chat.realtime.session_auth import SessionAuthMiddleware
 from chat.throttle import address_key, token_failures
 
 
@@ -78,8 +77,8 @@ class TokenAuthMiddleware:
 class ChatAuthMiddleware:
     def __init__(self, inner: ASGIApp) -> None:
         self.with_token = TokenAuthMiddleware(inner)
-        # AuthMiddlewareStack's stub allows for an ASGI 2 application; it makes an ASGI 3 one.
-        self.with_session = OriginValidator(cast(ASGIApp, AuthMiddlewareStack(inner)))
+        # Cookie, session and user in one middleware (chat.realtime.session_auth).
+        self.with_session = OriginValidator(SessionAuthMiddleware(inner))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         app: ASGIApp = self.with_token if bearer_token(scope) is not None else self.with_session

@@ -71,7 +71,9 @@ async def test_postgres_restart(env):
     assert result["sends"]["failure_details"] == [f"internal: {DATABASE_DOWN}"]
     assert result["sends"]["still_failed"] == 0  # ...and the user's Retry afterwards worked
     during = result["handshake_during_outage"]
-    assert during["seconds"] < 5 and during["outcome"] == "closed 4503", during
+    # A session in the shared cache opens without the database, and the join is refused with the
+    # error the page retries after; an unknown one is closed with 4503. Never HTTP 500 or a wait.
+    assert during["seconds"] < 5 and during["outcome"] in {"closed 4503", f"error internal: {DATABASE_DOWN}"}, during
     assert result["acked_after_restart"] > 0
     assert result["sockets_dropped"] == 0
     assert result["handshake_after"]["outcome"] == "joined"

@@ -1,0 +1,41 @@
+"""Django's PostgreSQL backend with its connection pool (OPTIONS "pool", psycopg_pool), failing
+fast while PostgreSQL is down.
+
+A pool with no idle connection waits for one, up to its `timeout`, while it tries to connect in
+the background: with PostgreSQL down, every query would wait that long before its error. The
+consumers' ORM calls all run in one sync thread, so a worker would queue every socket's work
+behind those waits (a join answered after seconds instead of an error at once; a page's
+handshake probe timed out in tests/e2e/test_faults.py). Here, once a wait has timed out, each
+request for a connection in the next RETRY_SECONDS fails at once unless the pool has one idle; the
+next one after that waits again (and, if PostgreSQL is back, gets its connection).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from django.db.backends.postgresql import base
+from psycopg import OperationalError
+from psycopg_pool import PoolTimeout
+
+RETRY_SECONDS = 1.0
+clock = time.monotonic
+
+_lock = threading.Lock()
+_failing_until = 0.0
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        global _failing_until
+        pool = getattr(self, "pool")  # noqa: B009 (Django 5.1+; the stubs do not name it)
+        if pool is not None and clock() < _failing_until and not pool.get_stats().get("pool_available"):
+            raise OperationalError("PostgreSQL did not answer a moment ago; not waiting for it again yet")
+        try:
+            return super().get_new_connection(conn_params)
+        except PoolTimeout:
+            with _lock:
+                _failing_until = clock() + RETRY_SECONDS
+            raise

@@ -1,0 +1,184 @@
+"""Handshakes with the shared cache on (as with REDIS_URL): sessions (`cached_db`) and accounts
+(chat.usercache) read from a real Redis, and what must still hold: a session that ends, a
+password that changes or an account that is deactivated shuts the sockets and the next
+handshake out, and Redis away (stopped, or not answering) costs a database read, not an error."""
+
+import asyncio
+import subprocess
+import time
+
+import pytest
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.db import OperationalError
+from django.db.backends.utils import CursorWrapper
+from django.test import Client
+
+from chat import cache as shared_cache
+from tests.support.redis_server import RedisServer
+from tests.support.sockets import TEST_PASSWORD, open_socket, session_cookie
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(scope="module")
+def redis():
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def cache_on(redis, settings):
+    if redis.process is None:
+        redis.start()
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "shared": {
+            "BACKEND": "chat.cache.FailOpenRedisCache",
+            "LOCATION": redis.url,
+            "KEY_PREFIX": "chat",
+            "MAX_TIMEOUT": 300,
+            "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+        },
+    }
+    settings.SESSION_ENGINE = "chat.sessions"  # Django's cached_db on one cache object per process
+    settings.SESSION_CACHE_ALIAS = "shared"
+    settings.CHAT_USER_CACHE = "shared"
+    shared_cache.reset_health()
+    from django.core.cache import caches
+
+    caches["shared"].clear()
+    yield
+    shared_cache.reset_health()
+
+
+@pytest.fixture
+def lobby(make_room):
+    return make_room("lobby", name="Lobby")
+
+
+def database_away(monkeypatch):
+    """Every SQL statement, from any thread, fails (and is noted) as with PostgreSQL down."""
+    statements: list[str] = []
+
+    def refuse(self, sql, *args, **kwargs):
+        statements.append(sql)
+        raise OperationalError("connection refused (the test took the database away)")
+
+    monkeypatch.setattr(CursorWrapper, "_execute", refuse)
+    monkeypatch.setattr(CursorWrapper, "_executemany", refuse)
+    return statements
+
+
+def redis_clients(redis) -> list[str]:
+    listed = subprocess.run(["redis-cli", "-p", str(redis.port), "CLIENT", "LIST"], capture_output=True, text=True)
+    return listed.stdout.splitlines()
+
+
+def redis_cli(redis, *args: str) -> None:
+    subprocess.run(["redis-cli", "-p", str(redis.port), *args], check=True, capture_output=True)
+
+
+async def test_a_known_session_connects_without_reading_the_database(alice, monkeypatch):
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    first, connected, _ = await open_socket(cookie)  # reads the account once, into the cache
+    assert connected and (await first.request("ping"))["type"] == "pong"
+    await first.close()
+    with monkeypatch.context() as patch:
+        statements = database_away(patch)
+        socket, connected, _ = await open_socket(cookie)
+        assert connected
+        assert (await socket.request("ping"))["type"] == "pong"  # open, and authenticated as alice
+        await socket.close()
+    assert statements == []
+
+
+async def test_logout_closes_the_socket_and_refuses_the_next_handshake(alice, lobby):
+    client = Client()
+    await database_sync_to_async(client.force_login)(alice)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    socket, _, _ = await open_socket(cookie)
+    await socket.join("lobby")
+    response = await database_sync_to_async(client.post)("/accounts/logout/")
+    assert response.status_code == 302
+    assert await socket.closed_with(timeout=5) == 4401
+    again, connected, _ = await open_socket(cookie)
+    assert connected and await again.closed_with() == 4401
+
+
+async def test_a_password_change_closes_other_sessions_and_refuses_their_handshakes(alice, lobby):
+    client = Client()
+    await database_sync_to_async(client.force_login)(alice)
+    other_cookie = await database_sync_to_async(session_cookie)(alice)
+    other, _, _ = await open_socket(other_cookie)  # alice's account is now in the cache
+    await other.join("lobby")
+    response = await database_sync_to_async(client.post)(
+        "/accounts/password_change/",
+        {"old_password": TEST_PASSWORD, "new_password1": "new-horse-staple-9", "new_password2": "new-horse-staple-9"},
+    )
+    assert response.status_code == 302, response.content
+    assert await other.closed_with(timeout=5) == 4401
+    again, _, _ = await open_socket(other_cookie)
+    assert await again.closed_with() == 4401
+    # The session that changed it carries the new hash: it still connects.
+    mine, _, _ = await open_socket(client.cookies[settings.SESSION_COOKIE_NAME].value)
+    assert (await mine.request("ping"))["type"] == "pong"
+    await mine.close()
+
+
+async def test_a_deactivated_account_is_refused_at_the_next_handshake(alice, connect):
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    socket = await connect(alice)  # cached
+    alice.is_active = False
+    await database_sync_to_async(alice.save)()
+    assert await socket.closed_with(timeout=5) == 4401
+    again, _, _ = await open_socket(cookie)
+    assert await again.closed_with() == 4403
+
+
+async def test_with_redis_stopped_pages_and_handshakes_read_the_database(alice, lobby, redis):
+    client = Client()
+    await database_sync_to_async(client.force_login)(alice)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    redis.stop()
+    page = await database_sync_to_async(client.get)("/rooms/lobby/")
+    assert page.status_code == 200
+    socket, connected, _ = await open_socket(cookie)
+    assert connected
+    assert (await socket.join("lobby"))["room"] == "lobby"
+    assert (await database_sync_to_async(client.post)("/accounts/logout/")).status_code == 302
+    assert await socket.closed_with(timeout=5) == 4401
+    redis.start()
+
+
+async def test_a_logout_while_redis_does_not_answer_is_honoured_when_it_answers_again(alice, redis):
+    """Redis paused (its data kept): the cached copy of the session cannot be deleted at logout.
+    This worker must not let that copy in again once Redis answers."""
+    client = Client()
+    await database_sync_to_async(client.force_login)(alice)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME].value
+    first, connected, _ = await open_socket(cookie)  # session and account cached
+    assert connected
+    await first.close()
+    redis_cli(redis, "CLIENT", "PAUSE", "2500", "ALL")
+    started = time.monotonic()
+    response = await database_sync_to_async(client.post)("/accounts/logout/")
+    assert response.status_code == 302
+    await asyncio.sleep(max(0.0, 2.6 - (time.monotonic() - started)) + shared_cache.RETRY_SECONDS)
+    again, connected, _ = await open_socket(cookie)
+    assert connected and await again.closed_with() == 4401
+
+
+async def test_handshakes_share_the_workers_redis_connections(alice, redis):
+    """Django keeps a cache object per thread and per asyncio task: used as is, every socket would
+    hold a cache client, a pool and a Redis connection of its own."""
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    sockets = []
+    for _ in range(10):
+        socket, connected, _ = await open_socket(cookie)
+        assert connected and (await socket.request("ping"))["type"] == "pong"
+        sockets.append(socket)
+    clients = redis_clients(redis)
+    assert len(clients) <= 3, clients  # redis-cli itself, and a pool's one or two
+    for socket in sockets:
+        await socket.close()
