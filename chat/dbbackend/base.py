@@ -19,9 +19,18 @@ from typing import Any
 from django.db.backends.postgresql import base
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
+from psycopg_pool.base import AttemptWithBackoff
 
 RETRY_SECONDS = 1.0
 clock = time.monotonic
+
+# psycopg_pool retries a failed connection attempt after 1 s, then 2, 4, 8, ... seconds: after an
+# outage of a few seconds, the pool went on waiting that long once PostgreSQL was back (/readyz
+# stayed 503 after the restart in tests/e2e/test_readiness.py). A retry every half second costs
+# one refused connection per missing slot and recovers as soon as PostgreSQL answers. (Class
+# attributes meant for tuning; the pool reads them for each attempt.)
+AttemptWithBackoff.INITIAL_DELAY = 0.5
+AttemptWithBackoff.DELAY_BACKOFF = 1.0
 
 _lock = threading.Lock()
 _failing_until = 0.0
