@@ -61,6 +61,9 @@ def activity_group(room_id: int) -> str:
     return f"activity.{room_id}"
 
 
+Send = tuple[str, dict[str, Any]]  # (group, event)
+
+
 def _send_now(group: str, event: dict[str, Any]) -> None:
     # Delivery is at most once: a failure here loses only the live copy; clients catch up by seq.
     try:
@@ -89,11 +92,15 @@ def message_created_on_commit(*, room_id: int, message: dict[str, Any]) -> None:
     _room_frame_on_commit(room_id, frame)
 
 
-def messages_created_on_commit(*, room_id: int, items: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+def messages_created_on_commit(
+    *, room_id: int, items: list[tuple[dict[str, Any], dict[str, Any]]], outbox: list[Send] | None = None
+) -> None:
     """Many messages stored in one transaction (chat.group_commit), each as (message, its
     `activity` fields): their `message` frames to the room and `activity` frames to its watchers,
-    in seq order, published in one hop to the event loop instead of two per message."""
-    sends: list[tuple[str, dict[str, Any]]] = []
+    in seq order. With `outbox`, the frames are put there once the transaction commits (and never
+    if it rolls back), for the caller to `publish` from the event loop: the worker's one sync
+    thread then does not wait for the channel layer. Without it, they are sent on commit."""
+    sends: list[Send] = []
     for message, activity in items:
         frame = protocol.encode("message", room=message["room"], message=message, rev=message["rev"])
         sends.append((room_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": None}))
@@ -101,20 +108,26 @@ def messages_created_on_commit(*, room_id: int, items: list[tuple[dict[str, Any]
         sends.append(
             (activity_group(room_id), {"type": "chat.frame", "room_id": room_id, "frame": frame, "skip": None})
         )
-    transaction.on_commit(lambda: _send_all_now(sends))
+    if outbox is None:
+        transaction.on_commit(lambda: _send_all_now(sends))
+    else:
+        transaction.on_commit(lambda: outbox.extend(sends))
 
 
-def _send_all_now(sends: list[tuple[str, dict[str, Any]]]) -> None:
-    async def send_all() -> None:
-        layer = channel_layer()
-        for group, event in sends:  # in order: each one on its own, as _send_now does
-            try:
-                await layer.group_send(group, {**event, "group": group})
-            except Exception:
-                logger.exception("Could not send %s to %s", event.get("type"), group)
+async def publish(sends: list[Send]) -> None:
+    """Send events from the event loop, in order, each on its own (a failure loses only its live
+    copy, as in `_send_now`)."""
+    layer = channel_layer()
+    for group, event in sends:
+        try:
+            await layer.group_send(group, {**event, "group": group})
+        except Exception:
+            logger.exception("Could not send %s to %s", event.get("type"), group)
 
+
+def _send_all_now(sends: list[Send]) -> None:
     try:
-        async_to_sync(send_all)()
+        async_to_sync(publish)(sends)
     except Exception:
         logger.exception("Could not send %d events", len(sends))
 

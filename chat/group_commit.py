@@ -54,7 +54,7 @@ Outcome = tuple[dict[str, Any], bool] | ChatError
 _ID_ALLOWANCE = 20
 
 
-def messages_send(*, room: Room, sends: Sequence[NewMessage]) -> list[Outcome]:
+def messages_send(*, room: Room, sends: Sequence[NewMessage], outbox: list[events.Send] | None = None) -> list[Outcome]:
     """Store `sends` (in this order: their seqs follow it) in `room` (a key: pk and slug are
     enough); one outcome per send, in the same order. Raises only what is not one send's fault
     (DatabaseError): then nothing was stored."""
@@ -78,7 +78,7 @@ def messages_send(*, room: Room, sends: Sequence[NewMessage]) -> list[Outcome]:
         candidates.append((index, send.author, message))
     if candidates:
         try:
-            outcomes_by_index = _store(room=room, candidates=candidates)
+            outcomes_by_index = _store(room=room, candidates=candidates, outbox=outbox)
         except IntegrityError:  # a client_id already stored (or racing in from elsewhere)
             outcomes_by_index = {index: _one(room=room, send=sends[index]) for index, _, _ in candidates}
         for index, outcome in outcomes_by_index.items():
@@ -155,7 +155,9 @@ def _advance(*, room_id: int, count: int) -> Room | None:
     return Room.objects.get(pk=room_id)
 
 
-def _store(*, room: Room, candidates: list[tuple[int, User, Message]]) -> dict[int, Outcome]:
+def _store(
+    *, room: Room, candidates: list[tuple[int, User, Message]], outbox: list[events.Send] | None
+) -> dict[int, Outcome]:
     outcomes: dict[int, Outcome] = {}
     with transaction.atomic():
         access = _access(room_id=room.pk, author_ids={author.pk for _, author, _ in candidates})
@@ -203,7 +205,7 @@ def _store(*, room: Room, candidates: list[tuple[int, User, Message]]) -> dict[i
             names = mentions.mentioned_names(html=message.html)
             mentioned = mentions.mentions_record(message=message) if names else []
             announced.append((wire, unread.activity(message=wire, kind="message", mentions=mentioned)))
-        events.messages_created_on_commit(room_id=fresh.pk, items=announced)
+        events.messages_created_on_commit(room_id=fresh.pk, items=announced, outbox=outbox)
         if direct is not None:
             for (wire, _), (_, author, _) in zip(announced, stored, strict=True):
                 services._announce_direct(room=fresh, message=wire, author=author, members=direct)

@@ -19,14 +19,16 @@ from typing import Any
 from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 
-from chat import group_commit
+from chat import events, group_commit
 from chat.errors import ChatError
 from chat.models import Room
 
 
 @database_sync_to_async
-def _store(*, room_id: int, slug: str, sends: list[group_commit.NewMessage]) -> list[group_commit.Outcome]:
-    return group_commit.messages_send(room=Room(pk=room_id, slug=slug), sends=sends)
+def _store(
+    *, room_id: int, slug: str, sends: list[group_commit.NewMessage], outbox: list[events.Send]
+) -> list[group_commit.Outcome]:
+    return group_commit.messages_send(room=Room(pk=room_id, slug=slug), sends=sends, outbox=outbox)
 
 
 @dataclass(slots=True)
@@ -58,8 +60,11 @@ class SendBatcher:
             while batch := self._queues.pop(room_id, None):
                 self.batches += 1
                 self.sends += len(batch)
+                outbox: list[events.Send] = []  # the batch's frames, once it committed
                 try:
-                    outcomes = await _store(room_id=room_id, slug=slug, sends=[waiting.send for waiting in batch])
+                    outcomes = await _store(
+                        room_id=room_id, slug=slug, sends=[waiting.send for waiting in batch], outbox=outbox
+                    )
                 except BaseException as error:  # nothing of the batch was stored: each sender hears why
                     for waiting in batch:
                         if not waiting.future.done():
@@ -67,6 +72,10 @@ class SendBatcher:
                     if isinstance(error, asyncio.CancelledError):
                         raise
                     continue
+                # Announced from here rather than from the sync thread, which would wait for the
+                # channel layer; before the acks, as the single path does (its on-commit hooks run
+                # before it returns).
+                await events.publish(outbox)
                 for waiting, outcome in zip(batch, outcomes, strict=True):
                     if waiting.future.done():  # its socket went away meanwhile
                         continue

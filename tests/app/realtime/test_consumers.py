@@ -724,12 +724,16 @@ async def test_message_dropped_by_the_layer_is_recovered_by_seq(alice, bob, lobb
     a, b = await connect(alice), await connect(bob)
     await a.join("lobby")
     await b.join("lobby")
-    real_send_now, real_send_all_now = events._send_now, events._send_all_now
+    real_send_now, real_publish = events._send_now, events.publish
+
+    async def dropped(sends):
+        pass
+
     monkeypatch.setattr(events, "_send_now", lambda group, event: None)  # the layer drops it
-    monkeypatch.setattr(events, "_send_all_now", lambda sends: None)  # (a batch of sends' frames)
+    monkeypatch.setattr(events, "publish", dropped)  # (a batch of sends' frames)
     lost = await a.request("send", room="lobby", body="dropped on the floor")
     monkeypatch.setattr(events, "_send_now", real_send_now)
-    monkeypatch.setattr(events, "_send_all_now", real_send_all_now)
+    monkeypatch.setattr(events, "publish", real_publish)
     await b.nothing("message", wait=0.3)
     pong = await b.request("ping")
     assert pong["seqs"]["lobby"] == lost["seq"]  # b notices it is behind
