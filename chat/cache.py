@@ -9,13 +9,18 @@ Redis restarts. Here:
 
 - every read that fails is a miss, every write that fails is logged and skipped;
 - after a failure the cache is left alone for RETRY_SECONDS, so a burst of handshakes during an
-  outage does not wait on a connection attempt each;
+  outage does not wait on a connection attempt each; removals (`delete`, `invalidate`) are tried
+  all the same: skipping one would leave a copy the other workers still read;
+- `invalidate` replaces an entry with a tombstone for TOMBSTONE_SECONDS, read as a miss, and the
+  copies are filled with `add` (SET NX), which a standing tombstone refuses: a read of the
+  database made before an invalidation cannot put the old row back after it;
 - a key whose write or delete failed (a logout, a password change while Redis was away) is kept
   in a list in this process and read as a miss until it is deleted when Redis is back (or until
   its entry must have expired): this worker never serves the copy it could not remove;
 - no entry lives longer than MAX_TIMEOUT (the settings' `MAX_TIMEOUT`, default 300 s), so a copy
   another worker could not remove lapses within that; the sockets opened meanwhile are closed by
-  the session sweep, which reads the database (chat.realtime.session_watch).
+  the check each worker makes of every new cookie socket within about a second, which reads the
+  database (chat.realtime.session_watch).
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRY_SECONDS = 2.0
+# How long an invalidated key refuses fills: longer than any read of the database a fill follows.
+TOMBSTONE_SECONDS = 30
+TOMBSTONE = "chat.cache:tombstone"
 clock = time.monotonic
 
 
@@ -97,9 +105,11 @@ class FailOpenRedisCache(RedisCache):
 
     # The guard --------------------------------------------------------------------------------
 
-    def _call(self, operation: Callable[[], T], fallback: T, *, written: Iterable[str] = ()) -> T:
+    def _call(self, operation: Callable[[], T], fallback: T, *, written: Iterable[str] = (), always: bool = False) -> T:
+        """`operation`, or `fallback` if the cache fails (or failed less than RETRY_SECONDS ago,
+        unless `always`: removals are tried whatever happened before)."""
         now = clock()
-        if now < _health.down_until:
+        if now < _health.down_until and not always:
             self._owe(written, now)
             return fallback
         try:
@@ -122,13 +132,13 @@ class FailOpenRedisCache(RedisCache):
                 _health.stale[key] = now + self.max_timeout
 
     def _pay_debts(self, now: float) -> None:
-        """Delete the entries owed (still read as misses until they are gone)."""
+        """Replace the entries owed with tombstones (still read as misses until that is done)."""
         with _health.lock:
             owed = dict(_health.stale)
         live = [key for key, until in owed.items() if until > now]
         if live:
             try:
-                self._client().delete_many(live)
+                self._client().set_many(dict.fromkeys(live, TOMBSTONE), TOMBSTONE_SECONDS)
             except (RedisError, OSError):
                 return
         with _health.lock:
@@ -150,12 +160,17 @@ class FailOpenRedisCache(RedisCache):
         made = self.make_and_validate_key(key, version=version)
         if self._is_stale(made):
             return default
-        return self._call(lambda: self._client().get(made, default), default)
+        found = self._call(lambda: self._client().get(made, default), default)
+        return default if _is_tombstone(found) else found
 
     def get_many(self, keys: Iterable[str], version: int | None = None) -> dict[str, Any]:
         keys = list(keys)
         found: dict[str, Any] = self._call(lambda: super(FailOpenRedisCache, self).get_many(keys, version=version), {})
-        return {key: value for key, value in found.items() if not self._is_stale(self.make_key(key, version))}
+        return {
+            key: value
+            for key, value in found.items()
+            if not _is_tombstone(value) and not self._is_stale(self.make_key(key, version))
+        }
 
     def has_key(self, key: str, version: int | None = None) -> bool:
         made = self.make_and_validate_key(key, version=version)
@@ -176,7 +191,14 @@ class FailOpenRedisCache(RedisCache):
 
     def delete(self, key: str, version: int | None = None) -> bool:
         made = self.make_and_validate_key(key, version=version)
-        return self._call(lambda: super(FailOpenRedisCache, self).delete(key, version), False, written=[made])
+        return self._call(
+            lambda: super(FailOpenRedisCache, self).delete(key, version), False, written=[made], always=True
+        )
+
+    def invalidate(self, key: str, version: int | None = None) -> None:
+        """Remove the copy under `key` and refuse fills (`add`) for TOMBSTONE_SECONDS."""
+        made = self.make_and_validate_key(key, version=version)
+        self._call(lambda: self._client().set(made, TOMBSTONE, TOMBSTONE_SECONDS), None, written=[made], always=True)
 
     def set_many(
         self, data: dict[str, Any], timeout: float | None = DEFAULT_TIMEOUT, version: int | None = None
@@ -187,7 +209,7 @@ class FailOpenRedisCache(RedisCache):
     def delete_many(self, keys: Iterable[str], version: int | None = None) -> None:
         keys = list(keys)
         made = [self.make_key(key, version) for key in keys]
-        self._call(lambda: super(FailOpenRedisCache, self).delete_many(keys, version), None, written=made)
+        self._call(lambda: super(FailOpenRedisCache, self).delete_many(keys, version), None, written=made, always=True)
 
     def incr(self, key: str, delta: int = 1, version: int | None = None) -> int:
         # Counters are not copies of the database: a failure is the caller's to handle.
@@ -195,6 +217,10 @@ class FailOpenRedisCache(RedisCache):
 
     def clear(self) -> None:
         self._call(lambda: super(FailOpenRedisCache, self).clear(), None)
+
+
+def _is_tombstone(value: Any) -> bool:
+    return isinstance(value, str) and value == TOMBSTONE
 
 
 def reset_health() -> None:

@@ -477,11 +477,22 @@ def session_states(*, session_keys: dict[str, int | None]) -> dict[str, str]:
         user = users.get(User._meta.pk.to_python(stored_id)) if stored_id is not None else None
         if user is None or (expected_id is not None and user.pk != expected_id):
             states[key] = SessionState.ENDED
-        elif not constant_time_compare(session.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash()):
+        elif not session_hash_verified(session.get(HASH_SESSION_KEY), user):
             states[key] = SessionState.ENDED
         else:
             states[key] = SessionState.VALID if user.is_active else SessionState.INACTIVE
     return states
+
+
+def session_hash_verified(stored: str | None, user: Any) -> bool:
+    """Whether a session's auth hash is the user's, as Django's `get_user` decides it: made with
+    SECRET_KEY, or with a key still in SECRET_KEY_FALLBACKS (which the handshake then rotates)."""
+    if not stored:
+        return False
+    if constant_time_compare(stored, user.get_session_auth_hash()):
+        return True
+    fallback_hashes = getattr(user, "get_session_auth_fallback_hash", None)
+    return fallback_hashes is not None and any(constant_time_compare(stored, h) for h in fallback_hashes())
 
 
 def _load_sessions(store_class: type[SessionBase], keys: list[str]) -> dict[str, dict[str, Any]]:

@@ -397,6 +397,10 @@ CHAT_TYPING_INTERVAL = 2.0
 CHAT_CATCHUP_LIMIT = 500
 # Each worker re-checks its sockets' sessions this often, in case a session-end event was lost.
 CHAT_SESSION_SWEEP_SECONDS = env_int("CHAT_SESSION_SWEEP_SECONDS", 30, minimum=1)
+# Each worker checks the session of every new cookie socket against the database this long after
+# it opened, in one query for all the sockets opened meanwhile (a handshake served from the shared
+# cache makes no query: this bounds how long a copy left there by a failed removal lets one in).
+CHAT_SESSION_VERIFY_SECONDS = 0.5
 # How often each worker re-checks the API tokens of its token sockets (revocation closes them).
 CHAT_TOKEN_SWEEP_SECONDS = env_int("CHAT_TOKEN_SWEEP_SECONDS", 5, minimum=1)
 # How often each worker re-checks that its sockets' users may still be in their rooms (a ban, a

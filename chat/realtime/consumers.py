@@ -717,10 +717,11 @@ class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
         if state != selectors.SessionState.VALID:
             await self.session_ended()
 
-    async def session_ended(self) -> None:
-        """The session this socket was opened with no longer authenticates (see SessionWatch)."""
+    async def session_ended(self, *, deactivated: bool = False) -> None:
+        """The session this socket was opened with no longer authenticates (see SessionWatch);
+        `deactivated`: its account was already deactivated when it opened (4403, as a handshake)."""
         if not self.closing:
-            await self._close(CloseCode.SESSION_ENDED)
+            await self._close(CloseCode.DEACTIVATED if deactivated else CloseCode.SESSION_ENDED)
 
     # Helpers -----------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ Django's request path would: the socket is closed with 4401 (or 4403 for a deact
 
 from __future__ import annotations
 
+import logging
 from importlib import import_module
 from typing import Any
 
@@ -22,12 +23,15 @@ from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model, load_backend
 from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AnonymousUser
-from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.backends.base import SessionBase, UpdateError
+from django.db import DatabaseError
 from django.http.cookie import parse_cookie
 from django.utils.crypto import constant_time_compare
 
-from chat import usercache
+from chat import selectors, usercache
 from chat.realtime import ASGIApp, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
 
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
@@ -39,13 +43,22 @@ def session_key_of(scope: Scope) -> str | None:
 
 def _hash_verified(session: SessionBase, user: Any) -> bool:
     stored = session.get(HASH_SESSION_KEY)
-    if not stored:
+    if not stored or not selectors.session_hash_verified(stored, user):
         return False
-    if constant_time_compare(stored, user.get_session_auth_hash()):
-        return True
-    # As Django: a hash made with a key still in SECRET_KEY_FALLBACKS is accepted.
-    fallback_hashes = getattr(user, "get_session_auth_fallback_hash", None)
-    return fallback_hashes is not None and any(constant_time_compare(stored, h) for h in fallback_hashes())
+    current = user.get_session_auth_hash()
+    if not constant_time_compare(stored, current):
+        # Made with a key still in SECRET_KEY_FALLBACKS: accepted, as Django accepts it, and
+        # rotated to the current key as Django's get_user does (without cycling the session key,
+        # which a WebSocket cannot hand back to the browser). The session checks of
+        # chat.realtime.session_watch accept it too, whether or not the rotation could be saved.
+        session[HASH_SESSION_KEY] = current
+        try:
+            session.save()
+        except UpdateError:  # the session was deleted meanwhile (a logout)
+            return False
+        except DatabaseError:  # the database is away: rotated at a later handshake or page
+            logger.warning("Could not rotate the session hash of user %s", user.pk, exc_info=True)
+    return True
 
 
 def session_user(session: SessionBase) -> Any:

@@ -9,7 +9,13 @@ re-checks, in a few queries for all its open sockets together:
 - the API tokens of its token sockets every CHAT_TOKEN_SWEEP_SECONDS (closed with 4401);
 - which of its sockets' rooms their users may still be in, every CHAT_ACCESS_SWEEP_SECONDS
   (`room_closed` for the others), and at once when a `chat.access_changed` event asks;
-- the sessions of its cookie sockets every CHAT_SESSION_SWEEP_SECONDS (closed with 4401).
+- the sessions of its cookie sockets every CHAT_SESSION_SWEEP_SECONDS (closed with 4401);
+- the session of every new cookie socket, within CHAT_SESSION_VERIFY_SECONDS of its opening, in
+  one query for all the sockets opened meanwhile (closed with 4401, or 4403 for a deactivated
+  account, as at a handshake). A handshake may be served from the shared cache without a query
+  (chat.session_auth): a copy another worker could not remove (Redis not answering when the
+  session ended, a change made with QuerySet.update()) would otherwise let an ended session in
+  until the next sweep; the session-end event was sent before the socket could hear it.
 """
 
 import asyncio
@@ -32,7 +38,7 @@ class Watched(Protocol):
     rooms: dict[int, str]
     watched: dict[int, str]  # rooms whose activity it gets without having joined them
 
-    async def session_ended(self) -> None: ...
+    async def session_ended(self, *, deactivated: bool = False) -> None: ...
 
     async def room_lost(self, room_id: int, reason: str) -> None: ...
 
@@ -42,15 +48,22 @@ class SessionWatch:
         self.sockets: weakref.WeakSet[Watched] = weakref.WeakSet()
         self.task: asyncio.Task[None] | None = None
         self.access_asked: asyncio.Event | None = None  # set: re-check rooms now
+        self.fresh: weakref.WeakSet[Watched] = weakref.WeakSet()  # cookie sockets not yet verified
+        self.verifier: asyncio.Task[None] | None = None
 
     def add(self, socket: Watched) -> None:
         self.sockets.add(socket)
         loop = asyncio.get_running_loop()
         if self.task is None or self.task.done() or self.task.get_loop() is not loop:
             self.task = loop.create_task(self._run(), name="chat-session-watch")
+        if socket.session_key:
+            self.fresh.add(socket)
+            if self.verifier is None or self.verifier.done() or self.verifier.get_loop() is not loop:
+                self.verifier = loop.create_task(self._verify_fresh(), name="chat-session-verify")
 
     def discard(self, socket: Watched) -> None:
         self.sockets.discard(socket)
+        self.fresh.discard(socket)
 
     def recheck_access(self) -> None:
         """Re-check every socket's rooms now (coalesced: many asks, one sweep)."""
@@ -83,6 +96,30 @@ class SessionWatch:
                     await sweep()
                 except Exception:  # a database hiccup: try again next round
                     logger.exception("%s failed", sweep.__name__)
+
+    async def _verify_fresh(self) -> None:
+        while self.fresh:
+            await asyncio.sleep(settings.CHAT_SESSION_VERIFY_SECONDS)
+            batch = {s: s.session_key for s in list(self.fresh) if s.session_key}
+            for socket in batch:
+                self.fresh.discard(socket)
+            if not batch:
+                continue
+            keys = {key: s.user_id for s, key in batch.items() if key}
+            try:
+                states = await database_sync_to_async(selectors.session_states)(session_keys=keys)
+            except Exception as error:  # the database is away: these stay unverified, tried again
+                logger.warning("Could not verify the sessions of %d new sockets (%s)", len(batch), error)
+                self.fresh.update(s for s in batch if s in self.sockets)
+                continue
+            for socket, key in batch.items():
+                state = states.get(key)
+                if state == selectors.SessionState.VALID:
+                    continue
+                try:
+                    await socket.session_ended(deactivated=state == selectors.SessionState.INACTIVE)
+                except Exception:  # one socket's failure must not spare the others
+                    logger.exception("Could not close a socket whose session ended")
 
     async def sweep_access(self) -> None:
         """Take sockets out of the rooms their users may no longer be in (banned, removed from a
