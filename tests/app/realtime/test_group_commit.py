@@ -282,3 +282,35 @@ async def test_a_message_that_fails_to_render_fails_alone(alice, bob, lobby, con
     assert (alice_error["type"], alice_error["code"]) == ("error", "internal")
     assert (bob_ack["type"], bob_ack["seq"]) == ("ack", 1)
     assert [body for _, _, body, _ in await _stored(lobby)] == ["fine"]
+
+
+async def test_every_sender_of_a_batch_hears_its_own_outcome_whatever_fails(alice, bob, monkeypatch):
+    """If handing out a batch's outcomes fails (here, a store that answers for fewer sends than it
+    was given), no sender waits forever; and a failure shared by the batch reaches each sender as its
+    own exception object."""
+    from django.db import OperationalError
+
+    from chat.realtime import batcher as batcher_module
+
+    async def store(*, room_id, slug, sends):
+        await asyncio.sleep(0.05)
+        return []  # fewer outcomes than sends
+
+    monkeypatch.setattr(batcher_module, "_store", store)
+    batcher = batcher_module.SendBatcher()
+    sends = [
+        batcher.send(room_id=1, slug="lobby", user=user, body="hi", client_id=None) for user in (alice, bob, alice)
+    ]
+    results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), timeout=2)
+    assert all(isinstance(result, ValueError) for result in results), results
+    assert len({id(result) for result in results}) == 3
+
+    async def down(*, room_id, slug, sends):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(batcher_module, "_store", down)
+    sends = [batcher.send(room_id=1, slug="lobby", user=user, body="hi", client_id=None) for user in (alice, bob)]
+    results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), timeout=2)
+    assert [type(result) for result in results] == [OperationalError, OperationalError]
+    assert results[0] is not results[1] and str(results[0]) == str(results[1]) == "connection refused"
+    assert batcher._stores == {}  # the store finished: the next send starts a new one
