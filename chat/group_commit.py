@@ -4,10 +4,13 @@
 them with a fixed number of statements however many there are, where `services.message_send`
 spends about seven on each:
 
-1. one query for every author's access (banned; holding a private room's access);
-2. one UPDATE of the room's counters for all of them, which returns the room's state and takes
+1. one UPDATE of the room's counters for all of them, which returns the room's state and takes
    the room's lock (the row lock on PostgreSQL, the write lock on SQLite) as `services._advance`
    does; the room's state it returns (archived, private) is checked under that lock;
+2. one query for every author's access (banned; holding a private room's access), also under the
+   lock, as `services._advance` checks it: a ban committed while the batch waited for the lock
+   refuses its author's send (and `services.ban_create` takes the same lock, so a ban and a batch
+   never overlap);
 3. one multi-row INSERT;
 4. one UPDATE of the authors' read markers (each to their own newest message);
 5. mentions, only for a message whose text mentions someone (`chat.mentions`);
@@ -19,17 +22,20 @@ author already used in the room returns the first message (within the batch by c
 stored rows through the unique constraint: on that IntegrityError the whole batch rolls back and is
 stored one send at a time by `services.message_send`, where the first one won), every message
 announced only after the commit. A send refused on its own (too large, empty, banned, not a member)
-gets its own ChatError and the others are stored. Replies in threads take `services.message_send`.
+gets its own ChatError and the others are stored; so does one whose preparation failed (an
+internal error, logged), or, stored one at a time, whose own transaction failed. Replies in threads
+take `services.message_send`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, PositiveBigIntegerField, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -38,6 +44,8 @@ from chat import events, formatting, mentions, services, unread
 from chat.errors import ChatError, ErrorCode
 from chat.models import PRIVATE_ACCESS, Ban, Membership, Message, Room
 from chat.selectors import access_refusal, message_to_wire
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +60,8 @@ Outcome = tuple[dict[str, Any], bool] | ChatError
 
 # Digits an id may take on the wire, counted before the insert gives the real one.
 _ID_ALLOWANCE = 20
+
+_NOT_STORED = "The server could not store this message; try again."
 
 
 def messages_send(*, room: Room, sends: Sequence[NewMessage], outbox: list[events.Send] | None = None) -> list[Outcome]:
@@ -72,8 +82,13 @@ def messages_send(*, room: Room, sends: Sequence[NewMessage], outbox: list[event
         try:
             services._check_body(send.body, room=room)
             message = _fitting(room=room, send=send)
+            mentions.mentioned_names(html=message.html)  # read again in the transaction: fails here, not there
         except ChatError as error:
             outcomes[index] = error
+            continue
+        except Exception:  # a bug in rendering this one message: its sender hears it, the others are stored
+            logger.exception("Preparing a message of user %s in room %s failed", send.author.pk, room.slug)
+            outcomes[index] = ChatError(ErrorCode.INTERNAL, _NOT_STORED, room=room.slug)
             continue
         candidates.append((index, send.author, message))
     if candidates:
@@ -91,10 +106,15 @@ def messages_send(*, room: Room, sends: Sequence[NewMessage], outbox: list[event
 
 
 def _one(*, room: Room, send: NewMessage) -> Outcome:
+    """One send in its own transaction: its refusal, or its own failure (its author deleted meanwhile
+    fails the insert at commit), is its outcome alone, as the sends before it are already stored."""
     try:
         return services.message_send(room=room, author=send.author, body=send.body, client_id=send.client_id)
     except ChatError as error:
         return error
+    except DatabaseError as error:
+        logger.warning("Storing a message of user %s in room %s failed: %s", send.author.pk, room.slug, error)
+        return ChatError(ErrorCode.INTERNAL, _NOT_STORED, room=room.slug)
 
 
 def _fitting(*, room: Room, send: NewMessage) -> Message:
@@ -160,24 +180,20 @@ def _store(
 ) -> dict[int, Outcome]:
     outcomes: dict[int, Outcome] = {}
     with transaction.atomic():
-        access = _access(room_id=room.pk, author_ids={author.pk for _, author, _ in candidates})
-        # Banned authors are known before the lock; a private room's access needs its state under it.
-        allowed = []
-        for index, author, message in candidates:
-            member, banned = access.get(author.pk, (False, False))
-            if banned:
-                outcomes[index] = ChatError(ErrorCode.FORBIDDEN, f"You are banned from '{room.slug}'.", room=room.slug)
-            else:
-                allowed.append((index, author, message, member))
-        if not allowed:
-            return outcomes
-        fresh = _advance(room_id=room.pk, count=len(allowed))
+        fresh = _advance(room_id=room.pk, count=len(candidates))
         if fresh is None:
             error = ChatError(ErrorCode.NOT_FOUND, f"No room '{room.slug}'.", room=room.slug)
             return {index: error for index, _, _ in candidates}
+        # Under the room's lock, so that a ban (or a lost invitation) committed while this batch
+        # waited for it refuses the send, as services._advance does.
+        access = _access(room_id=fresh.pk, author_ids={author.pk for _, author, _ in candidates})
         stored = []
-        for index, author, message, member in allowed:
-            refusal = access_refusal(room=fresh, member=member, banned=False)
+        for index, author, message in candidates:
+            if author.pk not in access:  # the account was deleted: its insert would fail the whole batch
+                outcomes[index] = ChatError(ErrorCode.FORBIDDEN, "Your account no longer exists.", room=room.slug)
+                continue
+            member, banned = access[author.pk]
+            refusal = access_refusal(room=fresh, member=member, banned=banned)
             if refusal is None:
                 stored.append((index, author, message))
             else:
@@ -185,7 +201,7 @@ def _store(
         if not stored:
             transaction.set_rollback(True)  # the numbers taken are given back
             return outcomes
-        refused = len(allowed) - len(stored)
+        refused = len(candidates) - len(stored)
         if refused:  # give back what the refused sends took: still under the lock, so no gap
             Room.objects.filter(pk=fresh.pk).update(last_seq=F("last_seq") - refused, last_rev=F("last_rev") - refused)
             fresh.last_seq, fresh.last_rev = fresh.last_seq - refused, fresh.last_rev - refused

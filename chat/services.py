@@ -151,6 +151,9 @@ def membership_remove(*, room: Room, user: User) -> None:
 
 def ban_create(*, room: Room, user: User, reason: str = "", by: User | None = None) -> Ban:
     with transaction.atomic():
+        # The room's lock first, as a send takes it before checking bans: a send waiting for it
+        # sees the ban once it commits, and one holding it is stored before the ban.
+        list(Room.objects.select_for_update().filter(pk=room.pk).values_list("pk"))
         ban, _ = Ban.objects.update_or_create(room=room, user=user, defaults={"reason": reason, "by": by})
         events.room_closed_on_commit(room_id=room.pk, room_slug=room.slug, reason=RoomClosed.BANNED, user_id=user.pk)
         events.members_on_commit(room_id=room.pk, room_slug=room.slug, members=room_members(room=room))

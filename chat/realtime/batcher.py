@@ -12,6 +12,7 @@ commit, and the frames were published before that (services' on-commit hooks run
 from __future__ import annotations
 
 import asyncio
+import copy
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -65,28 +66,45 @@ class SendBatcher:
                     outcomes = await _store(
                         room_id=room_id, slug=slug, sends=[waiting.send for waiting in batch], outbox=outbox
                     )
-                except BaseException as error:  # nothing of the batch was stored: each sender hears why
+                    # Announced from here rather than from the sync thread, which would wait for the
+                    # channel layer; before the acks, as the single path does (its on-commit hooks
+                    # run before it returns).
+                    await events.publish(outbox)
+                    for waiting, outcome in zip(batch, outcomes, strict=True):
+                        if waiting.future.done():  # its socket went away meanwhile
+                            continue
+                        if isinstance(outcome, ChatError):
+                            waiting.future.set_exception(_own(outcome))
+                        else:
+                            waiting.future.set_result(outcome[0])
+                except BaseException as error:  # nothing (or not all) of the batch answered: each sender hears why
                     for waiting in batch:
-                        if not waiting.future.done():
-                            waiting.future.set_exception(error)
-                    if isinstance(error, asyncio.CancelledError):
+                        if waiting.future.done():
+                            continue
+                        if isinstance(error, asyncio.CancelledError):
+                            waiting.future.cancel()
+                        else:
+                            waiting.future.set_exception(_own(error))
+                    if not isinstance(error, Exception):  # cancelled, or the process is exiting
                         raise
-                    continue
-                # Announced from here rather than from the sync thread, which would wait for the
-                # channel layer; before the acks, as the single path does (its on-commit hooks run
-                # before it returns).
-                await events.publish(outbox)
-                for waiting, outcome in zip(batch, outcomes, strict=True):
-                    if waiting.future.done():  # its socket went away meanwhile
-                        continue
-                    if isinstance(outcome, ChatError):
-                        waiting.future.set_exception(outcome)
-                    else:
-                        waiting.future.set_result(outcome[0])
         finally:
             self._stores.pop(room_id, None)
             for waiting in self._queues.pop(room_id, []):  # left only when the task was cancelled
                 waiting.future.cancel()
+
+
+def _own(error: BaseException) -> BaseException:
+    """A copy of `error` for one sender: each awaiting task raises its own (a shared exception
+    object gathers every raiser's traceback, and its fields are the consumer's to fill in)."""
+    if isinstance(error, ChatError):
+        own: BaseException = ChatError(error.code, error.detail, room=error.room)
+    else:
+        try:
+            own = copy.copy(error)
+        except Exception:  # an exception that cannot be rebuilt from its args: shared, as it was
+            return error
+    own.__cause__, own.__context__ = error.__cause__, error.__context__
+    return own.with_traceback(error.__traceback__)
 
 
 _batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SendBatcher] = weakref.WeakKeyDictionary()

@@ -220,3 +220,57 @@ async def test_a_departure_redis_missed_is_written_by_the_next_beat(workers):
     await a.beat()
     assert await b.users(room_id=11) == []
     assert announced == [(11, "r11", ["alice"])]
+
+
+async def test_a_restore_cut_short_by_a_failing_beat_is_done_by_the_next(workers):
+    """Redis lost this worker's entries, and the beat that found out failed before putting them
+    back (a departure it retries raised first): the lease is held again from then on, so only the
+    worker's own note brings the entries back on the next beat. Connected users are not left
+    offline."""
+    a, b, _ = workers
+    await a.add(room_id=12, room_slug="r12", username="alice", socket_id="ch-a")
+    await a.add(room_id=12, room_slug="r12", username="bob", socket_id="ch-b")
+    await a.beat()  # settled: a new worker's first entry found no lease, and this beat restored it
+    assert a.restore is False
+    script = a._remove
+
+    async def unavailable(**kwargs):
+        raise ConnectionError("Redis is away")
+
+    a._remove = unavailable
+    with pytest.raises(ConnectionError):
+        await a.remove(room_id=12, username="bob", socket_id="ch-b")  # bob's departure is owed
+    await a._redis().flushdb()  # Redis restarted empty
+    with pytest.raises(ConnectionError):
+        await a.beat()  # retrying bob's departure fails again, before the restore
+    a._remove = script
+    assert await b.users(room_id=12) == []
+    await a.beat()
+    assert await b.users(room_id=12) == ["alice"]
+
+
+async def test_a_restore_that_fails_midway_is_finished_by_the_next_beat(workers):
+    a, b, _ = workers
+    await a.add(room_id=13, room_slug="r13", username="alice", socket_id="ch-a")
+    await a.add(room_id=14, room_slug="r14", username="bob", socket_id="ch-b")
+    await a.beat()
+    assert a.restore is False
+    await a._redis().flushdb()
+    script = a._add
+    calls = 0
+
+    async def second_fails(**kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise ConnectionError("Redis is away")
+        return await script(**kwargs)
+
+    a._add = second_fails
+    with pytest.raises(ConnectionError):
+        await a.beat()
+    a._add = script
+    assert [await b.users(room_id=13), await b.users(room_id=14)].count([]) == 1  # one back, one not
+    await a.beat()
+    assert (await b.users(room_id=13), await b.users(room_id=14)) == (["alice"], ["bob"])
+    assert a.restore is False

@@ -122,6 +122,7 @@ class RedisPresence:
         self.local: dict[int, dict[str, set[str]]] = {}
         self.slugs: dict[int, str] = {}
         self.restore = False  # the lease was lost: put this worker's entries back on the next beat
+        self.losses = 0  # times the lease was found lost: a restore is done only if none came during it
         # Departures that could not be written (Redis away): retried by each beat until they are,
         # as this worker's live lease would otherwise keep those users listed. (room id, username)
         self.unreleased: dict[tuple[int, str], str] = {}  # -> the room's slug
@@ -167,8 +168,12 @@ class RedisPresence:
             args=[username, self.worker, room_id, room_slug, self.ttl_ms],
         )
         if lease_lost:
-            self.restore = True  # this worker's other entries may be gone too
+            self._lost()  # this worker's other entries may be gone too
         return bool(came)
+
+    def _lost(self) -> None:
+        self.restore = True
+        self.losses += 1
 
     async def remove(self, *, room_id: int, username: str, socket_id: str) -> bool:
         self._redis()
@@ -255,6 +260,10 @@ class RedisPresence:
         self._redis()
         reply = await self._heartbeat(keys=[WORKERS], args=[PREFIX, self.worker, self.ttl_ms, REAP_PER_BEAT])
         lease_lost, reaped = bool(reply[0]), reply[1:]
+        if lease_lost:
+            # Noted at once: the script has made the lease again, so later beats report it held,
+            # and should anything below raise, the next beat must still put the entries back.
+            self._lost()
         for i in range(0, len(reaped), 3):
             room_id, slug = int(reaped[i]), reaped[i + 1].decode()
             await self._announce(room_id, slug, left=[name.decode() for name in reaped[i + 2]])
@@ -266,14 +275,18 @@ class RedisPresence:
             del self.unreleased[(room_id, username)]
             if went:
                 await self._announce(room_id, slug, left=[username])
-        if lease_lost or self.restore:
+        if self.restore:
             # Redis restarted empty, or this worker stalled past its lease and was reaped while its
-            # sockets live: put its entries back and tell the rooms.
-            self.restore = False
+            # sockets live: put its entries back and tell the rooms. Done only once every entry is
+            # back (a failure midway leaves it to the next beat; holding twice is harmless) and no
+            # loss was found meanwhile.
+            losses = self.losses
             for room_id, users in list(self.local.items()):
                 came = [name for name in list(users) if await self._hold(room_id, self.slugs[room_id], name)]
                 if came:
                     await self._announce(room_id, self.slugs[room_id], joined=came)
+            if self.losses == losses:
+                self.restore = False
 
     async def _announce(
         self, room_id: int, slug: str, *, joined: list[str] | None = None, left: list[str] | None = None

@@ -406,3 +406,39 @@ def test_the_schema_describes_the_api() -> None:
 
 
 # Schemathesis: generated requests against a real worker must get answers that match the schema.
+
+
+@pytest.mark.django_db
+def test_online_answers_503_at_once_when_redis_hangs(token: str, lobby: Room, settings) -> None:
+    """The view runs in the worker's one sync thread (shared with every socket's database work):
+    a Redis that accepts connections but does not answer (here: redis-server stopped with SIGSTOP)
+    holds it for the view's short timeout, not the client's 5 s, and the caller hears why."""
+    import os
+    import signal
+    import time
+
+    from chat.realtime.presence import reset_presence
+    from tests.support.redis_server import RedisServer
+
+    with RedisServer() as redis:
+        settings.REDIS_URL = redis.url
+        reset_presence()
+        try:
+            client = Client()
+            response = client.get("/api/rooms/lobby/online/", **bearer(token))
+            assert (response.status_code, response.json()["online"]) == (200, 0)
+            assert redis.process is not None
+            os.kill(redis.process.pid, signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                response = client.get("/api/rooms/lobby/online/", **bearer(token))
+                took = time.monotonic() - started
+            finally:
+                os.kill(redis.process.pid, signal.SIGCONT)
+            assert response.status_code == 503
+            assert response.json()["code"] == "internal" and "try again" in response.json()["detail"]
+            assert response["Retry-After"] == "1"
+            assert took < 2, took  # the view's 1 s, and some slack
+            assert client.get("/api/rooms/lobby/online/", **bearer(token)).status_code == 200
+        finally:
+            reset_presence()

@@ -174,3 +174,143 @@ async def test_a_batch_in_a_room_archived_meanwhile_is_refused_whole(alice, bob,
         lambda: type(lobby).objects.values_list("last_seq", "last_rev").get(pk=lobby.pk)
     )()
     assert counters == (0, 0)
+
+
+async def test_a_ban_committed_while_the_batch_waited_for_the_room_refuses_the_send(
+    alice, bob, lobby, connect, monkeypatch
+):
+    """On PostgreSQL a batch waits for the room's row lock while another batch commits; a ban that
+    commits meanwhile must still refuse its author. The ban is written here as the batch takes the
+    lock, so only a check made under the lock sees it."""
+    from chat import group_commit
+
+    a, b = await connect(alice), await connect(bob)
+    await a.join("lobby")
+    await b.join("lobby")
+    monkeypatch.setattr(events, "_send_now", lambda group, event: None)  # the room_closed event is lost
+    advance = group_commit._advance
+
+    def ban_then_advance(*, room_id, count):
+        Ban.objects.get_or_create(room_id=room_id, user=bob)
+        return advance(room_id=room_id, count=count)
+
+    monkeypatch.setattr(group_commit, "_advance", ban_then_advance)
+    busy = await _busy_sync_thread(0.2)
+    alice_ack, bob_error = await asyncio.gather(
+        a.request("send", room="lobby", body="before"), b.request("send", room="lobby", body="after the ban")
+    )
+    await busy
+    assert alice_ack["type"] == "ack" and (alice_ack["seq"], alice_ack["rev"]) == (1, 1)
+    assert (bob_error["type"], bob_error["code"]) == ("error", "forbidden")
+    assert [body for _, _, body, _ in await _stored(lobby)] == ["before"]
+    messages = [frame["message"]["body"] for frame in await a.drain(0.3) if frame["type"] == "message"]
+    assert messages == ["before"]
+
+
+async def test_an_author_deleted_before_the_batch_is_refused_and_the_others_are_stored(
+    alice, bob, make_user, lobby, connect, monkeypatch
+):
+    carol = await database_sync_to_async(make_user)("carol")
+    sockets = [await connect(user) for user in (alice, carol, bob)]
+    for socket in sockets:
+        await socket.join("lobby")
+    monkeypatch.setattr(events, "_send_now", lambda group, event: None)  # nothing closes carol's socket
+    await database_sync_to_async(type(carol).objects.filter(pk=carol.pk).delete)()
+
+    busy = await _busy_sync_thread(0.2)
+    replies = await asyncio.gather(
+        *(socket.request("send", room="lobby", body=f"from {n}") for n, socket in enumerate(sockets))
+    )
+    await busy
+    alice_ack, carol_error, bob_ack = replies
+    assert alice_ack["type"] == bob_ack["type"] == "ack", replies
+    assert sorted([alice_ack["seq"], bob_ack["seq"]]) == [1, 2]
+    assert (carol_error["type"], carol_error["code"]) == ("error", "forbidden")
+    assert [(seq, body) for seq, _, body, _ in await _stored(lobby)] == sorted(
+        [(alice_ack["seq"], "from 0"), (bob_ack["seq"], "from 2")]
+    )
+
+
+async def test_stored_one_at_a_time_a_send_that_fails_alone_does_not_fail_the_others(
+    alice, bob, make_user, lobby, connect, monkeypatch
+):
+    """A client_id already stored sends the batch to one-at-a-time storing; there a send whose own
+    transaction fails (its author deleted: the insert fails at commit) gets its own error, and the
+    sends stored before and after it are acked."""
+    carol = await database_sync_to_async(make_user)("carol")
+    a1, a2, c, b = await connect(alice), await connect(alice), await connect(carol), await connect(bob)
+    for socket in (a1, a2, c, b):
+        await socket.join("lobby")
+    first = await a1.request("send", room="lobby", body="stored before", client_id="old")
+    monkeypatch.setattr(events, "_send_now", lambda group, event: None)
+    await database_sync_to_async(type(carol).objects.filter(pk=carol.pk).delete)()
+
+    busy = await _busy_sync_thread(0.2)
+    retry, new, carol_error, bob_ack = await asyncio.gather(
+        a1.request("send", room="lobby", body="stored before", client_id="old"),
+        a2.request("send", room="lobby", body="new", client_id="new"),
+        c.request("send", room="lobby", body="from carol"),
+        b.request("send", room="lobby", body="from bob"),
+    )
+    await busy
+    assert (retry["type"], retry["id"], retry["seq"]) == ("ack", first["id"], first["seq"])
+    assert new["type"] == bob_ack["type"] == "ack", (new, bob_ack)
+    assert carol_error["type"] == "error" and carol_error["code"] in ("forbidden", "internal"), carol_error
+    assert sorted([new["seq"], bob_ack["seq"]]) == [2, 3]
+    assert [(seq, body) for seq, _, body, _ in await _stored(lobby)] == sorted(
+        [(1, "stored before"), (new["seq"], "new"), (bob_ack["seq"], "from bob")]
+    )
+    ack = await b.request("send", room="lobby", body="next")
+    assert (ack["seq"], ack["rev"]) == (4, 4)  # no gap
+
+
+async def test_a_message_that_fails_to_render_fails_alone(alice, bob, lobby, connect, monkeypatch):
+    from chat import formatting
+
+    render = formatting.render
+    monkeypatch.setattr(
+        formatting, "render", lambda body: (_ for _ in ()).throw(ValueError("bug")) if body == "boom" else render(body)
+    )
+    a, b = await connect(alice), await connect(bob)
+    await a.join("lobby")
+    await b.join("lobby")
+    busy = await _busy_sync_thread(0.2)
+    alice_error, bob_ack = await asyncio.gather(
+        a.request("send", room="lobby", body="boom"), b.request("send", room="lobby", body="fine")
+    )
+    await busy
+    assert (alice_error["type"], alice_error["code"]) == ("error", "internal")
+    assert (bob_ack["type"], bob_ack["seq"]) == ("ack", 1)
+    assert [body for _, _, body, _ in await _stored(lobby)] == ["fine"]
+
+
+async def test_every_sender_of_a_batch_hears_its_own_outcome_whatever_fails(alice, bob, monkeypatch):
+    """If handing out a batch's outcomes fails (here, a store that answers for fewer sends than it
+    was given), no sender waits forever; and a failure shared by the batch reaches each sender as its
+    own exception object."""
+    from django.db import OperationalError
+
+    from chat.realtime import batcher as batcher_module
+
+    async def store(*, room_id, slug, sends):
+        await asyncio.sleep(0.05)
+        return []  # fewer outcomes than sends
+
+    monkeypatch.setattr(batcher_module, "_store", store)
+    batcher = batcher_module.SendBatcher()
+    sends = [
+        batcher.send(room_id=1, slug="lobby", user=user, body="hi", client_id=None) for user in (alice, bob, alice)
+    ]
+    results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), timeout=2)
+    assert all(isinstance(result, ValueError) for result in results), results
+    assert len({id(result) for result in results}) == 3
+
+    async def down(*, room_id, slug, sends):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(batcher_module, "_store", down)
+    sends = [batcher.send(room_id=1, slug="lobby", user=user, body="hi", client_id=None) for user in (alice, bob)]
+    results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), timeout=2)
+    assert [type(result) for result in results] == [OperationalError, OperationalError]
+    assert results[0] is not results[1] and str(results[0]) == str(results[1]) == "connection refused"
+    assert batcher._stores == {}  # the store finished: the next send starts a new one
