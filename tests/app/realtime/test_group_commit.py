@@ -292,7 +292,7 @@ async def test_every_sender_of_a_batch_hears_its_own_outcome_whatever_fails(alic
 
     from chat.realtime import batcher as batcher_module
 
-    async def store(*, room_id, slug, sends):
+    async def store(*, room_id, slug, sends, outbox):
         await asyncio.sleep(0.05)
         return []  # fewer outcomes than sends
 
@@ -305,7 +305,7 @@ async def test_every_sender_of_a_batch_hears_its_own_outcome_whatever_fails(alic
     assert all(isinstance(result, ValueError) for result in results), results
     assert len({id(result) for result in results}) == 3
 
-    async def down(*, room_id, slug, sends):
+    async def down(*, room_id, slug, sends, outbox):
         raise OperationalError("connection refused")
 
     monkeypatch.setattr(batcher_module, "_store", down)
