@@ -7,7 +7,7 @@ import pytest
 from channels.layers import channel_layers
 from django.core.cache import cache
 
-from chat import services, throttle
+from chat import group_commit, services, throttle
 from chat.realtime import limits, presence, session_watch
 from tests.support.sockets import TEST_PASSWORD, Socket, open_socket, session_cookie
 
@@ -81,6 +81,7 @@ def fresh_realtime_state():
     presence.reset_presence()
     session_watch.reset_session_watch()
     limits.reset_user_limits()
+    group_commit.forget_access()
     # Per-address counts (sign-ups in the cache, failed tokens in memory): every in-process test
     # comes from 127.0.0.1, so one test's count must not limit the next.
     cache.clear()

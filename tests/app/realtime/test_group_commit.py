@@ -314,3 +314,36 @@ async def test_every_sender_of_a_batch_hears_its_own_outcome_whatever_fails(alic
     assert [type(result) for result in results] == [OperationalError, OperationalError]
     assert results[0] is not results[1] and str(results[0]) == str(results[1]) == "connection refused"
     assert batcher._stores == {}  # the store finished: the next send starts a new one
+
+
+async def test_an_author_let_through_is_not_asked_about_again_for_a_second_and_a_lost_ban_still_counts(
+    alice, bob, lobby, connect, monkeypatch
+):
+    """A batch asks the database about its authors' access only for those not let through in the
+    last ACCESS_RECHECK_SECONDS: in a worker whose batches hold one send or two, that query was a
+    third of the store's cost. A ban whose event is lost still refuses within that time."""
+    from chat import group_commit
+
+    asked: list[set[int]] = []
+    access = group_commit._access
+
+    def counted(*, room_id, author_ids):
+        asked.append(set(author_ids))
+        return access(room_id=room_id, author_ids=author_ids)
+
+    monkeypatch.setattr(group_commit, "_access", counted)
+    monkeypatch.setattr(group_commit, "ACCESS_RECHECK_SECONDS", 0.5)
+    a, b = await connect(alice), await connect(bob)
+    await a.join("lobby")
+    await b.join("lobby")
+    for body in ("one", "two", "three"):
+        assert (await a.request("send", room="lobby", body=body))["type"] == "ack"
+    assert asked == [{alice.pk}]  # once for three sends in a row
+
+    monkeypatch.setattr(events, "_send_now", lambda group, event: None)  # the ban's event is lost
+    await database_sync_to_async(Ban.objects.create)(room=lobby, user=alice)
+    await asyncio.sleep(0.6)
+    refused = await a.request("send", room="lobby", body="after the ban")
+    assert (refused["type"], refused["code"]) == ("error", "forbidden")
+    assert asked == [{alice.pk}, {alice.pk}]
+    assert [body for _, _, body, _ in await _stored(lobby)] == ["one", "two", "three"]
