@@ -245,11 +245,13 @@ async def presence(
     joined: list[str] | None = None,
     left: list[str] | None = None,
     online: int | None = None,
+    version: int | None = None,
     skip_socket: str | None = None,
 ) -> None:
-    """The whole list (`users`), or the changes with the count (chat.realtime.presence.announce)."""
+    """The whole list (`users`, with its snapshot's `version`), or the changes with the count
+    (chat.realtime.presence.announce)."""
     if users is not None:
-        frame = protocol.encode("presence", room=room_slug, users=users)
+        frame = protocol.encode("presence", room=room_slug, users=users, version=version)
     else:
         changes: dict[str, Any] = {name: value for name, value in (("joined", joined), ("left", left)) if value}
         frame = protocol.encode("presence", room=room_slug, **changes, online=online)

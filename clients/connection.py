@@ -122,6 +122,9 @@ class Room:
         self.presence: list[str] | None = None
         self.presence_complete = True
         self.online: int | None = None
+        # The version of the last whole list: lists from different workers may arrive out of
+        # order, and one older than this is dropped.
+        self.presence_version: int | None = None
         self.info: dict[str, Any] = {}
         self.joined_here = False  # a `joined` arrived on the current socket
         self.joined_once = False
@@ -789,6 +792,8 @@ class ChatClient:
         users = frame.get("presence")
         if isinstance(users, list):
             before, room.presence = room.presence, sorted(str(user) for user in users)
+            version = frame.get("presence_version")
+            room.presence_version = version if isinstance(version, int) else None
             online = frame.get("online")
             room.online = online if isinstance(online, int) else len(room.presence)
             room.presence_complete = frame.get("presence_complete") is not False
@@ -926,6 +931,11 @@ class ChatClient:
         users = frame.get("users")
         before = room.presence
         if isinstance(users, list):
+            version = frame.get("version")
+            if isinstance(version, int):
+                if room.presence_version is not None and version < room.presence_version:
+                    return  # read before the list held: it arrived late
+                room.presence_version = version
             room.presence = sorted(str(user) for user in users)
             room.online, room.presence_complete = len(room.presence), True
         elif isinstance(frame.get("online"), int):

@@ -426,12 +426,13 @@ class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
                 room_id=room.pk, room_slug=room.slug, username=self.user.username, socket_id=self.socket_id
             )
         messages, complete, rev = await _catch_up(room=room, since=frame["since"], rev=frame["rev"])
-        users, users_complete, online = await self._presence_list(room.pk)
+        users, users_complete, online, version = await self._presence_list(room.pk)
         envelope = {
             "room": room.slug,
             "info": info,
             "presence": users,
             "presence_complete": users_complete,
+            "presence_version": version,
             "online": online,
             "rev": rev,
         }
@@ -451,19 +452,18 @@ class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
                 skip_socket=self.socket_id,
             )
 
-    async def _presence_list(self, room_id: int) -> tuple[list[str], bool, int]:
-        """`joined.presence`, `joined.presence_complete` and `joined.online`: the whole sorted list while the room has at most
-        CHAT_PRESENCE_LIST_MAX users online; above that, this user first, then the first names in
-        sorted order, CHAT_PRESENCE_LIST_MAX names in all (the client asks for the names after the
-        last one with `online`)."""
+    async def _presence_list(self, room_id: int) -> tuple[list[str], bool, int, int]:
+        """`joined.presence`, `.presence_complete`, `.online` and `.presence_version`, read at
+        once: the whole sorted list while the room has at most CHAT_PRESENCE_LIST_MAX users online;
+        above that, this user first, then the first names in sorted order, CHAT_PRESENCE_LIST_MAX
+        names in all (the client asks for the names after the last one with `online`)."""
         limit = settings.CHAT_PRESENCE_LIST_MAX
-        page, has_more = await self.presence.page(room_id=room_id, after=None, limit=limit)
-        if not has_more:
-            return page, True, len(page)
-        online = await self.presence.count(room_id=room_id)
+        now = await self.presence.snapshot(room_id=room_id, limit=limit)
+        if now.online <= limit:
+            return now.names, True, now.online, now.version
         me = self.user.username
-        others = [name for name in page if name != me][: limit - 1]
-        return [me, *others], False, online
+        others = [name for name in now.names if name != me][: limit - 1]
+        return [me, *others], False, now.online, now.version
 
     async def on_online(self, frame: Frame) -> None:
         """A page of who is online in a joined room, sorted, after `after`."""

@@ -2,8 +2,11 @@
 online is a large room. The page shows "N online" from the server's count, a capped list with a
 control that loads the rest, and applies the changes live."""
 
+import json
+import re
+
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import WebSocketRoute, expect
 
 from tests.support.browser import logged_in_page, make_room, open_room
 from tests.support.daphne_server import DaphneServer
@@ -58,3 +61,44 @@ def test_a_large_room_shows_the_count_a_capped_list_and_live_changes(browser, se
     expect(alice.locator("#presence li.presence-user")).to_have_count(2)
     assert sorted(names(alice)) == ["admin", "alice"]
     expect(more).to_be_hidden()
+
+
+def test_a_list_older_than_the_one_shown_is_ignored(browser, server):
+    """Lists announced by different workers can arrive out of order: the page keeps the newest
+    (by `version`) instead of showing someone as gone until the next change."""
+    make_room(server, "order")
+    room_sockets: list[WebSocketRoute] = []  # the page's socket that joined the room
+    versions: list[int] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+
+        def to_page(data: str | bytes) -> None:
+            frame = json.loads(data) if isinstance(data, str) else {}
+            if frame.get("type") == "joined" and frame.get("room") == "order":
+                versions.append(frame["presence_version"])
+                room_sockets.append(ws)
+            ws.send(data)
+
+        upstream.on_message(to_page)
+
+    bob = logged_in_page(browser, server, "bob")
+    open_room(bob, server, "order")
+    alice = logged_in_page(browser, server, "alice")
+    alice.route_web_socket(re.compile(r"/ws/chat/"), route)
+    open_room(alice, server, "order")
+    expect(alice.locator("#presence li.presence-user")).to_have_count(2)
+    assert versions, "alice's page joined without a presence_version"
+    room_socket = room_sockets[-1]
+
+    stale = {"type": "presence", "room": "order", "users": ["alice"], "version": versions[-1] - 1}
+    room_socket.send(json.dumps(stale))
+    # Frames reach the page in order: once carol shows, the stale list has been dealt with.
+    room_socket.send(json.dumps({"type": "presence", "room": "order", "joined": ["carol"], "online": 3}))
+    expect(alice.locator("#presence li[data-username=carol]")).to_have_count(1)
+    assert sorted(names(alice)) == ["alice", "bob", "carol"]
+    newer = {"type": "presence", "room": "order", "users": ["alice"], "version": versions[-1] + 1}
+    room_socket.send(json.dumps(newer))
+    expect(alice.locator("#presence li.presence-user")).to_have_count(1)
+    bob.context.close()
+    alice.context.close()

@@ -146,6 +146,21 @@ async def test_count_and_pages_across_workers(workers):
     assert await c.users(room_id=8) == ["bea", "cal", "dan", "eve"]
 
 
+async def test_snapshots_from_any_worker_are_ordered_by_the_moment_they_were_read(workers):
+    """A list read later has a larger version, whichever worker read it: a client holding the
+    newer list can drop an older one that another worker's announcement delivers late."""
+    a, b, c = workers
+    await a.add(room_id=9, room_slug="r9", username="bea", socket_id="s-1")
+    first = await b.snapshot(room_id=9, limit=10)
+    await c.add(room_id=9, room_slug="r9", username="ann", socket_id="s-2")
+    second = await a.snapshot(room_id=9, limit=10)
+    assert (first.names, first.online) == (["bea"], 1)
+    assert (second.names, second.online) == (["ann", "bea"], 2)
+    assert second.version > first.version
+    capped = await c.snapshot(room_id=9, limit=1)
+    assert (capped.names, capped.online) == (["ann"], 2) and capped.version > second.version
+
+
 async def commands_per_beat(worker):
     """Redis commands a heartbeat costs (the script call and the commands it runs)."""
     stats = worker._redis().info("commandstats")

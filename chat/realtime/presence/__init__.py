@@ -24,8 +24,9 @@ from django.conf import settings
 from chat.realtime.presence.announce import reset_announcer
 from chat.realtime.presence.local import LocalPresence
 from chat.realtime.presence.redis import RedisPresence
+from chat.realtime.presence.snapshot import Snapshot
 
-__all__ = ["LocalPresence", "Presence", "RedisPresence", "get_presence", "reset_presence"]
+__all__ = ["LocalPresence", "Presence", "RedisPresence", "Snapshot", "get_presence", "reset_presence"]
 
 
 class Presence(Protocol):
@@ -50,6 +51,11 @@ class Presence(Protocol):
     async def page(self, *, room_id: int, after: str | None, limit: int) -> tuple[list[str], bool]:
         """Up to `limit` usernames online in the room, sorted, those after `after` (all when None),
         and whether more follow."""
+        ...
+
+    async def snapshot(self, *, room_id: int, limit: int) -> Snapshot:
+        """The first `limit` usernames online in the room, sorted, with the count and a version,
+        read atomically."""
         ...
 
     async def online_of(self, *, room_id: int, usernames: list[str]) -> tuple[int, set[str]]:

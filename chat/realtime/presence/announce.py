@@ -11,6 +11,12 @@ are online now: a name is sent as joined only if it is online, as left only if i
 change that another worker overtook (or a join undone within the batch) is not replayed. If the
 room has shrunk to the threshold by then, the whole list goes instead: dropping back under the
 threshold always ends with a full list, which resets every client's view.
+
+A whole list carries the version of the snapshot it was read in (`presence.version`, and
+`joined.presence_version` for the joiner's): lists sent by different workers may arrive in any
+order, and a client drops one older than the list it holds. Without that, a joiner whose `joined`
+overtook the list announced for the previous arrival would show that older list until the next
+change.
 """
 
 from __future__ import annotations
@@ -63,12 +69,13 @@ class Announcer:
         if not joined and not left:
             return
         limit = settings.CHAT_PRESENCE_LIST_MAX
-        if await backend.count(room_id=room_id) <= limit:
-            users = await backend.users(room_id=room_id)
-            if len(users) <= limit:
-                self.pending.pop(room_id, None)  # the list says it all
-                await events.presence(room_id=room_id, room_slug=room_slug, users=users, skip_socket=skip_socket)
-                return
+        now = await backend.snapshot(room_id=room_id, limit=limit)
+        if now.online <= limit:
+            self.pending.pop(room_id, None)  # the list says it all
+            await events.presence(
+                room_id=room_id, room_slug=room_slug, users=now.names, version=now.version, skip_socket=skip_socket
+            )
+            return
         batch = self.pending.get(room_id)
         if batch is None:
             batch = self.pending[room_id] = Batch(backend=backend, slug=room_slug)
@@ -101,10 +108,12 @@ class Announcer:
     async def _send(self, room_id: int, batch: Batch) -> None:
         names = sorted(batch.joined | batch.left)
         online, present = await batch.backend.online_of(room_id=room_id, usernames=names)
-        if online <= settings.CHAT_PRESENCE_LIST_MAX:
-            users = await batch.backend.users(room_id=room_id)
-            await events.presence(room_id=room_id, room_slug=batch.slug, users=users)
-            return
+        limit = settings.CHAT_PRESENCE_LIST_MAX
+        if online <= limit:
+            now = await batch.backend.snapshot(room_id=room_id, limit=limit)
+            if now.online <= limit:
+                await events.presence(room_id=room_id, room_slug=batch.slug, users=now.names, version=now.version)
+                return
         joined = [name for name in sorted(batch.joined) if name in present]
         left = [name for name in sorted(batch.left) if name not in present]
         for part_joined, part_left in _split(joined, left):

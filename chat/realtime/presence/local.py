@@ -6,11 +6,14 @@ import bisect
 import time
 from collections import defaultdict
 
+from chat.realtime.presence.snapshot import Snapshot, now_us
+
 
 class LocalPresence:
     def __init__(self) -> None:
         self._rooms: dict[int, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self._typing: dict[tuple[int, int], float] = {}
+        self._version = 0  # the last snapshot's, strictly increasing
 
     async def add(self, *, room_id: int, room_slug: str, username: str, socket_id: str) -> bool:
         """Record a socket in a room; True if the user was not listed before."""
@@ -42,6 +45,11 @@ class LocalPresence:
         names = sorted(self._rooms.get(room_id, {}))
         start = bisect.bisect_right(names, after) if after is not None else 0
         return names[start : start + limit], start + limit < len(names)
+
+    async def snapshot(self, *, room_id: int, limit: int) -> Snapshot:
+        names = sorted(self._rooms.get(room_id, {}))
+        self._version = max(self._version + 1, now_us())
+        return Snapshot(names[:limit], len(names), self._version)
 
     async def online_of(self, *, room_id: int, usernames: list[str]) -> tuple[int, set[str]]:
         users = self._rooms.get(room_id, {})

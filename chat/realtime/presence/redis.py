@@ -26,6 +26,8 @@ from typing import Any, cast
 from redis import asyncio as aioredis
 from redis.commands.core import AsyncScript
 
+from chat.realtime.presence.snapshot import Snapshot
+
 logger = logging.getLogger(__name__)
 
 
@@ -111,6 +113,14 @@ return out
 )
 
 
+# KEYS: users. ARGV: limit. Returns {seconds, microseconds (Redis' clock), count, {first names}}:
+# read in one script, so the names, the count and the version are of one moment.
+_SNAPSHOT = """
+local t = redis.call('TIME')
+return {t[1], t[2], redis.call('ZCARD', KEYS[1]), redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)}
+"""
+
+
 class RedisPresence:
     def __init__(self, url: str, *, ttl: float) -> None:
         self.url = url
@@ -133,6 +143,7 @@ class RedisPresence:
         self._add: AsyncScript
         self._remove: AsyncScript
         self._heartbeat: AsyncScript
+        self._snapshot: AsyncScript
 
     # One client per event loop (Daphne has one; tests may have several in turn).
     def _redis(self) -> aioredis.Redis:
@@ -145,6 +156,7 @@ class RedisPresence:
             self._add = self._client.register_script(_ADD)
             self._remove = self._client.register_script(_REMOVE)
             self._heartbeat = self._client.register_script(_HEARTBEAT)
+            self._snapshot = self._client.register_script(_SNAPSHOT)
         return self._client
 
     def _keys(self, room_id: int, username: str) -> list[str]:
@@ -221,6 +233,14 @@ class RedisPresence:
             self._redis().zrangebylex(f"{PREFIX}{room_id}:users", start, "+", start=0, num=limit + 1),
         )
         return [name.decode() for name in names[:limit]], len(names) > limit
+
+    async def snapshot(self, *, room_id: int, limit: int) -> Snapshot:
+        """The version is Redis' clock at the read: every worker reads the same clock, and it does
+        not start over when Redis restarts empty."""
+        self._redis()
+        seconds, micros, online, names = await self._snapshot(keys=[f"{PREFIX}{room_id}:users"], args=[limit])
+        version = int(seconds) * 1_000_000 + int(micros)
+        return Snapshot([name.decode() for name in names], int(online), version)
 
     async def online_of(self, *, room_id: int, usernames: list[str]) -> tuple[int, set[str]]:
         """The room's count, and which of `usernames` are online, in one round trip."""

@@ -1428,7 +1428,10 @@ function onJoined(f) {
   const fresh = !S.joined; // first `joined` on this socket: resend what is still pending
   Object.assign(S, { joined: true, joining: false, attempt: 0, authRetried: false });
   showInfo(f.info);
-  renderPresence(f.presence || [], f.online ?? (f.presence || []).length, f.presence_complete !== false);
+  renderPresence(
+    f.presence || [], f.online ?? (f.presence || []).length, f.presence_complete !== false,
+    typeof f.presence_version === 'number' ? f.presence_version : null,
+  );
   const messages = (f.messages || []).slice().sort((a, b) => a.seq - b.seq);
   if (first) {
     S.baselined = true;
@@ -1690,16 +1693,25 @@ function maybeSendTyping(c = composers.main) {
 
 // Who is online: every name in a small room; in a large one (the server caps `joined.presence` and
 // then sends changes), the names loaded so far and those seen joining, with the server's count.
-const P = { names: new Set(), online: 0, complete: true, after: null };
+// `version` is the last whole list's: lists sent by different workers can arrive out of order, and
+// one read before the list held is dropped.
+const P = { names: new Set(), online: 0, complete: true, after: null, version: null };
 
-function renderPresence(users, online = users.length, complete = true) {
-  Object.assign(P, { names: new Set(users), online, complete, after: users.length ? users[users.length - 1] : null });
+function renderPresence(users, online = users.length, complete = true, version = null) {
+  Object.assign(P, {
+    names: new Set(users), online, complete, after: users.length ? users[users.length - 1] : null, version,
+  });
   drawPresence();
 }
 
 // `presence`: the whole list (`users`), or the changes with the count.
 function onPresence(f) {
-  if (Array.isArray(f.users)) { renderPresence(f.users); return; }
+  if (Array.isArray(f.users)) {
+    const version = typeof f.version === 'number' ? f.version : null;
+    if (version !== null && P.version !== null && version < P.version) return;
+    renderPresence(f.users, f.users.length, true, version ?? P.version);
+    return;
+  }
   for (const name of f.joined || []) P.names.add(name);
   for (const name of f.left || []) P.names.delete(name);
   if (typeof f.online === 'number') P.online = f.online;
@@ -1737,7 +1749,7 @@ function drawPresence() {
 // Without a socket the page cannot know who is online (itself included): it claims nobody until
 // the next `joined` brings the list again.
 function presenceUnknown() {
-  Object.assign(P, { names: new Set(), online: 0, complete: true, after: null });
+  Object.assign(P, { names: new Set(), online: 0, complete: true, after: null, version: null });
   ui.presence.replaceChildren(make('li', 'presence-unknown muted', 'Not connected'));
   for (const count of ui.presenceCounts) if (count) count.textContent = '–';
   if (ui.presenceOnline) ui.presenceOnline.textContent = '–';

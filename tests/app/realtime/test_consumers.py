@@ -190,16 +190,20 @@ async def test_presence_lists_each_user_once_and_updates_on_leave_and_disconnect
     b1, b2 = await connect(bob), await connect(bob)
     joined = await b1.join("lobby")
     assert joined["presence"] == ["alice", "bob"]
-    assert (await a.expect("presence"))["users"] == ["alice", "bob"]
+    came = await a.expect("presence")
+    assert came["users"] == ["alice", "bob"]
+    # Each list carries the version of the read it came from: later reads, larger versions.
+    assert came["version"] > joined["presence_version"]
     joined = await b2.join("lobby")  # a second tab: still one entry
-    assert joined["presence"] == ["alice", "bob"]
+    assert joined["presence"] == ["alice", "bob"] and joined["presence_version"] > came["version"]
 
     left = await b1.request("leave", room="lobby")
     assert left == {"type": "left", "room": "lobby", "ref": left["ref"]}
     await a.nothing("presence")  # bob is still here through b2
     await b2.close()
     presence = await a.expect("presence")
-    assert presence == {"type": "presence", "room": "lobby", "users": ["alice"]}
+    assert presence == {"type": "presence", "room": "lobby", "users": ["alice"], "version": presence["version"]}
+    assert presence["version"] > joined["presence_version"]
 
 
 async def test_leave_unjoined_room_is_not_joined(alice, lobby, connect):

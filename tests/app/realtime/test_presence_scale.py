@@ -75,7 +75,9 @@ async def test_small_room_gets_lists_then_changes_batched_then_a_list_again(peop
     # Back at the threshold: the whole list, at once, so every client's view is exact again.
     await sockets["dan"].close()
     frames = await presence_frames(a, wait=0.1)
-    assert frames == [{"type": "presence", "room": "hall", "users": ["ann", "cal", "fay"]}]
+    assert [{**frame, "version": 0} for frame in frames] == [
+        {"type": "presence", "room": "hall", "users": ["ann", "cal", "fay"], "version": 0}
+    ]
 
 
 async def test_joined_is_complete_at_the_threshold_and_online_needs_a_join(people, hall, connect):

@@ -484,3 +484,17 @@ async def test_presence_changes_amend_the_list_and_a_whole_list_replaces_it(clie
     socket.feed({"type": "presence", "room": "lobby", "users": ["alice", "bob"]})
     await client.wait_for(lambda: client.presence.get("lobby") == ["alice", "bob"], 2, "the whole list")
     assert (room.online, room.presence_complete) == (2, True)
+
+
+async def test_a_whole_list_read_before_the_one_held_is_dropped(client):
+    """Two workers announce in turn, and the older list arrives after the joiner's `joined`: the
+    client keeps the newer one instead of showing someone as offline until the next change."""
+    socket = await connected(client)
+    socket.feed({**joined("lobby", presence=("alice", "bob", "carol")), "presence_version": 200})
+    await client.wait_for(lambda: client.presence.get("lobby") == ["alice", "bob", "carol"], 2, "the list")
+    socket.feed({"type": "presence", "room": "lobby", "users": ["alice", "bob"], "version": 150})  # late
+    socket.feed({"type": "presence", "room": "lobby", "joined": ["dan"], "online": 4})  # in order after it
+    await client.wait_for(lambda: client.presence.get("lobby") == ["alice", "bob", "carol", "dan"], 2, "dan")
+    socket.feed({"type": "presence", "room": "lobby", "users": ["alice", "dan"], "version": 300})
+    await client.wait_for(lambda: client.presence.get("lobby") == ["alice", "dan"], 2, "bob and carol gone")
+    assert client.rooms["lobby"].presence_version == 300
