@@ -27,6 +27,13 @@ class UploadView(APIView):
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Before anything reads the body (the session's CSRF check reads the form): the size
         # limit applies while the file arrives, not once it has been written out.
+        # A body that declares itself larger than any upload may be is refused unread.
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > settings.CHAT_UPLOAD_MAX_BYTES + ENVELOPE_BYTES:
+            raise files.too_large()
         self.guard = files.SizeLimitHandler(request._request, limit=settings.CHAT_UPLOAD_MAX_BYTES)
         request._request.upload_handlers = [self.guard, *request._request.upload_handlers]
         super().initial(request, *args, **kwargs)
@@ -39,12 +46,6 @@ class UploadView(APIView):
     )
     def post(self, request: AuthenticatedRequest, slug: str) -> Response:
         room = selectors.room_get_for(slug=slug, user=request.user)
-        try:
-            declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            declared = 0
-        if declared > settings.CHAT_UPLOAD_MAX_BYTES + ENVELOPE_BYTES:
-            raise files.too_large()
         upload = request.FILES.get("file")
         if self.guard.exceeded:
             raise files.too_large()

@@ -11,6 +11,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from django.core.management import call_command
+from django.middleware.csrf import _get_new_csrf_string
 from django.test import Client
 from django.utils import timezone
 from PIL import Image
@@ -134,6 +135,21 @@ def test_a_file_over_the_limit_is_refused_while_it_arrives_and_nothing_is_stored
     assert not Upload.objects.exists() and stored_files(media) == []
     # exactly the limit passes
     assert upload(Client(), "lobby", b"x" * (2 * 1024 * 1024), **bearer(token)).status_code == 201
+
+
+def test_a_browser_uploads_with_its_session_and_csrf_token_and_the_limit_holds_there_too(alice, lobby, settings, media):
+    """The session's CSRF check reads the form before the view does: the limit applies to that
+    read as well."""
+    settings.CHAT_UPLOAD_MAX_BYTES = 1024 * 1024
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(alice)
+    secret = _get_new_csrf_string()
+    browser.cookies["csrftoken"] = secret
+    assert upload(browser, "lobby", b"no token").status_code == 403
+    too_big = upload(browser, "lobby", b"x" * (1024 * 1024 + 1), HTTP_X_CSRFTOKEN=secret)
+    assert too_big.status_code == 413 and too_big.json()["code"] == "too_large"
+    assert not Upload.objects.exists() and stored_files(media) == []
+    assert upload(browser, "lobby", b"fine", HTTP_X_CSRFTOKEN=secret).status_code == 201
 
 
 def test_no_file_an_empty_file_and_a_broken_image_are_bad_requests(lobby, token, media):
