@@ -264,6 +264,11 @@ def test_a_message_takes_its_senders_files_once(alice, bob, lobby, make_room, to
     again = send(Client(), "lobby", {"body": "again", "attachments": [mine[0]["id"]]}, **bearer(token))
     assert again.status_code == 400 and "another message" in again.json()["detail"]
     assert Message.objects.count() == 1
+    # a retry of the send (same client_id) gets the first message back, as any retry does
+    first = send(Client(), "lobby", {"body": "", "attachments": [mine[2]["id"]], "client_id": "f1"}, **bearer(token))
+    retry = send(Client(), "lobby", {"body": "", "attachments": [mine[2]["id"]], "client_id": "f1"}, **bearer(token))
+    assert first.status_code == retry.status_code == 201 and retry.json() == first.json()
+    assert Message.objects.count() == 2
     # and a message without files still has the field
     plain = send(Client(), "lobby", {"body": "hi"}, **bearer(token)).json()
     assert plain["attachments"] == []
@@ -391,6 +396,29 @@ def test_purge_uploads_removes_only_old_pending_ones(alice, lobby, media, django
     assert out.getvalue().strip() == "Removed 1 pending upload(s)."
     assert sorted(Upload.objects.values_list("name", flat=True)) == ["new.txt", "sent.txt"]
     assert len(stored_files(media)) == 2
+
+
+def test_deleting_a_room_removes_its_files(alice, lobby, media, django_capture_on_commit_callbacks):
+    sent_file(lobby, alice)
+    upload(logged_in(alice), "lobby", b"pending")
+    assert len(stored_files(media)) == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        services.room_delete(room=lobby)
+    assert stored_files(media) == [] and not Upload.objects.exists()
+
+
+def test_staff_see_uploads_in_the_admin_and_deleting_one_there_takes_it_off_its_message(
+    alice, lobby, media, make_user, django_capture_on_commit_callbacks
+):
+    admin = make_user("boss", is_staff=True, is_superuser=True)
+    item = sent_file(lobby, alice)
+    staff = logged_in(admin)
+    listing = staff.get("/admin/chat/upload/?message__isempty=0")
+    assert listing.status_code == 200 and b"notes.txt" in listing.content
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff.post(f"/admin/chat/upload/{item['id']}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert stored_files(media) == [] and Message.objects.get().attachments == []
 
 
 def test_staff_deleting_a_file_takes_it_off_its_message(alice, lobby, media, django_capture_on_commit_callbacks):
