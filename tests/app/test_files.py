@@ -4,22 +4,25 @@ stops being able to), and the files' removal with their message or when no messa
 
 import io
 import json
+import threading
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 from django.core.management import call_command
 from django.middleware.csrf import _get_new_csrf_string
-from django.test import Client
+from django.test import AsyncClient, Client
 from django.utils import timezone
 from PIL import Image
 
-from chat import services
+from chat import files, services
 from chat.models import Message, Upload
 
-pytestmark = pytest.mark.django_db
+# transaction=True: the upload door runs in a thread of its own, with its own database connection,
+# which must see what the test made.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -208,6 +211,28 @@ def test_a_name_is_cleaned_and_given_back_in_rfc_6266_form(lobby, token):
     assert download["Content-Disposition"] == "attachment; filename*=utf-8''r%C3%A9sum%C3%A9%202026.txt"
 
 
+async def test_images_are_worked_on_outside_the_workers_shared_sync_thread(alice, lobby, monkeypatch):
+    """The sync thread every socket's database work queues on must not spend a CPU second on an
+    image: the door runs in a thread of its own."""
+    threads = []
+    real = files.clean_image
+
+    def clean_image(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files, "clean_image", clean_image)
+    token = await database_sync_to_async(lambda: services.token_create(user=alice, name="t")[1])()
+    handle = io.BytesIO(image_bytes("PNG"))
+    handle.name = "a.png"
+    response = await AsyncClient().post(
+        "/api/rooms/lobby/uploads/", {"file": handle}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 201, response.content
+    shared = await sync_to_async(threading.current_thread)()  # thread_sensitive: the shared one
+    assert len(threads) == 1 and threads[0] is not shared
+
+
 def test_uploading_needs_the_room_and_credentials(make_room, alice, bob, token):
     make_room("secret", private=True)
     assert upload(Client(), "lobby-nowhere", b"x", **bearer(token)).status_code == 404
@@ -274,7 +299,6 @@ def test_a_message_takes_its_senders_files_once(alice, bob, lobby, make_room, to
     assert plain["attachments"] == []
 
 
-@pytest.mark.django_db(transaction=True)
 async def test_a_socket_send_takes_files_and_everyone_in_the_room_sees_them(alice, bob, lobby, connect):
     token = await database_sync_to_async(lambda: services.token_create(user=alice, name="t")[1])()
     data = await database_sync_to_async(lambda: upload(Client(), "lobby", b"notes", name="n.txt", **bearer(token)))()
