@@ -5,6 +5,7 @@ stops being able to), and the files' removal with their message or when no messa
 import io
 import json
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from django.core.management import call_command
 from django.middleware.csrf import _get_new_csrf_string
 from django.test import AsyncClient, Client
 from django.utils import timezone
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from chat import files, services
 from chat.models import Message, Upload
@@ -125,6 +126,30 @@ def test_an_image_is_stored_without_exif_or_gps_upright_with_a_thumbnail(alice, 
     assert download["X-Content-Type-Options"] == "nosniff" and download["Cache-Control"] == "private"
     thumb = Client().get(data["thumbnail_url"], **bearer(token))
     assert thumb.status_code == 200 and body_of(thumb) == (media / item.thumbnail.name).read_bytes()
+
+
+def test_png_text_and_exif_and_gif_comments_are_stripped_and_animations_keep_their_frames(lobby, token, media):
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "taken at 52.5N 13.4E")
+    exif = Image.Exif()
+    exif[0x010F] = "SecretCam"
+    png = image_bytes("PNG", mode="RGBA", pnginfo=info, exif=exif.tobytes())
+    assert b"52.5N" in png and b"SecretCam" in png
+    frames = [Image.new("RGB", (30, 30), color) for color in ("red", "green", "blue")]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=120, loop=0, comment=b"52.5N")
+    gif = out.getvalue()
+    assert b"52.5N" in gif and Image.open(io.BytesIO(gif)).n_frames == 3
+
+    for data, name, content_type in ((png, "a.png", "image/png"), (gif, "a.gif", "image/gif")):
+        response = upload(Client(), "lobby", data, name=name, **bearer(token))
+        assert response.status_code == 201, response.content
+        assert response.json()["content_type"] == content_type
+        item = Upload.objects.get(pk=response.json()["id"])
+        kept = (media / item.file.name).read_bytes()
+        assert b"52.5N" not in kept and b"SecretCam" not in kept
+    with Image.open(media / item.file.name) as animation:
+        assert animation.n_frames == 3 and animation.info.get("duration") == 120
 
 
 def test_a_file_over_the_limit_is_refused_while_it_arrives_and_nothing_is_stored(settings, lobby, token, media):
@@ -420,6 +445,23 @@ def test_purge_uploads_removes_only_old_pending_ones(alice, lobby, media, django
     assert out.getvalue().strip() == "Removed 1 pending upload(s)."
     assert sorted(Upload.objects.values_list("name", flat=True)) == ["new.txt", "sent.txt"]
     assert len(stored_files(media)) == 2
+
+
+def test_each_worker_purges_pending_uploads_on_its_own(alice, lobby, media, settings):
+    settings.CHAT_UPLOAD_PURGE_INTERVAL_SECONDS = 0
+    assert files.start_runner() is None  # 0: the command from cron instead
+    old = upload(logged_in(alice), "lobby", b"old draft").json()
+    Upload.objects.filter(pk=old["id"]).update(created_at=timezone.now() - timedelta(days=2))
+    runner = files.PurgeRunner(0.05)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 5
+        while Upload.objects.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+        runner.join(5)
+    assert not Upload.objects.exists() and stored_files(media) == []
 
 
 def test_deleting_a_room_removes_its_files(alice, lobby, media, django_capture_on_commit_callbacks):
