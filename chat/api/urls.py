@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from chat.api import files, manage, people, presence, unread, views
+from chat.api import downloads, files, manage, people, presence, unread, views
 
 urlpatterns = [
     path("api/rooms/", views.RoomListView.as_view(), name="api_rooms"),
@@ -23,5 +23,9 @@ urlpatterns = [
     path("api/rooms/<str:slug>/notify/", unread.NotifyView.as_view(), name="api_notify"),
     path("api/users/", people.UserLookupView.as_view(), name="api_users"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api_schema"),
+    # Uploaded files (chat.files.FILES_PREFIX), for those who may read their room: not under
+    # /api/, as pages and <img> elements use them too.
+    path("files/<int:upload_id>/thumbnail/", downloads.ThumbnailView.as_view(), name="file_thumbnail"),
+    path("files/<int:upload_id>/<path:name>", downloads.FileDownloadView.as_view(), name="file"),
     re_path(r"^api/(?P<path>.*)$", views.api_not_found),
 ]
