@@ -39,6 +39,7 @@ from chat.api.serializers import ErrorSerializer
 from chat.api.views import AuthenticatedRequest
 from chat.errors import ChatError, ErrorCode
 from chat.models import Upload
+from chat.realtime.protocol import MAX_SEQ
 from chat.selectors import room_access_check
 
 CHUNK_BYTES = 64 * 1024
@@ -65,6 +66,8 @@ def _not_found() -> ChatError:
 
 def _readable(upload_id: int, request: AuthenticatedRequest) -> Upload:
     user = request.user
+    if upload_id > MAX_SEQ:  # no such id, and more than the database's integers hold
+        raise _not_found()
     upload = Upload.objects.select_related("room").filter(pk=upload_id).first()
     if upload is None or (upload.message_id is None and upload.uploader_id != user.pk):
         raise _not_found()
