@@ -105,10 +105,40 @@ def search_messages(
         if author_id is None:
             return [], False
         messages = messages.filter(author_id=author_id)
-    if before is not None:
-        messages = messages.filter(pk__lt=before)
-    rows = list(messages.order_by("-pk").values(*_MESSAGE_COLUMNS, "room__slug")[: limit + 1])
+    if len(q) >= TRIGRAM:
+        if before is not None:
+            messages = messages.filter(pk__lt=before)
+        rows = _page(messages, count=limit + 1)
+    else:
+        rows = _scan_newest_first(messages, before=before, count=limit + 1)
     return [message_wire(row, room_slug=row["room__slug"]) for row in rows[:limit]], len(rows) > limit
+
+
+def _page(messages: QuerySet[Message], *, count: int) -> list[dict[str, Any]]:
+    return list(messages.order_by("-pk").values(*_MESSAGE_COLUMNS, "room__slug")[:count])
+
+
+SHORT_SCAN_SLICE = 20_000  # message ids in the first slice a short query reads; each next one doubles
+
+
+def _scan_newest_first(messages: QuerySet[Message], *, before: int | None, count: int) -> list[dict[str, Any]]:
+    """The newest `count` of `messages` (which no index narrows), read in slices of ids from the
+    newest back, each twice the last, until `count` are found or the oldest message is passed: a
+    common short text reads only the newest slice, a rare one all messages once at most (in
+    log2(messages / SHORT_SCAN_SLICE) + 1 queries). A database left to plan `LIKE '%xy%' ORDER BY
+    id DESC LIMIT n` alone may read and sort the whole table even when the newest rows match."""
+    newest = Message.objects.order_by("-pk").values_list("pk", flat=True).first()
+    if newest is None:
+        return []
+    high = newest + 1 if before is None else min(before, newest + 1)  # ids below `high` are left to read
+    oldest = Message.objects.order_by("pk").values_list("pk", flat=True).first() or 0
+    rows: list[dict[str, Any]] = []
+    width = SHORT_SCAN_SLICE
+    while len(rows) < count and high > oldest:
+        low = max(oldest, high - width)
+        rows += _page(messages.filter(pk__gte=low, pk__lt=high), count=count - len(rows))
+        high, width = low, width * 2
+    return rows
 
 
 # SQLite's index -----------------------------------------------------------------------------

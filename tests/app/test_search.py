@@ -126,6 +126,29 @@ class TestSelector:
         page, has_more = search.search_messages(user=alice, q="it", limit=4, before=ids[5])
         assert [m["id"] for m in page] == ids[4:0:-1] and has_more is True
 
+    def test_short_text_read_in_slices_misses_nothing(self, alice, bob, lobby, make_room, monkeypatch):
+        """A short text is read newest first in slices of ids, each twice the last (here from 2):
+        matches on either side of every slice's edge, and in another room between them, all come."""
+        monkeypatch.setattr(search, "SHORT_SCAN_SLICE", 2)
+        other = make_room("other", private=True)  # alice may not read it
+        Membership.objects.create(room=other, user=bob, invited=True)
+        bodies_said = [f"{'ok' if n % 3 == 0 else 'no'} {n}" for n in range(40)]
+        ids = []
+        for n, body in enumerate(bodies_said):
+            ids += say(other if n % 5 == 0 else lobby, bob, body)
+        expected = [i for i, body, n in zip(ids, bodies_said, range(40), strict=True) if "ok" in body and n % 5]
+        expected.reverse()
+        found, before = [], None
+        while True:
+            page, has_more = search.search_messages(user=alice, q="ok", limit=3, before=before)
+            found += [m["id"] for m in page]
+            if not has_more:
+                break
+            before = page[-1]["id"]
+        assert found == expected
+        assert [m["id"] for m in search.search_messages(user=alice, q="ok", before=10**12)[0]] == expected[:20]
+        assert search.search_messages(user=alice, q="ok", before=ids[0]) == ([], False)
+
     @pytest.mark.parametrize("q", ["", "   ", "x" * 201, "a\x00b", "\ud800"])
     def test_bad_text_is_refused(self, alice, q):
         with pytest.raises(ChatError) as refused:
