@@ -19,9 +19,10 @@ NO_NUL = r"^[^\x00]*$"
 
 class SearchQuerySerializer(serializers.Serializer):
     q = StrictRegexField(
-        NO_NUL,
+        # Something besides spaces (they are trimmed), and no NUL anywhere: as a message's body.
+        r"^[^\x00]*[^\s\x00][^\x00]*$",
         max_length=MAX_QUERY_LENGTH,
-        error_messages={"invalid": "The text contains a NUL character."},
+        error_messages={"invalid": "Give the text to search for (not only spaces, no NUL character)."},
         help_text=(
             f"The text to find: 1 to {MAX_QUERY_LENGTH} characters (spaces around it are trimmed), any case,"
             " anywhere in a message (a substring, in any script)."

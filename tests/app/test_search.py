@@ -41,6 +41,8 @@ class TestSelector:
         assert bodies(alice, "he") == ["nothing here", "Hello there", "Say HELLO World"]
         assert bodies(alice, "  三点  ") == ["明天的会议改到三点"]  # trimmed
         assert bodies(alice, "会议改到四点") == []
+        say(lobby, bob, "à l'école")
+        assert bodies(alice, "ÉCOLE") == ["à l'école"]  # case folded beyond ASCII (3+ characters)
 
     def test_results_are_the_history_objects_each_with_its_room(self, alice, bob, lobby, make_room):
         other = make_room("other")

@@ -41,6 +41,7 @@ def say(room, author, body):
 batch = [group_commit.NewMessage(author=bob, body=body) for body in ("明天的会议改到三点", "今天没有会", "Say HELLO World")]
 group_commit.messages_send(room=lobby, sends=batch)
 say(lobby, bob, "Hello there")
+say(lobby, bob, "à l'école")
 say(lobby, bob, "100% sure")
 say(lobby, bob, "a_b")
 say(lobby, bob, "axb")
@@ -76,6 +77,7 @@ print(json.dumps({
     "会": bodies("会"),
     "hello WOR": bodies("hello WOR"),
     "HELLO": bodies("HELLO"),
+    "ÉCOLE": bodies("ÉCOLE"),
     "0%": bodies("0%"),
     "_": bodies("_"),
     "a_b": bodies("a_b"),
@@ -198,6 +200,7 @@ def test_search_finds_substrings_in_readable_rooms_only(postgres):
     assert found["会"] == [["lobby", "今天没有会"], ["lobby", "明天的会议改到三点"]]
     assert found["hello WOR"] == [["lobby", "Say HELLO World"]]
     assert found["HELLO"] == [["lobby", "Hello there"], ["lobby", "Say HELLO World"]]
+    assert found["ÉCOLE"] == [["lobby", "à l'école"]]
     assert found["0%"] == [["lobby", "100% sure"]]
     assert found["_"] == found["a_b"] == [["lobby", "a_b"]]
     # Not the private room alice holds no access to, the room she is banned from, the archived
