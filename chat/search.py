@@ -24,6 +24,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
+from django.utils.translation import gettext as _
 
 from chat.errors import ChatError, ErrorCode
 from chat.models import PRIVATE_ACCESS, Ban, Membership, Message, Room
@@ -39,12 +40,12 @@ FTS_TABLE = "chat_message_fts"
 def clean_query(q: str) -> str:
     """The query as searched: trimmed, 1 to MAX_QUERY_LENGTH characters of text; else bad_request."""
     if not is_text(q) or "\x00" in q:
-        raise ChatError(ErrorCode.BAD_REQUEST, "'q' is not valid text.")
+        raise ChatError(ErrorCode.BAD_REQUEST, _("'q' is not valid text."))
     q = q.strip()
     if not q:
-        raise ChatError(ErrorCode.BAD_REQUEST, "'q' is empty: give the text to search for.")
+        raise ChatError(ErrorCode.BAD_REQUEST, _("'q' is empty: give the text to search for."))
     if len(q) > MAX_QUERY_LENGTH:
-        raise ChatError(ErrorCode.BAD_REQUEST, f"'q' is longer than {MAX_QUERY_LENGTH} characters.")
+        raise ChatError(ErrorCode.BAD_REQUEST, _("'q' is longer than %(max)d characters.") % {"max": MAX_QUERY_LENGTH})
     return q
 
 
@@ -94,7 +95,7 @@ def search_messages(
     door to it the user may not pass; `author` (a username) to their messages (nobody: none)."""
     q = clean_query(q)
     if not 1 <= limit <= SEARCH_MAX_LIMIT:
-        raise ChatError(ErrorCode.BAD_REQUEST, f"'limit' must be 1 to {SEARCH_MAX_LIMIT}.")
+        raise ChatError(ErrorCode.BAD_REQUEST, _("'limit' must be 1 to %(max)d.") % {"max": SEARCH_MAX_LIMIT})
     messages = _matching(q)
     if room is not None:
         messages = messages.filter(room=room_get_for(slug=room, user=user))
