@@ -15,10 +15,13 @@ A query of 1 or 2 characters has no trigram: on either database it is a newest-f
 readable rooms' messages, stopped as soon as a page is full (its cost is in docs/search.md).
 """
 
+from collections.abc import Sequence
 from typing import Any
 
+from django.apps import AppConfig
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
+from django.core import checks
 from django.db import connection, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
@@ -219,6 +222,32 @@ def postgres_install(db: BaseDatabaseWrapper) -> None:
         cursor.execute(
             f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {PG_INDEX} ON chat_message USING gin (UPPER(body) gin_trgm_ops)"
         )
+
+
+def check_locale(
+    *, app_configs: Sequence[AppConfig] | None, databases: Sequence[str] | None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """(A system check, run by `migrate` and `check --database default`) Warn when a PostgreSQL
+    database's LC_CTYPE is C or POSIX: pg_trgm then drops non-ASCII characters, and a search in
+    Chinese reads every message instead of the index."""
+    found: list[checks.CheckMessage] = []
+    for alias in databases or []:
+        db = connections[alias]
+        if db.vendor != "postgresql":
+            continue
+        with db.cursor() as cursor:
+            cursor.execute("SELECT datctype FROM pg_database WHERE datname = current_database()")
+            row = cursor.fetchone()
+        if row is not None and row[0] in ("C", "POSIX"):
+            found.append(
+                checks.Warning(
+                    f"Database '{alias}' has LC_CTYPE {row[0]}: search's trigram index leaves out every "
+                    "non-ASCII character, so a search in Chinese (or any non-Latin script) reads every message.",
+                    hint="Create the database with a UTF-8 locale, e.g. LC_CTYPE 'C.UTF-8' (docs/search.md).",
+                    id="chat.W001",
+                )
+            )
+    return found
 
 
 def postgres_uninstall(db: BaseDatabaseWrapper) -> None:

@@ -239,3 +239,28 @@ def test_the_migration_goes_back_and_forth(postgres):
     assert len(made) == 1 and made[0].endswith("USING gin (upper(body) gin_trgm_ops)"), made
     assert gone == []
     assert again == made
+
+
+def test_a_database_under_the_c_locale_is_warned_about(postgres):
+    """Under C, pg_trgm leaves Chinese out of the index: `migrate` and `check --database` say so,
+    and search still finds it (by reading every message)."""
+    name = "c_locale"
+    postgres._run(
+        "createdb", "-h", "127.0.0.1", "-p", str(postgres.port), "-U", "postgres", "-T", "template0", "-l", "C", name
+    )
+    env = _env(postgres, name)
+    migrated = run_manage(env, "migrate", "--no-input", timeout=120)
+    assert "chat.W001" in migrated.stderr and "LC_CTYPE C" in migrated.stderr
+    found = _run(
+        env,
+        "import django, json; django.setup()\n"
+        "from django.contrib.auth.models import User\n"
+        "from chat import search, services\n"
+        "room = services.room_create(slug='lobby', name='Lobby')\n"
+        "bob = User.objects.create_user('bob')\n"
+        "services.message_send(room=room, author=bob, body='明天的会议改到三点')\n"
+        "print(json.dumps([m['body'] for m in search.search_messages(user=bob, q='会议改')[0]], ensure_ascii=False))",
+    )
+    assert json.loads(found) == ["明天的会议改到三点"]
+    utf8 = run_manage(_fresh_database(postgres, "utf8_locale"), "check", "--database", "default")
+    assert "chat.W001" not in utf8.stderr + utf8.stdout
