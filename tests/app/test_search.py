@@ -4,6 +4,7 @@ case is found, newest first, page by page; nothing from rooms they may not read 
 deleted, an edit found by its new text. Over HTTP (GET /api/search/) and the socket (`search`)."""
 
 import asyncio
+import json
 
 import pytest
 from channels.db import database_sync_to_async
@@ -259,3 +260,24 @@ async def test_search_frame(alice, bob, lobby, connect, settings):
     assert replies[-1]["type"] == "error" and replies[-1]["code"] == "rate_limited"
     await asyncio.sleep(0.3)  # the socket's own frame allowance, spent above, refills
     assert (await socket.request("ping"))["type"] == "pong"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_search_reply_never_exceeds_a_frame_and_pages_on_without_gaps(alice, lobby, connect, settings):
+    def fill():
+        return say(lobby, alice, *(f"needle {n} " + "x" * (settings.CHAT_MAX_BODY - 20) for n in range(30)))
+
+    ids = await database_sync_to_async(fill)()
+    socket = await connect(alice)
+    found, before, pages = [], None, 0
+    while True:
+        reply = await socket.request("search", q="needle", limit=30, before=before)
+        assert reply["type"] == "search", reply
+        size = len(json.dumps(reply, ensure_ascii=False, separators=(",", ":")).encode())
+        assert size <= settings.CHAT_MAX_FRAME_BYTES
+        found += [m["id"] for m in reply["messages"]]
+        pages += 1
+        if not reply["has_more"]:
+            break
+        before = reply["messages"][-1]["id"]
+    assert found == ids[::-1] and pages > 1
