@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from chat.api import downloads, files, manage, people, presence, unread, views
+from chat.api import downloads, files, manage, people, presence, search, unread, views
 
 urlpatterns = [
     path("api/rooms/", views.RoomListView.as_view(), name="api_rooms"),
@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/unread/", unread.UnreadView.as_view(), name="api_unread"),
     path("api/rooms/<str:slug>/notify/", unread.NotifyView.as_view(), name="api_notify"),
     path("api/users/", people.UserLookupView.as_view(), name="api_users"),
+    path("api/search/", search.SearchView.as_view(), name="api_search"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api_schema"),
     # Uploaded files (chat.files.FILES_PREFIX), for those who may read their room: not under
     # /api/, as pages and <img> elements use them too.

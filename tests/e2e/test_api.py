@@ -42,6 +42,7 @@ def test_the_api_answers_as_its_schema_says(live):
         "GET /api/direct/",
         "POST /api/direct/",
         "GET /api/users/",
+        "GET /api/search/",
         "GET /api/unread/",
         "GET /api/rooms/{slug}/notify/",
         "PUT /api/rooms/{slug}/notify/",

@@ -399,6 +399,7 @@ def test_the_schema_describes_the_api() -> None:
         "/api/rooms/{slug}/members/{username}/": {"delete"},
         "/api/rooms/{slug}/messages/{message_id}/": {"delete"},
         "/api/users/": {"get"},
+        "/api/search/": {"get"},
     }
     message = schema["components"]["schemas"]["Message"]["properties"]
     assert {"rev", "html", "reply_to", "reply_count", "repliers", "last_reply_at", "reactions"} <= set(message)
