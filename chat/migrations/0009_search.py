@@ -35,7 +35,6 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        # The integrator re-points this to 0008_files.
         ("chat", "0008_files"),
     ]
 
