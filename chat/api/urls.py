@@ -29,4 +29,6 @@ urlpatterns = [
     path("files/<int:upload_id>/thumbnail/", downloads.ThumbnailView.as_view(), name="file_thumbnail"),
     path("files/<int:upload_id>/<path:name>", downloads.FileDownloadView.as_view(), name="file"),
     re_path(r"^api/(?P<path>.*)$", views.api_not_found),
+    # A file address that is not one (a negative or missing id): the downloads' JSON 404.
+    re_path(r"^files/(?P<path>.*)$", views.api_not_found),
 ]

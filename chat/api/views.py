@@ -209,6 +209,6 @@ class DirectView(APIView):
 
 
 def api_not_found(request: HttpRequest, path: str = "") -> JsonResponse:
-    """Any other path under /api/ (a slug with a slash in it, say): a JSON 404, like the API's
-    own refusals, instead of the HTML page."""
+    """Any other path under /api/ (a slug with a slash in it, say) or /files/: a JSON 404, like
+    the API's own refusals, instead of the HTML page."""
     return JsonResponse({"code": ErrorCode.NOT_FOUND, "detail": "There is no such API path."}, status=404)

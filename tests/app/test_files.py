@@ -376,6 +376,7 @@ def test_who_may_download_follows_who_may_read_the_room(alice, bob, make_user, m
         assert Client().get(path, **bearer(services.token_create(user=carol, name="c")[1])).status_code == 200
     assert logged_in(bob).get(f"/files/{item['id'] + 1000}/x").status_code == 404
     assert logged_in(bob).get(f"/files/{10**30}/x").json()["code"] == "not_found"
+    assert logged_in(bob).get("/files/-5/x").json()["code"] == "not_found"  # not an id: JSON, not the page
 
     services.ban_create(room=staff, user=bob)
     services.member_remove(room=staff, user=carol, by=alice)
