@@ -4,13 +4,14 @@ DATABASE_URL pointing at that database; not a command to run by hand).
     python -m bench.search_db load --messages N --meta FILE      # after `manage.py migrate`
     python -m bench.search_db measure --meta FILE --runs N --output FILE
 
-`load` fills a migrated, empty database with bench/search_data.py's world in one transaction:
-users, rooms, memberships and bans through the ORM, the messages in bulk (PostgreSQL's COPY,
-SQLite's executemany). The indexes on the messages (the search index among them) are dropped
-first and built again after the rows are in, as one would load a big table; on SQLite the FTS5
-index is filled by its 'rebuild' command when it is an external-content table of the messages
-(otherwise its triggers fill it while the rows go in). It writes FILE: the load's timings, each
-query's expected matches per room.
+`load` fills a migrated, empty database with bench/search_data.py's world: users, rooms,
+memberships and bans through the ORM, then the messages in bulk in one transaction
+(PostgreSQL's COPY, SQLite's executemany). The indexes on the messages (the search index among
+them) are dropped first and built again after the rows are in, as one loads a big table: on
+PostgreSQL by their own definitions (a plain CREATE INDEX, at the server's default
+maintenance_work_mem), on SQLite the FTS5 table's triggers are set aside and
+chat.search.sqlite_install puts them back and fills the table from the live messages, as the
+migration does. It writes FILE: the load's timings, each query's expected matches per room.
 
 `measure` calls chat.search.search_messages in this process as the searcher, for each query of
 the mix, with and without a room filter: one warm-up round that also checks every result
@@ -23,7 +24,6 @@ import argparse
 import json
 import os
 import random
-import re
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -104,7 +104,6 @@ def _other_columns(connection) -> tuple[list[str], list[Any]]:
 
 def _pg_load(connection, columns: list[str], rows) -> dict[str, float]:
     with connection.cursor() as cursor:
-        cursor.execute("SET maintenance_work_mem = '512MB'")
         # The foreign keys are checked row by row as the rows go in, not queued to the commit
         # (Django's are deferred, and an index cannot be built over pending checks).
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
@@ -128,40 +127,44 @@ def _pg_load(connection, columns: list[str], rows) -> dict[str, float]:
     return timings
 
 
-_FTS = re.compile(r"content\s*=\s*'?\"?chat_message\b", re.IGNORECASE)
-
-
 def _sqlite_load(connection, columns: list[str], rows) -> dict[str, Any]:
+    from django.db import transaction
+
+    from chat import search
+
     raw = connection.connection
     raw.execute("PRAGMA synchronous = OFF")
     raw.execute("PRAGMA cache_size = -262144")  # 256 MiB, for the load
-    schema = raw.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL").fetchall()
-    indexes = [(name, sql) for kind, name, table, sql in schema if kind == "index" and table == "chat_message"]
-    fts = [name for kind, name, _, sql in schema if kind == "table" and "fts5" in sql.lower() and _FTS.search(sql)]
-    # With an external-content FTS5 table, its triggers are set aside and 'rebuild' fills it at the end.
-    triggers = [(name, sql) for kind, name, table, sql in schema if kind == "trigger" and table == "chat_message"]
-    triggers = triggers if fts else []
-    raw.execute("BEGIN")
-    for name, _ in indexes:
-        raw.execute(f'DROP INDEX "{name}"')
-    for name, _ in triggers:
-        raw.execute(f'DROP TRIGGER "{name}"')
-    started = time.monotonic()
-    placeholders = ", ".join("?" for _ in columns)
-    raw.executemany(f"INSERT INTO chat_message ({', '.join(columns)}) VALUES ({placeholders})", rows)
-    timings: dict[str, Any] = {"rows_seconds": time.monotonic() - started, "indexes": {}}
-    for name, sql in indexes:
+    schema = raw.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'chat_message' AND sql IS NOT NULL"
+    ).fetchall()
+    indexes = [(name, sql) for kind, name, sql in schema if kind == "index"]
+    triggers = [(name, sql) for kind, name, sql in schema if kind == "trigger"]
+    timings: dict[str, Any] = {"indexes": {}}
+    with transaction.atomic():
+        # The search index's triggers too: chat.search fills its FTS5 table once the rows are in.
+        for name, _ in indexes:
+            raw.execute(f'DROP INDEX "{name}"')
+        for name, _ in triggers:
+            raw.execute(f'DROP TRIGGER "{name}"')
         started = time.monotonic()
-        raw.execute(sql)
-        timings["indexes"][name] = {"seconds": time.monotonic() - started, "definition": sql}
-    for name in fts:
+        placeholders = ", ".join("?" for _ in columns)
+        raw.executemany(f"INSERT INTO chat_message ({', '.join(columns)}) VALUES ({placeholders})", rows)
+        timings["rows_seconds"] = time.monotonic() - started
+        for name, sql in indexes:
+            started = time.monotonic()
+            raw.execute(sql)
+            timings["indexes"][name] = {"seconds": time.monotonic() - started, "definition": sql}
         started = time.monotonic()
-        raw.execute(f'INSERT INTO "{name}"("{name}") VALUES (\'rebuild\')')
-        timings["indexes"][name] = {"seconds": time.monotonic() - started, "definition": f"{name} (FTS5 rebuild)"}
-    for _, sql in triggers:
-        raw.execute(sql)
-    raw.execute("COMMIT")
-    timings["fts_filled_by"] = "rebuild" if fts else "triggers, during the load"
+        search.sqlite_install(connection)  # its triggers, and the FTS5 table filled from the live messages
+        timings["indexes"][search.FTS_TABLE] = {
+            "seconds": time.monotonic() - started,
+            "definition": "FTS5 trigram table, filled by chat.search.sqlite_install",
+        }
+        present = {name for (name,) in raw.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        for name, sql in triggers:
+            if name not in present:
+                raw.execute(sql)
     return timings
 
 
