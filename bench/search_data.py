@@ -19,6 +19,7 @@ GENERATOR_VERSION = 1
 SEED = 1717
 
 SEARCHER = "reader"  # the user who searches: a member of some private rooms and conversations
+SEARCHER_PASSWORD = "chatdemo"  # to sign in over HTTP (the other users have no usable password)
 USERS = 400  # besides the searcher: bench-0000 ...
 BIG_ROOM = "general"  # the room of the "with a room filter" case: the busiest the searcher reads
 

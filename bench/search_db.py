@@ -169,6 +169,7 @@ def _sqlite_load(connection, columns: list[str], rows) -> dict[str, Any]:
 
 
 def load(messages: int, meta_path: Path) -> None:
+    from django.contrib.auth.hashers import make_password
     from django.contrib.auth.models import User
     from django.db import connection, transaction
 
@@ -178,7 +179,8 @@ def load(messages: int, meta_path: Path) -> None:
     world = data.world(rng)
     started = time.monotonic()
     with transaction.atomic():
-        User.objects.bulk_create(User(username=name, password="!") for name in world.usernames)
+        password = {data.SEARCHER: make_password(data.SEARCHER_PASSWORD)}
+        User.objects.bulk_create(User(username=name, password=password.get(name, "!")) for name in world.usernames)
         ids = dict(User.objects.values_list("username", "pk"))
         users = [ids[name] for name in world.usernames]
         room_objects = []
