@@ -102,7 +102,7 @@ def _other_columns(connection) -> tuple[list[str], list[Any]]:
     return names, values
 
 
-def _pg_load(connection, columns: list[str], rows) -> dict[str, float]:
+def _pg_load(connection, columns: list[str], rows) -> dict[str, Any]:
     with connection.cursor() as cursor:
         # The foreign keys are checked row by row as the rows go in, not queued to the commit
         # (Django's are deferred, and an index cannot be built over pending checks).
@@ -119,7 +119,11 @@ def _pg_load(connection, columns: list[str], rows) -> dict[str, float]:
         with cursor.cursor.copy(f"COPY chat_message ({', '.join(columns)}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-        timings = {"rows_seconds": time.monotonic() - started, "indexes": {}}
+        timings: dict[str, Any] = {"rows_seconds": time.monotonic() - started, "indexes": {}}
+        # The ids were given: the sequence goes past them, so a message stored later gets a new one.
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence('chat_message', 'id'), (SELECT max(id) FROM chat_message))"
+        )
         for name, definition in indexes:
             started = time.monotonic()
             cursor.execute(definition)
