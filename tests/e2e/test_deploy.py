@@ -119,6 +119,8 @@ def test_postgres_keeps_its_data_in_a_volume_and_has_a_healthcheck(resolved):
     postgres = resolved["services"]["postgres"]
     assert mounts(postgres)["/var/lib/postgresql/data"] == "pgdata"
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    # Search's trigram index needs a UTF-8 LC_CTYPE to index Chinese (docs/search.md).
+    assert "--locale=C.UTF-8" in postgres["environment"]["POSTGRES_INITDB_ARGS"].split()
     assert "pg_isready" not in " ".join(resolved["services"]["redis"]["healthcheck"]["test"])
 
 
