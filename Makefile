@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run cluster bench-layers faults bench test test-fast lint setup system-packages clean
+.PHONY: run cluster bench-layers faults bench bench-search test test-fast lint setup system-packages clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (python3 is " + sys.version.split()[0] + ").")'
@@ -59,6 +59,15 @@ faults: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	@bin/ensure-system-packages redis-server nginx postgresql
 	$(PY) -m bench.bench $(BENCH_ARGS)
+
+# Search latency (bench/search.py): chat.search over 1,000,000 generated messages (mixed English and
+# Chinese) on PostgreSQL and on SQLite, with and without a room filter, p50/p95/p99/max per query
+# and PASS/MISS against p95 < 200 ms on PostgreSQL; writes bench/results/search.json. The databases
+# are generated once (a few minutes) and kept in var/bench-search/. BENCH_SEARCH_ARGS="--quick"
+# (100,000 messages), "--messages 100000", "--databases postgresql".
+bench-search: $(VENV)/.dev-installed
+	@bin/ensure-system-packages postgresql
+	$(PY) -m bench.search $(BENCH_SEARCH_ARGS)
 
 # axe-core (accessibility checks the browser tests inject into pages), from the npm registry.
 node_modules/.installed: package.json package-lock.json
