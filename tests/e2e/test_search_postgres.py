@@ -1,7 +1,8 @@
 """Message search on a real PostgreSQL (tests/support/postgres_server.py, a UTF-8 LC_CTYPE), in a
 fresh process: the same behaviour as on SQLite (tests/app/test_search.py), and the query plan: a
-query of 3 characters or more, English or Chinese, is answered by the pg_trgm index
-(message_body_trgm), which the migration makes and takes away again."""
+rare query of 3 characters or more, English or Chinese, is answered by the pg_trgm index
+(message_body_trgm), one of 2 characters by the bigram index (message_body_bigrams); the
+migrations make them and take them away again."""
 
 import json
 import secrets
@@ -78,6 +79,10 @@ print(json.dumps({
     "hello WOR": bodies("hello WOR"),
     "HELLO": bodies("HELLO"),
     "ÉCOLE": bodies("ÉCOLE"),
+    "éC": bodies("éC"),
+    "pl": bodies("pl"),
+    "dr": bodies("dr"),
+    "VE": bodies("VE"),
     "0%": bodies("0%"),
     "_": bodies("_"),
     "a_b": bodies("a_b"),
@@ -122,6 +127,8 @@ Message.objects.bulk_create(
 )
 Room.objects.filter(pk=room.pk).update(last_seq=count, last_rev=count)
 services.message_send(room=room, author=bob, body="明天的会议改到三点 Zebra Quartz")
+gone = services.message_send(room=room, author=bob, body="琥珀 qz, deleted")[0]["id"]
+services.message_delete_own(room=room, author=bob, message_id=gone)
 with connection.cursor() as cursor:
     # As autovacuum leaves a table: the GIN index's pending list merged, statistics taken.
     cursor.execute("VACUUM ANALYZE chat_message")
@@ -134,8 +141,11 @@ def plan(q):
     queryset = search._matching(q).filter(room_id__in=search.readable_room_ids(user=bob)).order_by("-pk")
     return queryset.values("pk")[:21].explain(analyze=True)
 
-plans = {q: plan(q) for q in ("zebra QUARTZ", "会议改", "会议")}
+plans = {q: plan(q) for q in ("zebra QUARTZ", "会议改", "会议", "Qu", "琥珀", "天气", "会")}
 found = {q: [m["body"] for m in search.search_messages(user=bob, q=q)[0]] for q in plans}
+# A common bigram: the newest 20 live messages that contain it, as Python finds them.
+newest = Message.objects.filter(deleted=False).order_by("-pk").values_list("body", flat=True)
+found["天气 expected"] = [body for body in newest.iterator() if "天气" in body][:20]
 print(json.dumps({"ctype": ctype, "trigrams": trigrams, "plans": plans, "found": found}, ensure_ascii=False))
 """
 
@@ -148,10 +158,16 @@ from django.db import connection
 
 def index():
     with connection.cursor() as cursor:
-        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'message_body_trgm'")
-        return [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE indexname IN ('message_body_trgm', 'message_body_bigrams')"
+            " UNION ALL SELECT proname, pg_get_function_result(oid) FROM pg_proc WHERE proname = 'chat_bigrams'"
+            " ORDER BY 1"
+        )
+        return dict(cursor.fetchall())
 
 states = [index()]
+call_command("migrate", "chat", "0009_search", verbosity=0)
+states.append(index())
 call_command("migrate", "chat", "0007_unread", verbosity=0)
 states.append(index())
 call_command("migrate", verbosity=0)
@@ -200,7 +216,10 @@ def test_search_finds_substrings_in_readable_rooms_only(postgres):
     assert found["会"] == [["lobby", "今天没有会"], ["lobby", "明天的会议改到三点"]]
     assert found["hello WOR"] == [["lobby", "Say HELLO World"]]
     assert found["HELLO"] == [["lobby", "Hello there"], ["lobby", "Say HELLO World"]]
-    assert found["ÉCOLE"] == [["lobby", "à l'école"]]
+    assert found["ÉCOLE"] == found["éC"] == [["lobby", "à l'école"]]
+    # Two characters (the bigram index): not a deleted message, nor an edit's old text.
+    assert found["pl"] == [] and found["dr"] == []
+    assert found["VE"] == [["other", "final version"]]
     assert found["0%"] == [["lobby", "100% sure"]]
     assert found["_"] == found["a_b"] == [["lobby", "a_b"]]
     # Not the private room alice holds no access to, the room she is banned from, the archived
@@ -221,7 +240,7 @@ def test_search_finds_substrings_in_readable_rooms_only(postgres):
     assert found["empty q"] == "bad_request"
 
 
-def test_three_characters_or_more_use_the_trigram_index_in_english_and_chinese(postgres):
+def test_rare_queries_of_two_characters_or_more_use_an_index_in_english_and_chinese(postgres):
     outcome = json.loads(_run(_fresh_database(postgres, "planned"), EXPLAIN))
     assert outcome["ctype"] == "C.UTF-8"
     assert len(outcome["trigrams"]) == 4  # "  会", " 会议", "会议改", "议改 ": Chinese is indexed, not dropped
@@ -229,15 +248,26 @@ def test_three_characters_or_more_use_the_trigram_index_in_english_and_chinese(p
         plan = outcome["plans"][q]
         assert "Bitmap Index Scan on message_body_trgm" in plan, plan
         assert outcome["found"][q] == ["明天的会议改到三点 Zebra Quartz"]
-    # Two characters have no trigram: a scan, still right.
-    assert "message_body_trgm" not in outcome["plans"]["会议"]
-    assert outcome["found"]["会议"] == ["明天的会议改到三点 Zebra Quartz"]
+    # Two characters have no trigram: a rare one, Chinese or English (any case), is answered by
+    # the bigram index; a deleted message is not found.
+    for q in ("会议", "Qu"):
+        plan = outcome["plans"][q]
+        assert "Bitmap Index Scan on message_body_bigrams" in plan and "message_body_trgm" not in plan, plan
+        assert outcome["found"][q] == ["明天的会议改到三点 Zebra Quartz"]
+    assert "message_body_bigrams" in outcome["plans"]["琥珀"] and outcome["found"]["琥珀"] == []
+    # A common one: whichever plan, the newest 20 that contain it.
+    assert len(outcome["found"]["天气"]) == 20 and outcome["found"]["天气"] == outcome["found"]["天气 expected"]
+    # One character: no index, a scan, still right.
+    assert "message_body_bigrams" not in outcome["plans"]["会"] and len(outcome["found"]["会"]) == 20
 
 
 def test_the_migration_goes_back_and_forth(postgres):
-    made, gone, again = json.loads(_run(_fresh_database(postgres, "reversible"), REVERSIBLE))
-    assert len(made) == 1 and made[0].endswith("USING gin (upper(body) gin_trgm_ops)"), made
-    assert gone == []
+    made, trigrams_only, gone, again = json.loads(_run(_fresh_database(postgres, "reversible"), REVERSIBLE))
+    assert made["message_body_trgm"].endswith("USING gin (upper(body) gin_trgm_ops)"), made
+    assert made["message_body_bigrams"].endswith("USING gin (chat_bigrams(upper(body)))"), made
+    assert made["chat_bigrams"] == "text[]"
+    assert trigrams_only == {"message_body_trgm": made["message_body_trgm"]}
+    assert gone == {}
     assert again == made
 
 
