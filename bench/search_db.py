@@ -226,7 +226,9 @@ def load(messages: int, meta_path: Path) -> None:
             Room.objects.filter(pk=rooms[r]).update(last_seq=seq, last_rev=seq)
     started_analyze = time.monotonic()
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE chat_message" if connection.vendor == "postgresql" else "ANALYZE")
+        # Every table: the planner needs chat_room's statistics too (without them a rare 2-character
+        # query read the bigram index once per room: 97 ms p95 against 6 ms with them).
+        cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
     timings["analyze_seconds"] = time.monotonic() - started_analyze
     timings["total_seconds"] = time.monotonic() - started
     counts = rows.counts
