@@ -2,6 +2,7 @@
 metadata (nothing), the rules of attaching files to a message, who may download them (and who
 stops being able to), and the files' removal with their message or when no message took them."""
 
+import asyncio
 import io
 import json
 import threading
@@ -201,6 +202,67 @@ def test_a_decompression_bomb_is_refused(lobby, token, media):
     assert response.status_code == 400
     assert "too many pixels" in response.json()["detail"]
     assert not Upload.objects.exists() and stored_files(media) == []
+
+
+def many_frames_gif(count: int) -> bytes:
+    """A GIF of `count` one-pixel frames: a few bytes each, so a small file holds a great many."""
+    out = io.BytesIO()
+    Image.new("P", (1, 1), 0).save(out, "GIF")
+    single = out.getvalue()
+    frame = single[single.index(b"\x2c", 13) : -1]  # the image descriptor and its data
+    control = b"\x21\xf9\x04\x00\x01\x00\x00\x00"  # a graphic control extension: 10 ms
+    return single[: single.index(b"\x2c", 13)] + (control + frame) * count + b"\x3b"
+
+
+def test_an_animation_of_too_many_frames_is_refused_without_reading_them_all(lobby, token, media):
+    """Each frame costs a decode and a copy, however small: a 1 MB GIF of 40,000 one-pixel frames
+    must not keep a thread busy (or end in a server error) while they are counted and re-encoded."""
+    bomb = many_frames_gif(40_000)
+    assert len(bomb) < 1024 * 1024
+    started = time.monotonic()
+    response = upload(Client(), "lobby", bomb, name="frames.gif", **bearer(token))
+    assert response.status_code == 400, response.content
+    assert "frames" in response.json()["detail"]
+    assert time.monotonic() - started < 2
+    assert not Upload.objects.exists() and stored_files(media) == []
+    # an ordinary animation still goes through
+    assert (
+        upload(Client(), "lobby", many_frames_gif(files.MAX_FRAMES), name="ok.gif", **bearer(token)).status_code == 201
+    )
+
+
+async def test_a_worker_decodes_only_a_few_images_at_once(alice, lobby, monkeypatch):
+    """A large image takes a second of CPU and a gigabyte while it is decoded: many uploads at once
+    must wait their turn, not each get a thread (and the memory) of their own."""
+    busy, most = 0, 0
+    lock = threading.Lock()
+    real = files.clean_image
+
+    def clean_image(*args, **kwargs):
+        nonlocal busy, most
+        with lock:
+            busy += 1
+            most = max(most, busy)
+        try:
+            time.sleep(0.3)
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                busy -= 1
+
+    monkeypatch.setattr(files, "clean_image", clean_image)
+    token = await database_sync_to_async(lambda: services.token_create(user=alice, name="t")[1])()
+
+    async def one():
+        handle = io.BytesIO(image_bytes("PNG"))
+        handle.name = "a.png"
+        return await AsyncClient().post(
+            "/api/rooms/lobby/uploads/", {"file": handle}, headers={"Authorization": f"Bearer {token}"}
+        )
+
+    responses = await asyncio.gather(*(one() for _ in range(6)))
+    assert [response.status_code for response in responses] == [201] * 6
+    assert most <= files.IMAGE_WORKERS
 
 
 @pytest.mark.parametrize(
