@@ -20,6 +20,7 @@ from django.utils import timezone
 from PIL import Image, PngImagePlugin
 
 from chat import files, services
+from chat.errors import ChatError
 from chat.models import Message, Upload
 
 # transaction=True: the upload door runs in a thread of its own, with its own database connection,
@@ -384,6 +385,25 @@ def test_a_message_takes_its_senders_files_once(alice, bob, lobby, make_room, to
     # and a message without files still has the field
     plain = send(Client(), "lobby", {"body": "hi"}, **bearer(token)).json()
     assert plain["attachments"] == []
+
+
+def test_a_retried_send_with_files_from_someone_no_longer_let_in_is_refused(alice, bob, make_room, token):
+    """The retry of a send with files answers with the first message only to someone who may still
+    write in the room: a banned or removed author learns nothing of it since (its reactions, its
+    thread), and gets the refusal any send of theirs gets."""
+    room = make_room("team", private=True, created_by=bob)
+    services.membership_add(room=room, user=alice)
+    item = upload(Client(), "team", b"plan", name="plan.txt", **bearer(token)).json()
+    first = send(Client(), "team", {"body": "", "attachments": [item["id"]], "client_id": "f1"}, **bearer(token))
+    assert first.status_code == 201, first.content
+    services.member_remove(room=room, user=alice, by=bob)
+    retry = send(Client(), "team", {"body": "", "attachments": [item["id"]], "client_id": "f1"}, **bearer(token))
+    assert retry.status_code == 403 and retry.json()["code"] == "forbidden", retry.content
+    # nor when the removal lands between the door's check and the send (a socket that has not yet
+    # heard it was removed): the send itself refuses
+    with pytest.raises(ChatError) as refused:
+        services.message_send(room=room, author=alice, body="", client_id="f1", attachments=[item["id"]])
+    assert refused.value.code == "forbidden"
 
 
 async def test_a_socket_send_takes_files_and_everyone_in_the_room_sees_them(alice, bob, lobby, connect):
