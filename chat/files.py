@@ -212,7 +212,10 @@ def clean_image(handle: Any, image_format: str) -> CleanImage:
                     options["loop"] = image.info["loop"]
             else:
                 image.load()
-                first = _bare(ImageOps.exif_transpose(image) or image, keep=("transparency",))
+                # A new image already (turned upright, or a copy): only its metadata goes, not
+                # another full-size copy of it.
+                first = ImageOps.exif_transpose(image)
+                first.info = {key: image.info[key] for key in ("transparency",) if key in image.info}
                 options = {}
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _refuse(too_many) from None
@@ -237,8 +240,13 @@ def clean_image(handle: Any, image_format: str) -> CleanImage:
 
 
 def _thumbnail(image: Image.Image) -> dict[str, Any]:
-    thumb = image.copy()
-    thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    # Resized straight from the image (as Image.thumbnail does, but without first copying it
+    # whole: a large image's copy is hundreds of MB).
+    scale = THUMBNAIL_SIZE / max(image.size)
+    thumb = image
+    if scale < 1:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        thumb = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
     out = io.BytesIO()
     has_alpha = thumb.mode in ("RGBA", "LA", "PA") or (thumb.mode == "P" and "transparency" in thumb.info)
     if has_alpha:
