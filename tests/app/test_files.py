@@ -205,6 +205,30 @@ def test_a_decompression_bomb_is_refused(lobby, token, media):
     assert not Upload.objects.exists() and stored_files(media) == []
 
 
+def test_an_animation_whose_later_frames_grow_past_its_first_is_counted_by_what_it_decodes(
+    lobby, token, media, monkeypatch
+):
+    """A GIF says its canvas is 1×1 and its first frame is, then draws frames far larger (Pillow
+    grows the canvas to fit): each of them is decoded at that size, so they are what counts."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+
+    def gif_parts(side: int) -> tuple[bytes, bytes]:
+        out = io.BytesIO()
+        Image.new("P", (side, side), 0).save(out, "GIF")
+        data = out.getvalue()
+        start = data.index(b"\x2c", 13)
+        return data[:start], data[start:-1]
+
+    head, small = gif_parts(1)
+    _, large = gif_parts(800)  # 640,000 pixels: under the limit alone, not twice
+    control = b"\x21\xf9\x04\x00\x01\x00\x00\x00"
+    growing = head + control + small + (control + large) * 2 + b"\x3b"
+    response = upload(Client(), "lobby", growing, name="grow.gif", **bearer(token))
+    assert response.status_code == 400, response.content
+    assert "too many pixels" in response.json()["detail"]
+    assert not Upload.objects.exists() and stored_files(media) == []
+
+
 def many_frames_gif(count: int) -> bytes:
     """A GIF of `count` one-pixel frames: a few bytes each, so a small file holds a great many."""
     out = io.BytesIO()
