@@ -42,6 +42,12 @@ from chat.models import MAX_UPLOAD_NAME_LENGTH, Room, Upload
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_SIZE = 480  # pixels, the longer side
+# An animation's frames: each costs a decode and a copy however small it is, so a file of many
+# tiny frames is refused before they are all read (a few KB hold tens of thousands of them).
+MAX_FRAMES = 1000
+# Images one worker process decodes at once (chat.api.files runs the door on this many threads):
+# a large one holds a CPU for seconds and about a gigabyte while it is worked on.
+IMAGE_WORKERS = 2
 FILES_PREFIX = "/files/"  # chat/web/urls.py serves it
 # Raster images a browser shows safely: the only types ever served inline.
 IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
@@ -185,11 +191,20 @@ def clean_image(handle: Any, image_format: str) -> CleanImage:
             probe.verify()
         handle.seek(0)
         with Image.open(handle, formats=[image_format]) as image:
-            frames = getattr(image, "n_frames", 1)
-            if frames * width * height > limit:
-                raise _refuse(too_many)
-            if frames > 1:
-                sequence = [_bare(frame, keep=("duration", "transparency")) for frame in ImageSequence.Iterator(image)]
+            if getattr(image, "is_animated", False):
+                # Counted while read (not `n_frames`, which reads every frame first): the
+                # frames' pixels together within the limit, and at most MAX_FRAMES of them.
+                sequence: list[Image.Image] = []
+                pixels = 0
+                for frame in ImageSequence.Iterator(image):
+                    pixels += frame.width * frame.height
+                    if pixels > limit:
+                        raise _refuse(too_many)
+                    if len(sequence) == MAX_FRAMES:
+                        raise _refuse(
+                            _("The animation has too many frames (at most %(limit)s).") % {"limit": MAX_FRAMES}
+                        )
+                    sequence.append(_bare(frame, keep=("duration", "transparency")))
                 first = sequence[0]
                 options: dict[str, Any] = {"save_all": True, "append_images": sequence[1:]}
                 options["duration"] = [frame.info.get("duration", 100) for frame in sequence]
@@ -197,7 +212,10 @@ def clean_image(handle: Any, image_format: str) -> CleanImage:
                     options["loop"] = image.info["loop"]
             else:
                 image.load()
-                first = _bare(ImageOps.exif_transpose(image) or image, keep=("transparency",))
+                # A new image already (turned upright, or a copy): only its metadata goes, not
+                # another full-size copy of it.
+                first = ImageOps.exif_transpose(image)
+                first.info = {key: image.info[key] for key in ("transparency",) if key in image.info}
                 options = {}
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _refuse(too_many) from None
@@ -222,8 +240,13 @@ def clean_image(handle: Any, image_format: str) -> CleanImage:
 
 
 def _thumbnail(image: Image.Image) -> dict[str, Any]:
-    thumb = image.copy()
-    thumb.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    # Resized straight from the image (as Image.thumbnail does, but without first copying it
+    # whole: a large image's copy is hundreds of MB).
+    scale = THUMBNAIL_SIZE / max(image.size)
+    thumb = image
+    if scale < 1:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        thumb = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
     out = io.BytesIO()
     has_alpha = thumb.mode in ("RGBA", "LA", "PA") or (thumb.mode == "P" and "transparency" in thumb.info)
     if has_alpha:

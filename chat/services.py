@@ -210,9 +210,11 @@ def message_send(
     no extra query to look for one.
     """
     _check_body(body, room=room, empty_allowed=bool(attachments))
+    let_in = False  # past the room's access check: only then may a retry get the first message
     try:
         with transaction.atomic():
             room = _advance(room=room, user=author, revs=1 if reply_to is None else 2, seq=True)
+            let_in = True
             root = _thread_root(room=room, message_id=reply_to) if reply_to is not None else None
             uploads = files.attachments_take(room=room, author=author, ids=attachments) if attachments else []
             seq, rev = room.last_seq, room.last_rev - (1 if root is not None else 0)
@@ -256,9 +258,11 @@ def message_send(
         raise
     except ChatError:
         # A retry of a send with files finds them taken, by its own first attempt: the same
-        # answer as any retry, the first message.
+        # answer as any retry, the first message. Not to an author the room now refuses (banned,
+        # removed, archived): they get that refusal, as on any send.
         existing = (
-            bool(attachments)
+            let_in
+            and bool(attachments)
             and client_id is not None
             and _message_by_client_id(room=room, author=author, client_id=client_id)
         )

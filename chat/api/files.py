@@ -7,6 +7,7 @@ in the worker's one sync thread, the one every socket's database work queues on
 async view that runs the DRF view in a thread of its own (`upload_door`).
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -65,13 +66,19 @@ class UploadView(APIView):
 
 
 _upload_view = UploadView.as_view()
+# The door's own threads, as many as chat.files.IMAGE_WORKERS: more uploads at once wait for one
+# (queued, holding no thread), so a burst of large images cannot take every CPU and gigabytes of
+# memory, nor the default executor's threads that downloads read files on.
+_upload_threads = ThreadPoolExecutor(max_workers=files.IMAGE_WORKERS, thread_name_prefix="chat-upload")
 
 
 @csrf_exempt  # as DRF's views are: SessionAuthentication checks the CSRF token itself, after the guard
 async def upload_door(request: HttpRequest, slug: str) -> HttpResponseBase:
     """UploadView, off the worker's shared sync thread, with its own database connection (closed
     after, as channels' database_sync_to_async does)."""
-    return await database_sync_to_async(_upload_view, thread_sensitive=False)(request, slug=slug)
+    return await database_sync_to_async(_upload_view, thread_sensitive=False, executor=_upload_threads)(
+        request, slug=slug
+    )
 
 
 # drf-spectacular finds the view's class (and so its schema) through these, as on DRF's own views.

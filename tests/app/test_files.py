@@ -2,6 +2,7 @@
 metadata (nothing), the rules of attaching files to a message, who may download them (and who
 stops being able to), and the files' removal with their message or when no message took them."""
 
+import asyncio
 import io
 import json
 import threading
@@ -19,6 +20,7 @@ from django.utils import timezone
 from PIL import Image, PngImagePlugin
 
 from chat import files, services
+from chat.errors import ChatError
 from chat.models import Message, Upload
 
 # transaction=True: the upload door runs in a thread of its own, with its own database connection,
@@ -203,6 +205,91 @@ def test_a_decompression_bomb_is_refused(lobby, token, media):
     assert not Upload.objects.exists() and stored_files(media) == []
 
 
+def test_an_animation_whose_later_frames_grow_past_its_first_is_counted_by_what_it_decodes(
+    lobby, token, media, monkeypatch
+):
+    """A GIF says its canvas is 1×1 and its first frame is, then draws frames far larger (Pillow
+    grows the canvas to fit): each of them is decoded at that size, so they are what counts."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+
+    def gif_parts(side: int) -> tuple[bytes, bytes]:
+        out = io.BytesIO()
+        Image.new("P", (side, side), 0).save(out, "GIF")
+        data = out.getvalue()
+        start = data.index(b"\x2c", 13)
+        return data[:start], data[start:-1]
+
+    head, small = gif_parts(1)
+    _, large = gif_parts(800)  # 640,000 pixels: under the limit alone, not twice
+    control = b"\x21\xf9\x04\x00\x01\x00\x00\x00"
+    growing = head + control + small + (control + large) * 2 + b"\x3b"
+    response = upload(Client(), "lobby", growing, name="grow.gif", **bearer(token))
+    assert response.status_code == 400, response.content
+    assert "too many pixels" in response.json()["detail"]
+    assert not Upload.objects.exists() and stored_files(media) == []
+
+
+def many_frames_gif(count: int) -> bytes:
+    """A GIF of `count` one-pixel frames: a few bytes each, so a small file holds a great many."""
+    out = io.BytesIO()
+    Image.new("P", (1, 1), 0).save(out, "GIF")
+    single = out.getvalue()
+    frame = single[single.index(b"\x2c", 13) : -1]  # the image descriptor and its data
+    control = b"\x21\xf9\x04\x00\x01\x00\x00\x00"  # a graphic control extension: 10 ms
+    return single[: single.index(b"\x2c", 13)] + (control + frame) * count + b"\x3b"
+
+
+def test_an_animation_of_too_many_frames_is_refused_without_reading_them_all(lobby, token, media):
+    """Each frame costs a decode and a copy, however small: a 1 MB GIF of 40,000 one-pixel frames
+    must not keep a thread busy (or end in a server error) while they are counted and re-encoded."""
+    bomb = many_frames_gif(40_000)
+    assert len(bomb) < 1024 * 1024
+    started = time.monotonic()
+    response = upload(Client(), "lobby", bomb, name="frames.gif", **bearer(token))
+    assert response.status_code == 400, response.content
+    assert "frames" in response.json()["detail"]
+    assert time.monotonic() - started < 2
+    assert not Upload.objects.exists() and stored_files(media) == []
+    # an ordinary animation still goes through
+    assert (
+        upload(Client(), "lobby", many_frames_gif(files.MAX_FRAMES), name="ok.gif", **bearer(token)).status_code == 201
+    )
+
+
+async def test_a_worker_decodes_only_a_few_images_at_once(alice, lobby, monkeypatch):
+    """A large image takes a second of CPU and a gigabyte while it is decoded: many uploads at once
+    must wait their turn, not each get a thread (and the memory) of their own."""
+    busy, most = 0, 0
+    lock = threading.Lock()
+    real = files.clean_image
+
+    def clean_image(*args, **kwargs):
+        nonlocal busy, most
+        with lock:
+            busy += 1
+            most = max(most, busy)
+        try:
+            time.sleep(0.3)
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                busy -= 1
+
+    monkeypatch.setattr(files, "clean_image", clean_image)
+    token = await database_sync_to_async(lambda: services.token_create(user=alice, name="t")[1])()
+
+    async def one():
+        handle = io.BytesIO(image_bytes("PNG"))
+        handle.name = "a.png"
+        return await AsyncClient().post(
+            "/api/rooms/lobby/uploads/", {"file": handle}, headers={"Authorization": f"Bearer {token}"}
+        )
+
+    responses = await asyncio.gather(*(one() for _ in range(6)))
+    assert [response.status_code for response in responses] == [201] * 6
+    assert most <= files.IMAGE_WORKERS
+
+
 @pytest.mark.parametrize(
     ("content", "name", "content_type"),
     [
@@ -322,6 +409,25 @@ def test_a_message_takes_its_senders_files_once(alice, bob, lobby, make_room, to
     # and a message without files still has the field
     plain = send(Client(), "lobby", {"body": "hi"}, **bearer(token)).json()
     assert plain["attachments"] == []
+
+
+def test_a_retried_send_with_files_from_someone_no_longer_let_in_is_refused(alice, bob, make_room, token):
+    """The retry of a send with files answers with the first message only to someone who may still
+    write in the room: a banned or removed author learns nothing of it since (its reactions, its
+    thread), and gets the refusal any send of theirs gets."""
+    room = make_room("team", private=True, created_by=bob)
+    services.membership_add(room=room, user=alice)
+    item = upload(Client(), "team", b"plan", name="plan.txt", **bearer(token)).json()
+    first = send(Client(), "team", {"body": "", "attachments": [item["id"]], "client_id": "f1"}, **bearer(token))
+    assert first.status_code == 201, first.content
+    services.member_remove(room=room, user=alice, by=bob)
+    retry = send(Client(), "team", {"body": "", "attachments": [item["id"]], "client_id": "f1"}, **bearer(token))
+    assert retry.status_code == 403 and retry.json()["code"] == "forbidden", retry.content
+    # nor when the removal lands between the door's check and the send (a socket that has not yet
+    # heard it was removed): the send itself refuses
+    with pytest.raises(ChatError) as refused:
+        services.message_send(room=room, author=alice, body="", client_id="f1", attachments=[item["id"]])
+    assert refused.value.code == "forbidden"
 
 
 async def test_a_socket_send_takes_files_and_everyone_in_the_room_sees_them(alice, bob, lobby, connect):
