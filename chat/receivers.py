@@ -7,10 +7,11 @@ signals, so this is where they are wired; the work itself is in `chat.events`.
 
 from collections.abc import Iterable
 
+from django.apps import apps
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.contrib.auth.signals import user_logged_out
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_migrate, post_save
 from django.http import HttpRequest
 
 from chat import usercache
@@ -43,6 +44,13 @@ def on_user_deleted(sender: type[User], instance: User, **kwargs: object) -> Non
     events.user_revalidate_on_commit(user_id=instance.pk)
 
 
+def on_migrated(sender: object, using: str = "default", **kwargs: object) -> None:
+    """On SQLite, put back search's triggers if a migration dropped them (chat.search.sqlite_install)."""
+    from chat import search
+
+    search.sqlite_ensure(using=using)
+
+
 def connect() -> None:
     User = get_user_model()
     user_logged_out.connect(on_logged_out, dispatch_uid="chat.logged_out")
@@ -51,3 +59,4 @@ def connect() -> None:
     # The copy a handshake reads (chat.usercache) goes with any change to the account.
     post_save.connect(usercache.on_user_changed, sender=User, dispatch_uid="chat.user_cache_saved")
     post_delete.connect(usercache.on_user_changed, sender=User, dispatch_uid="chat.user_cache_deleted")
+    post_migrate.connect(on_migrated, sender=apps.get_app_config("chat"), dispatch_uid="chat.search_index")

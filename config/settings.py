@@ -389,6 +389,10 @@ CHAT_MAX_SOCKETS_PER_USER = env_int("CHAT_MAX_SOCKETS_PER_USER", 20, minimum=1)
 CHAT_MAX_SEND_BUFFER_BYTES = env_int("CHAT_MAX_SEND_BUFFER_BYTES", 4 * 1024 * 1024, minimum=65536)
 # Rooms one socket may be in at once (default 50); a join beyond it gets `forbidden`.
 CHAT_MAX_ROOMS_PER_SOCKET = env_int("CHAT_MAX_ROOMS_PER_SOCKET", 50, minimum=1)
+# Searches a user may make a minute (default 30), over HTTP (per worker process, as the API's rate)
+# and over their sockets on one worker (a bucket holding a third of it): a search reads far more
+# than a send (docs/search.md).
+CHAT_SEARCH_PER_MINUTE = env_int("CHAT_SEARCH_PER_MINUTE", 30, minimum=1)
 # The echo socket (/ws/echo/, no login, any Origin): on with DJANGO_DEBUG=1 (and in `make run`),
 # off otherwise, so a production deployment serves it only when asked to. It has the limits above,
 # counted per client address (chat/realtime/consumers.py EchoConsumer).
@@ -421,7 +425,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "chat.api.exceptions.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.UserRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"user": f"{CHAT_RATE_PER_SECOND * 60}/min"},
+    "DEFAULT_THROTTLE_RATES": {"user": f"{CHAT_RATE_PER_SECOND * 60}/min", "search": f"{CHAT_SEARCH_PER_MINUTE}/min"},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Channels Chat HTTP API",

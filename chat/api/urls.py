@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from chat.api import manage, people, presence, unread, views
+from chat.api import manage, people, presence, search, unread, views
 
 urlpatterns = [
     path("api/rooms/", views.RoomListView.as_view(), name="api_rooms"),
@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/unread/", unread.UnreadView.as_view(), name="api_unread"),
     path("api/rooms/<str:slug>/notify/", unread.NotifyView.as_view(), name="api_notify"),
     path("api/users/", people.UserLookupView.as_view(), name="api_users"),
+    path("api/search/", search.SearchView.as_view(), name="api_search"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api_schema"),
     re_path(r"^api/(?P<path>.*)$", views.api_not_found),
 ]

@@ -4,6 +4,7 @@
     GET  /api/rooms/<slug>/messages/          history: ?before=<seq> | ?after=<seq> | ?around=<id>, &limit=<1..100>
     GET  /api/rooms/<slug>/online/            who is online: ?after=<username>&limit=<1..1000> (chat.api.presence)
     GET  /api/users/?q=<prefix>               active people whose username starts so (for @mentions)
+    GET  /api/search/?q=<text>                messages containing it, newest first: &room= &author= &before=<id> &limit=<1..50> (chat.api.search)
     POST /api/rooms/<slug>/messages/          {"body": ..., "client_id": ..., "reply_to": ...} -> 201 with the message
     GET  /api/rooms/<slug>/messages/<id>/replies/    a thread: its first message and a page of replies
     POST, DELETE /api/rooms/<slug>/messages/<id>/reactions/    {"emoji": ...} -> the message

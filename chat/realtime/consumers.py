@@ -22,7 +22,7 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.db import DatabaseError
 from redis.exceptions import RedisError
 
-from chat import events, selectors, services, unread
+from chat import events, search, selectors, services, unread
 from chat.errors import ChatError
 from chat.models import Room
 from chat.ops import logs, metrics
@@ -152,6 +152,13 @@ def _thread(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
     room = _readable_room(room_id=room_id, user=user)
     return selectors.thread_page(room=room, root_id=root_id, before=before, limit=limit)
+
+
+@database_sync_to_async
+def _search(
+    *, user: User, q: str, room: str | None, author: str | None, before: int | None, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    return search.search_messages(user=user, q=q, room=room, author=author, before=before, limit=limit)
 
 
 @database_sync_to_async
@@ -591,6 +598,22 @@ class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
                 "history", frame.ref, room=slug, messages=messages, has_more=has_more, has_more_after=has_more_after
             )
         )
+
+    async def on_search(self, frame: Frame) -> None:
+        if not get_user_limits().take_search(self.user.pk, per_minute=settings.CHAT_SEARCH_PER_MINUTE):
+            raise ChatError(ErrorCode.RATE_LIMITED, "Too many searches: wait a moment before the next one.")
+        q = search.clean_query(frame["q"])
+        messages, has_more = await _search(
+            user=self.user,
+            q=q,
+            room=frame["room"],
+            author=frame["author"],
+            before=frame["before"],
+            limit=frame["limit"],
+        )
+        budget = self._frame_budget("search", frame.ref, q=q, has_more=False)
+        messages, fitted = protocol.fit_messages(messages, budget=budget, keep="oldest")  # the newest, first
+        await self.send(protocol.encode("search", frame.ref, q=q, messages=messages, has_more=has_more or not fitted))
 
     async def on_typing(self, frame: Frame) -> None:
         slug = frame["room"]

@@ -55,6 +55,7 @@ class SocketLimits(Generic[Key]):
     def __init__(self) -> None:
         self.sockets: dict[Key, set[object]] = {}
         self.buckets: dict[Key, TokenBucket] = {}
+        self.searches: dict[Key, TokenBucket] = {}  # made at a key's first search
 
     def open(self, key: Key, socket: object, *, max_sockets: int, rate: float, burst: int) -> bool:
         """Count `socket` as one of the user's; False (and nothing counted) if they hold
@@ -76,10 +77,21 @@ class SocketLimits(Generic[Key]):
         if not held:  # the user's last socket here: forget them (and their bucket)
             del self.sockets[key]
             self.buckets.pop(key, None)
+            self.searches.pop(key, None)
 
     def take(self, key: Key) -> bool:
         bucket = self.buckets.get(key)
         return bucket is None or bucket.take()
+
+    def take_search(self, key: Key, *, per_minute: int) -> bool:
+        """One search for `key` (searches cost more than other frames): `per_minute` of them a
+        minute, a third of that at once."""
+        if key not in self.sockets:
+            return True  # not counted here (no socket open): nothing to keep a bucket for
+        bucket = self.searches.get(key)
+        if bucket is None:
+            bucket = self.searches[key] = TokenBucket(rate=per_minute / 60, burst=max(1, per_minute // 3))
+        return bucket.take()
 
 
 _user_limits: SocketLimits[int] = SocketLimits()

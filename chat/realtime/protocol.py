@@ -26,6 +26,9 @@ HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 100
 ONLINE_DEFAULT_LIMIT = 500  # names in one page of `online`
 ONLINE_MAX_LIMIT = 1000
+SEARCH_DEFAULT_LIMIT = 20  # messages in one page of `search` (chat.search)
+SEARCH_MAX_LIMIT = 50
+MAX_SEARCH_LENGTH = 200  # characters of `q`, after trimming
 WATCH_MAX_ROOMS = 50  # rooms named in one `watch` (without names it watches the user's sidebar)
 
 
@@ -106,6 +109,15 @@ CLIENT_FRAMES: dict[str, dict[str, Field]] = {
         "private": Field(bool, required=False),
     },
     "archive": {"room": _slug()},
+    # Messages containing `q` in the rooms the user may read (chat.search); `room` narrows to one
+    # room (it need not be joined), `author` to one person's messages, `before` pages by id.
+    "search": {
+        "q": Field(str, max_length=4 * MAX_SEARCH_LENGTH),  # trimmed, then checked by chat.search
+        "room": Field(str, required=False, max_length=MAX_SLUG_LENGTH),
+        "author": Field(str, required=False, max_length=MAX_USERNAME_LENGTH),
+        "before": _message_id(required=False),
+        "limit": Field(int, required=False, minimum=1, maximum=SEARCH_MAX_LIMIT, default=SEARCH_DEFAULT_LIMIT),
+    },
 }
 
 # Server-to-client frames: type -> the fields each always carries (tests check every frame the
@@ -135,6 +147,7 @@ SERVER_FRAMES: dict[str, set[str]] = {
     "activity": {"room", "kind", "id", "seq", "rev", "author", "reply_to", "mentions"},
     "unread": {"room", "kind", "unread", "mentions", "last_seq", "read", "notify"},
     "notify": {"room", "level"},
+    "search": {"q", "messages", "has_more"},
 }
 MESSAGE_FIELDS = {
     "id",
