@@ -94,7 +94,7 @@ function make(tag, className, text) {
 function when(iso) {
   const date = new Date(iso);
   if (Number.isNaN(date.getTime())) return '';
-  return date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+  return date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short', hourCycle: 'h23' }); // 24-hour, as the room's times
 }
 
 function resultItem(m, q) {
