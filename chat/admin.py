@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.text import smart_split, unescape_string_literal
 
 from chat import services
-from chat.models import ApiToken, Ban, EmailPreference, Membership, Message, Room
+from chat.models import ApiToken, Ban, EmailPreference, Membership, Message, Room, Upload
 
 if TYPE_CHECKING:  # django-stubs' own helper, not installed in production
     from django_stubs_ext import WithAnnotations
@@ -368,3 +368,45 @@ class EmailPreferenceAdmin(admin.ModelAdmin):
     list_filter = ["notify"]
     search_fields = ["user__username", "user__email"]
     raw_id_fields = ["user"]
+
+
+@admin.register(Upload)
+class UploadAdmin(admin.ModelAdmin):
+    """Uploaded files: look, and delete one (its message loses it live; the stored files go)."""
+
+    list_display = ["name", "room", "uploader", "content_type", "size", "attached", "created_at"]
+    list_filter = ["content_type", "room__kind", "created_at", ("message", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "uploader__username", "room__slug"]
+    list_select_related = ["room", "uploader"]
+    readonly_fields = [
+        "room",
+        "uploader",
+        "message",
+        "name",
+        "size",
+        "content_type",
+        "file",
+        "thumbnail",
+        "width",
+        "height",
+        "created_at",
+    ]
+    fields = tuple(readonly_fields)
+    date_hierarchy = "created_at"
+
+    @admin.display(boolean=True, description="sent")
+    def attached(self, upload: Upload) -> bool:
+        return upload.message_id is not None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # files come through the upload door, checked and cleaned
+
+    def has_change_permission(self, request: HttpRequest, obj: Upload | None = None) -> bool:
+        return False
+
+    def delete_model(self, request: HttpRequest, obj: Upload) -> None:
+        services.upload_delete(upload=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Upload]) -> None:
+        for upload in queryset:
+            services.upload_delete(upload=upload)

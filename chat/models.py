@@ -131,6 +131,9 @@ class Message(models.Model):
     # rows in the transaction that changes them, so a message goes on the wire without a query per
     # message. A list, not an object: PostgreSQL's jsonb does not keep the order of an object's keys.
     reactions = models.JSONField(default=list, blank=True, editable=False)
+    # The files sent with it, exactly as on the wire (chat.files.attachment_wire), written in the
+    # transaction that stores the message and emptied when it is deleted: no query per message.
+    attachments = models.JSONField(default=list, blank=True, editable=False)
 
     class Meta:
         ordering = ["room", "seq"]
@@ -251,3 +254,32 @@ class RoomNotify(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.room}: {self.level}"
+
+
+MAX_UPLOAD_NAME_LENGTH = 255
+
+
+class Upload(models.Model):
+    """A file uploaded to a room (chat/files.py). Pending until a message takes it
+    (`message` set in that message's transaction); pending ones are purged after
+    CHAT_UPLOAD_PENDING_HOURS. Its storage files go when the row goes (chat.receivers)."""
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="uploads")
+    uploader = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads"
+    )
+    message = models.ForeignKey(Message, null=True, blank=True, on_delete=models.SET_NULL, related_name="uploads")
+    name = models.CharField(max_length=MAX_UPLOAD_NAME_LENGTH, help_text="The original file name, sanitised.")
+    size = models.PositiveBigIntegerField(help_text="Bytes, as stored.")
+    content_type = models.CharField(max_length=100, help_text="Decided by the server from the content.")
+    file = models.FileField(max_length=255)
+    thumbnail = models.FileField(max_length=255, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.size} bytes) in {self.room_id}"

@@ -1,5 +1,5 @@
 """Hooks into Django auth: a session that ends closes the sockets opened with it (the login
-lockout's known browsers hook in from chat.web.devices).
+lockout's known browsers hook in from chat.web.devices); and a deleted upload's stored files.
 
 Django's own views (logout, password change, admin user edits) announce these only as
 signals, so this is where they are wired; the work itself is in `chat.events`.
@@ -51,7 +51,18 @@ def on_migrated(sender: object, using: str = "default", **kwargs: object) -> Non
     search.sqlite_ensure(using=using)
 
 
+def on_upload_deleted(sender: type, instance: object, **kwargs: object) -> None:
+    # However the row goes (a deleted message, a purge, the admin, its room deleted), its stored
+    # files go when that commits.
+    from chat import files
+
+    files.files_delete_on_commit(instance)  # type: ignore[arg-type]
+
+
 def connect() -> None:
+    from chat.models import Upload
+
+    post_delete.connect(on_upload_deleted, sender=Upload, dispatch_uid="chat.upload_deleted")
     User = get_user_model()
     user_logged_out.connect(on_logged_out, dispatch_uid="chat.logged_out")
     post_save.connect(on_user_saved, sender=User, dispatch_uid="chat.user_saved")

@@ -46,6 +46,7 @@ _MESSAGE_COLUMNS = (
     "repliers",
     "last_reply_at",
     "reactions",
+    "attachments",
 )
 
 
@@ -73,6 +74,7 @@ def message_wire(row: dict[str, Any], *, room_slug: str) -> dict[str, Any]:
         "repliers": row["repliers"],
         "last_reply_at": iso_utc(row["last_reply_at"]) if row["last_reply_at"] else None,
         "reactions": {} if deleted else dict(row["reactions"]),
+        "attachments": [] if deleted else row["attachments"],
     }
     if deleted:
         wire["deleted"] = True

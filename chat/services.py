@@ -5,7 +5,7 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from chat import events, formatting, mentions, unread
+from chat import events, files, formatting, mentions, unread
 from chat.errors import ChatError, ErrorCode
 from chat.models import (
     MAX_DIRECT_MEMBERS,
@@ -31,6 +31,7 @@ from chat.models import (
     Message,
     Reaction,
     Room,
+    Upload,
 )
 from chat.selectors import (
     DELETED_AUTHOR,
@@ -188,10 +189,19 @@ def _advance(*, room: Room, user: User, revs: int, seq: bool = False) -> Room:
 
 
 def message_send(
-    *, room: Room, author: User, body: str, client_id: str | None = None, reply_to: int | None = None
+    *,
+    room: Room,
+    author: User,
+    body: str,
+    client_id: str | None = None,
+    reply_to: int | None = None,
+    attachments: Sequence[int] = (),
 ) -> tuple[dict[str, Any], bool]:
     """Store a message (a reply in the thread of `reply_to`, given one) and announce it on commit.
     Returns (message as on the wire, created).
+
+    `attachments` are ids of the author's pending uploads to this room (chat.files): taken under
+    the room's lock, so no two messages take one; a message with files may have an empty body.
 
     `seq` and `rev` come from the room's counters (see above). A reply takes the rev after its
     own for its thread's first message, whose summary (reply count, latest repliers) changes.
@@ -199,11 +209,12 @@ def message_send(
     unique constraint refuses the second insert (rolling the counters back), so a first send costs
     no extra query to look for one.
     """
-    _check_body(body, room=room)
+    _check_body(body, room=room, empty_allowed=bool(attachments))
     try:
         with transaction.atomic():
             room = _advance(room=room, user=author, revs=1 if reply_to is None else 2, seq=True)
             root = _thread_root(room=room, message_id=reply_to) if reply_to is not None else None
+            uploads = files.attachments_take(room=room, author=author, ids=attachments) if attachments else []
             seq, rev = room.last_seq, room.last_rev - (1 if root is not None else 0)
             message = Message.objects.create(
                 room=room,
@@ -214,7 +225,10 @@ def message_send(
                 rev=rev,
                 client_id=client_id,
                 reply_to=root,
+                attachments=[files.upload_wire(upload) for upload in uploads],
             )
+            if uploads:
+                Upload.objects.filter(pk__in=[upload.pk for upload in uploads]).update(message=message)
             # Writing in a room means having read it (your own messages are never unread); answering
             # in a thread does not: the room's flow may hold newer messages you have not seen.
             if root is None:
@@ -312,12 +326,12 @@ def _message_by_client_id(*, room: Room, author: User, client_id: str) -> dict[s
     return message_to_wire(message, room_slug=room.slug) if message else None
 
 
-def _check_body(body: str, *, room: Room) -> None:
+def _check_body(body: str, *, room: Room, empty_allowed: bool = False) -> None:
     if len(body) > settings.CHAT_MAX_BODY:
         raise ChatError(
             ErrorCode.TOO_LARGE, f"The message is longer than {settings.CHAT_MAX_BODY} characters.", room=room.slug
         )
-    if not body.strip():
+    if not body.strip() and not empty_allowed:
         raise ChatError(ErrorCode.BAD_REQUEST, "The message is empty.", room=room.slug)
 
 
@@ -391,12 +405,15 @@ def message_delete(*, message: Message, skip: str | None = None) -> None:
 
 def _delete(*, message: Message, room: Room, rev: int, skip: str | None) -> dict[str, Any]:
     """Make `message` (locked, with room's lock held and `rev` taken for it) a tombstone; a reply
-    also changes its thread's summary, which takes the next rev."""
+    also changes its thread's summary, which takes the next rev. Its files go with it: the
+    Upload rows now, the stored files once this commits (chat.receivers)."""
     message.deleted = True
     message.rev = rev
     message.reactions = []
-    message.save(update_fields=["deleted", "rev", "reactions"])
+    message.attachments = []
+    message.save(update_fields=["deleted", "rev", "reactions", "attachments"])
     Reaction.objects.filter(message=message).delete()
+    Upload.objects.filter(message=message).delete()
     wire = message_to_wire(message, room_slug=room.slug)
     events.message_deleted_on_commit(room_id=room.pk, message=wire, skip=skip)
     fields = unread.activity(message=wire, kind="deleted", mentions=mentions.mentions_of(message_id=message.pk))
@@ -409,6 +426,24 @@ def _delete(*, message: Message, room: Room, rev: int, skip: str | None) -> dict
         root.save(update_fields=["reply_count", "repliers", "last_reply_at", "rev"])
         events.message_updated_on_commit(room_id=room.pk, message=message_to_wire(root, room_slug=room.slug))
     return wire
+
+
+def upload_delete(*, upload: Upload) -> None:
+    """Remove one uploaded file (staff, in the admin). A message that carries it loses it from its
+    `attachments`, announced as an update with the rev that takes; the stored files go on commit."""
+    with transaction.atomic():
+        if upload.message_id is None:
+            Upload.objects.filter(pk=upload.pk).delete()
+            return
+        if not Room.objects.filter(pk=upload.room_id).update(last_rev=F("last_rev") + 1):
+            return
+        room = Room.objects.get(pk=upload.room_id)
+        message = Message.objects.select_for_update(of=("self",)).select_related("author").get(pk=upload.message_id)
+        message.attachments = [item for item in message.attachments if item.get("id") != upload.pk]
+        message.rev = room.last_rev
+        message.save(update_fields=["attachments", "rev"])
+        Upload.objects.filter(pk=upload.pk).delete()
+        events.message_updated_on_commit(room_id=room.pk, message=message_to_wire(message, room_slug=room.slug))
 
 
 def _summarise_thread(root: Message) -> None:

@@ -69,8 +69,10 @@ def make_local_secret_key(path: Path = LOCAL_SECRET_KEY_FILE) -> None:
 
 def folders(settings: ModuleType) -> list[Path]:
     """The folders the settings name and expect to find: the SQLite database's (and its test
-    database's), and STATIC_ROOT (WhiteNoise warns about a missing one)."""
+    database's), STATIC_ROOT (WhiteNoise warns about a missing one) and the uploads' folder."""
     found = [Path(settings.STATIC_ROOT)]
+    if settings.CHAT_STORAGE == "local":
+        found.append(Path(settings.CHAT_MEDIA_ROOT))
     database = settings.DATABASES["default"]
     if database["ENGINE"] == "django.db.backends.sqlite3":
         found.append(Path(database["NAME"]).parent)

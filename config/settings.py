@@ -356,8 +356,67 @@ USE_TZ = True
 STATIC_URL = "static/"
 # Where collectstatic puts the files (nginx serves them from there in the compose deployment).
 STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT") or BASE_DIR / "var" / "static")  # made by prepare_checkout
+# Uploaded files (chat/files.py, docs/files.md). CHAT_STORAGE=local keeps them under CHAT_MEDIA_ROOT
+# (with several workers, one folder they all share); s3 in a bucket of an S3-compatible service.
+# They are never served from a public URL: /files/<id>/<name> checks who asks (chat/web/files.py).
+CHAT_UPLOAD_MAX_BYTES = env_int("CHAT_UPLOAD_MAX_BYTES", 25 * 1024 * 1024, minimum=1)
+CHAT_UPLOAD_MAX_FILES = env_int("CHAT_UPLOAD_MAX_FILES", 10, minimum=1, maximum=100)  # files on one message
+# Uploads no message took are removed after this many hours (`manage.py purge_uploads`, and every
+# worker every CHAT_UPLOAD_PURGE_INTERVAL_SECONDS; 0: never, run the command from cron instead).
+CHAT_UPLOAD_PENDING_HOURS = env_int("CHAT_UPLOAD_PENDING_HOURS", 24, minimum=1)
+CHAT_UPLOAD_PURGE_INTERVAL_SECONDS = env_int("CHAT_UPLOAD_PURGE_INTERVAL_SECONDS", 3600, minimum=0)
+CHAT_MEDIA_ROOT = Path(env_str("CHAT_MEDIA_ROOT") or BASE_DIR / "var" / "uploads")  # made by prepare_checkout
+MEDIA_ROOT = CHAT_MEDIA_ROOT
+CHAT_STORAGE = env_choice("CHAT_STORAGE", "local", ["local", "s3"])
+# An internal nginx location (e.g. "/_protected/") that serves CHAT_MEDIA_ROOT: the worker checks
+# who asks and answers with X-Accel-Redirect, nginx sends the bytes. Empty: the worker streams them.
+CHAT_FILES_ACCEL_REDIRECT = env_str("CHAT_FILES_ACCEL_REDIRECT")
+if CHAT_FILES_ACCEL_REDIRECT and not (
+    CHAT_FILES_ACCEL_REDIRECT.startswith("/") and CHAT_FILES_ACCEL_REDIRECT.endswith("/")
+):
+    raise ImproperlyConfigured(
+        f"CHAT_FILES_ACCEL_REDIRECT must be a path that starts and ends with '/', not {CHAT_FILES_ACCEL_REDIRECT!r}."
+    )
+CHAT_S3_BUCKET = env_str("CHAT_S3_BUCKET")
+CHAT_S3_ENDPOINT_URL = env_str("CHAT_S3_ENDPOINT_URL")  # empty: AWS itself
+CHAT_S3_REGION = env_str("CHAT_S3_REGION")
+# How long the address a download is redirected to works (chat/web/files.py, S3 storage only).
+CHAT_S3_URL_SECONDS = env_int("CHAT_S3_URL_SECONDS", 60, minimum=5, maximum=3600)
+if CHAT_STORAGE == "s3":
+    if not CHAT_S3_BUCKET:
+        raise ImproperlyConfigured("CHAT_STORAGE is s3 but CHAT_S3_BUCKET is not set: name the bucket.")
+    _keys = {name: env_str(name) for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    _missing = [name for name, value in _keys.items() if not value]
+    if len(_missing) == 1:  # neither: boto3 finds credentials itself (an instance role)
+        raise ImproperlyConfigured(f"CHAT_STORAGE is s3 and {_missing[0]} is not set: set both keys, or neither.")
+    if CHAT_S3_ENDPOINT_URL and not is_origin(CHAT_S3_ENDPOINT_URL):
+        raise ImproperlyConfigured(f"CHAT_S3_ENDPOINT_URL must be scheme://host[:port], not {CHAT_S3_ENDPOINT_URL!r}.")
+    _DEFAULT_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": CHAT_S3_BUCKET,
+            "endpoint_url": CHAT_S3_ENDPOINT_URL or None,
+            "region_name": CHAT_S3_REGION or None,
+            "access_key": _keys["AWS_ACCESS_KEY_ID"] or None,
+            "secret_key": _keys["AWS_SECRET_ACCESS_KEY"] or None,
+            # Private objects, reached only through short-lived signed addresses.
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": CHAT_S3_URL_SECONDS,
+            "file_overwrite": False,
+            "addressing_style": "path" if CHAT_S3_ENDPOINT_URL else None,
+            "signature_version": "s3v4",
+        },
+    }
+    # Downloads are redirected to the bucket (chat/web/files.py): the page's images come from there.
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"].append(CHAT_S3_ENDPOINT_URL or "https://*.amazonaws.com")
+else:
+    _DEFAULT_STORAGE = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(CHAT_MEDIA_ROOT), "base_url": None},
+    }
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _DEFAULT_STORAGE,
     "staticfiles": {
         # Compressed copies after `collectstatic`; no manifest, so a checkout needs no build step.
         "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"

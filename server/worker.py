@@ -130,11 +130,18 @@ class GracefulServer(Server):
         self._draining = False
         reactor.callWhenRunning(self._install_signal_handlers)
         reactor.callWhenRunning(self._start_notification_emails)
+        reactor.callWhenRunning(self._start_upload_purge)
         super().run()
 
     def _start_notification_emails(self) -> None:
         # Every worker runs it; a row lock per user makes each email go out once (chat/notifications.py).
         from chat.notifications import start_runner
+
+        start_runner()
+
+    def _start_upload_purge(self) -> None:
+        # Every worker runs it; row locks make each pending upload go once (chat/files.py).
+        from chat.files import start_runner
 
         start_runner()
 

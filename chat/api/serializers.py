@@ -9,12 +9,31 @@ from rest_framework import serializers
 from chat.api.exceptions import HTTP_STATUS
 from chat.errors import ErrorCode
 from chat.models import MAX_CLIENT_ID_LENGTH, MAX_DIRECT_MEMBERS, MAX_EMOJI_LENGTH, NotifyLevel
-from chat.realtime.protocol import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, MAX_SEQ
+from chat.realtime.protocol import HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT, MAX_ATTACHMENT_IDS, MAX_SEQ
 
 
 class ErrorSerializer(serializers.Serializer):
     code = serializers.ChoiceField(choices=[*HTTP_STATUS, ErrorCode.UNAUTHORIZED])
     detail = serializers.CharField()
+
+
+class AttachmentSerializer(serializers.Serializer):
+    """An uploaded file: the answer to an upload, and each of a message's `attachments`."""
+
+    id = serializers.IntegerField(help_text="Name it in a message's `attachments` to send it.")
+    name = serializers.CharField(help_text="The file's name as sent, cleaned.")
+    size = serializers.IntegerField(help_text="Bytes, as stored (an image is re-encoded without its metadata).")
+    content_type = serializers.CharField(help_text="What the server found the content to be.")
+    url = serializers.CharField(help_text="Where to download it: /files/<id>/<name>, for those who may read the room.")
+    thumbnail_url = serializers.CharField(allow_null=True, help_text="An image's thumbnail; null for other files.")
+    width = serializers.IntegerField(allow_null=True, help_text="An image's width in pixels; null otherwise.")
+    height = serializers.IntegerField(allow_null=True, help_text="An image's height in pixels; null otherwise.")
+
+
+class UploadRequestSerializer(serializers.Serializer):
+    file = serializers.FileField(
+        help_text=f"The file (multipart field `file`), at most {settings.CHAT_UPLOAD_MAX_BYTES} bytes."
+    )
 
 
 class MessageSerializer(serializers.Serializer):
@@ -36,6 +55,7 @@ class MessageSerializer(serializers.Serializer):
         child=serializers.ListField(child=serializers.CharField()),
         help_text="{emoji: [username, ...]}, in the order people reacted.",
     )
+    attachments = AttachmentSerializer(many=True, help_text="Files sent with it; empty on a deleted message.")
     deleted = serializers.BooleanField(required=False, help_text="Present (true) on a deleted message.")
 
 
@@ -98,13 +118,14 @@ class StrictRegexField(StringOnly, serializers.RegexField):
 
 class MessageCreateSerializer(serializers.Serializer):
     body = StrictRegexField(
-        # Not blank (something besides whitespace) and no NUL character anywhere: `\S` alone would
-        # let one NUL through as the non-blank character.
-        r"^[^\x00]*[^\s\x00][^\x00]*$",
+        r"^[^\x00]*$",  # no NUL character anywhere; blank only with attachments (validate)
         max_length=settings.CHAT_MAX_BODY,
         trim_whitespace=False,
-        error_messages={"invalid": "The message is empty."},
-        help_text=f"The text, up to {settings.CHAT_MAX_BODY} characters; not only whitespace.",
+        allow_blank=True,
+        required=False,
+        default="",
+        error_messages={"invalid": "The message contains a NUL character."},
+        help_text=f"The text, up to {settings.CHAT_MAX_BODY} characters; not only whitespace, unless files go with it.",
     )
     client_id = StrictRegexField(
         r"^[^\x00]*$",  # as on the socket: any text but NUL, whitespace kept as sent
@@ -122,6 +143,20 @@ class MessageCreateSerializer(serializers.Serializer):
         max_value=MAX_SEQ,
         help_text="Reply in the thread of this message (the id of a message in the room that is not a reply).",
     )
+    attachments = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_SEQ),
+        required=False,
+        max_length=MAX_ATTACHMENT_IDS,
+        help_text=(
+            f"Ids of your uploads to this room (POST .../uploads/) to send with it, at most"
+            f" {settings.CHAT_UPLOAD_MAX_FILES}; each goes with one message only."
+        ),
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("attachments") and not attrs.get("body", "").strip():
+            raise serializers.ValidationError({"body": "The message is empty."})
+        return attrs
 
 
 class ReactionSerializer(serializers.Serializer):

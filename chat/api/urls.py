@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from chat.api import manage, people, presence, search, unread, views
+from chat.api import files, manage, people, presence, search, unread, views
 
 urlpatterns = [
     path("api/rooms/", views.RoomListView.as_view(), name="api_rooms"),
@@ -12,6 +12,7 @@ urlpatterns = [
         views.ReactionsView.as_view(),
         name="api_reactions",
     ),
+    path("api/rooms/<str:slug>/uploads/", files.UploadView.as_view(), name="api_uploads"),
     path("api/rooms/<str:slug>/", manage.RoomDetailView.as_view(), name="api_room"),
     path("api/rooms/<str:slug>/members/", manage.MembersView.as_view(), name="api_members"),
     path("api/rooms/<str:slug>/online/", presence.OnlineView.as_view(), name="api_online"),

@@ -5,7 +5,8 @@
     GET  /api/rooms/<slug>/online/            who is online: ?after=<username>&limit=<1..1000> (chat.api.presence)
     GET  /api/users/?q=<prefix>               active people whose username starts so (for @mentions)
     GET  /api/search/?q=<text>                messages containing it, newest first: &room= &author= &before=<id> &limit=<1..50> (chat.api.search)
-    POST /api/rooms/<slug>/messages/          {"body": ..., "client_id": ..., "reply_to": ...} -> 201 with the message
+    POST /api/rooms/<slug>/messages/          {"body": ..., "client_id": ..., "reply_to": ..., "attachments": [...]} -> 201
+    POST /api/rooms/<slug>/uploads/           multipart `file` -> 201 with the upload (chat.api.files)
     GET  /api/rooms/<slug>/messages/<id>/replies/    a thread: its first message and a page of replies
     POST, DELETE /api/rooms/<slug>/messages/<id>/reactions/    {"emoji": ...} -> the message
     GET  /api/direct/                         the caller's direct conversations
@@ -106,6 +107,7 @@ class RoomMessagesView(APIView):
             body=data.validated_data["body"],
             client_id=data.validated_data.get("client_id"),
             reply_to=data.validated_data.get("reply_to"),
+            attachments=data.validated_data.get("attachments") or [],
         )
         # A retry with the same client_id gets the first answer again (201 and the same message),
         # as idempotency keys work elsewhere: the caller cannot tell a retry from a first success.

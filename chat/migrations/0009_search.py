@@ -35,8 +35,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        # The integrator re-points this to 0008_files.
-        ("chat", "0007_unread"),
+        ("chat", "0008_files"),
     ]
 
     operations = [migrations.RunPython(forwards, backwards, elidable=False)]

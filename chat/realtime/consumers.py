@@ -89,10 +89,22 @@ def _room_key(room_id: int, slug: str) -> Room:
 
 @database_sync_to_async
 def _store_message(
-    *, room_id: int, slug: str, user: User, body: str, client_id: str | None, reply_to: int | None
+    *,
+    room_id: int,
+    slug: str,
+    user: User,
+    body: str,
+    client_id: str | None,
+    reply_to: int | None,
+    attachments: list[int],
 ) -> dict[str, Any]:
     wire, _created = services.message_send(
-        room=_room_key(room_id, slug), author=user, body=body, client_id=client_id, reply_to=reply_to
+        room=_room_key(room_id, slug),
+        author=user,
+        body=body,
+        client_id=client_id,
+        reply_to=reply_to,
+        attachments=attachments,
     )
     return wire
 
@@ -489,7 +501,8 @@ class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
         started = metrics.clock()
         slug = frame["room"]
         room_id = self._joined(slug)
-        if frame["reply_to"] is None:  # stored with the room's other waiting sends (group commit)
+        attachments = frame["attachments"] or []
+        if frame["reply_to"] is None and not attachments:  # stored with the room's other waiting sends (group commit)
             wire = await get_batcher().send(
                 room_id=room_id, slug=slug, user=self.user, body=frame["body"], client_id=frame["client_id"]
             )
@@ -501,6 +514,7 @@ class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
                 body=frame["body"],
                 client_id=frame["client_id"],
                 reply_to=frame["reply_to"],
+                attachments=attachments,
             )
         ack = {"client_id": wire["client_id"], "id": wire["id"], "seq": wire["seq"], "rev": wire["rev"]}
         await self._reply_at_rev(room_id, wire["rev"], protocol.encode("ack", frame.ref, room=slug, **ack))

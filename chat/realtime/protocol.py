@@ -29,6 +29,7 @@ ONLINE_MAX_LIMIT = 1000
 SEARCH_DEFAULT_LIMIT = 20  # messages in one page of `search` (chat.search)
 SEARCH_MAX_LIMIT = 50
 MAX_SEARCH_LENGTH = 200  # characters of `q`, after trimming
+MAX_ATTACHMENT_IDS = 100  # ids one `send` may name at all (the real limit is CHAT_UPLOAD_MAX_FILES)
 WATCH_MAX_ROOMS = 50  # rooms named in one `watch` (without names it watches the user's sidebar)
 
 
@@ -40,6 +41,7 @@ class Field:
     minimum: int | None = None
     maximum: int | None = None
     default: Any = None
+    items: type[str] | type[int] = str  # what a list holds: strings, or ids (integers of 1..MAX_SEQ)
 
 
 def _slug() -> Field:
@@ -64,6 +66,9 @@ CLIENT_FRAMES: dict[str, dict[str, Field]] = {
         "body": Field(str),
         "client_id": Field(str, required=False, max_length=MAX_CLIENT_ID_LENGTH),
         "reply_to": _message_id(required=False),
+        # Ids of the sender's uploads (POST /api/rooms/<slug>/uploads/); chat.files checks them,
+        # and their number against CHAT_UPLOAD_MAX_FILES.
+        "attachments": Field(list, required=False, max_length=MAX_ATTACHMENT_IDS, items=int),
     },
     "history": {
         "room": _slug(),
@@ -165,6 +170,7 @@ MESSAGE_FIELDS = {
     "repliers",
     "last_reply_at",
     "reactions",
+    "attachments",
 }
 
 
@@ -207,10 +213,16 @@ def _check_text(name: str, value: str, max_length: int | None) -> str:
     return value
 
 
-def _check_field(name: str, spec: Field, value: object) -> str | int | bool | list[str]:
+def _check_field(name: str, spec: Field, value: object) -> str | int | bool | list[str] | list[int]:
     if spec.kind is str and isinstance(value, str):
         return _check_text(name, value, spec.max_length)
     if spec.kind is bool and isinstance(value, bool):
+        return value
+    if spec.kind is list and spec.items is int and isinstance(value, list):
+        if spec.max_length is not None and len(value) > spec.max_length:
+            raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' has more than {spec.max_length} items.")
+        if not all(isinstance(item, int) and not isinstance(item, bool) and 1 <= item <= MAX_SEQ for item in value):
+            raise ChatError(ErrorCode.BAD_REQUEST, f"'{name}' must be a list of ids.")
         return value
     if spec.kind is list and isinstance(value, list) and all(isinstance(item, str) for item in value):
         if spec.max_length is not None and len(value) > spec.max_length:

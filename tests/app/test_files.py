@@ -1,0 +1,386 @@
+"""Uploaded files, in process: the upload door's limits and types, what an image keeps of its
+metadata (nothing), the rules of attaching files to a message, who may download them (and who
+stops being able to), and the files' removal with their message or when no message took them."""
+
+import io
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+from PIL import Image
+
+from chat import services
+from chat.models import Message, Upload
+
+pytestmark = pytest.mark.django_db
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path) -> Path:
+    """Each test stores its files in a folder of its own."""
+    root = tmp_path / "uploads"
+    root.mkdir()
+    settings.CHAT_MEDIA_ROOT = root
+    settings.CHAT_STORAGE = "local"
+    settings.CHAT_FILES_ACCEL_REDIRECT = ""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(root)}},
+    }
+    return root
+
+
+def stored_files(root: Path) -> list[Path]:
+    return sorted(path for path in root.rglob("*") if path.is_file())
+
+
+@pytest.fixture
+def lobby(make_room):
+    return make_room("lobby", name="Lobby")
+
+
+@pytest.fixture
+def token(alice) -> str:
+    return services.token_create(user=alice, name="test")[1]
+
+
+def image_bytes(fmt: str = "PNG", size: tuple[int, int] = (40, 20), mode: str = "RGB", **save) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, "red" if mode != "1" else 0).save(out, fmt, **save)
+    return out.getvalue()
+
+
+def upload(client: Client, slug: str, data: bytes, name: str = "file.bin", **extra):
+    handle = io.BytesIO(data)
+    handle.name = name
+    return client.post(f"/api/rooms/{slug}/uploads/", {"file": handle}, **extra)
+
+
+def send(client: Client, slug: str, payload: dict, **extra):
+    return client.post(f"/api/rooms/{slug}/messages/", json.dumps(payload), content_type="application/json", **extra)
+
+
+def body_of(response) -> bytes:
+    """The body a worker sends: downloads stream from an async iterator (read off the event loop)."""
+    if not response.streaming:
+        return response.content
+
+    async def collect() -> bytes:
+        return b"".join([chunk async for chunk in response.streaming_content])
+
+    return async_to_sync(collect)()
+
+
+# The upload door ---------------------------------------------------------------------------------
+
+
+def test_an_image_is_stored_without_exif_or_gps_upright_with_a_thumbnail(alice, lobby, token, media):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the camera was turned; shown rotated 90° clockwise
+    exif[0x010F] = "SecretCam"
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 7.5), 3: "E", 4: (13.0, 24.0, 1.0)}  # GPS
+    original = image_bytes("JPEG", size=(600, 300), exif=exif.tobytes())
+    assert b"SecretCam" in original and Image.open(io.BytesIO(original)).getexif().get_ifd(0x8825)
+
+    response = upload(Client(), "lobby", original, name="../../holiday photo.jpg", **bearer(token))
+    assert response.status_code == 201, response.content
+    data = response.json()
+    item = Upload.objects.get()
+    assert data == {
+        "id": item.pk,
+        "name": "holiday photo.jpg",
+        "size": item.size,
+        "content_type": "image/jpeg",
+        "url": f"/files/{item.pk}/holiday%20photo.jpg",
+        "thumbnail_url": f"/files/{item.pk}/thumbnail/",
+        "width": 300,
+        "height": 600,
+    }
+    kept = (media / item.file.name).read_bytes()
+    assert b"Exif" not in kept and b"SecretCam" not in kept
+    with Image.open(io.BytesIO(kept)) as image:
+        assert image.size == (300, 600) and not image.getexif()
+    with Image.open(media / item.thumbnail.name) as thumb:
+        assert max(thumb.size) == 480 and thumb.size == (240, 480) and not thumb.getexif()
+
+    # and what a downloader gets is that cleaned copy, inline
+    download = Client().get(data["url"], **bearer(token))
+    assert download.status_code == 200 and body_of(download) == kept
+    assert download["Content-Type"] == "image/jpeg"
+    assert download["Content-Disposition"].startswith("inline;")
+    assert download["X-Content-Type-Options"] == "nosniff" and download["Cache-Control"] == "private"
+    thumb = Client().get(data["thumbnail_url"], **bearer(token))
+    assert thumb.status_code == 200 and body_of(thumb) == (media / item.thumbnail.name).read_bytes()
+
+
+def test_a_file_over_the_limit_is_refused_while_it_arrives_and_nothing_is_stored(settings, lobby, token, media):
+    settings.CHAT_UPLOAD_MAX_BYTES = 2 * 1024 * 1024
+    response = upload(Client(), "lobby", b"x" * (2 * 1024 * 1024 + 1), **bearer(token))
+    assert response.status_code == 413
+    assert response.json() == {"code": "too_large", "detail": "The file is larger than 2 MB."}
+    # one far over it is refused from its declared length, unread
+    response = upload(Client(), "lobby", b"x" * (3 * 1024 * 1024), **bearer(token))
+    assert response.status_code == 413 and response.json()["code"] == "too_large"
+    assert not Upload.objects.exists() and stored_files(media) == []
+    # exactly the limit passes
+    assert upload(Client(), "lobby", b"x" * (2 * 1024 * 1024), **bearer(token)).status_code == 201
+
+
+def test_no_file_an_empty_file_and_a_broken_image_are_bad_requests(lobby, token, media):
+    cases = [
+        (Client().post("/api/rooms/lobby/uploads/", {"other": "x"}, **bearer(token)), "multipart field 'file'"),
+        (upload(Client(), "lobby", b"", **bearer(token)), "The file is empty."),
+        (upload(Client(), "lobby", b"\x89PNG\r\n\x1a\n" + b"garbage" * 50, **bearer(token)), "does not decode"),
+        (upload(Client(), "lobby", image_bytes("PNG")[:60], **bearer(token)), "does not decode"),
+    ]
+    for response, detail in cases:
+        assert response.status_code == 400, response.content
+        assert response.json()["code"] == "bad_request" and detail in response.json()["detail"]
+    assert not Upload.objects.exists() and stored_files(media) == []
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # what it is about
+def test_a_decompression_bomb_is_refused(lobby, token, media):
+    bomb = image_bytes("PNG", size=(10_000, 10_000), mode="1")  # a few KB, 100 million pixels
+    assert len(bomb) < 100_000
+    response = upload(Client(), "lobby", bomb, name="bomb.png", **bearer(token))
+    assert response.status_code == 400
+    assert "too many pixels" in response.json()["detail"]
+    assert not Upload.objects.exists() and stored_files(media) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "content_type"),
+    [
+        (b"<html><script>alert(document.cookie)</script></html>", "page.html", "text/plain"),
+        (b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>', "x.svg", "text/plain"),
+        (b"\x00\x01\x02binary\xff\xfe", "data.png", "application/octet-stream"),  # its name lies
+        (b"%PDF-1.7\n...", "doc.pdf", "application/pdf"),
+    ],
+    ids=["html", "svg", "unknown", "pdf"],
+)
+def test_anything_but_a_verified_image_is_served_as_a_download(lobby, token, content, name, content_type):
+    response = upload(Client(), "lobby", content, name=name, **bearer(token))
+    assert response.status_code == 201, response.content
+    data = response.json()
+    assert data["content_type"] == content_type and data["thumbnail_url"] is None and data["width"] is None
+    download = Client().get(data["url"], **bearer(token))
+    assert download.status_code == 200 and body_of(download) == content
+    assert download["Content-Type"] == content_type
+    assert download["Content-Disposition"] == f'attachment; filename="{name}"'
+    assert download["X-Content-Type-Options"] == "nosniff"
+    assert "sandbox" in download["Content-Security-Policy"]
+
+
+def test_a_name_is_cleaned_and_given_back_in_rfc_6266_form(lobby, token):
+    weird = "C:\\fakepath\\\u202egpj.exe"  # a path, and a right-to-left override
+    data = upload(Client(), "lobby", b"hello", name=weird, **bearer(token)).json()
+    assert data["name"] == "gpj.exe"
+    data = upload(Client(), "lobby", b"hello", name="résumé 2026.txt", **bearer(token)).json()
+    assert data["url"].endswith("/r%C3%A9sum%C3%A9%202026.txt")
+    download = Client().get(data["url"], **bearer(token))
+    assert download["Content-Disposition"] == "attachment; filename*=utf-8''r%C3%A9sum%C3%A9%202026.txt"
+
+
+def test_uploading_needs_the_room_and_credentials(make_room, alice, bob, token):
+    make_room("secret", private=True)
+    assert upload(Client(), "lobby-nowhere", b"x", **bearer(token)).status_code == 404
+    assert upload(Client(), "secret", b"x", **bearer(token)).json()["code"] == "forbidden"
+    assert upload(Client(), "secret", b"x").status_code == 401
+    assert not Upload.objects.exists()
+
+
+def test_the_upload_door_is_in_the_openapi_description(token):
+    schema = Client().get("/api/schema/").json()
+    door = schema["paths"]["/api/rooms/{slug}/uploads/"]["post"]
+    assert "multipart/form-data" in door["requestBody"]["content"]
+    assert set(door["responses"]) >= {"201", "400", "401", "403", "404", "413", "429"}
+    message = schema["components"]["schemas"]["Message"]
+    assert "attachments" in message["properties"]
+
+
+# Attaching --------------------------------------------------------------------------------------
+
+
+def test_a_message_takes_its_senders_files_once(alice, bob, lobby, make_room, token, settings):
+    settings.CHAT_UPLOAD_MAX_FILES = 2
+    mine = [upload(Client(), "lobby", f"file {n}".encode(), name=f"{n}.txt", **bearer(token)).json() for n in (1, 2, 3)]
+    bob_token = services.token_create(user=bob, name="b")[1]
+    theirs = upload(Client(), "lobby", b"bob's", **bearer(bob_token)).json()
+    make_room("other")
+    elsewhere = upload(Client(), "other", b"other room", **bearer(token)).json()
+
+    refusals = [
+        ([theirs["id"]], "no upload"),
+        ([elsewhere["id"]], "no upload"),
+        ([mine[0]["id"], mine[0]["id"]], "twice"),
+        ([m["id"] for m in mine], "at most 2 files"),
+        ([999_999], "no upload"),
+    ]
+    for ids, detail in refusals:
+        response = send(Client(), "lobby", {"body": "", "attachments": ids}, **bearer(token))
+        assert response.status_code == 400, ids
+        assert response.json()["code"] == "bad_request" and detail in response.json()["detail"].lower(), ids
+    assert not Message.objects.exists() and not Upload.objects.filter(message__isnull=False).exists()
+    assert send(Client(), "lobby", {"body": "  "}, **bearer(token)).json()["detail"] == "'body': The message is empty."
+
+    response = send(Client(), "lobby", {"body": "", "attachments": [mine[1]["id"], mine[0]["id"]]}, **bearer(token))
+    assert response.status_code == 201, response.content
+    message = response.json()
+    assert message["body"] == "" and message["attachments"] == [mine[1], mine[0]]
+    assert set(Upload.objects.filter(message_id=message["id"]).values_list("pk", flat=True)) == {
+        mine[0]["id"],
+        mine[1]["id"],
+    }
+    history = Client().get("/api/rooms/lobby/messages/", **bearer(token)).json()["messages"]
+    assert history[-1]["attachments"] == [mine[1], mine[0]]
+    # taken: not again
+    again = send(Client(), "lobby", {"body": "again", "attachments": [mine[0]["id"]]}, **bearer(token))
+    assert again.status_code == 400 and "another message" in again.json()["detail"]
+    assert Message.objects.count() == 1
+    # and a message without files still has the field
+    plain = send(Client(), "lobby", {"body": "hi"}, **bearer(token)).json()
+    assert plain["attachments"] == []
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_socket_send_takes_files_and_everyone_in_the_room_sees_them(alice, bob, lobby, connect):
+    token = await database_sync_to_async(lambda: services.token_create(user=alice, name="t")[1])()
+    data = await database_sync_to_async(lambda: upload(Client(), "lobby", b"notes", name="n.txt", **bearer(token)))()
+    item = data.json()
+    sender, watcher = await connect(alice), await connect(bob)
+    await sender.join("lobby")
+    await watcher.join("lobby")
+    ack = await sender.request("send", room="lobby", body="", attachments=[item["id"]], client_id="c1")
+    assert ack["type"] == "ack", ack
+    seen = await watcher.expect("message")
+    assert seen["message"]["attachments"] == [item] and seen["message"]["body"] == ""
+    error = await sender.request("send", room="lobby", body="x", attachments=["1"])
+    assert error["type"] == "error" and error["code"] == "bad_request"
+    error = await sender.request("send", room="lobby", body="x", attachments=[item["id"]])
+    assert error["code"] == "bad_request" and "another message" in error["detail"]
+    error = await sender.request("send", room="lobby", body="")
+    assert error["code"] == "bad_request"  # no files: an empty body is still refused
+
+
+# Downloading ------------------------------------------------------------------------------------
+
+
+def sent_file(room, author, content: bytes = b"private notes", name: str = "notes.txt") -> dict:
+    client = Client()
+    client.force_login(author)
+    item = upload(client, room.slug, content, name=name).json()
+    services.message_send(room=room, author=author, body="here", attachments=[item["id"]])
+    return item
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_who_may_download_follows_who_may_read_the_room(alice, bob, make_user, make_room):
+    carol, dave = make_user("carol"), make_user("dave")
+    staff = make_room("staff", private=True, created_by=alice)
+    for user in (bob, carol):
+        services.membership_add(room=staff, user=user)
+    item = sent_file(staff, alice, content=image_bytes("PNG"), name="plan.png")
+    paths = [item["url"], item["thumbnail_url"]]
+    for path in paths:
+        assert logged_in(bob).get(path).status_code == 200
+        assert logged_in(dave).get(path).status_code == 404  # not a member: as if it did not exist
+        logged_out = Client().get(path)
+        assert logged_out.status_code == 401 and logged_out.json()["code"] == "unauthorized"
+        assert Client().get(path, **bearer("chat_wrong")).status_code == 401
+        assert Client().get(path, **bearer(services.token_create(user=carol, name="c")[1])).status_code == 200
+    assert logged_in(bob).get(f"/files/{item['id'] + 1000}/x").status_code == 404
+
+    services.ban_create(room=staff, user=bob)
+    services.member_remove(room=staff, user=carol, by=alice)
+    for path in paths:
+        assert logged_in(bob).get(path).status_code == 404
+        assert logged_in(carol).get(path).status_code == 404
+        assert logged_in(alice).get(path).status_code == 200
+
+
+def test_a_direct_conversations_files_are_its_members_alone(alice, bob, make_user):
+    carol = make_user("carol")
+    room, _ = services.direct_open(user=alice, usernames=["bob"])
+    item = sent_file(room, alice)
+    assert logged_in(bob).get(item["url"]).status_code == 200
+    assert logged_in(carol).get(item["url"]).status_code == 404
+
+
+def test_a_pending_upload_is_its_uploaders_alone(alice, bob, lobby):
+    item = upload(logged_in(alice), "lobby", b"draft").json()
+    assert logged_in(alice).get(item["url"]).status_code == 200
+    assert logged_in(bob).get(item["url"]).status_code == 404
+
+
+def test_behind_nginx_the_worker_only_authorizes(alice, lobby, settings):
+    settings.CHAT_FILES_ACCEL_REDIRECT = "/_protected/"
+    item = sent_file(lobby, alice, content=image_bytes("PNG"), name="a.png")
+    stored = Upload.objects.get()
+    response = logged_in(alice).get(item["url"])
+    assert response.status_code == 200 and response.content == b""
+    assert response["X-Accel-Redirect"] == "/_protected/" + stored.file.name
+    assert response["Content-Type"] == "image/png" and response["Content-Disposition"].startswith("inline;")
+    assert response["X-Content-Type-Options"] == "nosniff"
+
+
+# Removal ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["own", "moderator", "admin"])
+def test_deleting_a_message_removes_its_files(alice, bob, make_room, media, how, django_capture_on_commit_callbacks):
+    room = make_room("team", private=True, created_by=bob)
+    services.membership_add(room=room, user=alice)
+    item = sent_file(room, alice, content=image_bytes("PNG"), name="a.png")
+    message = Message.objects.get()
+    assert len(stored_files(media)) == 2  # the image and its thumbnail
+    with django_capture_on_commit_callbacks(execute=True):
+        if how == "own":
+            services.message_delete_own(room=room, author=alice, message_id=message.pk)
+        elif how == "moderator":
+            services.message_remove(room=room, user=bob, message_id=message.pk)
+        else:
+            services.message_delete(message=message)
+    assert stored_files(media) == [] and not Upload.objects.exists()
+    assert logged_in(alice).get(item["url"]).status_code == 404
+    history = logged_in(alice).get("/api/rooms/team/messages/").json()["messages"]
+    assert history[0]["deleted"] and history[0]["attachments"] == []
+
+
+def test_purge_uploads_removes_only_old_pending_ones(alice, lobby, media, django_capture_on_commit_callbacks):
+    sent_file(lobby, alice, name="sent.txt")
+    old = upload(logged_in(alice), "lobby", b"old draft", name="old.txt").json()
+    upload(logged_in(alice), "lobby", b"new draft", name="new.txt")
+    Upload.objects.filter(message__isnull=False).update(created_at=timezone.now() - timedelta(days=3))
+    Upload.objects.filter(pk=old["id"]).update(created_at=timezone.now() - timedelta(hours=25))
+    assert len(stored_files(media)) == 3
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("purge_uploads", stdout=out)
+    assert out.getvalue().strip() == "Removed 1 pending upload(s)."
+    assert sorted(Upload.objects.values_list("name", flat=True)) == ["new.txt", "sent.txt"]
+    assert len(stored_files(media)) == 2
+
+
+def test_staff_deleting_a_file_takes_it_off_its_message(alice, lobby, media, django_capture_on_commit_callbacks):
+    item = sent_file(lobby, alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.upload_delete(upload=Upload.objects.get())
+    assert stored_files(media) == []
+    assert Message.objects.get().attachments == []
+    assert logged_in(alice).get(item["url"]).status_code == 404
