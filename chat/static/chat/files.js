@@ -10,6 +10,7 @@ const TEXT = Object.freeze({
   files: 'Files to send',
   uploading: 'Uploading…',
   ready: 'Ready to send',
+  notUploaded: 'Not uploaded',
   cancel: (name) => `Remove ${name}`,
   cancelUpload: (name) => `Cancel the upload of ${name}`,
   refused: (name, detail) => `${name} was not uploaded: ${detail}`,
@@ -246,12 +247,14 @@ export function wireAttachments(c) {
         return;
       }
       const detail = data?.detail || `HTTP ${xhr.status}`;
-      settle(upload, 'failed', detail);
+      settle(upload, 'failed', TEXT.notUploaded); // the reason, in full, in the alert above the chips
+      upload.chip.title = detail;
       say(TEXT.refused(file.name, detail));
     });
     xhr.addEventListener('error', () => {
       if (!uploads.includes(upload)) return;
-      settle(upload, 'failed', TEXT.failed);
+      settle(upload, 'failed', TEXT.notUploaded);
+      upload.chip.title = TEXT.failed;
       say(TEXT.refused(file.name, TEXT.failed));
     });
     const form = new FormData();
