@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from tests.e2e.test_browser_links import serious_axe_findings
 from tests.support.browser import open_room
 from tests.support.daphne_server import DaphneServer
 
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 
 # A PNG drawn in the page (a 120 x 80 canvas), put on a clipboard event as a screenshot is:
@@ -74,7 +76,7 @@ def page_as(browser: Browser, sessions: dict[str, dict]):
     contexts = []
 
     def make(name: str, **options) -> Page:
-        context = browser.new_context(storage_state=sessions[name], accept_downloads=True, **(options or DESKTOP))
+        context = browser.new_context(storage_state=sessions[name], accept_downloads=True, **{**DESKTOP, **options})
         context.set_default_timeout(10_000)
         contexts.append(context)
         page = context.new_page()
@@ -223,3 +225,60 @@ def test_a_file_over_the_limit_is_refused_with_the_reason(browser, small_server)
         expect(status).to_be_hidden()
     finally:
         context.close()
+
+
+def test_a_message_with_a_file_written_during_an_outage_goes_once_with_its_file(page_as, server):
+    alice = page_as("alice")
+    open_room(alice, server, "lobby")
+    alice.locator("#attach-input").set_input_files(
+        files=[{"name": "plan.txt", "mimeType": "text/plain", "buffer": b"step one\n"}]
+    )
+    expect(alice.locator("#attachment-chips .attachment-chip")).to_have_attribute("data-state", "done")
+    server.stop_worker()
+    try:
+        expect(alice.locator("#status")).not_to_have_attribute("data-state", "live")
+        alice.locator("#composer-input").fill("the plan, sent while offline")
+        alice.locator("#composer-input").press("Enter")
+        pending = alice.locator("#messages .message.pending", has_text="the plan, sent while offline")
+        expect(pending).to_have_count(1)
+        expect(pending.locator(".file-card-name")).to_have_text("plan.txt")  # shown at once, as it will be
+    finally:
+        server.start_worker()
+    expect(alice.locator("#status")).to_have_attribute("data-state", "live")
+    stored = alice.locator("#messages .message[data-id]:not(.pending)", has_text="the plan, sent while offline")
+    expect(stored).to_have_count(1)
+    expect(stored.locator(".file-card-name")).to_have_text("plan.txt")
+    # Stored once, with its file (the resend kept the attachment).
+    history = alice.request.get(f"{server.base_url}/api/rooms/lobby/messages/?limit=5").json()
+    sent = [m for m in history["messages"] if m["body"] == "the plan, sent while offline"]
+    assert len(sent) == 1 and [a["name"] for a in sent[0]["attachments"]] == ["plan.txt"]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{**DESKTOP, "color_scheme": "light"}, {**PHONE, "color_scheme": "dark"}],
+    ids=["desktop-light", "phone-dark"],
+)
+def test_files_chips_and_search_results_have_no_serious_accessibility_findings(page_as, server, options):
+    # The pages' Content-Security-Policy blocks the script axe-core is injected as: bypassed here only.
+    page = page_as("alice", **options, bypass_csp=True)
+    open_room(page, server, "lobby")
+    page.locator("#composer-input").evaluate(PASTE_PNG)
+    expect(page.locator("#attachment-chips .attachment-chip")).to_have_attribute("data-state", "done")
+    page.locator("#attach-input").set_input_files(
+        files=[{"name": "report.pdf", "mimeType": "application/pdf", "buffer": b"%PDF-1.4\n" + b"0" * 3000}]
+    )
+    expect(page.locator("#attachment-chips .attachment-chip[data-state=done]")).to_have_count(2)
+    assert serious_axe_findings(page) == []
+    page.locator("#composer-input").fill("accessible files")
+    page.locator("#composer-input").press("Enter")
+    sent = page.locator("#messages .message[data-id]", has_text="accessible files")
+    expect(sent.locator("img.attachment-thumb")).to_have_count(1)
+    expect(sent.locator(".file-card")).to_have_count(1)
+    assert serious_axe_findings(page) == []
+
+    box = page.get_by_role("searchbox", name="Search messages")
+    box.fill("accessible")
+    box.press("Enter")
+    expect(page.locator("#search-results mark").first).to_have_text("accessible")
+    assert serious_axe_findings(page) == []

@@ -125,13 +125,11 @@ function setStatus(text) {
 function open() {
   if (!ui.panel.hidden) return;
   ui.panel.hidden = false;
-  ui.input.setAttribute('aria-expanded', 'true');
 }
 
 function close({ restoreFocus = true } = {}) {
   if (ui.panel.hidden) return;
   ui.panel.hidden = true;
-  ui.input.setAttribute('aria-expanded', 'false');
   S.waiting = null;
   if (restoreFocus) ui.input.focus();
 }
