@@ -310,6 +310,15 @@ export function wireAttachments(c) {
     c.input.focus();
   });
   c.drop.dataset.dropLabel = TEXT.drop;
+  // A file dropped anywhere else on the page would make the browser leave it to show the file.
+  for (const type of ['dragover', 'drop']) {
+    document.addEventListener(type, (event) => {
+      if (hasFiles(event) && !event.defaultPrevented) {
+        event.preventDefault();
+        if (type === 'dragover') event.dataTransfer.dropEffect = 'none';
+      }
+    });
+  }
 
   return {
     // The finished uploads, in the wire form of an attachment.
