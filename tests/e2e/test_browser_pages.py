@@ -32,7 +32,8 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TABLET = {"width": 1000, "height": 800}
 # As the test server sends them: uncompressed (collectstatic's gzip and Brotli copies are about a third).
-PAGE_WEIGHT_LIMIT = 250 * 1024  # the room page with its modules: unread state, management, links, mentions, flow, files, search
+# The room page with its modules: unread state, management, links, mentions, flow, files, search.
+PAGE_WEIGHT_LIMIT = 250 * 1024
 
 # A short conversation in a room of its own, for the screenshots and the accessibility checks,
 # and an empty room for the unread counts: made once, by the server's own manage.py.
