@@ -282,3 +282,47 @@ def test_files_chips_and_search_results_have_no_serious_accessibility_findings(p
     box.press("Enter")
     expect(page.locator("#search-results mark").first).to_have_text("accessible")
     assert serious_axe_findings(page) == []
+
+
+DROP_FILE = """(target) => {
+  const data = new DataTransfer();
+  data.items.add(new File(['dropped text\\n'], 'dropped.txt', { type: 'text/plain' }));
+  for (const type of ['dragenter', 'dragover']) {
+    target.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+  }
+  const shown = target.classList.contains('dragging');
+  target.dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true }));
+  return shown;
+}"""
+
+
+def test_a_dropped_file_is_attached_and_an_edit_keeps_it_a_deletion_takes_it(page_as, server):
+    alice, bob = page_as("alice"), page_as("bob")
+    open_room(alice, server, "lobby")
+    open_room(bob, server, "lobby")
+    assert alice.locator(".room-main").evaluate(DROP_FILE), "no drop zone shown while dragging"
+    chip = alice.locator("#attachment-chips .attachment-chip")
+    expect(chip.locator(".chip-name")).to_have_text("dropped.txt")
+    expect(chip).to_have_attribute("data-state", "done")
+    expect(alice.locator(".room-main")).not_to_have_class(re.compile(r"\bdragging\b"))
+    alice.locator("#composer-input").fill("dropped in")
+    alice.locator("#composer-input").press("Enter")
+
+    mine = alice.locator("#messages .message[data-id]:not(.pending)", has_text="dropped in")
+    expect(mine).to_have_count(1)
+    seen = bob.locator(f"#messages .message[data-id='{mine.get_attribute('data-id')}']")
+    expect(seen.locator(".file-card-name")).to_have_text("dropped.txt")
+    mine = alice.locator(f"#messages .message[data-id='{mine.get_attribute('data-id')}']")
+    mine.hover()
+    mine.get_by_role("button", name="Edit message").click()
+    editor = alice.get_by_role("textbox", name="Edit message")
+    editor.fill("dropped in (edited)")
+    editor.press("Enter")
+    expect(seen.locator(".body")).to_have_text("dropped in (edited)")
+    expect(seen.locator(".file-card-name")).to_have_text("dropped.txt")  # an edit keeps the file
+
+    mine.hover()
+    mine.get_by_role("button", name="Delete message").click()
+    alice.locator("#delete-dialog").get_by_role("button", name="Delete").click()
+    expect(seen).to_have_class(re.compile(r"\bdeleted\b"))
+    expect(seen.locator(".attachments-shown")).to_have_count(0)  # a deleted message shows no file
