@@ -15,8 +15,8 @@ ENV PATH=/venv/bin:$PATH \
     DAPHNE=/venv/bin/daphne \
     DJANGO_STATIC_ROOT=/srv/static
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin chat \
-    && mkdir -p /srv/static \
-    && chown chat /srv/static
+    && mkdir -p /srv/static /srv/uploads \
+    && chown chat /srv/static /srv/uploads
 COPY --from=build /venv /venv
 WORKDIR /app
 COPY . .

@@ -7,8 +7,11 @@ class ChatConfig(AppConfig):
     verbose_name = "Chat"
 
     def ready(self) -> None:
-        from chat import receivers
+        from django.core import checks
+
+        from chat import receivers, search
         from chat.web import devices
 
         receivers.connect()
         devices.connect()
+        checks.register(search.check_locale, checks.Tags.database)

@@ -12,6 +12,7 @@ once. Anything else is kept byte for byte and is only ever served as a download.
 from __future__ import annotations
 
 import codecs
+import functools
 import io
 import logging
 import re
@@ -19,6 +20,7 @@ import secrets
 import threading
 import unicodedata
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -333,10 +335,20 @@ def _delete_files(names: Iterable[str]) -> None:
             logger.warning("Could not delete the stored file %s", name, exc_info=True)
 
 
+@functools.cache
+def _deleter() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="chat-file-delete")
+
+
 def files_delete_on_commit(upload: Upload) -> None:
-    """An Upload row is being deleted (chat.receivers): its stored files go once that commits."""
+    """An Upload row is being deleted (chat.receivers): its stored files go once that commits.
+    From a bucket in the background: a deletion committed by a socket's message delete must not
+    hold the worker's shared sync thread for a round trip to S3."""
     names = [upload.file.name, upload.thumbnail.name]
-    transaction.on_commit(lambda: _delete_files(names), robust=True)
+    if settings.CHAT_STORAGE == "s3":
+        transaction.on_commit(lambda: _deleter().submit(_delete_files, names), robust=True)
+    else:
+        transaction.on_commit(lambda: _delete_files(names), robust=True)
 
 
 def uploads_purge(*, now: datetime | None = None, batch: int = 500) -> int:

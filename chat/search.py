@@ -15,15 +15,19 @@ A query of 1 or 2 characters has no trigram: on either database it is a newest-f
 readable rooms' messages, stopped as soon as a page is full (its cost is in docs/search.md).
 """
 
+from collections.abc import Sequence
 from typing import Any
 
+from django.apps import AppConfig
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
+from django.core import checks
 from django.db import connection, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
+from django.utils.translation import gettext as _
 
 from chat.errors import ChatError, ErrorCode
 from chat.models import PRIVATE_ACCESS, Ban, Membership, Message, Room
@@ -39,12 +43,12 @@ FTS_TABLE = "chat_message_fts"
 def clean_query(q: str) -> str:
     """The query as searched: trimmed, 1 to MAX_QUERY_LENGTH characters of text; else bad_request."""
     if not is_text(q) or "\x00" in q:
-        raise ChatError(ErrorCode.BAD_REQUEST, "'q' is not valid text.")
+        raise ChatError(ErrorCode.BAD_REQUEST, _("'q' is not valid text."))
     q = q.strip()
     if not q:
-        raise ChatError(ErrorCode.BAD_REQUEST, "'q' is empty: give the text to search for.")
+        raise ChatError(ErrorCode.BAD_REQUEST, _("'q' is empty: give the text to search for."))
     if len(q) > MAX_QUERY_LENGTH:
-        raise ChatError(ErrorCode.BAD_REQUEST, f"'q' is longer than {MAX_QUERY_LENGTH} characters.")
+        raise ChatError(ErrorCode.BAD_REQUEST, _("'q' is longer than %(max)d characters.") % {"max": MAX_QUERY_LENGTH})
     return q
 
 
@@ -94,7 +98,7 @@ def search_messages(
     door to it the user may not pass; `author` (a username) to their messages (nobody: none)."""
     q = clean_query(q)
     if not 1 <= limit <= SEARCH_MAX_LIMIT:
-        raise ChatError(ErrorCode.BAD_REQUEST, f"'limit' must be 1 to {SEARCH_MAX_LIMIT}.")
+        raise ChatError(ErrorCode.BAD_REQUEST, _("'limit' must be 1 to %(max)d.") % {"max": SEARCH_MAX_LIMIT})
     messages = _matching(q)
     if room is not None:
         messages = messages.filter(room=room_get_for(slug=room, user=user))
@@ -105,10 +109,40 @@ def search_messages(
         if author_id is None:
             return [], False
         messages = messages.filter(author_id=author_id)
-    if before is not None:
-        messages = messages.filter(pk__lt=before)
-    rows = list(messages.order_by("-pk").values(*_MESSAGE_COLUMNS, "room__slug")[: limit + 1])
+    if len(q) >= TRIGRAM:
+        if before is not None:
+            messages = messages.filter(pk__lt=before)
+        rows = _page(messages, count=limit + 1)
+    else:
+        rows = _scan_newest_first(messages, before=before, count=limit + 1)
     return [message_wire(row, room_slug=row["room__slug"]) for row in rows[:limit]], len(rows) > limit
+
+
+def _page(messages: QuerySet[Message], *, count: int) -> list[dict[str, Any]]:
+    return list(messages.order_by("-pk").values(*_MESSAGE_COLUMNS, "room__slug")[:count])
+
+
+SHORT_SCAN_SLICE = 20_000  # message ids in the first slice a short query reads; each next one doubles
+
+
+def _scan_newest_first(messages: QuerySet[Message], *, before: int | None, count: int) -> list[dict[str, Any]]:
+    """The newest `count` of `messages` (which no index narrows), read in slices of ids from the
+    newest back, each twice the last, until `count` are found or the oldest message is passed: a
+    common short text reads only the newest slice, a rare one all messages once at most (in
+    log2(messages / SHORT_SCAN_SLICE) + 1 queries). A database left to plan `LIKE '%xy%' ORDER BY
+    id DESC LIMIT n` alone may read and sort the whole table even when the newest rows match."""
+    newest = Message.objects.order_by("-pk").values_list("pk", flat=True).first()
+    if newest is None:
+        return []
+    high = newest + 1 if before is None else min(before, newest + 1)  # ids below `high` are left to read
+    oldest = Message.objects.order_by("pk").values_list("pk", flat=True).first() or 0
+    rows: list[dict[str, Any]] = []
+    width = SHORT_SCAN_SLICE
+    while len(rows) < count and high > oldest:
+        low = max(oldest, high - width)
+        rows += _page(messages.filter(pk__gte=low, pk__lt=high), count=count - len(rows))
+        high, width = low, width * 2
+    return rows
 
 
 # SQLite's index -----------------------------------------------------------------------------
@@ -188,6 +222,32 @@ def postgres_install(db: BaseDatabaseWrapper) -> None:
         cursor.execute(
             f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {PG_INDEX} ON chat_message USING gin (UPPER(body) gin_trgm_ops)"
         )
+
+
+def check_locale(
+    *, app_configs: Sequence[AppConfig] | None, databases: Sequence[str] | None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """(A system check, run by `migrate` and `check --database default`) Warn when a PostgreSQL
+    database's LC_CTYPE is C or POSIX: pg_trgm then drops non-ASCII characters, and a search in
+    Chinese reads every message instead of the index."""
+    found: list[checks.CheckMessage] = []
+    for alias in databases or []:
+        db = connections[alias]
+        if db.vendor != "postgresql":
+            continue
+        with db.cursor() as cursor:
+            cursor.execute("SELECT datctype FROM pg_database WHERE datname = current_database()")
+            row = cursor.fetchone()
+        if row is not None and row[0] in ("C", "POSIX"):
+            found.append(
+                checks.Warning(
+                    f"Database '{alias}' has LC_CTYPE {row[0]}: search's trigram index leaves out every "
+                    "non-ASCII character, so a search in Chinese (or any non-Latin script) reads every message.",
+                    hint="Create the database with a UTF-8 locale, e.g. LC_CTYPE 'C.UTF-8' (docs/search.md).",
+                    id="chat.W001",
+                )
+            )
+    return found
 
 
 def postgres_uninstall(db: BaseDatabaseWrapper) -> None:

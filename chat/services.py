@@ -254,6 +254,17 @@ def message_send(
         if existing:
             return existing, False
         raise
+    except ChatError:
+        # A retry of a send with files finds them taken, by its own first attempt: the same
+        # answer as any retry, the first message.
+        existing = (
+            bool(attachments)
+            and client_id is not None
+            and _message_by_client_id(room=room, author=author, client_id=client_id)
+        )
+        if existing:
+            return existing, False
+        raise
     return wire, True
 
 

@@ -2,6 +2,7 @@
 (chat.search; docs/search.md). Searches cost more than other reads: besides the API's rate per
 user, each user gets CHAT_SEARCH_PER_MINUTE of them a minute (the `search` throttle scope)."""
 
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -19,9 +20,10 @@ NO_NUL = r"^[^\x00]*$"
 
 class SearchQuerySerializer(serializers.Serializer):
     q = StrictRegexField(
-        NO_NUL,
+        # Something besides spaces (they are trimmed), and no NUL anywhere: as a message's body.
+        r"^[^\x00]*[^\s\x00][^\x00]*$",
         max_length=MAX_QUERY_LENGTH,
-        error_messages={"invalid": "The text contains a NUL character."},
+        error_messages={"invalid": _("Give the text to search for (not only spaces, no NUL character).")},
         help_text=(
             f"The text to find: 1 to {MAX_QUERY_LENGTH} characters (spaces around it are trimmed), any case,"
             " anywhere in a message (a substring, in any script)."

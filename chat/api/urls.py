@@ -12,7 +12,7 @@ urlpatterns = [
         views.ReactionsView.as_view(),
         name="api_reactions",
     ),
-    path("api/rooms/<str:slug>/uploads/", files.UploadView.as_view(), name="api_uploads"),
+    path("api/rooms/<str:slug>/uploads/", files.upload_door, name="api_uploads"),
     path("api/rooms/<str:slug>/", manage.RoomDetailView.as_view(), name="api_room"),
     path("api/rooms/<str:slug>/members/", manage.MembersView.as_view(), name="api_members"),
     path("api/rooms/<str:slug>/online/", presence.OnlineView.as_view(), name="api_online"),

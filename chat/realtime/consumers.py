@@ -20,6 +20,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.base import SessionBase
 from django.db import DatabaseError
+from django.utils.translation import gettext
 from redis.exceptions import RedisError
 
 from chat import events, search, selectors, services, unread
@@ -615,7 +616,7 @@ class ChatConsumer(RoomManagement, AsyncWebsocketConsumer):
 
     async def on_search(self, frame: Frame) -> None:
         if not get_user_limits().take_search(self.user.pk, per_minute=settings.CHAT_SEARCH_PER_MINUTE):
-            raise ChatError(ErrorCode.RATE_LIMITED, "Too many searches: wait a moment before the next one.")
+            raise ChatError(ErrorCode.RATE_LIMITED, gettext("Too many searches: wait a moment before the next one."))
         q = search.clean_query(frame["q"])
         messages, has_more = await _search(
             user=self.user,

@@ -4,21 +4,26 @@ stops being able to), and the files' removal with their message or when no messa
 
 import io
 import json
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 from django.core.management import call_command
-from django.test import Client
+from django.middleware.csrf import _get_new_csrf_string
+from django.test import AsyncClient, Client
 from django.utils import timezone
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
-from chat import services
+from chat import files, services
 from chat.models import Message, Upload
 
-pytestmark = pytest.mark.django_db
+# transaction=True: the upload door runs in a thread of its own, with its own database connection,
+# which must see what the test made.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -123,6 +128,30 @@ def test_an_image_is_stored_without_exif_or_gps_upright_with_a_thumbnail(alice, 
     assert thumb.status_code == 200 and body_of(thumb) == (media / item.thumbnail.name).read_bytes()
 
 
+def test_png_text_and_exif_and_gif_comments_are_stripped_and_animations_keep_their_frames(lobby, token, media):
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "taken at 52.5N 13.4E")
+    exif = Image.Exif()
+    exif[0x010F] = "SecretCam"
+    png = image_bytes("PNG", mode="RGBA", pnginfo=info, exif=exif.tobytes())
+    assert b"52.5N" in png and b"SecretCam" in png
+    frames = [Image.new("RGB", (30, 30), color) for color in ("red", "green", "blue")]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=120, loop=0, comment=b"52.5N")
+    gif = out.getvalue()
+    assert b"52.5N" in gif and Image.open(io.BytesIO(gif)).n_frames == 3
+
+    for data, name, content_type in ((png, "a.png", "image/png"), (gif, "a.gif", "image/gif")):
+        response = upload(Client(), "lobby", data, name=name, **bearer(token))
+        assert response.status_code == 201, response.content
+        assert response.json()["content_type"] == content_type
+        item = Upload.objects.get(pk=response.json()["id"])
+        kept = (media / item.file.name).read_bytes()
+        assert b"52.5N" not in kept and b"SecretCam" not in kept
+    with Image.open(media / item.file.name) as animation:
+        assert animation.n_frames == 3 and animation.info.get("duration") == 120
+
+
 def test_a_file_over_the_limit_is_refused_while_it_arrives_and_nothing_is_stored(settings, lobby, token, media):
     settings.CHAT_UPLOAD_MAX_BYTES = 2 * 1024 * 1024
     response = upload(Client(), "lobby", b"x" * (2 * 1024 * 1024 + 1), **bearer(token))
@@ -134,6 +163,21 @@ def test_a_file_over_the_limit_is_refused_while_it_arrives_and_nothing_is_stored
     assert not Upload.objects.exists() and stored_files(media) == []
     # exactly the limit passes
     assert upload(Client(), "lobby", b"x" * (2 * 1024 * 1024), **bearer(token)).status_code == 201
+
+
+def test_a_browser_uploads_with_its_session_and_csrf_token_and_the_limit_holds_there_too(alice, lobby, settings, media):
+    """The session's CSRF check reads the form before the view does: the limit applies to that
+    read as well."""
+    settings.CHAT_UPLOAD_MAX_BYTES = 1024 * 1024
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(alice)
+    secret = _get_new_csrf_string()
+    browser.cookies["csrftoken"] = secret
+    assert upload(browser, "lobby", b"no token").status_code == 403
+    too_big = upload(browser, "lobby", b"x" * (1024 * 1024 + 1), HTTP_X_CSRFTOKEN=secret)
+    assert too_big.status_code == 413 and too_big.json()["code"] == "too_large"
+    assert not Upload.objects.exists() and stored_files(media) == []
+    assert upload(browser, "lobby", b"fine", HTTP_X_CSRFTOKEN=secret).status_code == 201
 
 
 def test_no_file_an_empty_file_and_a_broken_image_are_bad_requests(lobby, token, media):
@@ -192,6 +236,28 @@ def test_a_name_is_cleaned_and_given_back_in_rfc_6266_form(lobby, token):
     assert download["Content-Disposition"] == "attachment; filename*=utf-8''r%C3%A9sum%C3%A9%202026.txt"
 
 
+async def test_images_are_worked_on_outside_the_workers_shared_sync_thread(alice, lobby, monkeypatch):
+    """The sync thread every socket's database work queues on must not spend a CPU second on an
+    image: the door runs in a thread of its own."""
+    threads = []
+    real = files.clean_image
+
+    def clean_image(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files, "clean_image", clean_image)
+    token = await database_sync_to_async(lambda: services.token_create(user=alice, name="t")[1])()
+    handle = io.BytesIO(image_bytes("PNG"))
+    handle.name = "a.png"
+    response = await AsyncClient().post(
+        "/api/rooms/lobby/uploads/", {"file": handle}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 201, response.content
+    shared = await sync_to_async(threading.current_thread)()  # thread_sensitive: the shared one
+    assert len(threads) == 1 and threads[0] is not shared
+
+
 def test_uploading_needs_the_room_and_credentials(make_room, alice, bob, token):
     make_room("secret", private=True)
     assert upload(Client(), "lobby-nowhere", b"x", **bearer(token)).status_code == 404
@@ -248,12 +314,16 @@ def test_a_message_takes_its_senders_files_once(alice, bob, lobby, make_room, to
     again = send(Client(), "lobby", {"body": "again", "attachments": [mine[0]["id"]]}, **bearer(token))
     assert again.status_code == 400 and "another message" in again.json()["detail"]
     assert Message.objects.count() == 1
+    # a retry of the send (same client_id) gets the first message back, as any retry does
+    first = send(Client(), "lobby", {"body": "", "attachments": [mine[2]["id"]], "client_id": "f1"}, **bearer(token))
+    retry = send(Client(), "lobby", {"body": "", "attachments": [mine[2]["id"]], "client_id": "f1"}, **bearer(token))
+    assert first.status_code == retry.status_code == 201 and retry.json() == first.json()
+    assert Message.objects.count() == 2
     # and a message without files still has the field
     plain = send(Client(), "lobby", {"body": "hi"}, **bearer(token)).json()
     assert plain["attachments"] == []
 
 
-@pytest.mark.django_db(transaction=True)
 async def test_a_socket_send_takes_files_and_everyone_in_the_room_sees_them(alice, bob, lobby, connect):
     token = await database_sync_to_async(lambda: services.token_create(user=alice, name="t")[1])()
     data = await database_sync_to_async(lambda: upload(Client(), "lobby", b"notes", name="n.txt", **bearer(token)))()
@@ -375,6 +445,46 @@ def test_purge_uploads_removes_only_old_pending_ones(alice, lobby, media, django
     assert out.getvalue().strip() == "Removed 1 pending upload(s)."
     assert sorted(Upload.objects.values_list("name", flat=True)) == ["new.txt", "sent.txt"]
     assert len(stored_files(media)) == 2
+
+
+def test_each_worker_purges_pending_uploads_on_its_own(alice, lobby, media, settings):
+    settings.CHAT_UPLOAD_PURGE_INTERVAL_SECONDS = 0
+    assert files.start_runner() is None  # 0: the command from cron instead
+    old = upload(logged_in(alice), "lobby", b"old draft").json()
+    Upload.objects.filter(pk=old["id"]).update(created_at=timezone.now() - timedelta(days=2))
+    runner = files.PurgeRunner(0.05)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 5
+        while Upload.objects.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        runner.stop()
+        runner.join(5)
+    assert not Upload.objects.exists() and stored_files(media) == []
+
+
+def test_deleting_a_room_removes_its_files(alice, lobby, media, django_capture_on_commit_callbacks):
+    sent_file(lobby, alice)
+    upload(logged_in(alice), "lobby", b"pending")
+    assert len(stored_files(media)) == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        services.room_delete(room=lobby)
+    assert stored_files(media) == [] and not Upload.objects.exists()
+
+
+def test_staff_see_uploads_in_the_admin_and_deleting_one_there_takes_it_off_its_message(
+    alice, lobby, media, make_user, django_capture_on_commit_callbacks
+):
+    admin = make_user("boss", is_staff=True, is_superuser=True)
+    item = sent_file(lobby, alice)
+    staff = logged_in(admin)
+    listing = staff.get("/admin/chat/upload/?message__isempty=0")
+    assert listing.status_code == 200 and b"notes.txt" in listing.content
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff.post(f"/admin/chat/upload/{item['id']}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert stored_files(media) == [] and Message.objects.get().attachments == []
 
 
 def test_staff_deleting_a_file_takes_it_off_its_message(alice, lobby, media, django_capture_on_commit_callbacks):

@@ -4,6 +4,7 @@ case is found, newest first, page by page; nothing from rooms they may not read 
 deleted, an edit found by its new text. Over HTTP (GET /api/search/) and the socket (`search`)."""
 
 import asyncio
+import json
 
 import pytest
 from channels.db import database_sync_to_async
@@ -41,6 +42,8 @@ class TestSelector:
         assert bodies(alice, "he") == ["nothing here", "Hello there", "Say HELLO World"]
         assert bodies(alice, "  三点  ") == ["明天的会议改到三点"]  # trimmed
         assert bodies(alice, "会议改到四点") == []
+        say(lobby, bob, "à l'école")
+        assert bodies(alice, "ÉCOLE") == ["à l'école"]  # case folded beyond ASCII (3+ characters)
 
     def test_results_are_the_history_objects_each_with_its_room(self, alice, bob, lobby, make_room):
         other = make_room("other")
@@ -125,6 +128,29 @@ class TestSelector:
         # The short-query path pages the same way.
         page, has_more = search.search_messages(user=alice, q="it", limit=4, before=ids[5])
         assert [m["id"] for m in page] == ids[4:0:-1] and has_more is True
+
+    def test_short_text_read_in_slices_misses_nothing(self, alice, bob, lobby, make_room, monkeypatch):
+        """A short text is read newest first in slices of ids, each twice the last (here from 2):
+        matches on either side of every slice's edge, and in another room between them, all come."""
+        monkeypatch.setattr(search, "SHORT_SCAN_SLICE", 2)
+        other = make_room("other", private=True)  # alice may not read it
+        Membership.objects.create(room=other, user=bob, invited=True)
+        bodies_said = [f"{'ok' if n % 3 == 0 else 'no'} {n}" for n in range(40)]
+        ids = []
+        for n, body in enumerate(bodies_said):
+            ids += say(other if n % 5 == 0 else lobby, bob, body)
+        expected = [i for i, body, n in zip(ids, bodies_said, range(40), strict=True) if "ok" in body and n % 5]
+        expected.reverse()
+        found, before = [], None
+        while True:
+            page, has_more = search.search_messages(user=alice, q="ok", limit=3, before=before)
+            found += [m["id"] for m in page]
+            if not has_more:
+                break
+            before = page[-1]["id"]
+        assert found == expected
+        assert [m["id"] for m in search.search_messages(user=alice, q="ok", before=10**12)[0]] == expected[:20]
+        assert search.search_messages(user=alice, q="ok", before=ids[0]) == ([], False)
 
     @pytest.mark.parametrize("q", ["", "   ", "x" * 201, "a\x00b", "\ud800"])
     def test_bad_text_is_refused(self, alice, q):
@@ -234,3 +260,24 @@ async def test_search_frame(alice, bob, lobby, connect, settings):
     assert replies[-1]["type"] == "error" and replies[-1]["code"] == "rate_limited"
     await asyncio.sleep(0.3)  # the socket's own frame allowance, spent above, refills
     assert (await socket.request("ping"))["type"] == "pong"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_search_reply_never_exceeds_a_frame_and_pages_on_without_gaps(alice, lobby, connect, settings):
+    def fill():
+        return say(lobby, alice, *(f"needle {n} " + "x" * (settings.CHAT_MAX_BODY - 20) for n in range(30)))
+
+    ids = await database_sync_to_async(fill)()
+    socket = await connect(alice)
+    found, before, pages = [], None, 0
+    while True:
+        reply = await socket.request("search", q="needle", limit=30, before=before)
+        assert reply["type"] == "search", reply
+        size = len(json.dumps(reply, ensure_ascii=False, separators=(",", ":")).encode())
+        assert size <= settings.CHAT_MAX_FRAME_BYTES
+        found += [m["id"] for m in reply["messages"]]
+        pages += 1
+        if not reply["has_more"]:
+            break
+        before = reply["messages"][-1]["id"]
+    assert found == ids[::-1] and pages > 1

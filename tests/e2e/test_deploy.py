@@ -83,7 +83,7 @@ def test_the_compose_specification_schema_accepts_the_file():
 
 def test_docker_compose_parses_it_with_the_example_env(resolved):
     assert set(resolved["services"]) == {"redis", "postgres", "migrate", "web", "nginx"}
-    assert set(resolved["volumes"]) == {"pgdata", "static"}
+    assert set(resolved["volumes"]) == {"pgdata", "static", "uploads"}
 
 
 def test_missing_secrets_stop_compose_with_a_sentence(tmp_path):
@@ -119,6 +119,8 @@ def test_postgres_keeps_its_data_in_a_volume_and_has_a_healthcheck(resolved):
     postgres = resolved["services"]["postgres"]
     assert mounts(postgres)["/var/lib/postgresql/data"] == "pgdata"
     assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+    # Search's trigram index needs a UTF-8 LC_CTYPE to index Chinese (docs/search.md).
+    assert "--locale=C.UTF-8" in postgres["environment"]["POSTGRES_INITDB_ARGS"].split()
     assert "pg_isready" not in " ".join(resolved["services"]["redis"]["healthcheck"]["test"])
 
 
@@ -132,6 +134,15 @@ def test_nginx_is_the_only_published_port_and_mounts_the_template(resolved):
     assert template == REPO_ROOT / "deploy" / "nginx" / "chat.conf.template" and template.exists()
     assert volumes["/srv/static"] == "static"
     assert mounts(resolved["services"]["migrate"])["/srv/static"] == "static"  # collectstatic fills it
+
+
+def test_the_workers_and_nginx_share_the_uploads(resolved):
+    web, nginx = resolved["services"]["web"], resolved["services"]["nginx"]
+    assert mounts(web)["/srv/uploads"] == "uploads" and mounts(nginx)["/srv/uploads"] == "uploads"
+    assert "/srv/uploads:ro" in " ".join(nginx["volumes"])  # nginx only reads them
+    assert web["environment"]["CHAT_MEDIA_ROOT"] == nginx["environment"]["CHAT_MEDIA_ROOT"] == "/srv/uploads"
+    assert web["environment"]["CHAT_FILES_ACCEL_REDIRECT"] == "/_protected/"
+    assert web["environment"]["CHAT_UPLOAD_MAX_BYTES"] == nginx["environment"]["CHAT_UPLOAD_MAX_BYTES"]
 
 
 # nginx -t -----------------------------------------------------------------------------------------
@@ -170,12 +181,35 @@ def nginx_test(root: Path, hosts: dict[str, str]) -> subprocess.CompletedProcess
     return subprocess.run([*unshare, "sh", "-c", script], capture_output=True, text=True, timeout=30)
 
 
+def image_environment(nginx: dict) -> dict[str, str]:
+    """The nginx container's environment once the image's entrypoint has sourced the *.envsh
+    scripts mounted in /docker-entrypoint.d/, as it does before rendering the templates."""
+    environment = dict(nginx["environment"])
+    for target, source in mounts(nginx).items():
+        if target.startswith("/docker-entrypoint.d/") and target.endswith(".envsh"):
+            assert os.access(source, os.X_OK), f"{source} must be executable, or the image ignores it"
+            script = f'. "{source}" && env -0'
+            result = subprocess.run(
+                ["sh", "-c", script], env=environment, capture_output=True, text=True, timeout=10, check=True
+            )
+            environment = dict(item.split("=", 1) for item in result.stdout.split("\0") if "=" in item)
+    return environment
+
+
 def test_nginx_accepts_the_config_the_image_renders_from_the_template(resolved, tmp_path):
     nginx = resolved["services"]["nginx"]
-    rendered = render_template((REPO_ROOT / "deploy/nginx/chat.conf.template").read_text(), nginx["environment"])
+    environment = image_environment(nginx)
+    assert environment["CHAT_CLIENT_MAX_BODY_SIZE"] == str(26214400 + 1048576)  # follows CHAT_UPLOAD_MAX_BYTES
+    rendered = render_template((REPO_ROOT / "deploy/nginx/chat.conf.template").read_text(), environment)
     assert "${" not in rendered
     assert "server web:8000" in rendered and "listen 80;" in rendered
-    for directive in ("proxy_set_header Upgrade $http_upgrade;", "proxy_read_timeout 1h;", "alias /srv/static/;"):
+    for directive in (
+        "proxy_set_header Upgrade $http_upgrade;",
+        "proxy_read_timeout 1h;",
+        "alias /srv/static/;",
+        "alias /srv/uploads/;",
+        "client_max_body_size 27262976;",
+    ):
         assert directive in rendered
     (tmp_path / "conf.d").mkdir()
     (tmp_path / "conf.d" / "default.conf").write_text(rendered)
@@ -195,6 +229,8 @@ def test_nginx_accepts_the_config_make_cluster_renders(tmp_path):
         "CHAT_LISTEN": "127.0.0.1:8000",
         "CHAT_UPSTREAM_SERVERS": "server 127.0.0.1:8001 max_fails=1 fail_timeout=5s;\n    server 127.0.0.1:8002;",
         "CHAT_STATIC_ROOT": str(tmp_path / "static"),
+        "CHAT_MEDIA_ROOT": str(tmp_path / "uploads"),
+        "CHAT_CLIENT_MAX_BODY_SIZE": "27262976",
     }
     rendered = render_template((REPO_ROOT / "deploy/nginx/chat.conf.template").read_text(), values)
     assert "$http_upgrade" in rendered and "$remote_addr" in rendered  # nginx's own stay

@@ -84,6 +84,7 @@ class TestWithTokens:
             "repliers": [],
             "last_reply_at": None,
             "reactions": {},
+            "attachments": [],
         }
 
     def test_post_stores_numbers_and_is_idempotent_by_client_id(self, token, alice, lobby):
@@ -392,9 +393,11 @@ def test_the_schema_describes_the_api() -> None:
         "/api/rooms/{slug}/": {"get", "patch"},
         "/api/rooms/{slug}/members/": {"get", "post"},
         "/api/rooms/{slug}/online/": {"get"},
+        "/api/rooms/{slug}/uploads/": {"post"},
         "/api/rooms/{slug}/members/{username}/": {"delete"},
         "/api/rooms/{slug}/messages/{message_id}/": {"delete"},
         "/api/users/": {"get"},
+        "/api/search/": {"get"},
     }
     message = schema["components"]["schemas"]["Message"]["properties"]
     assert {"rev", "html", "reply_to", "reply_count", "repliers", "last_reply_at", "reactions"} <= set(message)
