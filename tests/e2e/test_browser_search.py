@@ -89,7 +89,7 @@ def test_ctrl_k_finds_a_chinese_word_marks_it_and_opens_the_message_in_its_room(
     result = results.first
     expect(result.locator("mark")).to_have_text(["会议"])
     expect(result.locator(".search-result-body")).to_have_text("明天的会议改到三点")
-    expect(result.locator(".search-result-room")).to_have_text("#lobby")
+    expect(result.locator(".search-result-room")).to_have_text("#Lobby")  # as the sidebar names it
     expect(result.locator(".search-result-author")).to_have_text("alice")
     expect(result.locator("time")).not_to_have_text("")
     screenshot(bob, "desktop")
@@ -122,6 +122,17 @@ def test_slash_on_the_room_list_every_match_marked_escape_and_no_match(page_as, 
     page.keyboard.press("Escape")
     expect(page.locator("#search-panel")).to_be_hidden()
     expect(box).to_be_focused()
+
+    # A direct conversation is named by the people in it, as on the page.
+    django(
+        server,
+        "room, _ = services.direct_open(user=user('alice'), usernames=['bob'])\n"
+        "services.message_send(room=room, author=user('alice'), body='the kumquat tart recipe')",
+    )
+    page.reload()
+    box.fill("kumquat")
+    box.press("Enter")
+    expect(page.locator("#search-results .search-result-room")).to_have_text(["with alice"])
 
     box.fill("zebra-quartz-nothing")
     box.press("Enter")

@@ -1133,7 +1133,8 @@ function onEdited(f) {
 
 function confirmDelete(node) {
   S.deleteTarget = node;
-  ui.dialogPreview.textContent = rawBodies.get(node) || '';
+  const files = (S.messages.get(Number(node.dataset.id))?.attachments || []).map((a) => a.name).join(', ');
+  ui.dialogPreview.textContent = rawBodies.get(node) || files; // a message of files alone: their names
   ui.dialog.returnValue = '';
   ui.dialog.showModal();
 }

@@ -17,8 +17,8 @@ const TEXT = Object.freeze({
   tooLong: 'Search for at most 200 characters.',
   empty: 'Type something to search for.',
   close: 'Close the search results',
-  inRoom: (room) => `in #${room}`,
   deleted: '[deleted]',
+  direct: (names) => `with ${names}`,
 });
 
 const LIMIT = 20;
@@ -97,6 +97,15 @@ function when(iso) {
   return date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short', hourCycle: 'h23' }); // 24-hour, as the room's times
 }
 
+// How the page names a room: as its sidebar or room list does (a direct conversation by the people
+// in it), else by its address.
+function roomLabel(slug) {
+  const item = slug ? document.querySelector(`[data-slug="${CSS.escape(slug)}"]`) : null;
+  const name = item?.querySelector('.sidebar-room-name, .room-card-name, .direct-card-name')?.textContent.trim();
+  if (!name) return `#${slug}`;
+  return item.closest('#sidebar-direct, .direct-cards') ? TEXT.direct(name) : `#${name}`;
+}
+
 function resultItem(m, q) {
   const item = make('li', 'search-result');
   const link = make('a', 'search-result-link');
@@ -107,7 +116,7 @@ function resultItem(m, q) {
   const time = make('time', 'search-result-time muted', when(m.created_at));
   if (m.created_at) time.dateTime = m.created_at;
   head.append(
-    make('span', 'search-result-room', `#${room}`),
+    make('span', 'search-result-room', roomLabel(room)),
     make('span', 'search-result-author', m.author || TEXT.deleted),
     time,
   );
