@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.test_browser_links import serious_axe_findings
-from tests.support.browser import open_room
+from tests.support.browser import make_room, open_room
 from tests.support.daphne_server import DaphneServer
 
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
@@ -326,3 +326,16 @@ def test_a_dropped_file_is_attached_and_an_edit_keeps_it_a_deletion_takes_it(pag
     alice.locator("#delete-dialog").get_by_role("button", name="Delete").click()
     expect(seen).to_have_class(re.compile(r"\bdeleted\b"))
     expect(seen.locator(".attachments-shown")).to_have_count(0)  # a deleted message shows no file
+
+
+def test_files_waiting_above_the_composer_keep_the_newest_message_in_view(page_as, server):
+    make_room(server, "long-files", messages=30, read={"alice": 30})
+    page = page_as("alice", **PHONE)
+    open_room(page, server, "long-files")
+    newest = page.locator("#messages .message", has_text="message 30")
+    expect(newest).to_be_in_viewport(ratio=1)
+    page.locator("#attach-input").set_input_files(
+        files=[{"name": f"part-{n}.txt", "mimeType": "text/plain", "buffer": b"x"} for n in range(4)]
+    )
+    expect(page.locator("#attachment-chips .attachment-chip[data-state=done]")).to_have_count(4)
+    expect(newest).to_be_in_viewport(ratio=1)

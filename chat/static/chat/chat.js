@@ -2095,6 +2095,14 @@ function wire() {
   ui.list.prepend(marker);
   updateMarker();
   ui.list.addEventListener('scroll', onScroll, { passive: true });
+  // The list gets shorter when the composer grows (files waiting, a long text): a reader at the
+  // bottom stays at the bottom.
+  let listHeight = ui.list.clientHeight;
+  new ResizeObserver(() => {
+    const before = listHeight;
+    listHeight = ui.list.clientHeight;
+    if (listHeight < before && ui.list.scrollHeight - ui.list.scrollTop - before < 48) scrollListTo(ui.list.scrollHeight);
+  }).observe(ui.list);
   for (const list of [ui.list, ui.threadList]) {
     list.addEventListener('focusin', onListFocus);
     list.addEventListener('keydown', onListKey);
