@@ -358,7 +358,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT") or BASE_DIR / "var" / "static")  # made by prepare_checkout
 # Uploaded files (chat/files.py, docs/files.md). CHAT_STORAGE=local keeps them under CHAT_MEDIA_ROOT
 # (with several workers, one folder they all share); s3 in a bucket of an S3-compatible service.
-# They are never served from a public URL: /files/<id>/<name> checks who asks (chat/web/files.py).
+# They are never served from a public URL: /files/<id>/<name> checks who asks (chat/api/downloads.py).
 CHAT_UPLOAD_MAX_BYTES = env_int("CHAT_UPLOAD_MAX_BYTES", 25 * 1024 * 1024, minimum=1)
 CHAT_UPLOAD_MAX_FILES = env_int("CHAT_UPLOAD_MAX_FILES", 10, minimum=1, maximum=100)  # files on one message
 # Uploads no message took are removed after this many hours (`manage.py purge_uploads`, and every
@@ -380,7 +380,7 @@ if CHAT_FILES_ACCEL_REDIRECT and not (
 CHAT_S3_BUCKET = env_str("CHAT_S3_BUCKET")
 CHAT_S3_ENDPOINT_URL = env_str("CHAT_S3_ENDPOINT_URL")  # empty: AWS itself
 CHAT_S3_REGION = env_str("CHAT_S3_REGION")
-# How long the address a download is redirected to works (chat/web/files.py, S3 storage only).
+# How long the address a download is redirected to works (chat/api/downloads.py, S3 storage only).
 CHAT_S3_URL_SECONDS = env_int("CHAT_S3_URL_SECONDS", 60, minimum=5, maximum=3600)
 if CHAT_STORAGE == "s3":
     if not CHAT_S3_BUCKET:
@@ -408,7 +408,7 @@ if CHAT_STORAGE == "s3":
             "signature_version": "s3v4",
         },
     }
-    # Downloads are redirected to the bucket (chat/web/files.py): the page's images come from there.
+    # Downloads are redirected to the bucket (chat/api/downloads.py): the page's images come from there.
     CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"].append(CHAT_S3_ENDPOINT_URL or "https://*.amazonaws.com")
 else:
     _DEFAULT_STORAGE = {

@@ -1,7 +1,7 @@
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularJSONAPIView
 
-from chat.api import files, manage, people, presence, search, unread, views
+from chat.api import downloads, files, manage, people, presence, search, unread, views
 
 urlpatterns = [
     path("api/rooms/", views.RoomListView.as_view(), name="api_rooms"),
@@ -24,5 +24,9 @@ urlpatterns = [
     path("api/users/", people.UserLookupView.as_view(), name="api_users"),
     path("api/search/", search.SearchView.as_view(), name="api_search"),
     path("api/schema/", SpectacularJSONAPIView.as_view(), name="api_schema"),
+    # Uploaded files (chat.files.FILES_PREFIX), for those who may read their room: not under
+    # /api/, as pages and <img> elements use them too.
+    path("files/<int:upload_id>/thumbnail/", downloads.ThumbnailView.as_view(), name="file_thumbnail"),
+    path("files/<int:upload_id>/<path:name>", downloads.FileDownloadView.as_view(), name="file"),
     re_path(r"^api/(?P<path>.*)$", views.api_not_found),
 ]

@@ -209,6 +209,7 @@ def test_nginx_accepts_the_config_the_image_renders_from_the_template(resolved, 
         "alias /srv/static/;",
         "alias /srv/uploads/;",
         "client_max_body_size 27262976;",
+        "client_max_body_size 1m;",
     ):
         assert directive in rendered
     (tmp_path / "conf.d").mkdir()

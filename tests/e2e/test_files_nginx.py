@@ -81,3 +81,11 @@ def test_a_body_over_the_limit_is_refused_by_nginx(cluster, token):
     )
     assert refused.status == 413
     assert b"nginx" in refused.body  # nginx's own page: no worker saw it
+    # the larger limit is the upload door's alone: elsewhere bodies stay small
+    message = fetch(
+        cluster.url + "/api/rooms/lobby/messages/",
+        method="POST",
+        body=b'{"body": "' + b"x" * (2 * MiB) + b'"}',
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    assert message.status == 413 and b"nginx" in message.body

@@ -394,6 +394,8 @@ def test_the_schema_describes_the_api() -> None:
         "/api/rooms/{slug}/members/": {"get", "post"},
         "/api/rooms/{slug}/online/": {"get"},
         "/api/rooms/{slug}/uploads/": {"post"},
+        "/files/{upload_id}/{name}": {"get"},
+        "/files/{upload_id}/thumbnail/": {"get"},
         "/api/rooms/{slug}/members/{username}/": {"delete"},
         "/api/rooms/{slug}/messages/{message_id}/": {"delete"},
         "/api/users/": {"get"},
