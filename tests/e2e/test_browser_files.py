@@ -270,17 +270,19 @@ def test_files_chips_and_search_results_have_no_serious_accessibility_findings(p
     )
     expect(page.locator("#attachment-chips .attachment-chip[data-state=done]")).to_have_count(2)
     assert serious_axe_findings(page) == []
-    page.locator("#composer-input").fill("accessible files")
+    text = f"accessible files at {options['viewport']['width']} px"
+    page.locator("#composer-input").fill(text)
     page.locator("#composer-input").press("Enter")
-    sent = page.locator("#messages .message[data-id]", has_text="accessible files")
+    sent = page.locator("#messages .message[data-id]:not(.pending)", has_text=text)
     expect(sent.locator("img.attachment-thumb")).to_have_count(1)
     expect(sent.locator(".file-card")).to_have_count(1)
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=sent.locator("img").element_handle())
     assert serious_axe_findings(page) == []
 
     box = page.get_by_role("searchbox", name="Search messages")
-    box.fill("accessible")
+    box.fill("accessible files")
     box.press("Enter")
-    expect(page.locator("#search-results mark").first).to_have_text("accessible")
+    expect(page.locator("#search-results mark").first).to_have_text("accessible files")
     assert serious_axe_findings(page) == []
 
 
