@@ -191,6 +191,16 @@ def test_cancel_stops_an_upload_and_removes_its_chip(page_as, server):
             route.abort()
         except Exception:  # noqa: BLE001, S110 (the page aborted it already)
             pass
+    # With the keyboard: removing a chip moves the focus to the next one, the last back to the text.
+    alice.locator("#attach-input").set_input_files(
+        files=[{"name": f"{n}.txt", "mimeType": "text/plain", "buffer": b"x"} for n in ("one", "two")]
+    )
+    expect(alice.locator("#attachment-chips .attachment-chip[data-state=done]")).to_have_count(2)
+    alice.get_by_role("button", name="Remove one.txt").click()
+    expect(alice.get_by_role("button", name="Remove two.txt")).to_be_focused()
+    alice.keyboard.press("Enter")
+    expect(chip).to_have_count(0)
+    expect(alice.locator("#composer-input")).to_be_focused()
     # Without it, the text goes alone.
     alice.locator("#composer-input").press("Enter")
     sent = alice.locator("#messages .message[data-id]", has_text="with the file")

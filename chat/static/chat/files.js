@@ -182,7 +182,10 @@ export function wireAttachments(c) {
     if (upload.state === 'uploading') upload.xhr.abort();
     uploads.splice(at, 1);
     upload.chip.remove();
-    if (focusNext) (uploads[at] || uploads[at - 1])?.chip.querySelector('.chip-remove').focus() || c.input.focus();
+    if (focusNext) { // to the next chip's button, or back to the message box
+      const next = uploads[at] || uploads[at - 1];
+      (next ? next.chip.querySelector('.chip-remove') : c.input).focus();
+    }
     if (!uploads.some((u) => u.state === 'failed')) say('');
     changed();
   }
