@@ -186,3 +186,34 @@ def test_more_results_pages_back_and_the_phone_panel_fits(page_as, server):
     expect(more).to_be_hidden()
     bodies = results.locator(".search-result-body").all_text_contents()
     assert bodies == [f"pagination probe {i:02d}" for i in range(24, -1, -1)]
+
+
+# Frames of type `search` the page sends are dropped on their way (as on a socket that is going).
+DROP_SEARCH_FRAMES = """(() => {
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    if (window.dropSearch && typeof data === 'string' && data.includes('"type":"search"')) return;
+    return send.call(this, data);
+  };
+})();"""
+
+
+def test_the_room_page_asks_over_its_socket_and_over_http_when_no_answer_comes(page_as, server):
+    post(server, "lobby", "alice", "the quince jam is ready")
+    page = page_as("bob", **DESKTOP)
+    page.add_init_script(DROP_SEARCH_FRAMES)
+    over_http = []
+    page.on("request", lambda request: "/api/search/" in request.url and over_http.append(request.url))
+    open_room(page, server, "lobby")
+    box = page.get_by_role("searchbox", name="Search messages")
+    box.fill("quince")
+    box.press("Enter")
+    expect(page.locator("#search-results .search-result")).to_have_count(1)
+    assert over_http == []  # the socket answered
+
+    page.evaluate("window.dropSearch = true")
+    box.fill("quince jam")
+    box.press("Enter")
+    expect(page.locator("#search-status")).to_have_text("Searching…")
+    expect(page.locator("#search-results mark")).to_have_text(["quince jam"], timeout=12_000)
+    assert len(over_http) == 1 and "q=quince+jam" in over_http[0]

@@ -24,6 +24,7 @@ const TEXT = Object.freeze({
 const LIMIT = 20;
 const MAX_QUERY = 200;
 const EXCERPT = 240; // characters of a long body shown, around its first match
+const SOCKET_WAIT = 8000; // ms without an answer over the socket before asking over HTTP instead
 
 const $ = (id) => document.getElementById(id);
 
@@ -139,12 +140,17 @@ function open() {
 function close({ restoreFocus = true } = {}) {
   if (ui.panel.hidden) return;
   ui.panel.hidden = true;
-  S.waiting = null;
+  stopWaiting();
   if (restoreFocus) ui.input.focus();
 }
 
-function show(frame, { append }) {
+function stopWaiting() {
+  clearTimeout(S.waiting?.timer);
   S.waiting = null;
+}
+
+function show(frame, { append }) {
+  stopWaiting();
   const q = S.query?.q || '';
   const messages = Array.isArray(frame.messages) ? frame.messages.filter((m) => m && m.id != null) : [];
   if (!append) ui.list.replaceChildren();
@@ -159,7 +165,7 @@ function show(frame, { append }) {
 }
 
 function fail(detail) {
-  S.waiting = null;
+  stopWaiting();
   ui.more.disabled = false;
   setStatus(detail || TEXT.failed);
 }
@@ -197,7 +203,15 @@ function run({ append = false } = {}) {
     const frame = { type: 'search', ref, q: params.q, limit: LIMIT };
     for (const key of ['room', 'author', 'before']) if (params[key] != null) frame[key] = params[key];
     S.waiting = { ref, append };
-    if (S.socket.send(frame)) return;
+    if (S.socket.send(frame)) {
+      // A socket that goes while the answer is on its way: the same question over HTTP.
+      S.waiting.timer = setTimeout(() => {
+        if (S.waiting?.ref !== ref) return;
+        S.waiting = null;
+        overHttp(params, append);
+      }, SOCKET_WAIT);
+      return;
+    }
     S.waiting = null;
   }
   overHttp(params, append);
