@@ -351,3 +351,32 @@ def test_files_waiting_above_the_composer_keep_the_newest_message_in_view(page_a
     )
     expect(page.locator("#attachment-chips .attachment-chip[data-state=done]")).to_have_count(4)
     expect(newest).to_be_in_viewport(ratio=1)
+
+
+def test_a_reply_in_a_thread_takes_a_file_too(page_as, server):
+    alice, bob = page_as("alice"), page_as("bob")
+    make_room(server, "thread-files")
+    open_room(alice, server, "thread-files")
+    open_room(bob, server, "thread-files")
+    alice.locator("#composer-input").fill("the thread with files")
+    alice.locator("#composer-input").press("Enter")
+    root = bob.locator("#messages .message[data-id]", has_text="the thread with files")
+    expect(root).to_have_count(1)
+    root.hover()
+    root.get_by_role("button", name="Reply in thread").click()
+    expect(bob.locator("#thread-input")).to_be_focused()
+    # Dropped on the thread panel, it waits in the thread's composer, not the room's.
+    assert bob.locator("#thread-panel").evaluate(DROP_FILE)
+    expect(bob.locator("#thread-attachment-chips .attachment-chip[data-state=done]")).to_have_count(1)
+    expect(bob.locator("#attachment-chips .attachment-chip")).to_have_count(0)
+    bob.locator("#thread-input").fill("my notes")
+    bob.locator("#thread-input").press("Enter")
+    expect(bob.locator("#thread-attachment-chips .attachment-chip")).to_have_count(0)
+    reply = bob.locator("#thread-messages .message.reply[data-id]:not(.pending)", has_text="my notes")
+    expect(reply.locator(".file-card-name")).to_have_text("dropped.txt")
+    # Alice sees the thread's summary, and the file in the thread.
+    summary = alice.locator("#messages .message", has_text="the thread with files").locator(".thread-summary")
+    expect(summary).to_contain_text("1 reply")
+    summary.click()
+    shown = alice.locator("#thread-messages .message.reply", has_text="my notes")
+    expect(shown.locator(".file-card-name")).to_have_text("dropped.txt")

@@ -183,8 +183,10 @@ function showBanner(node, text) {
 }
 
 function setComposerEnabled(enabled) {
-  for (const c of Object.values(composers)) c.input.disabled = c.send.disabled = !enabled;
-  attach?.setEnabled(enabled);
+  for (const c of Object.values(composers)) {
+    c.input.disabled = c.send.disabled = !enabled;
+    c.attach?.setEnabled(enabled);
+  }
 }
 
 function avatar(name, className = '') {
@@ -1565,10 +1567,13 @@ function onDirectMessage(f) {
 
 // ---------------------------------------------------------------- sending
 
-// The files waiting to go with the room composer's next message (files.js).
-const attach = ui.form.querySelector('.attachment-chips')
-  ? wireAttachments({ room: ROOM, form: ui.form, input: ui.input, drop: ui.drop || ui.layout, maxFiles: MAX_FILES })
-  : null;
+// The files waiting to go with each composer's next message (files.js): dropped on the room for
+// the room's composer, on the thread panel for the thread's.
+for (const [c, drop] of [[composers.main, ui.drop || ui.layout], [composers.thread, ui.threadPanel]]) {
+  if (c.form.querySelector('.attachment-chips')) {
+    c.attach = wireAttachments({ room: ROOM, form: c.form, input: c.input, drop, maxFiles: MAX_FILES });
+  }
+}
 
 function transmit(entry) {
   entry.status = 'pending';
@@ -1672,8 +1677,8 @@ const cleanBody = (text) => text.replace(/^\s*\n/, '').replace(/\s+$/, '');
 function submitComposer(c = composers.main) {
   if (c.input.disabled) return;
   const body = cleanBody(c.input.value);
-  const files = c === composers.main && attach ? attach.ready() : [];
-  if (c === composers.main && attach?.busy()) return attach.warnBusy();
+  const files = c.attach ? c.attach.ready() : [];
+  if (c.attach?.busy()) return c.attach.warnBusy();
   if (!body.trim() && !files.length) return; // files may go without text
   if (charCount(body) > MAX_BODY) {
     updateCounter(c);
@@ -1686,7 +1691,7 @@ function submitComposer(c = composers.main) {
   autosize(c);
   updateCounter(c);
   queueMessage(body.trim() ? body : '', replyTo, files);
-  if (files.length) attach.clearSent();
+  if (files.length) c.attach.clearSent();
 }
 
 function updateCounter(c = composers.main) {
