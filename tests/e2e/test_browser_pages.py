@@ -518,7 +518,9 @@ def test_keyboard_only_login_and_chat(browser, server):
         assert focused(page) == "textarea#composer-input", f"after sending, the focus moved to {focused(page)}"
         expect(page.locator("#composer-input")).to_have_value("")
     page.keyboard.press("Tab")
-    assert focused(page) == "button#composer-send", f"Tab after the composer went to {focused(page)}"
+    assert focused(page) == "button#attach-button", f"Tab after the composer went to {focused(page)}"
+    page.keyboard.press("Tab")
+    assert focused(page) == "button#composer-send", f"Tab after the paperclip went to {focused(page)}"
 
     expect(page.get_by_role("textbox", name="Message")).to_be_visible()
     expect(page.get_by_role("button", name="Send")).to_be_visible()
