@@ -46,6 +46,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from chat.realtime.codes import FINAL_CLOSES, CloseCode, ErrorCode
 from clients.endpoint import ClientError, Endpoint, describe_os_error
+from clients.uploads import upload_file
 
 Frame = dict[str, Any]
 Message = dict[str, Any]
@@ -99,6 +100,7 @@ class Outgoing(NamedTuple):
     room: str
     body: str
     reply_to: int | None = None
+    attachments: tuple[int, ...] = ()  # upload ids (the same on every resend)
 
 
 class Room:
@@ -567,11 +569,11 @@ class ChatClient:
             room.catching_up = True
         return await self.request("join", room.slug, **room.since())
 
-    def queue(self, room: str, body: str, *, reply_to: int | None = None) -> str:
+    def queue(self, room: str, body: str, *, reply_to: int | None = None, attachments: Iterable[int] = ()) -> str:
         """Put a message in the outbox (sent once `room` is joined); its client_id. `reply_to`:
-        the id of the thread's first message, for a reply."""
+        the id of the thread's first message, for a reply; `attachments`: ids of uploads (`upload`)."""
         client_id = uuid.uuid4().hex
-        self.pending[client_id] = Outgoing(room, body, reply_to)
+        self.pending[client_id] = Outgoing(room, body, reply_to, tuple(attachments))
         return client_id
 
     def discard(self, client_id: str) -> None:
@@ -581,11 +583,13 @@ class ChatClient:
 
     async def _transmit(self, client_id: str) -> None:
         # Only on a socket where the room is joined: the next `joined` sends the rest.
-        slug, body, reply_to = self.pending[client_id]
+        slug, body, reply_to, attachments = self.pending[client_id]
         room = self.rooms.get(slug)
         if room is not None and room.joined_here and self.ws is not None:
-            thread = {} if reply_to is None else {"reply_to": reply_to}
-            await self.request("send", slug, extra={"client_id": client_id}, body=body, client_id=client_id, **thread)
+            more: dict[str, Any] = {} if reply_to is None else {"reply_to": reply_to}
+            if attachments:
+                more["attachments"] = list(attachments)
+            await self.request("send", slug, extra={"client_id": client_id}, body=body, client_id=client_id, **more)
 
     async def send(
         self,
@@ -593,13 +597,15 @@ class ChatClient:
         body: str,
         *,
         reply_to: int | None = None,
+        attachments: Iterable[int] = (),
         wait: bool = True,
         timeout: float = 10.0,  # noqa: ASYNC109
     ) -> str:
-        """Send a message (`reply_to`: in the thread of that message); its client_id. With
+        """Send a message (`reply_to`: in the thread of that message; `attachments`: ids of
+        uploads, see `upload`, with which `body` may be empty); its client_id. With
         `wait`, return once the server has stored it (its ack is in `acks`): ClientError if it
         was refused, TimeoutError after `timeout`."""
-        client_id = self.queue(room, body, reply_to=reply_to)
+        client_id = self.queue(room, body, reply_to=reply_to, attachments=attachments)
         await self._transmit(client_id)
         if wait:
             await self.wait_for(
@@ -640,6 +646,41 @@ class ChatClient:
         finally:
             self._awaited.pop(ref, None)
             self.requests.pop(ref, None)
+
+    async def upload(self, room: str, path: str, *, timeout: float = 60.0) -> dict[str, Any]:  # noqa: ASYNC109
+        """Upload a file for a message in `room` over HTTP, with this client's credentials; the
+        attachment (`id` goes in `send(..., attachments=[id])`). ClientError when refused."""
+        return await asyncio.to_thread(
+            upload_file,
+            self.endpoint,
+            room,
+            path,
+            token=self.token,
+            cookie=self.cookie,
+            origin=self.origin,
+            timeout=timeout,
+        )
+
+    async def search(
+        self,
+        q: str,
+        room: str | None = None,
+        author: str | None = None,
+        before: int | None = None,
+        *,
+        limit: int | None = None,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> Frame:
+        """Messages of the rooms you may read with `q` in them, newest first: the `search` frame
+        (`messages`, `has_more`); `room`, `author` narrow it, `before` (a message id) pages on."""
+        fields: dict[str, Any] = {"q": q}
+        if author is not None:
+            fields["author"] = author
+        if before is not None:
+            fields["before"] = before
+        if limit is not None:
+            fields["limit"] = limit
+        return await self.call("search", room, timeout=timeout, **fields)
 
     async def react(self, room: str, message_id: int, emoji: str, on: bool = True, *, timeout: float = 10.0) -> Message:  # noqa: ASYNC109
         """Add (`on`) or take back your `emoji` on a message; the message as it is now (the same

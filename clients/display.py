@@ -12,6 +12,7 @@ that, so only the escape sequences added here reach the terminal.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
@@ -136,6 +137,40 @@ def replies_text(message: Mapping[str, Any]) -> str:
     return f"({count} {'reply' if count == 1 else 'replies'}{': ' + names if names else ''})"
 
 
+def human_size(size: Any) -> str:
+    """1234567 -> `1.2 MB` (1024 to a KB, as the page counts)."""
+    try:
+        value = float(size)
+    except (TypeError, ValueError):
+        return "?"
+    units = ["bytes", "KB", "MB", "GB", "TB"]
+    unit = 0
+    while value >= 1024 and unit < len(units) - 1:
+        value /= 1024
+        unit += 1
+    if unit == 0:
+        return "1 byte" if value == 1 else f"{int(value)} bytes"
+    shown = f"{value:.1f}".removesuffix(".0") if value < 10 else str(round(value))
+    return f"{shown} {units[unit]}"
+
+
+def attachment_lines(message: Mapping[str, Any], base: str = "") -> list[str]:
+    """A message's files: `[name (size)] <url>`, the url made absolute against `base` (the
+    server's http(s) address)."""
+    attachments = message.get("attachments")
+    if message.get("deleted") or not isinstance(attachments, list):
+        return []
+    lines = []
+    for item in attachments:
+        if not isinstance(item, Mapping):
+            continue
+        url = clean_line(item.get("url") or "")
+        if base and url:
+            url = urllib.parse.urljoin(base, url)
+        lines.append(f"[{clean_line(item.get('name') or '?')} ({human_size(item.get('size'))})] {url}".rstrip())
+    return lines
+
+
 def preview(message: Mapping[str, Any], width: int = PREVIEW) -> str:
     """The start of a body on one line, for notices: `alice: Standup in 5 minutes`."""
     author = clean_line(message.get("author") or "?")
@@ -152,11 +187,13 @@ def format_message(
     style: Style = PLAIN,
     edited: bool = False,
     lead: str = "",
+    base: str = "",
 ) -> str:
     """`#ID [HH:MM] author: body`, with `where` (a room that is not the current one) before the
     author, continuation lines indented, code blocks set off, ` (edited)` and the thread's
-    summary after the body, the reactions on a line below; `(deleted)` for a tombstone. `lead`
-    starts the first line (a thread's replies)."""
+    summary after the body, the files (`[name (size)] <url>`, absolute against `base`) and the
+    reactions on lines below; `(deleted)` for a tombstone. `lead` starts the first line (a
+    thread's replies)."""
     ident = f"#{message['id']} " if isinstance(message.get("id"), int) else ""
     place = f"{clean_line(where)} " if where else ""
     head = f"{lead}{ident}[{hhmm(message.get('created_at'))}] {place}{clean_line(message.get('author') or '?')}: "
@@ -171,6 +208,8 @@ def format_message(
     suffix = " (edited)" if edited or message.get("edited_at") else ""
     replies = replies_text(message)
     text += suffix + (" " + replies if replies else "")
+    for line in attachment_lines(message, base):
+        text += "\n" + indent + line
     reactions = reactions_text(message.get("reactions"))
     if reactions:
         text += "\n" + indent + reactions
@@ -179,21 +218,42 @@ def format_message(
 
 def format_thread_line(message: Mapping[str, Any], where: str | None = None, *, edited: bool = False) -> str:
     """A reply outside its thread's view, on one line: `[thread #12] #15 [HH:MM] bob: text`
-    (the first line of its body; `/thread 12` shows it all)."""
+    (the first line of its body, or its first file's name; `/thread 12` shows it all)."""
     root = message.get("reply_to")
     ident = f"#{message['id']} " if isinstance(message.get("id"), int) else ""
     place = f"{clean_line(where)} " if where else ""
     head = f"[thread #{root}] {ident}[{hhmm(message.get('created_at'))}] {place}{clean_line(message.get('author') or '?')}: "
     if message.get("deleted"):
         return head + "(deleted)"
-    lines = [line for line in clean(message.get("body", "")).split("\n") if line.strip()] or [""]
+    lines = [line for line in clean(message.get("body", "")).split("\n") if line.strip()]
+    lines += [line.split("] ")[0] + "]" for line in attachment_lines(message)]
+    lines = lines or [""]
     text = head + lines[0] + (" …" if len(lines) > 1 else "")
     return text + (" (edited)" if edited or message.get("edited_at") else "")
 
 
-def format_thread(root: Mapping[str, Any], replies: Sequence[Mapping[str, Any]], *, style: Style = PLAIN) -> list[str]:
+def format_thread(
+    root: Mapping[str, Any], replies: Sequence[Mapping[str, Any]], *, style: Style = PLAIN, base: str = ""
+) -> list[str]:
     """The `/thread` view: the first message as in the room, then each reply after `  ↳ `."""
-    return [format_message(root, style=style)] + [format_message(reply, style=style, lead="  ↳ ") for reply in replies]
+    return [format_message(root, style=style, base=base)] + [
+        format_message(reply, style=style, lead="  ↳ ", base=base) for reply in replies
+    ]
+
+
+def format_search_result(message: Mapping[str, Any], room: str, *, base: str = "") -> str:
+    """A search result: `#lobby #12 [Thu 3 Dec 14:05] alice: text`, its files below."""
+    ident = f"#{message['id']} " if isinstance(message.get("id"), int) else ""
+    try:
+        moment = datetime.fromisoformat(str(message.get("created_at")).replace("Z", "+00:00")).astimezone()
+        stamp = moment.strftime("%a %d %b %Y %H:%M")
+    except ValueError:
+        stamp = "--"
+    head = f"{clean_line(room)} {ident}[{stamp}] {clean_line(message.get('author') or '?')}: "
+    text = head + " ".join(clean(message.get("body", "")).split())
+    for line in attachment_lines(message, base):
+        text += "\n" + " " * INDENT + line
+    return text
 
 
 def format_reactions_change(message: Mapping[str, Any]) -> str:

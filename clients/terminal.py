@@ -45,6 +45,7 @@ from clients.display import (
     format_direct_notice,
     format_message,
     format_reactions_change,
+    format_search_result,
     format_thread,
     format_thread_line,
     room_label,
@@ -76,6 +77,10 @@ commands (interactive mode; ID is the number after # at the start of a message):
   /reply ID TEXT      answer message ID in its thread
   /thread ID          show message ID and the replies in its thread
   /link ID            print the web page's link to message ID (it opens there with the history around it)
+  /upload PATH [TEXT] send the file at PATH (in quotes if it has spaces) to the current room, with
+                      TEXT if given; a message's files show under it as [name (size)] URL
+  /search TEXT        find messages with TEXT in every room you may read, newest first; in:#ROOM
+                      and from:@USER narrow it; /search again with nothing pages further back
   /react ID EMOJI     react to message ID with EMOJI
   /unreact ID EMOJI   take back your EMOJI on message ID
   /edit ID TEXT       replace the text of your message ID
@@ -103,6 +108,32 @@ def format_unread(row: dict[str, Any], rooms: Mapping[str, Room]) -> str:
     if row.get("notify") == "mute":
         text += " (muted)"
     return text
+
+
+def split_path(arg: str) -> tuple[str, str]:
+    """`/upload`'s argument: the path (in quotes if it has spaces) and the text after it."""
+    arg = arg.strip()
+    if arg[:1] in ("'", '"'):
+        end = arg.find(arg[0], 1)
+        if end > 0:
+            return arg[1:end], arg[end + 1 :].strip()
+    path, _, text = arg.partition(" ")
+    return path, text.strip()
+
+
+def parse_search(arg: str) -> tuple[str, str | None, str | None]:
+    """`/search`'s argument: the text, and the room (`in:#lobby`) and author (`from:@bob`) filters."""
+    room = author = None
+    words = []
+    for word in arg.split():
+        lower = word.lower()
+        if lower.startswith("in:") and len(word) > 3:
+            room = word[3:].lstrip("#")
+        elif lower.startswith("from:") and len(word) > 5:
+            author = word[5:].lstrip("@")
+        else:
+            words.append(word)
+    return " ".join(words), room, author
 
 
 def exit_code(error: ClientError) -> int:
@@ -240,6 +271,8 @@ class TerminalClient(ChatClient):
         self.ever_connected = False
         self.started = asyncio.Event()  # every startup room joined once
         self.style = terminal_style(sys.stdout, os.environ)
+        self.base = self.endpoint.http_base  # a file's URL is absolute against it
+        self.last_search: tuple[str, str | None, str | None, int | None] | None = None  # q, room, author, next before
 
     def new_room(self, slug: str) -> TerminalRoom:
         return TerminalRoom(slug, last=None, keep=SEEN_KEEP)
@@ -276,7 +309,7 @@ class TerminalClient(ChatClient):
         if isinstance(message.get("reply_to"), int):
             self.out(format_thread_line(message, self.where(room), edited=edited))
         else:
-            self.out(format_message(message, self.where(room), style=self.style, edited=edited))
+            self.out(format_message(message, self.where(room), style=self.style, edited=edited, base=self.base))
 
     # Connection -----------------------------------------------------------------------------
 
@@ -401,7 +434,7 @@ class TerminalClient(ChatClient):
             self.info(f"older messages of {self.label(room.slug)}:")
             for message in messages:
                 if not isinstance(message.get("reply_to"), int):  # in their threads: /thread ID
-                    self.out(format_message(message, self.where(room), style=self.style))
+                    self.out(format_message(message, self.where(room), style=self.style, base=self.base))
             view.oldest = messages[0]["seq"]
         if not frame.get("has_more") or not messages:
             view.oldest = 1 if not messages else view.oldest
@@ -513,6 +546,8 @@ class TerminalClient(ChatClient):
                 "reply": self.cmd_reply,
                 "thread": self.cmd_thread,
                 "link": self.cmd_link,
+                "upload": self.cmd_upload,
+                "search": self.cmd_search,
                 "react": self.cmd_react,
                 "unreact": self.cmd_unreact,
                 "edit": self.cmd_edit,
@@ -714,7 +749,7 @@ class TerminalClient(ChatClient):
         count = answer["root"].get("reply_count", len(replies))
         more = ", the latest 100 shown" if answer.get("has_more") else ""
         self.info(f"thread #{message_id} in {self.label(slug)}: {count} {'reply' if count == 1 else 'replies'}{more}")
-        for line in format_thread(answer["root"], replies, style=self.style):
+        for line in format_thread(answer["root"], replies, style=self.style, base=self.base):
             self.out(line)
 
     async def cmd_link(self, arg: str) -> None:
@@ -724,6 +759,56 @@ class TerminalClient(ChatClient):
         message_id, _rest, slug = parsed
         root = self.thread_of(slug, message_id)
         self.out(self.endpoint.message_url(slug, message_id, thread=root if root != message_id else None))
+
+    async def cmd_upload(self, arg: str) -> None:
+        path, text = split_path(arg)
+        if not path:
+            self.warn("usage: /upload PATH [TEXT]")
+            return
+        if self.current is None:
+            self.warn("you are in no room: /join ROOM first")
+            return
+        slug = self.current
+        self.info(f"uploading {clean_line(os.path.basename(path))}…")
+        upload = await self.ask(self.upload(slug, path, timeout=max(60.0, self.args.timeout)))
+        if upload is None:
+            return
+        connected = self.rooms[slug].joined_here and self.ws is not None if slug in self.rooms else False
+        await self.send(slug, text, attachments=[upload["id"]], wait=False)
+        if not connected:
+            self.info("not connected: the message is queued and will be sent after reconnecting")
+
+    async def cmd_search(self, arg: str) -> None:
+        if not arg.strip():
+            if self.last_search is None or self.last_search[3] is None:
+                self.warn("usage: /search TEXT (in:#ROOM and from:@USER narrow it)")
+                return
+            q, room, author, before = self.last_search
+        else:
+            q, room, author = parse_search(arg)
+            before = None
+            if not q:
+                self.warn("usage: /search TEXT (in:#ROOM and from:@USER narrow it)")
+                return
+        answer = await self.ask(self.search(q, room=room, author=author, before=before, timeout=self.args.timeout))
+        if answer is None:
+            return
+        messages = [m for m in answer.get("messages") or [] if isinstance(m, dict)]
+        more = bool(answer.get("has_more")) and bool(messages)
+        last = messages[-1].get("id") if messages else None
+        self.last_search = (q, room, author, last if more and isinstance(last, int) else None)
+        if not messages:
+            self.info(f"no messages match {clean_line(q)!r}" if before is None else "no more results")
+            return
+        count = len(messages)
+        self.info(f"{count} {'message' if count == 1 else 'messages'} with {clean_line(q)!r}, newest first:")
+        for message in messages:
+            slug = str(message.get("room") or "")
+            self.out(
+                format_search_result(message, self.label(slug) if slug in self.rooms else f"#{slug}", base=self.base)
+            )
+        if more:
+            self.info("more results: /search again (with nothing after it)")
 
     async def react_to(self, arg: str, *, on: bool) -> None:
         parsed = self.parse_id(arg, f"/{'react' if on else 'unreact'} ID EMOJI", needs_rest=True)

@@ -65,6 +65,7 @@ def room_detail(request: AuthenticatedRequest, slug: str) -> HttpResponse:
         "username": username,
         "wsPath": "/ws/chat/",
         "maxBody": settings.CHAT_MAX_BODY,
+        "maxFiles": settings.CHAT_UPLOAD_MAX_FILES,  # files on one message (the composer's chips)
         # Where the "new messages" divider goes when the page opens.
         "lastRead": selectors.last_read_seq(room=room, user=request.user),
         "canManage": can_manage,  # room settings, members, and Delete on others' messages

@@ -32,7 +32,8 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 TABLET = {"width": 1000, "height": 800}
 # As the test server sends them: uncompressed (collectstatic's gzip and Brotli copies are about a third).
-PAGE_WEIGHT_LIMIT = 200 * 1024  # the room page with its modules: unread state, management, links, mentions, flow
+# The room page with its modules: unread state, management, links, mentions, flow, files, search.
+PAGE_WEIGHT_LIMIT = 250 * 1024
 
 # A short conversation in a room of its own, for the screenshots and the accessibility checks,
 # and an empty room for the unread counts: made once, by the server's own manage.py.
@@ -517,7 +518,9 @@ def test_keyboard_only_login_and_chat(browser, server):
         assert focused(page) == "textarea#composer-input", f"after sending, the focus moved to {focused(page)}"
         expect(page.locator("#composer-input")).to_have_value("")
     page.keyboard.press("Tab")
-    assert focused(page) == "button#composer-send", f"Tab after the composer went to {focused(page)}"
+    assert focused(page) == "button#attach-button", f"Tab after the composer went to {focused(page)}"
+    page.keyboard.press("Tab")
+    assert focused(page) == "button#composer-send", f"Tab after the paperclip went to {focused(page)}"
 
     expect(page.get_by_role("textbox", name="Message")).to_be_visible()
     expect(page.get_by_role("button", name="Send")).to_be_visible()

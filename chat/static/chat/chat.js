@@ -12,6 +12,8 @@ import {
 import { wirePresencePanel } from './panel.js';
 import { COPY_LINK_LABEL, LINK_ICON, copyMessageLink, messageLinks } from './permalink.js';
 import { wireMentions } from './mentions.js';
+import { renderAttachments, wireAttachments } from './files.js';
+import { connectSearch, handleSearchFrame } from './search.js';
 
 const cfg = JSON.parse(document.getElementById('chat-config').textContent);
 const ROOM = cfg.room;
@@ -19,6 +21,7 @@ const ME = cfg.username;
 const DIRECT = cfg.kind === 'direct';
 const MANAGER = Boolean(cfg.canManage); // the room's creator, a moderator or staff: may delete anyone's message
 const MAX_BODY = Number(cfg.maxBody) || 4000;
+const MAX_FILES = Number(cfg.maxFiles) || 10; // attachments on one message (CHAT_UPLOAD_MAX_FILES)
 const DELETED_AUTHOR = '[deleted]'; // a message whose author's account is gone
 
 // Timings in ms (the reconnect delays are flow.js's).
@@ -56,6 +59,7 @@ const ui = {
   threadPanel: $('thread-panel'), threadList: $('thread-messages'), threadForm: $('thread-composer'),
   threadInput: $('thread-input'), threadSend: $('thread-send'), threadCounter: $('thread-counter'),
   directs: $('sidebar-direct'), personCard: $('person-card'), picker: null,
+  drop: document.querySelector('.room-main'),
 };
 
 // The two composers: the room's, and the open thread's.
@@ -80,7 +84,7 @@ const S = {
   historyBusy: false,
   messages: new Map(), // id -> the newest copy held of each message (by rev), replies included
   bySeq: new Map(), // seq -> its element in the room's flow, or null for a reply (shown in its thread)
-  outbox: new Map(), // client_id -> {cid, body, replyTo, createdAt, node, status, retries, seq}
+  outbox: new Map(), // client_id -> {cid, body, replyTo, attachments, createdAt, node, status, retries, seq}
   typers: new Map(), // username -> timeout id
   attempt: 0, // reconnects since the last `joined`
   downSince: null, // when the connection was lost (null while joined)
@@ -179,7 +183,10 @@ function showBanner(node, text) {
 }
 
 function setComposerEnabled(enabled) {
-  for (const c of Object.values(composers)) c.input.disabled = c.send.disabled = !enabled;
+  for (const c of Object.values(composers)) {
+    c.input.disabled = c.send.disabled = !enabled;
+    c.attach?.setEnabled(enabled);
+  }
 }
 
 function avatar(name, className = '') {
@@ -392,6 +399,7 @@ function fillMessage(node, m) {
   setTime(node, m.created_at);
   if (m.deleted) markDeleted(node);
   else setBody(node, m);
+  renderAttachments(node, m); // none on a deleted message
   renderReactions(node, m);
   renderThreadSummary(node, m);
   renderTools(node); // after the id: a just-acked message of ours gets its controls here
@@ -429,7 +437,7 @@ function renderReactions(node, m) {
     more.setAttribute('aria-label', 'Add reaction');
     more.title = 'Add reaction';
     row.append(more);
-    node.querySelector('.body').after(row);
+    (node.querySelector('.message-main > .attachments-shown') || node.querySelector('.body')).after(row);
   }
   const chips = new Map([...row.querySelectorAll('.reaction[data-emoji]')].map((chip) => [chip.dataset.emoji, chip]));
   let cursor = row.firstElementChild;
@@ -1127,7 +1135,8 @@ function onEdited(f) {
 
 function confirmDelete(node) {
   S.deleteTarget = node;
-  ui.dialogPreview.textContent = rawBodies.get(node) || '';
+  const files = (S.messages.get(Number(node.dataset.id))?.attachments || []).map((a) => a.name).join(', ');
+  ui.dialogPreview.textContent = rawBodies.get(node) || files; // a message of files alone: their names
   ui.dialog.returnValue = '';
   ui.dialog.showModal();
 }
@@ -1162,7 +1171,7 @@ function onDeleted(f) {
   const held = S.messages.get(f.id);
   const tombstone = f.message && typeof f.message === 'object'
     ? f.message
-    : { ...(held || { id: f.id, seq: f.seq, author: '' }), rev: f.rev, deleted: true, body: '', html: '', reactions: {} };
+    : { ...(held || { id: f.id, seq: f.seq, author: '' }), rev: f.rev, deleted: true, body: '', html: '', reactions: {}, attachments: [] };
   onRevFrame(f, () => applyChange(tombstone));
   if (focused) (focused.closest('.messages') || ui.list).focus({ preventScroll: true });
 }
@@ -1558,6 +1567,14 @@ function onDirectMessage(f) {
 
 // ---------------------------------------------------------------- sending
 
+// The files waiting to go with each composer's next message (files.js): dropped on the room for
+// the room's composer, on the thread panel for the thread's.
+for (const [c, drop] of [[composers.main, ui.drop || ui.layout], [composers.thread, ui.threadPanel]]) {
+  if (c.form.querySelector('.attachment-chips')) {
+    c.attach = wireAttachments({ room: ROOM, form: c.form, input: c.input, drop, maxFiles: MAX_FILES });
+  }
+}
+
 function transmit(entry) {
   entry.status = 'pending';
   entry.node.classList.remove('failed');
@@ -1566,6 +1583,7 @@ function transmit(entry) {
   setNote(entry.node, 'sending…');
   const frame = { type: 'send', room: ROOM, body: entry.body, client_id: entry.cid, ref: entry.cid };
   if (entry.replyTo != null) frame.reply_to = entry.replyTo;
+  if (entry.attachments.length) frame.attachments = entry.attachments.map((a) => a.id); // the same on every resend
   if (S.joined) send(frame);
 }
 
@@ -1576,13 +1594,17 @@ function flushOutbox() {
 }
 
 // Shown at once as typed (pending), in the room's flow or, for a reply, in its thread's panel.
-function queueMessage(body, replyTo = null) {
-  const entry = { cid: newClientId(), body, replyTo, createdAt: new Date().toISOString(), status: 'pending', retries: 0, seq: null };
+// `attachments`: the finished uploads going with it (their wire form, shown at once).
+function queueMessage(body, replyTo = null, attachments = []) {
+  const entry = {
+    cid: newClientId(), body, replyTo, attachments, createdAt: new Date().toISOString(), status: 'pending', retries: 0, seq: null,
+  };
   const node = buildMessage(ME, replyTo == null ? 'main' : 'thread');
   node.classList.add('own', 'outbox', 'pending');
   node.dataset.clientId = entry.cid;
   node.dataset.author = ME;
   renderText(node.querySelector('.body'), body);
+  renderAttachments(node, { attachments });
   setTime(node, entry.createdAt);
   entry.node = node;
   S.outbox.set(entry.cid, entry);
@@ -1615,7 +1637,7 @@ function onAck(f) {
     acceptLive({
       id: f.id, seq: f.seq, rev: f.rev, room: ROOM, author: ME, body: entry.body, html: '', created_at: entry.createdAt,
       edited_at: null, client_id: entry.cid, reply_to: entry.replyTo, reply_count: 0, repliers: [], last_reply_at: null,
-      reactions: {}, partial: true,
+      reactions: {}, attachments: entry.attachments, partial: true,
     });
     if (entry.replyTo == null) afterAppend(follow);
   } else {
@@ -1655,7 +1677,9 @@ const cleanBody = (text) => text.replace(/^\s*\n/, '').replace(/\s+$/, '');
 function submitComposer(c = composers.main) {
   if (c.input.disabled) return;
   const body = cleanBody(c.input.value);
-  if (!body.trim()) return;
+  const files = c.attach ? c.attach.ready() : [];
+  if (c.attach?.busy()) return c.attach.warnBusy();
+  if (!body.trim() && !files.length) return; // files may go without text
   if (charCount(body) > MAX_BODY) {
     updateCounter(c);
     c.counter.classList.add('shake');
@@ -1666,7 +1690,8 @@ function submitComposer(c = composers.main) {
   c.input.value = '';
   autosize(c);
   updateCounter(c);
-  queueMessage(body, replyTo);
+  queueMessage(body.trim() ? body : '', replyTo, files);
+  if (files.length) c.attach.clearSent();
 }
 
 function updateCounter(c = composers.main) {
@@ -1943,6 +1968,7 @@ function onFrame(data) {
   try { frame = JSON.parse(data); } catch { /* not ours to fix */ }
   if (!frame || typeof frame !== 'object') return;
   if (handleUnreadFrame(frame)) return; // the sidebar's counts, from every room
+  if (handleSearchFrame(frame)) return; // the search box's answers (search.js)
   if (frame.type === 'direct_message') return onDirectMessage(frame); // any conversation's, on any socket
   if (frame.type === 'room_invited') return onRoomInvited(frame); // any room's, on any socket
   if (frame.room != null && frame.room !== ROOM) return; // only one room on this page
@@ -2074,6 +2100,14 @@ function wire() {
   ui.list.prepend(marker);
   updateMarker();
   ui.list.addEventListener('scroll', onScroll, { passive: true });
+  // The list gets shorter when the composer grows (files waiting, a long text): a reader at the
+  // bottom stays at the bottom.
+  let listHeight = ui.list.clientHeight;
+  new ResizeObserver(() => {
+    const before = listHeight;
+    listHeight = ui.list.clientHeight;
+    if (listHeight < before && ui.list.scrollHeight - ui.list.scrollTop - before < 48) scrollListTo(ui.list.scrollHeight);
+  }).observe(ui.list);
   for (const list of [ui.list, ui.threadList]) {
     list.addEventListener('focusin', onListFocus);
     list.addEventListener('keydown', onListKey);
@@ -2090,6 +2124,7 @@ function wire() {
   ui.newButton.addEventListener('click', () => { scrollToBottom(); scheduleRead(0); });
   wireComposer(composers.main);
   wireComposer(composers.thread);
+  connectSearch({ send, connected: () => S.joined });
   wireManage({ room: ROOM, me: ME, canManage: MANAGER, onInfo: showInfo });
   for (const c of Object.values(composers)) wireMentions({ input: c.input, form: c.form, local: mentionCandidates, me: ME });
   wirePresencePanel({
