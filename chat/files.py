@@ -32,8 +32,10 @@ from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.db import close_old_connections, transaction
+from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from chat.errors import ChatError, ErrorCode
@@ -65,13 +67,36 @@ _EXTENSIONS = {
 }
 
 
-def megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):g} MB"
+def human_size(size: int) -> str:
+    """A size as people read it: "25 MB", "1.5 KB", "900 bytes" (binary units, at most one decimal)."""
+    for unit, scale in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if size >= scale:
+            return f"{round(size / scale, 1):g} {unit}"
+    return ngettext("%(count)d byte", "%(count)d bytes", size) % {"count": size}
 
 
 def too_large() -> ChatError:
     limit = settings.CHAT_UPLOAD_MAX_BYTES
-    return ChatError(ErrorCode.TOO_LARGE, _("The file is larger than %(limit)s.") % {"limit": megabytes(limit)})
+    return ChatError(ErrorCode.TOO_LARGE, _("The file is larger than %(limit)s.") % {"limit": human_size(limit)})
+
+
+def check_quota(*, uploader: User, size: int) -> None:
+    """Refuse an upload that would take `uploader` past CHAT_UPLOAD_BYTES_PER_DAY over the last
+    24 hours (what their uploads still stored weigh, attached or not; a deleted message's files no
+    longer count). Without it, anyone signed in could fill the disk at the API's request rate."""
+    limit = settings.CHAT_UPLOAD_BYTES_PER_DAY
+    if not limit:
+        return
+    since = timezone.now() - timedelta(days=1)
+    used = Upload.objects.filter(uploader=uploader, created_at__gte=since).aggregate(total=Sum("size"))["total"] or 0
+    if used + size > limit:
+        raise ChatError(
+            ErrorCode.RATE_LIMITED,
+            _(
+                "You have uploaded %(used)s in the last 24 hours, and this file would pass the limit of %(limit)s: try again later."
+            )
+            % {"used": human_size(used), "limit": human_size(limit)},
+        )
 
 
 class SizeLimitHandler(FileUploadHandler):
@@ -268,6 +293,7 @@ def upload_create(*, room: Room, uploader: User, file: File) -> Upload:
         raise too_large()
     if size == 0:
         raise _refuse(_("The file is empty."))
+    check_quota(uploader=uploader, size=size)
     name = sanitise_name(str(file.name or ""))
     file.seek(0)
     head = file.read(8192)

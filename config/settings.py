@@ -361,6 +361,8 @@ STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT") or BASE_DIR / "var" / "static")
 # They are never served from a public URL: /files/<id>/<name> checks who asks (chat/api/downloads.py).
 CHAT_UPLOAD_MAX_BYTES = env_int("CHAT_UPLOAD_MAX_BYTES", 25 * 1024 * 1024, minimum=1)
 CHAT_UPLOAD_MAX_FILES = env_int("CHAT_UPLOAD_MAX_FILES", 10, minimum=1, maximum=100)  # files on one message
+# What one user's uploads may weigh over 24 hours (0: no limit): chat.files.check_quota.
+CHAT_UPLOAD_BYTES_PER_DAY = env_int("CHAT_UPLOAD_BYTES_PER_DAY", 1024 * 1024 * 1024, minimum=0)
 # Uploads no message took are removed after this many hours (`manage.py purge_uploads`, and every
 # worker every CHAT_UPLOAD_PURGE_INTERVAL_SECONDS; 0: never, run the command from cron instead).
 CHAT_UPLOAD_PENDING_HOURS = env_int("CHAT_UPLOAD_PENDING_HOURS", 24, minimum=1)

@@ -167,6 +167,39 @@ def test_a_file_over_the_limit_is_refused_while_it_arrives_and_nothing_is_stored
     assert upload(Client(), "lobby", b"x" * (2 * 1024 * 1024), **bearer(token)).status_code == 201
 
 
+def test_a_small_limit_is_told_in_the_unit_people_read(settings, lobby, token, media):
+    settings.CHAT_UPLOAD_MAX_BYTES = 2000
+    response = upload(Client(), "lobby", b"x" * 2001, **bearer(token))
+    assert response.json() == {"code": "too_large", "detail": "The file is larger than 2 KB."}
+
+
+def test_a_user_may_upload_so_much_a_day_and_a_deleted_messages_files_count_no_more(
+    settings, alice, bob, lobby, token, media
+):
+    settings.CHAT_UPLOAD_BYTES_PER_DAY = 3000
+    first = upload(Client(), "lobby", b"a" * 2000, **bearer(token))
+    assert first.status_code == 201
+    refused = upload(Client(), "lobby", b"b" * 1001, **bearer(token))
+    assert refused.status_code == 429
+    assert refused.json() == {
+        "code": "rate_limited",
+        "detail": "You have uploaded 2 KB in the last 24 hours, and this file would pass the limit of 2.9 KB: "
+        "try again later.",
+    }
+    assert Upload.objects.count() == 1 and len(stored_files(media)) == 1
+    assert upload(Client(), "lobby", b"c" * 1000, **bearer(token)).status_code == 201  # up to the limit
+    bobs = services.token_create(user=bob, name="b")[1]
+    assert upload(Client(), "lobby", b"d" * 2000, **bearer(bobs)).status_code == 201  # each user has their own
+
+    message = send(Client(), "lobby", {"body": "", "attachments": [first.json()["id"]]}, **bearer(token)).json()
+    services.message_delete_own(room=lobby, author=alice, message_id=message["id"])
+    assert upload(Client(), "lobby", b"e" * 2000, **bearer(token)).status_code == 201  # its 2 KB are free again
+
+    old = timezone.now() - timedelta(days=1, seconds=1)
+    Upload.objects.filter(uploader=alice).update(created_at=old)
+    assert upload(Client(), "lobby", b"f" * 3000, **bearer(token)).status_code == 201  # a day later
+
+
 def test_a_browser_uploads_with_its_session_and_csrf_token_and_the_limit_holds_there_too(alice, lobby, settings, media):
     """The session's CSRF check reads the form before the view does: the limit applies to that
     read as well."""
