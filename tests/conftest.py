@@ -16,38 +16,12 @@ from tests.support.sockets import TEST_PASSWORD, Socket, open_socket, session_co
 # once, whose handshakes must finish within Daphne's timeouts) runs while the other processes are
 # idle: it holds a lock file exclusively, every other test holds it shared, from its setup to its
 # teardown (module fixtures included).  Without xdist, nothing is locked.
-#
-# Modules go to the processes in the order sorted here (pyproject.toml turns off xdist's own
-# reordering, which sends the modules with the most tests first and so kept the few-but-long ones,
-# a fault or a cluster test of 20 s each, for the end: one process then ran them alone for
-# minutes). The longest first (their measured times, a full run's --durations, in the comments),
-# then the other end-to-end modules, then tests/app and tests/unit, many short tests that fill in
-# around the long ones at the end.
-HEAVY_MODULES_FIRST = (
-    "e2e/test_faults.py",  # 129 s
-    "e2e/test_cluster.py",  # 89 s
-    "e2e/test_browser_flow.py",  # 77 s
-    "e2e/test_browser_manage.py",  # 57 s
-    "e2e/test_settings.py",  # 56 s
-    "e2e/test_browser_features.py",  # 51 s
-    "e2e/test_browser_links.py",  # 48 s
-    "e2e/test_browser_pages.py",  # 45 s
-    "e2e/test_browser_files.py",  # 44 s
-    "e2e/test_api.py",  # 38 s, one test
-)
-_KINDS_ORDER = {"e2e": 0, "app": 1, "unit": 2}
-_TESTS = Path(__file__).parent
-
-
-def _module_rank(item) -> tuple[int, int]:
-    relative = item.path.relative_to(_TESTS).as_posix()
-    heavy = HEAVY_MODULES_FIRST.index(relative) if relative in HEAVY_MODULES_FIRST else len(HEAVY_MODULES_FIRST)
-    return heavy, _KINDS_ORDER.get(relative.split("/")[0], 1)
+HEAVY_MODULES_FIRST = ("test_faults.py", "test_cluster.py")
 
 
 def pytest_collection_modifyitems(items):
     """The longest modules first, so that under xdist no process is left with one at the end."""
-    items.sort(key=_module_rank)  # stable: the order within a module is kept
+    items.sort(key=lambda item: item.path.name not in HEAVY_MODULES_FIRST)  # stable: order within a module kept
 
 
 def _lock_path(run: str) -> Path:

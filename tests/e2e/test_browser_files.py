@@ -223,7 +223,7 @@ def test_a_file_over_the_limit_is_refused_with_the_reason(browser, small_server)
         expect(status).to_be_visible()
         expect(status).to_have_attribute("role", "alert")
         expect(status).to_contain_text("too-big.bin was not uploaded")
-        expect(status).to_contain_text("MB")  # the server's reason names the limit
+        expect(status).to_contain_text("The file is larger than 2 KB.")  # the server's reason names the limit
         expect(chip.locator(".chip-note")).to_have_text("Not uploaded")
         expect(chip.locator(".chip-name")).to_be_visible()
         screenshot(page, "refused")
