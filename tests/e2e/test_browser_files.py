@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.e2e.test_browser_links import serious_axe_findings
-from tests.support.browser import make_room, open_room
+from tests.support.browser import make_room, open_room, signed_in_state
 from tests.support.daphne_server import DaphneServer
 
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
@@ -53,22 +53,9 @@ def small_server():
         yield daphne
 
 
-def sign_in(browser: Browser, server: DaphneServer, name: str) -> dict:
-    context = browser.new_context()
-    page = context.new_page()
-    page.goto(server.base_url + "/accounts/login/")
-    page.get_by_label("Username").fill(name)
-    page.get_by_label("Password").fill("chatdemo")
-    page.get_by_role("button", name=re.compile("log in", re.I)).click()
-    expect(page).to_have_url(server.base_url + "/")
-    state = context.storage_state()
-    context.close()
-    return state
-
-
 @pytest.fixture(scope="module")
 def sessions(browser: Browser, server: DaphneServer) -> dict[str, dict]:
-    return {name: sign_in(browser, server, name) for name in ("alice", "bob")}
+    return {name: signed_in_state(browser, server, name) for name in ("alice", "bob")}
 
 
 @pytest.fixture
@@ -209,7 +196,7 @@ def test_cancel_stops_an_upload_and_removes_its_chip(page_as, server):
 
 
 def test_a_file_over_the_limit_is_refused_with_the_reason(browser, small_server):
-    context = browser.new_context(storage_state=sign_in(browser, small_server, "alice"), **DESKTOP)
+    context = browser.new_context(storage_state=signed_in_state(browser, small_server, "alice"), **DESKTOP)
     context.set_default_timeout(10_000)
     page = context.new_page()
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.support.browser import django, open_room
+from tests.support.browser import django, open_room, signed_in_state
 from tests.support.daphne_server import DaphneServer
 
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
@@ -20,18 +20,7 @@ PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobil
 
 @pytest.fixture(scope="module")
 def sessions(browser: Browser, server: DaphneServer) -> dict[str, dict]:
-    states = {}
-    for name in ("alice", "bob"):
-        context = browser.new_context()
-        page = context.new_page()
-        page.goto(server.base_url + "/accounts/login/")
-        page.get_by_label("Username").fill(name)
-        page.get_by_label("Password").fill("chatdemo")
-        page.get_by_role("button", name=re.compile("log in", re.I)).click()
-        expect(page).to_have_url(server.base_url + "/")
-        states[name] = context.storage_state()
-        context.close()
-    return states
+    return {name: signed_in_state(browser, server, name) for name in ("alice", "bob")}
 
 
 @pytest.fixture
