@@ -29,9 +29,23 @@ class SearchQuerySerializer(serializers.Serializer):
             " anywhere in a message (a substring, in any script)."
         ),
     )
-    room = StrictRegexField(NO_NUL, required=False, max_length=MAX_SLUG_LENGTH, help_text="Only this room (its slug).")
+    # As the schema says: an empty value is refused, and one of spaces is taken as written (no such
+    # room: 404; no such person: no messages) rather than trimmed into an empty one.
+    room = StrictRegexField(
+        NO_NUL,
+        required=False,
+        min_length=1,
+        trim_whitespace=False,
+        max_length=MAX_SLUG_LENGTH,
+        help_text="Only this room (its slug).",
+    )
     author = StrictRegexField(
-        NO_NUL, required=False, max_length=MAX_USERNAME_LENGTH, help_text="Only this person's messages (a username)."
+        NO_NUL,
+        required=False,
+        min_length=1,
+        trim_whitespace=False,
+        max_length=MAX_USERNAME_LENGTH,
+        help_text="Only this person's messages (a username).",
     )
     before = serializers.IntegerField(
         required=False, min_value=1, max_value=MAX_SEQ, help_text="A message id: only older messages (the next page)."

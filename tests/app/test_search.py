@@ -194,9 +194,21 @@ class TestHttp:
         refused = client.get("/api/search/", {"q": "会议", "room": "secret"})
         assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
         assert client.get("/api/search/", {"q": "x", "room": "nowhere"}).status_code == 404
+        # As the schema says: a filter of spaces is a name nobody has, not a blank field.
+        assert client.get("/api/search/", {"q": "会议", "author": " "}).json() == {"messages": [], "has_more": False}
+        assert client.get("/api/search/", {"q": "会议", "room": " "}).status_code == 404
 
     @pytest.mark.parametrize(
-        "params", [{}, {"q": ""}, {"q": "  "}, {"q": "x" * 201}, {"q": "a\x00"}, {"q": "x", "limit": 51}]
+        "params",
+        [
+            {},
+            {"q": ""},
+            {"q": "  "},
+            {"q": "x" * 201},
+            {"q": "a\x00"},
+            {"q": "x", "limit": 51},
+            {"q": "x", "author": ""},
+        ],
     )
     def test_bad_query_is_400(self, alice, params):
         client = Client()
