@@ -32,6 +32,8 @@ class OnlineQuerySerializer(serializers.Serializer):
     after = StrictRegexField(
         r"^[^\x00]*$",  # the schema says what DRF refuses: no NUL
         required=False,
+        allow_blank=True,  # blank: from the first name, as when it is left out
+        trim_whitespace=False,  # a name is compared as sent; trimming a tab would turn it into a blank
         max_length=MAX_USERNAME_LENGTH,
         error_messages={"invalid": "The username contains a NUL character."},
         help_text="A username: the names after it (the last one of the previous page).",
@@ -71,7 +73,7 @@ class OnlineView(APIView):
         room = selectors.room_get_for(slug=slug, user=request.user)
         try:
             users, has_more, online = async_to_sync(_page)(
-                room_id=room.pk, after=query.validated_data.get("after"), limit=query.validated_data["limit"]
+                room_id=room.pk, after=query.validated_data.get("after") or None, limit=query.validated_data["limit"]
             )
         except (TimeoutError, RedisError, OSError) as error:
             logger.warning("Online list of room %s: presence did not answer: %r", room.slug, error)

@@ -113,6 +113,10 @@ async def test_http_online_pages_for_those_who_may_read_the_room(people, hall, m
     assert (status, body) == (200, {"room": "hall", "users": ["ann", "bea", "cal"], "has_more": True, "online": 4})
     status, body = await database_sync_to_async(get)("/api/rooms/hall/online/?after=cal", **auth)
     assert (status, body["users"], body["has_more"]) == (200, ["dan"], False)
+    # A name is taken as sent: a blank one starts from the first, and a tab sorts before every name.
+    for after in ("", "%09"):
+        status, body = await database_sync_to_async(get)(f"/api/rooms/hall/online/?after={after}", **auth)
+        assert (status, body["users"]) == (200, ["ann", "bea", "cal", "dan"])
     status, body = await database_sync_to_async(get)("/api/rooms/hall/online/?limit=0", **auth)
     assert (status, body["code"]) == (400, "bad_request")
     assert (await database_sync_to_async(get)("/api/rooms/hall/online/"))[0] == 401
