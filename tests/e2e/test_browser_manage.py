@@ -2,9 +2,11 @@
 room's creator renames it, changes its topic and archives it, and a member's open page follows
 live; a moderator removes a member, whose page closes the room, and deletes someone else's message
 for everyone; an invited person sees the private room appear in their sidebar; a member leaves a
-room for good; the dialogs have no serious or critical axe-core findings. And the online list
-never claims people are there who are not: after a ban, a sign-out elsewhere or a lost
-connection, on the page of the person concerned and on everyone else's."""
+room for good; the dialogs have no serious or critical axe-core findings; the terminal client
+manages a room (members, topic, name, private, archive) and shows a plain member the server's
+refusals. And the online list never claims people are there who are not: after a ban, a
+sign-out elsewhere or a lost connection, on the page of the person concerned and on everyone
+else's."""
 
 import re
 import threading
@@ -15,7 +17,7 @@ from playwright.sync_api import Page, WebSocketRoute, expect
 
 from tests.support.browser import django, logged_in_page, open_room, send
 from tests.support.daphne_server import DaphneServer
-from tests.support.terminal import PASSWORD, finish, output, spawn
+from tests.support.terminal import PASSWORD, TIME, finish, output, spawn
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -27,7 +29,7 @@ alice, bob, carol = user("alice"), user("bob"), user("carol")
 for slug, private, members in [
     ("plans", False, []), ("kick", False, []), ("secret", True, []), ("leaving", True, [bob]),
     ("modroom", False, []), ("banroom", False, []), ("signout", False, []), ("lost", False, []),
-    ("term", True, []),
+    ("term", True, []), ("attic", False, []),
 ]:
     services.room_create(slug=slug, name=slug.title(), private=private, created_by=alice, members=members)
     services.room_enter(slug=slug, user=alice)
@@ -301,8 +303,8 @@ def test_a_page_that_lost_its_connection_claims_nobody_online_until_it_is_back(b
     context.close()
 
 
-def test_the_terminal_client_lists_invites_removes_renames_sets_the_topic_and_leaves_for_good(server):
-    child = spawn(server, "--user", "alice", "--room", "term", env=PASSWORD)
+def test_the_terminal_client_manages_a_room_refuses_a_plain_member_and_leaves_for_good(server):
+    child = spawn(server, "--user", "alice", "--room", "term", "--room", "attic", env=PASSWORD)
     child.expect_exact("type a message")
     child.sendline("/members")
     child.expect_exact("members of #term: alice (creator)")
@@ -314,10 +316,45 @@ def test_the_terminal_client_lists_invites_removes_renames_sets_the_topic_and_le
     child.expect_exact("topic of #term: Release notes")
     child.sendline("/rename Terminal room")
     child.expect_exact("#term is now named Terminal room")
+
+    # bob, a plain member: the server refuses him what only managers may do, and he reads why.
+    bob = spawn(server, "--user", "bob", "--room", "term", env=PASSWORD)
+    bob.expect_exact("type a message")
+    child.sendline("house rules")
+    bob.expect(r"#(\d+) " + TIME + "alice: house rules")
+    rules = bob.match.group(1)
+    bob.sendline("cheap watches here")
+    child.expect(r"#(\d+) " + TIME + "bob: cheap watches here")
+    spam = child.match.group(1)
+    refused = "! Only the moderators and the creator of 'term' may do that."
+    bob.sendline("/rename Mine now")
+    bob.expect_exact(refused)
+    bob.sendline("/invite carol")
+    bob.expect_exact(refused)
+    bob.sendline(f"/delete {rules}")
+    bob.expect_exact("! You can only change your own messages.")
+    # alice, the room's creator, deletes bob's message for everyone.
+    child.sendline(f"/delete {spam}")
+    bob.expect(f"#{spam} " + TIME + r"bob: \(deleted\)")
+
+    child.sendline("/private maybe")
+    child.expect_exact("usage: /private on|off")
+    child.sendline("/private on")
+    child.expect_exact("#term is now private: only invited members may enter")
+    child.sendline("/private off")
+    child.expect_exact("#term is now public")
     child.sendline("/remove bob")
     child.expect_exact("bob removed from #term; members: alice (creator)")
+    bob.expect_exact("#term was closed: you were removed from it")
+    bob.sendline("/quit")
     child.sendline("/part")
     child.expect_exact("left #term for good")
+    # /archive archives only the room it names, and only the current one (#attic, after /part).
+    child.sendline("/archive")
+    child.expect_exact("usage: /archive ROOM, naming the current room (/archive attic)")
+    child.sendline("/archive attic")
+    child.expect_exact("archived #attic")
     child.sendline("/quit")
     assert finish(child) == 0
-    assert "Traceback" not in output(child)
+    assert finish(bob) == 0
+    assert "Traceback" not in output(child) + output(bob)
