@@ -73,6 +73,10 @@ commands (interactive mode; ID is the number after # at the start of a message):
   /remove USER        remove USER from the current room (its creator and moderators)
   /topic TEXT         set the current room's topic (its creator and moderators; empty TEXT clears it)
   /rename NAME        rename the current room; its address stays (its creator and moderators)
+  /private on|off     make the current room private (only invited members may enter; the others
+                      are shut out) or public again (its creator and moderators)
+  /archive ROOM       archive the current room for everyone (its creator and moderators); ROOM must
+                      name it, so that a stray /archive archives nothing
   /history [N]        show N older messages of the current room (default 20; repeat to go further back)
   /reply ID TEXT      answer message ID in its thread
   /thread ID          show message ID and the replies in its thread
@@ -119,6 +123,20 @@ def split_path(arg: str) -> tuple[str, str]:
             return arg[1:end], arg[end + 1 :].strip()
     path, _, text = arg.partition(" ")
     return path, text.strip()
+
+
+def parse_switch(arg: str) -> bool | None:
+    """`/private`'s argument: True for `on`, False for `off`, None for anything else (a typo
+    must not change who may enter the room)."""
+    return {"on": True, "off": False}.get(arg.strip().lower())
+
+
+def archive_target(arg: str, current: str | None) -> str | None:
+    """`/archive ROOM`: the room to archive, when ROOM names the current room (`#` optional);
+    else None. Archiving closes the room for everyone, so it is never the default: an /archive
+    typed in the wrong window, or with the wrong room, archives nothing."""
+    slug = arg.strip().lstrip("#")
+    return slug if slug and slug == current else None
 
 
 def parse_search(arg: str) -> tuple[str, str | None, str | None]:
@@ -541,6 +559,8 @@ class TerminalClient(ChatClient):
                 "remove": self.cmd_remove,
                 "topic": self.cmd_topic,
                 "rename": self.cmd_rename,
+                "private": self.cmd_private,
+                "archive": self.cmd_archive,
                 "history": self.cmd_history,
                 "dm": self.cmd_dm,
                 "reply": self.cmd_reply,
@@ -684,6 +704,39 @@ class TerminalClient(ChatClient):
             info = await self.ask(self.room_update(slug, name=arg, timeout=self.args.timeout))
             if info is not None:
                 self.info(f"#{clean_line(slug)} is now named {clean_line(info.get('name'))}")
+
+    async def cmd_private(self, arg: str) -> None:
+        private = parse_switch(arg)
+        if private is None:
+            self.warn("usage: /private on|off")
+            return
+        slug = self.managed_room()
+        if slug is not None:
+            info = await self.ask(self.room_update(slug, private=private, timeout=self.args.timeout))
+            if info is not None:
+                state = "private: only invited members may enter" if info.get("private") else "public"
+                self.info(f"{self.label(slug)} is now {state}")
+
+    async def cmd_archive(self, arg: str) -> None:
+        slug = self.managed_room()
+        if slug is None:
+            return
+        target = archive_target(arg, slug)
+        if target is None:
+            self.warn(
+                f"usage: /archive ROOM, naming the current room (/archive {clean_line(slug)}): it closes for everyone"
+            )
+            return
+        label = self.label(target)
+        try:
+            await self.archive(target, timeout=self.args.timeout)
+        except ClientError as error:
+            self.warn(clean_line(error.message))
+            return
+        except TimeoutError:
+            self.warn(f"no answer from the server within {self.args.timeout:g} s")
+            return
+        self.info(f"archived {label}")
 
     def message_room(self, message_id: int) -> str | None:
         """The room of a message this client holds (the current room's first), else the

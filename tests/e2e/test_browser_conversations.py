@@ -1,8 +1,10 @@
 """Conversations in a real browser (Debian's Chromium) against a real Daphne worker: two people
-start a direct conversation, answer in a thread and react, each seeing the other live; and a page
-whose connection is lost, or whose live copy of a change is dropped, ends with the current state
-of every message without a reload; and formatting cannot be turned against a reader: the usual
-cross-site-scripting payloads, sent through every Markdown construct, stay inert.
+start a direct conversation, answer in a thread and react, each seeing the other live (the New
+message picker, the thread panel and the reaction picker with no serious or critical axe-core
+finding); and a page whose connection is lost, or whose live copy of a change is dropped, ends
+with the current state of every message without a reload; and formatting cannot be turned
+against a reader: the usual cross-site-scripting payloads, sent through every Markdown
+construct, stay inert.
 
 Screenshots of the conversation (desktop and phone, light and dark) go to
 test-artifacts/screenshots/; with UPDATE_SCREENSHOTS=1 the README's docs/screenshots/
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, WebSocketRoute, expect
 
+from tests.e2e.test_browser_pages import axe_run, describe_violations
 from tests.support.browser import django, logged_in_page, open_room, send
 from tests.support.daphne_server import DaphneServer
 
@@ -30,16 +33,23 @@ SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
 README_SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+CHECKED = {**DESKTOP, "bypass_csp": True}  # axe-core is added as an inline script, which the CSP blocks
 
 
 def message(page: Page, text: str, *, where: str = "#messages"):
     return page.locator(f"{where} .message[data-id]", has_text=text)
 
 
+def assert_accessible(page: Page, what: str) -> None:
+    """No serious or critical axe-core finding on the page as it stands (`what` is open)."""
+    bad = [v for v in axe_run(page)["violations"] if v["impact"] in ("serious", "critical")]
+    assert not bad, f"axe-core, with the {what} open:\n{describe_violations(bad)}"
+
+
 def test_two_people_start_a_direct_conversation_reply_in_a_thread_and_react(browser, server):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    alice = logged_in_page(browser, server, "alice", **DESKTOP)
-    bob = logged_in_page(browser, server, "bob", **DESKTOP)
+    alice = logged_in_page(browser, server, "alice", **CHECKED)
+    bob = logged_in_page(browser, server, "bob", **CHECKED)
     open_room(bob, server, "lobby")  # bob is elsewhere when the conversation starts
 
     # alice starts it from the room list's "New message", choosing bob in the picker.
@@ -48,6 +58,7 @@ def test_two_people_start_a_direct_conversation_reply_in_a_thread_and_react(brow
     expect(dialog).to_be_visible()
     dialog.get_by_label("Find people").fill("bo")
     dialog.locator("label.direct-user", has_text="bob").click()
+    assert_accessible(alice, "New message picker")
     dialog.locator("#direct-start").click()
     expect(alice).to_have_url(re.compile(r"/rooms/dm-[0-9a-f]{16}/$"))
     expect(alice.locator("#status")).to_have_attribute("data-state", "live")
@@ -73,6 +84,7 @@ def test_two_people_start_a_direct_conversation_reply_in_a_thread_and_react(brow
     bob.locator("#thread-input").press("Enter")
     expect(message(bob, "ask away", where="#thread-messages").locator(".body em")).to_have_text("ask away")
     expect(message(bob, "ask away")).to_have_count(0)  # replies stay out of the room's flow
+    assert_accessible(bob, "thread panel")
     summary = message(alice, "quick question").locator(".thread-summary")
     expect(summary).to_contain_text("1 reply")
     summary.click()
@@ -82,6 +94,8 @@ def test_two_people_start_a_direct_conversation_reply_in_a_thread_and_react(brow
     root = message(alice, "quick question", where="#messages")
     root.hover()
     root.locator(".react-button").click()
+    expect(alice.locator("#emoji-picker")).to_be_visible()
+    assert_accessible(alice, "reaction picker")
     alice.locator("#emoji-picker").get_by_label("thumbs up").click()
     chip = message(bob, "quick question").locator('.reaction[data-emoji="👍"]')
     expect(chip).to_have_attribute("aria-label", "alice reacted with 👍")

@@ -1,10 +1,13 @@
 """Room management in a real browser (Debian's Chromium) against a real Daphne worker: the
-room's creator renames it, changes its topic and archives it, and a member's open page follows
-live; a moderator removes a member, whose page closes the room, and deletes someone else's message
-for everyone; an invited person sees the private room appear in their sidebar; a member leaves a
-room for good; the dialogs have no serious or critical axe-core findings. And the online list
-never claims people are there who are not: after a ban, a sign-out elsewhere or a lost
-connection, on the page of the person concerned and on everyone else's."""
+room's creator renames it, changes its topic, makes it private and archives it, and a member's
+open page follows live; a moderator removes a member, whose page closes the room, and deletes
+someone else's message for everyone; an invited person sees the private room appear in their
+sidebar; a member leaves a room for good; the dialogs (members, a plain member's too, settings,
+the archive and delete confirmations) have no serious or critical axe-core findings; the
+terminal client manages a room (members, topic, name, private, archive) and shows a plain member
+the server's refusals. And the online list never claims people are there who are not: after a
+ban, a sign-out elsewhere or a lost connection, on the page of the person concerned and on
+everyone else's."""
 
 import re
 import threading
@@ -15,7 +18,7 @@ from playwright.sync_api import Page, WebSocketRoute, expect
 
 from tests.support.browser import django, logged_in_page, open_room, send
 from tests.support.daphne_server import DaphneServer
-from tests.support.terminal import PASSWORD, finish, output, spawn
+from tests.support.terminal import PASSWORD, TIME, finish, output, spawn
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -25,9 +28,9 @@ DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 ROOMS = """
 alice, bob, carol = user("alice"), user("bob"), user("carol")
 for slug, private, members in [
-    ("plans", False, []), ("kick", False, []), ("secret", True, []), ("leaving", True, [bob]),
+    ("plans", False, [bob]), ("kick", False, []), ("secret", True, []), ("leaving", True, [bob]),
     ("modroom", False, []), ("banroom", False, []), ("signout", False, []), ("lost", False, []),
-    ("term", True, []),
+    ("term", True, []), ("attic", False, []),
 ]:
     services.room_create(slug=slug, name=slug.title(), private=private, created_by=alice, members=members)
     services.room_enter(slug=slug, user=alice)
@@ -71,9 +74,25 @@ def message(page: Page, text: str):
     return page.locator("#messages .message[data-id]", has_text=text)
 
 
-def test_the_creator_renames_a_room_changes_its_topic_and_archives_it_live_on_a_members_page(browser, server, sessions):
-    bob = page_of(browser, server, sessions, "bob", "plans")
-    alice = page_of(browser, server, sessions, "alice", "plans")
+def axe_run(page: Page) -> list[dict]:
+    """axe-core's serious and critical findings on the page as it is."""
+    if not AXE_JS.is_file():
+        pytest.fail(f"{AXE_JS.relative_to(REPO_ROOT)} is missing: run `npm install --no-audit --no-fund`.")
+    page.add_script_tag(path=str(AXE_JS))
+    violations = page.evaluate(
+        """async () => (await axe.run(document)).violations.map((v) => ({
+            id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')),
+        }))"""
+    )
+    return [v for v in violations if v["impact"] in ("serious", "critical")]
+
+
+def test_the_creator_renames_a_room_changes_its_topic_makes_it_private_and_archives_it_live_on_a_members_page(
+    browser, server, sessions
+):
+    bob = page_of(browser, server, sessions, "bob", "plans")  # invited: he stays when it turns private
+    # add_script_tag (axe-core) injects an inline script, which the page's Content-Security-Policy blocks.
+    alice = page_of(browser, server, sessions, "alice", "plans", bypass_csp=True)
     elsewhere = page_of(browser, server, sessions, "carol", "lobby")  # plans in her sidebar only
     rooms = page_of(browser, server, sessions, "carol")  # and on her room list
     expect(bob.locator("#settings-open")).to_have_count(0)  # bob is a plain member
@@ -93,16 +112,33 @@ def test_the_creator_renames_a_room_changes_its_topic_and_archives_it_live_on_a_
     assert bob.url.endswith("/rooms/plans/")  # the address stays
     expect(elsewhere.locator('.sidebar-rooms li[data-slug="plans"] .sidebar-room-name')).to_have_text("Q3 plans")
     expect(rooms.locator('.room-card[data-slug="plans"] .room-card-name')).to_have_text("Q3 plans")
-    rooms.context.close()
     elsewhere.context.close()
 
+    # Private: a tag in the header, live on bob's page too; carol, never invited, loses the room.
+    expect(bob.locator("#room-private-tag")).to_be_hidden()
     alice.get_by_role("button", name="Settings").click()
+    dialog.get_by_label("Private: only invited members may enter").check()
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog).to_be_hidden()
+    expect(alice.locator("#room-private-tag")).to_be_visible()
+    expect(bob.locator("#room-private-tag")).to_be_visible()
+    expect(bob.locator("#room-closed")).to_be_hidden()
+    rooms.reload()
+    expect(rooms.locator(".room-card").first).to_be_visible()
+    expect(rooms.locator('.room-card[data-slug="plans"]')).to_have_count(0)
+    rooms.context.close()
+
+    alice.get_by_role("button", name="Settings").click()
+    expect(dialog.get_by_label("Private: only invited members may enter")).to_be_checked()
     dialog.get_by_label("Name").fill("   ")
     dialog.get_by_role("button", name="Save").click()
     expect(dialog.locator("#settings-error")).to_have_text("Give the room a name.")
     archive = dialog.get_by_role("button", name="Archive room")
     archive.click()
-    dialog.get_by_role("button", name=re.compile("Archive for everyone")).click()
+    confirm = dialog.get_by_role("button", name=re.compile("Archive for everyone"))
+    expect(confirm).to_be_visible()  # the confirmation step, checked as it stands
+    assert axe_run(alice) == []
+    confirm.click()
     expect(bob.locator("#room-closed")).to_have_text("This room was archived.")
     expect(online(bob)).to_have_count(0)
     expect(alice.locator("#room-closed")).to_have_text("This room was archived.")
@@ -158,8 +194,12 @@ def test_an_invited_person_sees_the_private_room_appear_in_their_sidebar(browser
 
 
 def test_a_member_leaves_a_private_room_for_good(browser, server, sessions):
-    bob = page_of(browser, server, sessions, "bob", "leaving")
+    bob = page_of(browser, server, sessions, "bob", "leaving", bypass_csp=True)  # for axe-core
     bob.get_by_role("button", name="Members").click()
+    # The dialog as a plain member sees it: the list and Leave room, no invite or remove.
+    expect(bob.locator("#members-dialog .member")).to_have_count(2)
+    expect(bob.get_by_role("button", name=re.compile("^Remove"))).to_have_count(0)
+    assert axe_run(bob) == []
     bob.get_by_role("button", name="Leave room").click()
     expect(bob).to_have_url(server.base_url + "/")
     expect(bob.locator("main").get_by_role("link", name="Leaving")).to_have_count(0)
@@ -173,13 +213,14 @@ def test_a_moderator_deletes_someone_elses_message_and_it_disappears_live(browse
     send(bob, "cheap watches here")
     expect(message(bob, "cheap watches")).to_have_count(1)
     expect(message(bob, "cheap watches").locator(".delete-button")).to_be_attached()
-    alice = page_of(browser, server, sessions, "alice", "modroom")
+    alice = page_of(browser, server, sessions, "alice", "modroom", bypass_csp=True)  # for axe-core
     spam = message(alice, "cheap watches")
     spam.hover()
     spam.locator(".delete-button").click()
     dialog = alice.locator("#delete-dialog")
     expect(dialog).to_be_visible()
     expect(dialog.locator("#delete-dialog-preview")).to_have_text("cheap watches here")
+    assert axe_run(alice) == []
     dialog.get_by_role("button", name="Delete").click()
     expect(message(bob, "cheap watches")).to_have_count(0)
     expect(message(alice, "cheap watches")).to_have_count(0)
@@ -190,19 +231,6 @@ def test_a_moderator_deletes_someone_elses_message_and_it_disappears_live(browse
     expect(theirs.locator(".delete-button")).to_be_hidden()
     alice.context.close()
     bob.context.close()
-
-
-def axe_run(page: Page) -> list[dict]:
-    """axe-core's serious and critical findings on the page as it is."""
-    if not AXE_JS.is_file():
-        pytest.fail(f"{AXE_JS.relative_to(REPO_ROOT)} is missing: run `npm install --no-audit --no-fund`.")
-    page.add_script_tag(path=str(AXE_JS))
-    violations = page.evaluate(
-        """async () => (await axe.run(document)).violations.map((v) => ({
-            id: v.id, impact: v.impact, nodes: v.nodes.map((n) => n.target.join(' ')),
-        }))"""
-    )
-    return [v for v in violations if v["impact"] in ("serious", "critical")]
 
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
@@ -301,8 +329,8 @@ def test_a_page_that_lost_its_connection_claims_nobody_online_until_it_is_back(b
     context.close()
 
 
-def test_the_terminal_client_lists_invites_removes_renames_sets_the_topic_and_leaves_for_good(server):
-    child = spawn(server, "--user", "alice", "--room", "term", env=PASSWORD)
+def test_the_terminal_client_manages_a_room_refuses_a_plain_member_and_leaves_for_good(server):
+    child = spawn(server, "--user", "alice", "--room", "term", "--room", "attic", env=PASSWORD)
     child.expect_exact("type a message")
     child.sendline("/members")
     child.expect_exact("members of #term: alice (creator)")
@@ -314,10 +342,45 @@ def test_the_terminal_client_lists_invites_removes_renames_sets_the_topic_and_le
     child.expect_exact("topic of #term: Release notes")
     child.sendline("/rename Terminal room")
     child.expect_exact("#term is now named Terminal room")
+
+    # bob, a plain member: the server refuses him what only managers may do, and he reads why.
+    bob = spawn(server, "--user", "bob", "--room", "term", env=PASSWORD)
+    bob.expect_exact("type a message")
+    child.sendline("house rules")
+    bob.expect(r"#(\d+) " + TIME + "alice: house rules")
+    rules = bob.match.group(1)
+    bob.sendline("cheap watches here")
+    child.expect(r"#(\d+) " + TIME + "bob: cheap watches here")
+    spam = child.match.group(1)
+    refused = "! Only the moderators and the creator of 'term' may do that."
+    bob.sendline("/rename Mine now")
+    bob.expect_exact(refused)
+    bob.sendline("/invite carol")
+    bob.expect_exact(refused)
+    bob.sendline(f"/delete {rules}")
+    bob.expect_exact("! You can only change your own messages.")
+    # alice, the room's creator, deletes bob's message for everyone.
+    child.sendline(f"/delete {spam}")
+    bob.expect(f"#{spam} " + TIME + r"bob: \(deleted\)")
+
+    child.sendline("/private maybe")
+    child.expect_exact("usage: /private on|off")
+    child.sendline("/private on")
+    child.expect_exact("#term is now private: only invited members may enter")
+    child.sendline("/private off")
+    child.expect_exact("#term is now public")
     child.sendline("/remove bob")
     child.expect_exact("bob removed from #term; members: alice (creator)")
+    bob.expect_exact("#term was closed: you were removed from it")
+    bob.sendline("/quit")
     child.sendline("/part")
     child.expect_exact("left #term for good")
+    # /archive archives only the room it names, and only the current one (#attic, after /part).
+    child.sendline("/archive")
+    child.expect_exact("usage: /archive ROOM, naming the current room (/archive attic)")
+    child.sendline("/archive attic")
+    child.expect_exact("archived #attic")
     child.sendline("/quit")
     assert finish(child) == 0
-    assert "Traceback" not in output(child)
+    assert finish(bob) == 0
+    assert "Traceback" not in output(child) + output(bob)

@@ -1,7 +1,9 @@
 """Live unread state in a real browser (Debian's Chromium through Playwright) against a real Daphne
 worker: the sidebar's and the room list's badges and the tab title follow what happens in rooms the
 page does not show, mentions count apart and notify from any room, a read on one tab clears the
-badge on the other, your own and deleted messages never count, and a muted room stays quiet.
+badge on the other, your own and deleted messages never count, a muted room stays quiet and one
+set to mentions notifies only for those (and a direct conversation for every message). The room
+page keeps all of it up to date over its one socket.
 
 alice writes through the HTTP API and a token socket (as a bot or another device would), bob
 watches in Chromium. Every test uses rooms of its own."""
@@ -82,6 +84,18 @@ def post(server: DaphneServer, token: str, slug: str, body: str) -> dict[str, An
         return json.load(response)
 
 
+def set_level(server: DaphneServer, token: str, slug: str, level: str) -> None:
+    """bob's notification setting for a room, from another device (HTTP): his open pages follow."""
+    request = urllib.request.Request(
+        f"{server.base_url}/api/rooms/{slug}/notify/",
+        data=json.dumps({"level": level}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="PUT",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.load(response)["level"] == level
+
+
 def delete(server: DaphneServer, token: str, slug: str, message_id: int) -> None:
     """alice deletes her message from another device (a token socket)."""
     with connect(server.ws_url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
@@ -106,6 +120,8 @@ def test_a_room_elsewhere_counts_live_in_the_sidebar_the_room_list_and_the_title
     make_rooms(server, "u-lobby", "u-random")
     alice = logins["tokens"]["alice"]
     bob = bob_page(browser, logins)
+    sockets: list[str] = []  # every WebSocket the room page opens, from its first request on
+    bob.on("websocket", lambda ws: sockets.append(ws.url))
     open_room(bob, server, "u-random")
     rooms = bob.context.new_page()
     rooms.goto(server.base_url + "/")
@@ -132,6 +148,8 @@ def test_a_room_elsewhere_counts_live_in_the_sidebar_the_room_list_and_the_title
     expect(rooms).to_have_title("(1) Rooms · Channels Chat")
     assert notifications(bob)[-1] == {"title": "alice in U-Lobby", "body": "@bob can you look at this?"}
     assert bob.csp_violations == []
+    # All of it came over the page's one socket, the one its own room uses: none per sidebar room.
+    assert len(sockets) == 1, sockets
     bob.context.close()
 
 
@@ -173,8 +191,8 @@ def test_own_messages_from_the_api_and_deleted_ones_do_not_count(browser, server
     bob.context.close()
 
 
-def test_a_muted_room_shows_no_emphasis_and_never_notifies(browser, server, logins):
-    make_rooms(server, "m-lobby", "m-random")
+def test_a_muted_room_never_notifies_and_one_set_to_mentions_only_for_a_mention(browser, server, logins):
+    make_rooms(server, "m-lobby", "m-random", "m-mentions")
     bob = bob_page(browser, logins)
     open_room(bob, server, "m-lobby")
     level = bob.get_by_label("Notifications for this room")
@@ -190,6 +208,15 @@ def test_a_muted_room_shows_no_emphasis_and_never_notifies(browser, server, logi
     expect(sidebar_badge(bob, "m-lobby", ".badge-mention")).to_have_count(0)
     expect(bob).to_have_title("M-Random · Channels Chat")
     assert notifications(bob) == []
+
+    set_level(server, logins["tokens"]["bob"], "m-mentions", "mentions")
+    expect(bob.locator('.sidebar-rooms li[data-slug="m-mentions"]')).to_have_attribute("data-notify", "mentions")
+    post(server, logins["tokens"]["alice"], "m-mentions", "lunch at noon")
+    expect(sidebar_badge(bob, "m-mentions")).to_have_text("1 unread")  # counted, but no notification
+    assert notifications(bob) == []
+    post(server, logins["tokens"]["alice"], "m-mentions", "@bob lunch at noon?")
+    expect(sidebar_badge(bob, "m-mentions", ".badge-mention")).to_have_text("@1 mention")
+    assert notifications(bob) == [{"title": "alice in M-Mentions", "body": "@bob lunch at noon?"}]
     bob.goto(f"{server.base_url}/rooms/m-lobby/")
     expect(bob.get_by_label("Notifications for this room")).to_have_value("mute")
     bob.context.close()
@@ -216,4 +243,10 @@ def test_a_direct_message_counts_as_a_mention_and_notifies_from_any_room(browser
     expect(item.locator(".badge")).to_have_text("2 mentions")
     expect(bob).to_have_title("(2) D-Random · Channels Chat")
     assert len(notifications(bob)) == 2
+    # Set to mentions, a direct conversation still notifies: each of its messages is one.
+    set_level(server, logins["tokens"]["bob"], slug, "mentions")
+    expect(item).to_have_attribute("data-notify", "mentions")
+    post(server, logins["tokens"]["alice"], slug, "or at five")
+    expect(item.locator(".badge")).to_have_text("3 mentions")
+    assert notifications(bob)[-1] == {"title": "alice: or at five", "body": None}
     bob.context.close()
