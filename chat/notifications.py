@@ -30,7 +30,18 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import ngettext
 
-from chat.models import PRIVATE_ACCESS, Ban, EmailNotice, EmailPreference, Membership, Mention, Message, Room
+from chat.models import (
+    PRIVATE_ACCESS,
+    Ban,
+    EmailNotice,
+    EmailPreference,
+    Membership,
+    Mention,
+    Message,
+    NotifyLevel,
+    Room,
+    RoomNotify,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +65,8 @@ def _membership_worth_an_email() -> Q:
 
 def waiting_unread_for(*, user: User) -> QuerySet[Message]:
     """The messages waiting for `user`: worth an email, unread (after their read marker in the
-    room), by someone else, not deleted, in a room that is not archived, and in no email yet.
+    room), by someone else, not deleted, in a room that is not archived nor muted by the user, and
+    in no email yet.
     Oldest first. Thread replies are left out, as they are of unread counts: the read marker
     follows the room's flow, so a reply read in its thread would still look unread."""
     emailed = EmailNotice.objects.filter(user=user, room=OuterRef("room"), seq__gte=OuterRef("seq"))
@@ -66,6 +78,7 @@ def waiting_unread_for(*, user: User) -> QuerySet[Message]:
             Q(room__private=False) | Exists(Membership.objects.filter(PRIVATE_ACCESS, room=OuterRef("room"), user=user))
         )
         .exclude(Exists(Ban.objects.filter(user=user, room=OuterRef("room"))))
+        .exclude(Exists(RoomNotify.objects.filter(user=user, room=OuterRef("room"), level=NotifyLevel.MUTE)))
         .exclude(Exists(emailed))
         .select_related("room", "author")
         .order_by("created_at", "pk")
@@ -81,6 +94,9 @@ def candidate_user_ids() -> list[int]:
         .filter(last_read_seq__lt=F("room__last_seq"), user__is_active=True)
         .exclude(user__email="")
         .exclude(user__email_preference__notify=False)
+        .exclude(
+            Exists(RoomNotify.objects.filter(user=OuterRef("user"), room=OuterRef("room"), level=NotifyLevel.MUTE))
+        )
     )
     return sorted(set(memberships.values_list("user_id", flat=True)))
 

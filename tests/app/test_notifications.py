@@ -8,7 +8,7 @@ from django.core import mail
 from django.core.management import call_command
 from django.utils import timezone
 
-from chat import accounts, services
+from chat import accounts, services, unread
 from chat.models import EmailNotice, Message
 from chat.notifications import send_notification_emails, waiting_unread_for
 
@@ -141,6 +141,24 @@ def test_a_mention_waiting_unread_in_a_room_gets_an_email_once(people, make_user
     services.ban_create(room=room, user=bob)
     services.message_send(room=room, author=alice, body="@bob one more")
     assert send_notification_emails(now=timezone.now() + LATER * 3) == 0  # nothing from a room he was banned from
+
+
+def test_a_muted_room_or_conversation_sends_no_email_and_mentions_only_still_does(people):
+    """Mute silences a room everywhere, emails included; `mentions` is what emails are about."""
+    alice, bob = people
+    room = services.room_create(slug="ops", name="Ops", created_by=alice)
+    services.membership_add(room=room, user=bob)
+    direct = dm(alice, bob, "are you there?")
+    unread.notify_set(user=bob, room=room, level="mute")
+    unread.notify_set(user=bob, room=direct, level="mute")
+    services.message_send(room=room, author=alice, body="@bob can you take the pager tonight?")
+    assert send_notification_emails(now=timezone.now() + LATER) == 0
+    assert mail.outbox == []
+
+    unread.notify_set(user=bob, room=room, level="mentions")
+    assert send_notification_emails(now=timezone.now() + LATER) == 1
+    [email] = mail.outbox
+    assert "take the pager" in email.body and "are you there?" not in email.body
 
 
 def test_no_email_about_a_room_the_user_may_no_longer_read(people):
