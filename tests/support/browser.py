@@ -18,6 +18,11 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # Measured (a context opened on a room page four times): about a fifth less Chromium CPU and
+    # a third less time without site isolation (every page here is one origin) and without
+    # features that only matter on the open web.
+    "--disable-features=site-per-process,IsolateOrigins,PaintHolding,Translate,OptimizationHints,MediaRouter,"
+    "AcceptCHFrame,AutofillServerCommunication,CertificateTransparencyComponentUpdater,DialMediaRouteProvider",
 ]
 
 
