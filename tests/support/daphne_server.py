@@ -35,6 +35,7 @@ from typing import Any
 from clients.login import parse_form
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVER_SETTINGS = "tests.support.server_settings"  # config.settings with a fast password hasher
 DEMO_PASSWORD = "chatdemo"
 
 # Variables of the developer's shell that would change what the worker does: dropped, so the
@@ -93,7 +94,7 @@ def template_database(seed: bool) -> Path:
         atexit.register(shutil.rmtree, directory, ignore_errors=True)
         env = clean_env(
             {
-                "DJANGO_SETTINGS_MODULE": "config.settings",
+                "DJANGO_SETTINGS_MODULE": SERVER_SETTINGS,
                 "DATABASE_URL": f"sqlite:///{directory / 'db.sqlite3'}",
                 "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
             }
@@ -244,7 +245,7 @@ class DaphneServer:
         try:
             self.env = clean_env(
                 {
-                    "DJANGO_SETTINGS_MODULE": "config.settings",
+                    "DJANGO_SETTINGS_MODULE": SERVER_SETTINGS,
                     "DATABASE_URL": f"sqlite:///{self.tmpdir / 'db.sqlite3'}",
                     "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
                     "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
